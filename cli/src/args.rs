@@ -1,0 +1,156 @@
+//! The command line, as typed. Only clap types live here; they are resolved
+//! once into a [`crate::config::Config`] and never read by the commands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Safe, observable runbooks for TURN relays, media relays and etcd clusters.
+///
+/// opsctl reads an inventory of relay nodes and config-cluster nodes and runs
+/// the dangerous procedures over SSH: no-downtime restarts, reboots,
+/// certificate renewal and etcd quorum recovery. Every procedure is a plan
+/// first: `--dry-run` prints it, and a real run executes exactly that plan.
+#[derive(Debug, Parser)]
+#[command(name = "opsctl", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The inventory file.
+    #[arg(
+        long,
+        short = 'i',
+        global = true,
+        env = "OPSCTL_INVENTORY",
+        default_value = "inventory.yaml",
+        value_name = "FILE"
+    )]
+    pub inventory: PathBuf,
+
+    /// Print the exact plan (steps, commands, gates, file diffs) and touch nothing.
+    #[arg(long, short = 'n', global = true)]
+    pub dry_run: bool,
+
+    /// Answer yes to every confirmation (for automation).
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+
+    /// How results are printed on stdout.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+
+    /// Name of this run (backups and the journal carry it); default: the UTC time.
+    #[arg(long, global = true, value_name = "ID", env = "OPSCTL_RUN_ID")]
+    pub run_id: Option<String>,
+
+    /// More diagnostics on stderr (-v, -vv).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// No colours on stderr (also when NO_COLOR is set).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Restart relays: with --no-downtime, drain each one first; without, at once.
+    Restart(Restart),
+    /// Reboot hosts.
+    #[command(subcommand)]
+    Reboot(Reboot),
+    /// Validate a certificate and roll it out to relays, checking what they serve.
+    RenewCert(RenewCert),
+    /// Rebuild a site's etcd cluster that has lost quorum, losing no keys.
+    RecoverQuorum(RecoverQuorum),
+    /// Show every node: reachable, service up, allocations, advertised, cert expiry.
+    Status,
+    /// Work with the inventory file.
+    #[command(subcommand)]
+    Inventory(InventoryCmd),
+}
+
+/// Which relays a command works on.
+#[derive(Debug, Args)]
+pub struct Targets {
+    /// Relays by name, worked on in the order given.
+    #[arg(value_name = "NODE", conflicts_with_all = ["all", "site"])]
+    pub nodes: Vec<String>,
+
+    /// Every relay of the inventory, site by site.
+    #[arg(long, conflicts_with = "site")]
+    pub all: bool,
+
+    /// Every relay of one site.
+    #[arg(long, value_name = "SITE")]
+    pub site: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Restart {
+    #[command(flatten)]
+    pub targets: Targets,
+
+    /// Take each relay out of the advertised list and wait for its calls to end first.
+    #[arg(long)]
+    pub no_downtime: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Reboot {
+    /// Drain a relay host, reboot it, wait for the new boot, verify, put it back.
+    Node(RebootNode),
+}
+
+#[derive(Debug, Args)]
+pub struct RebootNode {
+    #[command(flatten)]
+    pub targets: Targets,
+}
+
+#[derive(Debug, Args)]
+pub struct RenewCert {
+    /// The new certificate: the whole chain, followed by the private key unless --key is given.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: PathBuf,
+
+    /// The private key, when it is not in the bundle.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+
+    /// Put the certificate into service by a reload instead of a drained restart.
+    #[arg(long)]
+    pub reload: bool,
+
+    #[command(flatten)]
+    pub targets: Targets,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverQuorum {
+    /// The site whose cluster to rebuild (needed when several sites have one).
+    #[arg(long, value_name = "SITE")]
+    pub site: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InventoryCmd {
+    /// Validate the inventory (and the advertised list it points at); report every problem.
+    Check,
+}

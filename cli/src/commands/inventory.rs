@@ -1,0 +1,149 @@
+//! `opsctl inventory check`: the inventory and the advertised list it names,
+//! validated without touching any node.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::advertise::{self, State, ValuesFile};
+use crate::args::Output;
+use crate::config::{Config, UsageError};
+use crate::inventory::MemberRole;
+
+#[derive(Serialize)]
+struct Summary<'a> {
+    inventory: &'a str,
+    sites: Vec<SiteSummary<'a>>,
+}
+
+#[derive(Serialize)]
+struct SiteSummary<'a> {
+    name: &'a str,
+    relays: Vec<RelaySummary<'a>>,
+    min_healthy_relays: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<ClusterSummary<'a>>,
+}
+
+#[derive(Serialize)]
+struct RelaySummary<'a> {
+    name: &'a str,
+    kind: &'static str,
+    host: &'a str,
+    /// `advertised`, `unadvertised`, `partial`, or `unknown` without a values file.
+    advertised: &'static str,
+}
+
+#[derive(Serialize)]
+struct ClusterSummary<'a> {
+    flavor: &'static str,
+    members: Vec<MemberSummary<'a>>,
+}
+
+#[derive(Serialize)]
+struct MemberSummary<'a> {
+    name: &'a str,
+    host: &'a str,
+    /// The Clearwater role (clearwater clusters only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+}
+
+pub fn check(cfg: &Config) -> anyhow::Result<()> {
+    let inv = &cfg.inventory;
+    let values = ValuesFile::load(inv).map_err(|e| UsageError(format!("{e:#}")))?;
+    let entries = match &values {
+        Some(v) => v
+            .relay_entries(inv, inv.relays())
+            .map_err(|e| UsageError(format!("{e:#}")))?,
+        None => BTreeMap::new(),
+    };
+    let summary = Summary {
+        inventory: &inv.file,
+        sites: inv
+            .sites
+            .iter()
+            .map(|s| SiteSummary {
+                name: &s.name,
+                min_healthy_relays: s.min_healthy_relays,
+                relays: s
+                    .relays
+                    .iter()
+                    .map(|r| RelaySummary {
+                        name: &r.name,
+                        kind: r.kind.name(),
+                        host: &r.access.host,
+                        advertised: match entries.get(&r.name).map(|e| advertise::state(e)) {
+                            Some(State::Advertised) => "advertised",
+                            Some(State::Unadvertised) => "unadvertised",
+                            Some(State::Partial) => "partial",
+                            None => "unknown",
+                        },
+                    })
+                    .collect(),
+                cluster: s.cluster.as_ref().map(|c| ClusterSummary {
+                    flavor: c.flavor.name(),
+                    members: c
+                        .members
+                        .iter()
+                        .map(|m| MemberSummary {
+                            name: &m.name,
+                            host: &m.access.host,
+                            role: match &m.role {
+                                MemberRole::Clearwater { role, .. } => Some(role.name()),
+                                MemberRole::Etcd { .. } => None,
+                            },
+                        })
+                        .collect(),
+                }),
+            })
+            .collect(),
+    };
+    match cfg.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+        Output::Text => {
+            let relays: usize = summary.sites.iter().map(|s| s.relays.len()).sum();
+            let members: usize = summary
+                .sites
+                .iter()
+                .filter_map(|s| s.cluster.as_ref())
+                .map(|c| c.members.len())
+                .sum();
+            println!(
+                "{}: ok: {} site{}, {relays} relays, {members} cluster members",
+                inv.file,
+                summary.sites.len(),
+                if summary.sites.len() == 1 { "" } else { "s" }
+            );
+            for s in &summary.sites {
+                println!(
+                    "  {} (keeps at least {} relay{} in service)",
+                    s.name,
+                    s.min_healthy_relays,
+                    if s.min_healthy_relays == 1 { "" } else { "s" }
+                );
+                for r in &s.relays {
+                    println!(
+                        "    {:<16} {:<10} {:<20} {}",
+                        r.name, r.kind, r.host, r.advertised
+                    );
+                }
+                if let Some(c) = &s.cluster {
+                    let members: Vec<String> = c
+                        .members
+                        .iter()
+                        .map(|m| match m.role {
+                            Some(role) => format!("{} ({role})", m.name),
+                            None => m.name.to_owned(),
+                        })
+                        .collect();
+                    println!("    cluster ({}): {}", c.flavor, members.join(", "));
+                }
+            }
+            if let Some(v) = &values {
+                println!("advertised list: {} matches every relay's urls", v.label);
+            }
+        }
+    }
+    Ok(())
+}

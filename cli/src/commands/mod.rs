@@ -1,0 +1,7 @@
+//! One module per subcommand kind. The procedures (restart, reboot, renew-cert,
+//! recover-quorum) differ only in their playbook and targets, which the config
+//! already resolved, so they share [`procedure`].
+
+pub mod inventory;
+pub mod procedure;
+pub mod status;

@@ -1,0 +1,256 @@
+//! The command line resolved against the inventory: what to do, to which
+//! nodes, and how to report it. Commands read this, never the clap types.
+
+use std::fmt;
+
+use crate::args::{self, Cli, Command, Output};
+use crate::inventory::{self, Inventory, NodeRef};
+use crate::plan::{Procedure, Request};
+
+pub struct Config {
+    pub inventory: Inventory,
+    pub dry_run: bool,
+    pub output: Output,
+    pub action: Action,
+}
+
+pub enum Action {
+    Plan(Request),
+    Status,
+    InventoryCheck,
+}
+
+/// A mistake in what was typed or in an input file: exit status 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn usage(msg: impl Into<String>) -> anyhow::Error {
+    UsageError(msg.into()).into()
+}
+
+impl Config {
+    pub fn resolve(cli: Cli) -> anyhow::Result<Config> {
+        let inventory = inventory::load(&cli.global.inventory)?;
+        let run = match cli.global.run_id {
+            Some(id) => check_run_id(id)?,
+            None => utc_stamp(std::time::SystemTime::now()),
+        };
+        let plan = |procedure, targets| {
+            Action::Plan(Request {
+                procedure,
+                targets,
+                run: run.clone(),
+            })
+        };
+        let action = match cli.command {
+            Command::Restart(r) => {
+                let targets = select_relays(&inventory, &r.targets)?;
+                let p = if r.no_downtime {
+                    Procedure::RestartNoDowntime
+                } else {
+                    Procedure::Restart
+                };
+                plan(p, targets)
+            }
+            Command::Reboot(args::Reboot::Node(r)) => {
+                plan(Procedure::RebootNode, select_relays(&inventory, &r.targets)?)
+            }
+            Command::RenewCert(r) => {
+                let mut targets = select_relays(&inventory, &r.targets)?;
+                if r.targets.nodes.is_empty() {
+                    // --all / --site mean every relay that serves TLS.
+                    targets.retain(|n| inventory.relays().any(|x| &x.name == n && x.kind.serves_tls()));
+                    if targets.is_empty() {
+                        return Err(usage("none of the selected relays serves TLS"));
+                    }
+                } else if let Some(r) = inventory
+                    .relays()
+                    .find(|x| r.targets.nodes.contains(&x.name) && !x.kind.serves_tls())
+                {
+                    return Err(usage(format!(
+                        "relay `{}` ({}) serves no TLS, so it has no certificate to renew\nhelp: leave it out",
+                        r.name, r.kind
+                    )));
+                }
+                plan(
+                    Procedure::RenewCert {
+                        bundle: r.bundle,
+                        key: r.key,
+                        reload: r.reload,
+                    },
+                    targets,
+                )
+            }
+            Command::RecoverQuorum(r) => plan(
+                Procedure::RecoverQuorum,
+                vec![select_cluster_site(&inventory, r.site)?],
+            ),
+            Command::Status => Action::Status,
+            Command::Inventory(args::InventoryCmd::Check) => Action::InventoryCheck,
+        };
+        Ok(Config {
+            inventory,
+            dry_run: cli.global.dry_run,
+            output: cli.global.output,
+            action,
+        })
+    }
+}
+
+/// Relay names in the order they will be worked on. Selecting nothing is an error.
+fn select_relays(inv: &Inventory, t: &args::Targets) -> anyhow::Result<Vec<String>> {
+    let names: Vec<String> = if t.all {
+        inv.relays().map(|r| r.name.clone()).collect()
+    } else if let Some(site) = &t.site {
+        let s = inv.site(site).ok_or_else(|| {
+            usage(format!(
+                "no site `{site}` in {}\nhelp: {}",
+                inv.file,
+                inv.suggest_site(site)
+            ))
+        })?;
+        if s.relays.is_empty() {
+            return Err(usage(format!("site `{site}` has no relays")));
+        }
+        s.relays.iter().map(|r| r.name.clone()).collect()
+    } else {
+        let mut out: Vec<String> = Vec::new();
+        for n in &t.nodes {
+            match inv.node(n) {
+                Some(NodeRef::Relay) => {
+                    if out.contains(n) {
+                        return Err(usage(format!("relay `{n}` is named twice")));
+                    }
+                    out.push(n.clone());
+                }
+                Some(NodeRef::Member { site }) => {
+                    return Err(usage(format!(
+                        "`{n}` is a member of {}'s config cluster, not a relay\nhelp: name relays here; `recover-quorum --site {}` works on the cluster",
+                        site.name, site.name
+                    )));
+                }
+                None => {
+                    return Err(usage(format!(
+                        "no node `{n}` in {}\nhelp: {}",
+                        inv.file,
+                        inv.suggest_node(n)
+                    )));
+                }
+            }
+        }
+        out
+    };
+    if names.is_empty() {
+        return Err(usage(
+            "no relays selected\nhelp: name them (`opsctl restart relay-1 relay-2`), or use `--all` or `--site SITE`",
+        ));
+    }
+    Ok(names)
+}
+
+fn select_cluster_site(inv: &Inventory, site: Option<String>) -> anyhow::Result<String> {
+    let with_cluster: Vec<&str> = inv
+        .sites
+        .iter()
+        .filter(|s| s.cluster.is_some())
+        .map(|s| s.name.as_str())
+        .collect();
+    match site {
+        Some(name) => {
+            let s = inv.site(&name).ok_or_else(|| {
+                usage(format!(
+                    "no site `{name}` in {}\nhelp: {}",
+                    inv.file,
+                    inv.suggest_site(&name)
+                ))
+            })?;
+            if s.cluster.is_none() {
+                return Err(usage(format!(
+                    "site `{name}` has no `cluster` in {}\nhelp: sites with a cluster: {}",
+                    inv.file,
+                    if with_cluster.is_empty() {
+                        "none".into()
+                    } else {
+                        with_cluster.join(", ")
+                    }
+                )));
+            }
+            Ok(name)
+        }
+        None => match with_cluster.as_slice() {
+            [one] => Ok((*one).to_owned()),
+            [] => Err(usage(format!("no site in {} has a `cluster`", inv.file))),
+            many => Err(usage(format!(
+                "several sites have a cluster ({})\nhelp: choose one with `--site SITE`",
+                many.join(", ")
+            ))),
+        },
+    }
+}
+
+fn check_run_id(id: String) -> anyhow::Result<String> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(id)
+    } else {
+        Err(usage(format!(
+            "run id `{id}` may only hold letters, digits, `-`, `_` and `.` (it becomes part of backup file names)"
+        )))
+    }
+}
+
+/// `20261123T064100Z`: sortable, and safe in file names.
+fn utc_stamp(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_are_utc_civil_time() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_416_060);
+        assert_eq!(utc_stamp(t), "20261123T064100Z");
+        assert_eq!(utc_stamp(std::time::UNIX_EPOCH), "19700101T000000Z");
+    }
+
+    #[test]
+    fn run_ids_must_be_safe_in_file_names() {
+        assert!(check_run_id("test-1".into()).is_ok());
+        assert!(check_run_id("../x".into()).is_err());
+        assert!(check_run_id("a b".into()).is_err());
+    }
+}

@@ -1,0 +1,283 @@
+//! The resolved inventory: every default merged in, every value checked.
+//!
+//! Nothing here is optional "because the file did not say": by the time a value
+//! reaches these types, the global, site and node levels and the relay kind's
+//! own defaults have been applied.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use relay::{CertLayout, Kind, StatsSource};
+
+use crate::template::Template;
+use crate::yaml::Pos;
+
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// The file as the user named it (for messages).
+    pub file: String,
+    /// Directory relative paths in the inventory are resolved against.
+    pub dir: PathBuf,
+    pub playbooks_dir: Option<PathBuf>,
+    pub advertise: Advertise,
+    pub sites: Vec<Site>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub name: String,
+    pub min_healthy_relays: usize,
+    pub relays: Vec<Relay>,
+    pub cluster: Option<Cluster>,
+}
+
+/// How opsctl reaches a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Ssh,
+    /// Commands run on this machine (the lab, or opsctl running on the node).
+    Local,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KnownHosts {
+    Strict,
+    AcceptNew,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ssh {
+    pub user: Option<String>,
+    pub port: u16,
+    pub identity_file: Option<PathBuf>,
+    pub known_hosts: KnownHosts,
+    pub connect_timeout: Duration,
+    pub jump_host: Option<String>,
+    /// Prefix every remote command with `sudo -n` (never prompts).
+    pub sudo: bool,
+}
+
+/// Where and how a node is reached; shared by relays and config-cluster members.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub host: String,
+    pub transport: Transport,
+    pub ssh: Ssh,
+}
+
+#[derive(Debug, Clone)]
+pub struct Relay {
+    pub name: String,
+    pub site: String,
+    pub pos: Pos,
+    pub access: Access,
+    pub kind: Kind,
+    /// The ICE URLs clients receive for this relay, as written in the advertised list.
+    pub urls: Vec<String>,
+    pub stats: Stats,
+    pub service: Service,
+    pub cert: Option<CertLayout>,
+    pub drain: Drain,
+    /// Send a STUN binding request from where opsctl runs as a health check.
+    pub stun_check: bool,
+    pub reboot: Reboot,
+}
+
+#[derive(Debug, Clone)]
+pub struct Stats {
+    pub source: StatsSource,
+    /// Query the stats interface on the node (through SSH) or directly from here.
+    pub read_on: ReadOn,
+    /// Where the stats password comes from; the value itself is never stored here.
+    pub password: Option<SecretRef>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOn {
+    Node,
+    Local,
+}
+
+/// A secret named by where it lives, so plans and logs can show the name only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    Env(String),
+    File(PathBuf),
+}
+
+impl std::fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretRef::Env(name) => write!(f, "${name}"),
+            SecretRef::File(path) => write!(f, "file {}", path.display()),
+        }
+    }
+}
+
+/// Commands that control a service. Each is an argument vector run on the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub stop: Vec<String>,
+    pub start: Vec<String>,
+    pub restart: Vec<String>,
+    pub status: Vec<String>,
+    /// What `status` prints (trimmed) when the service is up; `None`: exit 0 is enough.
+    pub status_expect: Option<String>,
+    /// Signal-free reload, where the relay supports one.
+    pub reload: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnTimeout {
+    /// Stop the rollout and leave the relay un-advertised (say so, with the fix).
+    Stop,
+    /// Put the relay back in the advertised list, then stop the rollout.
+    Readvertise,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drain {
+    pub timeout: Duration,
+    pub poll: Duration,
+    /// The rollout proceeds once allocations are at or below this.
+    pub threshold: u64,
+    pub on_timeout: OnTimeout,
+    /// Also switch on the relay's own drain mode while waiting.
+    pub relay_drain: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reboot {
+    pub command: Vec<String>,
+    pub boot_id: Vec<String>,
+    pub timeout: Duration,
+}
+
+/// How relays are taken out of and put back into the list clients receive.
+#[derive(Debug, Clone)]
+pub struct Advertise {
+    pub backend: Backend,
+    /// How to confirm from the clients' side which relays are listed.
+    pub check: Option<AdvertiseCheck>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Backend {
+    None,
+    ValuesFile {
+        /// The values file, resolved against the inventory's directory.
+        file: PathBuf,
+        /// Run after each edit, in `workdir`.
+        apply: Vec<String>,
+        then: Vec<Vec<String>>,
+        workdir: PathBuf,
+    },
+    Command {
+        /// Placeholders: {node}, {host}, {site}; each stays one argument.
+        remove: Vec<Template>,
+        restore: Vec<Template>,
+        then: Vec<Vec<String>>,
+        workdir: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum AdvertiseCheck {
+    /// `GET` this URL; the body is brig's `/calls/config/v2` JSON.
+    Url(String),
+    /// Run this locally; it prints that JSON.
+    Command(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub site: String,
+    pub flavor: Flavor,
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Flavor {
+    Clearwater(Clearwater),
+    Etcd(Etcd),
+}
+
+impl Flavor {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Flavor::Clearwater(_) => "clearwater",
+            Flavor::Etcd(_) => "etcd",
+        }
+    }
+}
+
+/// Project Clearwater's etcd layout and the members chosen to re-form the cluster.
+#[derive(Debug, Clone)]
+pub struct Clearwater {
+    pub local_config: String,
+    pub shared_config: String,
+    pub data_dir: String,
+    /// Members that re-form the cluster; the rest rejoin one at a time as proxies.
+    pub masters: Vec<String>,
+}
+
+/// A plain etcd 3.x cluster.
+#[derive(Debug, Clone)]
+pub struct Etcd {
+    pub token: String,
+    /// The member whose data the rebuilt cluster starts from.
+    pub seed: String,
+    pub etcdctl: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub name: String,
+    pub access: Access,
+    pub role: MemberRole,
+}
+
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // a handful per cluster; boxing buys nothing
+pub enum MemberRole {
+    Clearwater {
+        role: ClearwaterRole,
+        management_ip: String,
+    },
+    Etcd {
+        client_url: String,
+        peer_url: String,
+        data_dir: String,
+        env_file: String,
+        service: Service,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClearwaterRole {
+    Bono,
+    Sprout,
+    Dime,
+    Homer,
+    Vellum,
+    Ellis,
+}
+
+impl ClearwaterRole {
+    pub const ALL: [(&'static str, ClearwaterRole); 6] = [
+        ("bono", ClearwaterRole::Bono),
+        ("sprout", ClearwaterRole::Sprout),
+        ("dime", ClearwaterRole::Dime),
+        ("homer", ClearwaterRole::Homer),
+        ("vellum", ClearwaterRole::Vellum),
+        ("ellis", ClearwaterRole::Ellis),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, r)| *r == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("?")
+    }
+}

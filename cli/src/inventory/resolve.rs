@@ -1,0 +1,733 @@
+//! Walks the inventory tree: reads each level, merges defaults into nodes, and
+//! checks what spans nodes (unique names, references, advertised URLs).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use relay::{CertLayout, Kind, StatsSource};
+
+use super::layers::{Defaults, Manager, RelayLayer, SshLayer};
+use super::model::*;
+use super::read;
+use crate::reader::{At, MapReader};
+use crate::template::Template;
+use crate::yaml::Pos;
+
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
+const DEFAULT_DRAIN_POLL: Duration = Duration::from_secs(10);
+const DEFAULT_REBOOT_TIMEOUT: Duration = Duration::from_secs(600);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Names as they were read, kept even when the node around them had problems,
+/// so a duplicate is reported in the same run as everything else.
+type Names = RefCell<Vec<(String, Pos, String)>>;
+
+fn note_name(names: &Names, name: &Option<String>, at: &At) {
+    if let Some(n) = name {
+        names.borrow_mut().push((n.clone(), at.pos(), at.path.clone()));
+    }
+}
+
+/// A path from the inventory, relative to the inventory's directory.
+fn beside(dir: &std::path::Path, p: &str) -> PathBuf {
+    if dir == std::path::Path::new(".") {
+        PathBuf::from(p)
+    } else {
+        dir.join(p)
+    }
+}
+
+pub fn inventory(root: &At, file: String, dir: PathBuf) -> Option<Inventory> {
+    let mut m = root.map()?;
+    let nodes = Names::default();
+    let site_names = Names::default();
+    let playbooks_dir = m
+        .get("playbooks")
+        .and_then(|a| a.name())
+        .map(|p| beside(&dir, &p));
+    let global = m
+        .get("defaults")
+        .and_then(|a| a.map())
+        .map(|mut d| {
+            let out = read::defaults(&mut d);
+            d.finish();
+            out
+        })
+        .unwrap_or_default();
+    let advertise = m
+        .get("advertise")
+        .map(|a| advertise(&a, &dir))
+        .unwrap_or(Some(Advertise {
+            backend: Backend::None,
+            check: None,
+        }));
+    let mut sites = Vec::new();
+    if let Some(list) = m
+        .require(
+            "sites",
+            "list the deployment's sites, each with `name` and `relays`",
+        )
+        .and_then(|a| a.list())
+    {
+        for at in &list {
+            sites.push(site(at, &global, &nodes, &site_names));
+        }
+        if list.is_empty() {
+            root.error(
+                "`sites` is empty",
+                Some("add at least one site with relays or a cluster".into()),
+            );
+        }
+    }
+    m.finish();
+    check_unique(
+        root,
+        &nodes.into_inner(),
+        "node",
+        "node names must be unique across relays and cluster members",
+    );
+    check_unique(root, &site_names.into_inner(), "site", "rename one of the sites");
+
+    let sites: Vec<Site> = sites.into_iter().collect::<Option<_>>()?;
+    let inv = Inventory {
+        file,
+        dir,
+        playbooks_dir,
+        advertise: advertise?,
+        sites,
+    };
+    check_advertised_urls(root, &inv);
+    Some(inv)
+}
+
+fn site(at: &At, global: &Defaults, nodes: &Names, sites: &Names) -> Option<Site> {
+    let mut m = at.map()?;
+    let name = m
+        .require("name", "give the site a name, e.g. `name: dc1`")
+        .and_then(|a| a.name());
+    note_name(sites, &name, at);
+    let own = m
+        .get("defaults")
+        .and_then(|a| a.map())
+        .map(|mut d| {
+            let out = read::defaults(&mut d);
+            d.finish();
+            out
+        })
+        .unwrap_or_default();
+    let defaults = own.over(global);
+    let site_name = name.clone().unwrap_or_default();
+    let mut relays = Vec::new();
+    if let Some(list) = m.get("relays").and_then(|a| a.list()) {
+        for r in &list {
+            relays.push(relay(r, &defaults, &site_name, nodes));
+        }
+    }
+    let cluster = m
+        .get("cluster")
+        .map(|c| cluster(&c, &defaults, &site_name, nodes));
+    m.finish();
+    let min_healthy_relays = defaults.min_healthy_relays.unwrap_or(1);
+    let relays: Vec<Relay> = relays.into_iter().collect::<Option<_>>()?;
+    if !relays.is_empty() && min_healthy_relays >= relays.len() {
+        at.error(
+            format!(
+                "`min_healthy_relays` is {min_healthy_relays} but the site has {} relay{}: no relay could ever be taken out",
+                relays.len(),
+                if relays.len() == 1 { "" } else { "s" }
+            ),
+            Some(format!(
+                "lower `min_healthy_relays` below {} or add relays",
+                relays.len()
+            )),
+        );
+    }
+    Some(Site {
+        name: name?,
+        min_healthy_relays,
+        relays,
+        cluster: match cluster {
+            Some(c) => Some(c?),
+            None => None,
+        },
+    })
+}
+
+fn access(m: &mut MapReader, defaults: &Defaults) -> (Option<String>, Transport, Ssh) {
+    let host = m
+        .require("host", "the address opsctl connects to, e.g. `host: 10.0.0.11`")
+        .and_then(|a| a.name());
+    let transport = m
+        .get("transport")
+        .and_then(|a| read::transport(&a))
+        .or(defaults.transport)
+        .unwrap_or(Transport::Ssh);
+    let own = m
+        .get("ssh")
+        .and_then(|a| a.map())
+        .map(|mut s| {
+            let out = read::ssh(&mut s);
+            s.finish();
+            out
+        })
+        .unwrap_or_default();
+    (host, transport, ssh(own.over(&defaults.ssh)))
+}
+
+fn ssh(l: SshLayer) -> Ssh {
+    Ssh {
+        user: l.user,
+        port: l.port.unwrap_or(22),
+        identity_file: l.identity_file,
+        known_hosts: l.known_hosts.unwrap_or(KnownHosts::Strict),
+        connect_timeout: l.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        jump_host: l.jump_host,
+        sudo: l.sudo.unwrap_or(false),
+    }
+}
+
+fn relay(at: &At, defaults: &Defaults, site: &str, names: &Names) -> Option<Relay> {
+    let mut m = at.map()?;
+    let name = m
+        .require("name", "give the relay a unique name, e.g. `name: relay-1`")
+        .and_then(|a| a.name());
+    note_name(names, &name, at);
+    let (host, transport, ssh) = access(&mut m, defaults);
+    let urls_at = m.get("urls");
+    let urls = match &urls_at {
+        Some(a) => read::strings(a),
+        None => Some(Vec::new()),
+    };
+    if let (Some(a), Some(list)) = (&urls_at, &urls) {
+        for (i, url) in list.iter().enumerate() {
+            if let Err(e) = check_ice_url(url) {
+                let item = &a.list().unwrap_or_default()[i];
+                item.error(
+                    e,
+                    Some(
+                        "write it as clients get it, e.g. `turn:turn1.example.com:3478?transport=tcp`".into(),
+                    ),
+                );
+            }
+        }
+    }
+    let own = read::relay_settings(&mut m);
+    m.finish();
+    let l = own.over(&defaults.relay);
+    let kind = match l.kind {
+        Some(Some(kind)) => kind,
+        Some(None) => return None,
+        None => {
+            at.error(
+                "missing field `kind`",
+                Some(
+                    "set `kind:` (restund, coturn, rtpengine or relayd) on the relay or in `defaults.relay`"
+                        .into(),
+                ),
+            );
+            return None;
+        }
+    };
+    let stats = stats(at, &l, kind);
+    let cert = cert(&l, kind);
+    let service = service(&l, kind);
+    Some(Relay {
+        name: name?,
+        site: site.to_owned(),
+        pos: at.pos(),
+        access: Access {
+            host: host?,
+            transport,
+            ssh,
+        },
+        kind,
+        urls: urls?,
+        stats: stats?,
+        service,
+        cert,
+        drain: Drain {
+            timeout: l.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+            poll: l.drain_poll.unwrap_or(DEFAULT_DRAIN_POLL),
+            threshold: l.drain_threshold.unwrap_or(0),
+            on_timeout: l.drain_on_timeout.unwrap_or(OnTimeout::Stop),
+            relay_drain: l.relay_drain.unwrap_or(false),
+        },
+        stun_check: l.stun_check.unwrap_or(false),
+        reboot: Reboot {
+            command: l.reboot_command.unwrap_or_else(|| {
+                // A transient timer lets the SSH command return before the host goes down.
+                ["systemd-run", "--on-active=2", "systemctl", "reboot"]
+                    .map(String::from)
+                    .to_vec()
+            }),
+            boot_id: l
+                .boot_id
+                .unwrap_or_else(|| vec!["cat".into(), "/proc/sys/kernel/random/boot_id".into()]),
+            timeout: l.reboot_timeout.unwrap_or(DEFAULT_REBOOT_TIMEOUT),
+        },
+    })
+}
+
+/// An ICE server URL as RFC 7065 writes it: `turn:`/`turns:`/`stun:` host[:port][?transport=..].
+fn check_ice_url(url: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = url.split_once(':') else {
+        return Err(format!("`{url}` is not a TURN/STUN URL"));
+    };
+    if !matches!(scheme, "turn" | "turns" | "stun" | "stuns") {
+        return Err(format!(
+            "`{url}` has scheme `{scheme}`; expected turn, turns, stun or stuns"
+        ));
+    }
+    let (hostport, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if hostport.is_empty() || hostport.starts_with('/') {
+        return Err(format!("`{url}` names no host"));
+    }
+    if !query.is_empty() && !matches!(query, "transport=udp" | "transport=tcp") {
+        return Err(format!(
+            "`{url}` has query `{query}`; only `transport=udp` or `transport=tcp` is allowed"
+        ));
+    }
+    Ok(())
+}
+
+fn stats(at: &At, l: &RelayLayer, kind: Kind) -> Option<Stats> {
+    let default = kind.default_stats();
+    let Some(s) = &l.stats else {
+        return Some(Stats {
+            source: default,
+            read_on: ReadOn::Node,
+            password: None,
+        });
+    };
+    let via = s.via.clone().unwrap_or_else(|| default.via().to_owned());
+    let same_via = via == default.via();
+    let source = match via.as_str() {
+        "turnstats" => StatsSource::Turnstats {
+            addr: s.addr.clone().unwrap_or_else(|| "127.0.0.1:33000".into()),
+        },
+        "coturn-cli" => StatsSource::CoturnCli {
+            addr: s.addr.clone().unwrap_or_else(|| "127.0.0.1:5766".into()),
+        },
+        "prometheus" => StatsSource::Prometheus {
+            url: s
+                .url
+                .clone()
+                .unwrap_or_else(|| "http://127.0.0.1:9641/metrics".into()),
+        },
+        _ => StatsSource::RtpengineCtl {
+            command: s.command.clone().unwrap_or_else(|| match (&default, same_via) {
+                (StatsSource::RtpengineCtl { command }, true) => command.clone(),
+                _ => ["rtpengine-ctl", "list", "numsessions"]
+                    .map(String::from)
+                    .to_vec(),
+            }),
+        },
+    };
+    if matches!(source, StatsSource::CoturnCli { .. }) && s.password.is_none() {
+        at.diags.report(
+            s.pos,
+            &format!("{}.stats", at.path),
+            "the coturn admin CLI needs a password",
+            Some("set `password_env: VAR` or `password_file: PATH` (coturn's `cli-password`)".into()),
+        );
+    }
+    Some(Stats {
+        source,
+        read_on: s.read_on.unwrap_or(ReadOn::Node),
+        password: s.password.clone(),
+    })
+}
+
+fn cert(l: &RelayLayer, kind: Kind) -> Option<CertLayout> {
+    match &l.cert {
+        Some((c, _)) => match (&c.bundle, &c.cert, &c.key) {
+            (Some(b), _, _) => Some(CertLayout::Bundle { path: b.clone() }),
+            (None, Some(cert), Some(key)) => Some(CertLayout::Split {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        },
+        None => kind.default_cert(),
+    }
+}
+
+fn service(l: &RelayLayer, kind: Kind) -> Service {
+    let manager = l
+        .manager
+        .as_ref()
+        .map(|(m, _)| m.clone())
+        .unwrap_or_else(|| Manager::Systemd(kind.default_unit().to_owned()));
+    let mut s = manager_commands(&manager, kind.reloads_cert());
+    let pick = |own: &Option<Vec<String>>, default: &mut Vec<String>| {
+        if let Some(c) = own {
+            *default = c.clone();
+        }
+    };
+    pick(&l.stop, &mut s.stop);
+    pick(&l.start, &mut s.start);
+    pick(&l.restart, &mut s.restart);
+    if let Some(c) = &l.status {
+        s.status = c.clone();
+        s.status_expect = None;
+    }
+    if let Some(e) = &l.status_expect {
+        s.status_expect = Some(e.clone());
+    }
+    if let Some(r) = &l.reload {
+        s.reload = Some(r.clone());
+    }
+    s
+}
+
+pub fn manager_commands(manager: &Manager, reloads: bool) -> Service {
+    let argv = |parts: &[&str]| parts.iter().map(|p| (*p).to_owned()).collect::<Vec<_>>();
+    match manager {
+        Manager::Systemd(u) => Service {
+            stop: argv(&["systemctl", "stop", u]),
+            start: argv(&["systemctl", "start", u]),
+            restart: argv(&["systemctl", "restart", u]),
+            status: argv(&["systemctl", "is-active", u]),
+            status_expect: Some("active".into()),
+            reload: reloads.then(|| argv(&["systemctl", "reload", u])),
+        },
+        Manager::Docker(c) => Service {
+            stop: argv(&["docker", "stop", c]),
+            start: argv(&["docker", "start", c]),
+            restart: argv(&["docker", "restart", c]),
+            status: argv(&[
+                "docker",
+                "container",
+                "inspect",
+                "--format",
+                "{{.State.Status}}",
+                c,
+            ]),
+            status_expect: Some("running".into()),
+            reload: reloads.then(|| argv(&["docker", "kill", "--signal", "HUP", c])),
+        },
+    }
+}
+
+fn advertise(at: &At, dir: &std::path::Path) -> Option<Advertise> {
+    let mut m = at.map()?;
+    let backend = m
+        .require("backend", "one of `values-file`, `command` or `none`")
+        .and_then(|a| a.choice(&[("values-file", 0u8), ("command", 1), ("none", 2)]));
+    let file = m.get("file").and_then(|a| a.name());
+    let apply = m.get("apply").and_then(|a| a.argv());
+    let remove = m.get("remove").and_then(|a| command_template(&a));
+    let restore = m.get("restore").and_then(|a| command_template(&a));
+    let then = m.get("then").and_then(|a| read::commands(&a)).unwrap_or_default();
+    let workdir = m
+        .get("workdir")
+        .and_then(|a| a.name())
+        .map(|w| beside(dir, &w))
+        .unwrap_or_else(|| dir.to_path_buf());
+    let check = m.get("check").and_then(|c| {
+        let mut cm = c.map()?;
+        let url = cm.get("url").and_then(|a| a.name());
+        let command = cm.get("command").and_then(|a| a.argv());
+        let out = match (url, command) {
+            (Some(u), None) => Some(AdvertiseCheck::Url(u)),
+            (None, Some(c)) => Some(AdvertiseCheck::Command(c)),
+            _ => {
+                cm.at.error(
+                    "set exactly one of `url` or `command`",
+                    Some("`url:` is brig's /calls/config/v2; `command:` prints that JSON".into()),
+                );
+                None
+            }
+        };
+        cm.finish();
+        out
+    });
+    let need = |m: &MapReader, key: &str, what: &str, v: bool| {
+        if !v {
+            m.at.error(format!("the `{what}` backend needs `{key}`"), None);
+        }
+    };
+    let backend = match backend? {
+        0 => {
+            need(&m, "file", "values-file", file.is_some());
+            need(&m, "apply", "values-file", apply.is_some());
+            Backend::ValuesFile {
+                file: beside(dir, &file.clone().unwrap_or_default()),
+                apply: apply.clone().unwrap_or_default(),
+                then,
+                workdir,
+            }
+        }
+        1 => {
+            need(&m, "remove", "command", remove.is_some());
+            need(&m, "restore", "command", restore.is_some());
+            Backend::Command {
+                remove: remove.clone().unwrap_or_default(),
+                restore: restore.clone().unwrap_or_default(),
+                then,
+                workdir,
+            }
+        }
+        _ => Backend::None,
+    };
+    m.finish();
+    Some(Advertise { backend, check })
+}
+
+/// Placeholders an advertise `command` may use.
+pub const ADVERTISE_VARS: &[&str] = &["node", "host", "site"];
+
+fn command_template(at: &At) -> Option<Vec<Template>> {
+    let argv = at.argv()?;
+    let mut out = Vec::new();
+    for arg in argv {
+        match Template::parse(&arg, ADVERTISE_VARS) {
+            Ok(t) => out.push(t),
+            Err((msg, help)) => {
+                at.error(msg, help);
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+fn cluster(at: &At, defaults: &Defaults, site: &str, names: &Names) -> Option<Cluster> {
+    let mut m = at.map()?;
+    let flavor = m
+        .require("flavor", "`clearwater` or `etcd`")
+        .and_then(|a| a.choice(&[("clearwater", true), ("etcd", false)]));
+    // Flavor-specific keys are all read (so neither is "unknown"), then checked.
+    let local_config = m.get("local_config").and_then(|a| a.name());
+    let shared_config = m.get("shared_config").and_then(|a| a.name());
+    let masters_at = m.get("masters");
+    let masters = masters_at.as_ref().and_then(read::strings);
+    let seed_at = m.get("seed");
+    let seed = seed_at.as_ref().and_then(|a| a.name());
+    let token = m.get("token").and_then(|a| a.name());
+    let etcdctl = m.get("etcdctl").and_then(|a| a.name());
+    let data_dir = m.get("data_dir").and_then(|a| a.name());
+    let env_file = m.get("env_file").and_then(|a| a.name());
+    let unit = m.get("unit").and_then(|a| a.name());
+    let is_clearwater = flavor?;
+    let wrong: &[(&str, bool)] = if is_clearwater {
+        &[
+            ("seed", seed.is_some()),
+            ("token", token.is_some()),
+            ("etcdctl", etcdctl.is_some()),
+            ("env_file", env_file.is_some()),
+            ("unit", unit.is_some()),
+        ]
+    } else {
+        &[
+            ("masters", masters.is_some()),
+            ("local_config", local_config.is_some()),
+            ("shared_config", shared_config.is_some()),
+        ]
+    };
+    for (key, set) in wrong {
+        if *set {
+            m.at.error(
+                format!(
+                    "`{key}` does not apply to a `{}` cluster",
+                    if is_clearwater { "clearwater" } else { "etcd" }
+                ),
+                Some("remove it, or check `flavor`".into()),
+            );
+        }
+    }
+    let mut members = Vec::new();
+    if let Some(list) = m
+        .require("members", "list the cluster's members")
+        .and_then(|a| a.list())
+    {
+        for item in &list {
+            let shared = MemberDefaults {
+                clearwater: is_clearwater,
+                data_dir: data_dir.as_deref(),
+                env_file: env_file.as_deref(),
+                unit: unit.as_deref(),
+            };
+            members.push(member(item, defaults, &shared, names));
+        }
+        if list.is_empty() {
+            m.at.error("`members` is empty", None);
+        }
+    }
+    m.finish();
+    let members: Vec<Member> = members.into_iter().collect::<Option<_>>()?;
+    let names: Vec<&str> = members.iter().map(|x| x.name.as_str()).collect();
+    let check_ref = |at: &At, name: &str| {
+        if !names.contains(&name) {
+            let help = crate::suggest::closest(name, names.iter().copied())
+                .map(|n| format!("did you mean `{n}`?"))
+                .unwrap_or_else(|| format!("members of this cluster: {}", names.join(", ")));
+            at.error(format!("no member named `{name}` in this cluster"), Some(help));
+        }
+    };
+    let flavor = if is_clearwater {
+        let masters = match (&masters_at, masters) {
+            (Some(a), Some(list)) => {
+                for (i, name) in list.iter().enumerate() {
+                    check_ref(&a.list().unwrap_or_default()[i], name);
+                }
+                list
+            }
+            _ => default_masters(&members),
+        };
+        Flavor::Clearwater(Clearwater {
+            local_config: local_config.unwrap_or_else(|| "/etc/clearwater/local_config".into()),
+            shared_config: shared_config.unwrap_or_else(|| "/etc/clearwater/shared_config".into()),
+            data_dir: data_dir.unwrap_or_else(|| "/var/lib/clearwater-etcd".into()),
+            masters,
+        })
+    } else {
+        if let (Some(a), Some(s)) = (&seed_at, &seed) {
+            check_ref(a, s);
+        }
+        Flavor::Etcd(Etcd {
+            token: token.unwrap_or_else(|| format!("{site}-etcd")),
+            seed: seed.unwrap_or_else(|| names.first().map(|s| (*s).to_owned()).unwrap_or_default()),
+            etcdctl: etcdctl.unwrap_or_else(|| "etcdctl".into()),
+        })
+    };
+    Some(Cluster {
+        site: site.to_owned(),
+        flavor,
+        members,
+    })
+}
+
+/// Clearwater's rule: all Vellum nodes when there are three or more, else every node.
+fn default_masters(members: &[Member]) -> Vec<String> {
+    let vellum: Vec<String> = members
+        .iter()
+        .filter(|m| {
+            matches!(
+                m.role,
+                MemberRole::Clearwater {
+                    role: ClearwaterRole::Vellum,
+                    ..
+                }
+            )
+        })
+        .map(|m| m.name.clone())
+        .collect();
+    if vellum.len() >= 3 {
+        vellum
+    } else {
+        members.iter().map(|m| m.name.clone()).collect()
+    }
+}
+
+/// What a cluster says for all of its members.
+struct MemberDefaults<'a> {
+    clearwater: bool,
+    data_dir: Option<&'a str>,
+    env_file: Option<&'a str>,
+    unit: Option<&'a str>,
+}
+
+fn member(at: &At, defaults: &Defaults, shared: &MemberDefaults, names: &Names) -> Option<Member> {
+    let MemberDefaults {
+        clearwater,
+        data_dir,
+        env_file,
+        unit,
+    } = *shared;
+    let mut m = at.map()?;
+    let name = m
+        .require("name", "give the member a unique name")
+        .and_then(|a| a.name());
+    note_name(names, &name, at);
+    let (host, transport, ssh) = access(&mut m, defaults);
+    let role = m.get("role");
+    let mgmt = m.get("management_ip").and_then(|a| a.name());
+    let client_url = m.get("client_url").and_then(|a| a.name());
+    let peer_url = m.get("peer_url").and_then(|a| a.name());
+    let own_data_dir = m.get("data_dir").and_then(|a| a.name());
+    m.finish();
+    let host = host?;
+    let member_role = if clearwater {
+        let role = match role {
+            Some(r) => r.choice(&ClearwaterRole::ALL)?,
+            None => {
+                at.error(
+                    "missing field `role`",
+                    Some("one of bono, sprout, dime, homer, vellum, ellis".into()),
+                );
+                return None;
+            }
+        };
+        MemberRole::Clearwater {
+            role,
+            management_ip: mgmt.unwrap_or_else(|| host.clone()),
+        }
+    } else {
+        if let Some(r) = role {
+            r.error("`role` applies only to `clearwater` members", None);
+        }
+        let url_host = bracket_v6(&host);
+        MemberRole::Etcd {
+            client_url: client_url.unwrap_or_else(|| format!("http://{url_host}:2379")),
+            peer_url: peer_url.unwrap_or_else(|| format!("http://{url_host}:2380")),
+            data_dir: own_data_dir
+                .or_else(|| data_dir.map(str::to_owned))
+                .unwrap_or_else(|| "/var/lib/etcd/default".into()),
+            env_file: env_file.unwrap_or("/etc/default/etcd").to_owned(),
+            service: manager_commands(&Manager::Systemd(unit.unwrap_or("etcd").to_owned()), false),
+        }
+    };
+    Some(Member {
+        name: name?,
+        access: Access { host, transport, ssh },
+        role: member_role,
+    })
+}
+
+fn bracket_v6(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+/// Node names are how every command addresses a node; site names select sites.
+fn check_unique(root: &At, names: &[(String, Pos, String)], what: &str, help: &str) {
+    let mut seen: HashMap<&str, Pos> = HashMap::new();
+    for (name, pos, path) in names {
+        match seen.get(name.as_str()) {
+            Some(first) => root.diags.report(
+                *pos,
+                path,
+                format!(
+                    "duplicate {what} name `{name}` (first used on line {})",
+                    first.line
+                ),
+                Some(help.to_owned()),
+            ),
+            None => {
+                seen.insert(name, *pos);
+            }
+        }
+    }
+}
+
+/// With `values-file`, a relay is taken out by commenting its URLs; a relay
+/// without URLs could never be taken out of the list.
+fn check_advertised_urls(root: &At, inv: &Inventory) {
+    if !matches!(inv.advertise.backend, Backend::ValuesFile { .. }) {
+        return;
+    }
+    for r in inv.relays().filter(|r| r.urls.is_empty()) {
+        root.diags.report(
+            r.pos,
+            "",
+            format!("relay `{}` has no `urls`, so the `values-file` backend cannot take it out of the advertised list", r.name),
+            Some("list the URLs the values file advertises for it under `urls:`".into()),
+        );
+    }
+}

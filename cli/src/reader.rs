@@ -1,0 +1,414 @@
+//! Typed reading of a located YAML tree, collecting every problem at once.
+//!
+//! A reader asks a mapping for the keys it knows; whatever the file holds that
+//! no reader asked for is reported as an unknown field with the nearest known
+//! name. Each problem names the file, line, column and field path, says what is
+//! wrong and, where it can, how to fix it.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::time::Duration;
+
+use crate::suggest;
+use crate::yaml::{Key, Node, Pos, Value};
+
+/// One problem in an input file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diag {
+    pub pos: Pos,
+    pub path: String,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+/// Every problem found in one file, in file order.
+#[derive(Debug)]
+pub struct InputError {
+    pub file: String,
+    pub diags: Vec<Diag>,
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.diags.len();
+        write!(
+            f,
+            "{} has {n} problem{}:",
+            self.file,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for d in &self.diags {
+            write!(f, "\n  {}:{}:{}: ", self.file, d.pos.line, d.pos.col)?;
+            if !d.path.is_empty() {
+                write!(f, "{}: ", d.path)?;
+            }
+            f.write_str(&d.message)?;
+            if let Some(help) = &d.help {
+                write!(f, "\n      help: {help}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// Collects problems while a file is read.
+pub struct Diags {
+    file: String,
+    items: RefCell<Vec<Diag>>,
+}
+
+impl Diags {
+    pub fn new(file: impl Into<String>) -> Self {
+        Diags {
+            file: file.into(),
+            items: RefCell::new(Vec::new()),
+        }
+    }
+
+    pub fn report(&self, pos: Pos, path: &str, message: impl Into<String>, help: Option<String>) {
+        self.items.borrow_mut().push(Diag {
+            pos,
+            path: path.to_owned(),
+            message: message.into(),
+            help,
+        });
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.items.borrow().is_empty()
+    }
+
+    /// `Ok(value)` when nothing was reported, else every problem, sorted by place.
+    pub fn finish<T>(self, value: T) -> Result<T, InputError> {
+        let mut diags = self.items.into_inner();
+        if diags.is_empty() {
+            return Ok(value);
+        }
+        diags.sort_by_key(|d| d.pos);
+        diags.dedup();
+        Err(InputError {
+            file: self.file,
+            diags,
+        })
+    }
+}
+
+/// A value in the tree with its field path, ready to be read as a type.
+pub struct At<'a> {
+    pub node: &'a Node,
+    pub path: String,
+    pub diags: &'a Diags,
+}
+
+impl<'a> At<'a> {
+    pub fn root(node: &'a Node, diags: &'a Diags) -> Self {
+        At {
+            node,
+            path: String::new(),
+            diags,
+        }
+    }
+
+    pub fn pos(&self) -> Pos {
+        self.node.pos
+    }
+
+    pub fn error(&self, message: impl Into<String>, help: Option<String>) {
+        self.diags.report(self.node.pos, &self.path, message, help);
+    }
+
+    fn wrong_type(&self, expected: &str) {
+        self.error(
+            format!("expected {expected}, found {}", self.node.value.describe()),
+            None,
+        );
+    }
+
+    pub fn str(&self) -> Option<String> {
+        match &self.node.value {
+            Value::Str(s) => Some(s.clone()),
+            _ => {
+                self.wrong_type("a string");
+                None
+            }
+        }
+    }
+
+    /// A string that must not be empty (names, hosts, paths).
+    pub fn name(&self) -> Option<String> {
+        let s = self.str()?;
+        if s.trim().is_empty() {
+            self.error("must not be empty", None);
+            return None;
+        }
+        Some(s)
+    }
+
+    pub fn bool(&self) -> Option<bool> {
+        match self.node.value {
+            Value::Bool(b) => Some(b),
+            _ => {
+                self.wrong_type("`true` or `false`");
+                None
+            }
+        }
+    }
+
+    pub fn int<T: TryFrom<i128>>(&self, what: &str) -> Option<T> {
+        match self.node.value {
+            Value::Int(i) => match T::try_from(i) {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    self.error(format!("{i} is out of range for {what}"), None);
+                    None
+                }
+            },
+            _ => {
+                self.wrong_type(what);
+                None
+            }
+        }
+    }
+
+    pub fn duration(&self) -> Option<Duration> {
+        let text = match &self.node.value {
+            Value::Str(s) => s.clone(),
+            Value::Int(i) => i.to_string(),
+            _ => {
+                self.wrong_type("a duration such as `30s`, `10m` or `12h`");
+                return None;
+            }
+        };
+        match crate::duration::parse(&text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(format!("cannot read duration: {e}"), None);
+                None
+            }
+        }
+    }
+
+    /// One of a fixed set of words; a near miss gets "did you mean".
+    pub fn choice<T: Copy>(&self, options: &[(&'static str, T)]) -> Option<T> {
+        let s = self.str()?;
+        if let Some((_, v)) = options.iter().find(|(name, _)| *name == s) {
+            return Some(*v);
+        }
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        let help = suggest::closest(&s, names.iter().copied())
+            .map(|n| format!("did you mean `{n}`?"))
+            .or_else(|| Some(format!("use one of: {}", names.join(", "))));
+        self.error(format!("`{s}` is not one of {}", quote_list(&names)), help);
+        None
+    }
+
+    /// A command: a list of arguments, or one string split like a shell would
+    /// split words (no expansion, no operators: nothing is run by a shell).
+    pub fn argv(&self) -> Option<Vec<String>> {
+        let argv = match &self.node.value {
+            Value::Str(s) => match shlex::split(s) {
+                Some(words) => words,
+                None => {
+                    self.error(
+                        "cannot split this command into arguments (unbalanced quotes?)",
+                        Some("write it as a list of arguments instead".into()),
+                    );
+                    return None;
+                }
+            },
+            Value::Seq(items) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    out.push(self.index(i, item).scalar_text()?);
+                }
+                out
+            }
+            _ => {
+                self.wrong_type("a command (a string or a list of arguments)");
+                return None;
+            }
+        };
+        if argv.is_empty() {
+            self.error("the command is empty", None);
+            return None;
+        }
+        Some(argv)
+    }
+
+    /// A scalar as text: numbers written bare in a command are still arguments.
+    pub fn scalar_text(&self) -> Option<String> {
+        match &self.node.value {
+            Value::Str(s) => Some(s.clone()),
+            Value::Int(i) => Some(i.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => {
+                self.wrong_type("a string");
+                None
+            }
+        }
+    }
+
+    pub fn index(&self, i: usize, node: &'a Node) -> At<'a> {
+        At {
+            node,
+            path: format!("{}[{i}]", self.path),
+            diags: self.diags,
+        }
+    }
+
+    /// The items of a list.
+    pub fn list(&self) -> Option<Vec<At<'a>>> {
+        match &self.node.value {
+            Value::Seq(items) => Some(items.iter().enumerate().map(|(i, n)| self.index(i, n)).collect()),
+            _ => {
+                self.wrong_type("a list");
+                None
+            }
+        }
+    }
+
+    pub fn map(&self) -> Option<MapReader<'a>> {
+        match &self.node.value {
+            Value::Map(entries) => Some(MapReader {
+                at: At {
+                    node: self.node,
+                    path: self.path.clone(),
+                    diags: self.diags,
+                },
+                entries,
+                known: Vec::new(),
+            }),
+            _ => {
+                self.wrong_type("a mapping");
+                None
+            }
+        }
+    }
+}
+
+/// Reads a mapping key by key; [`MapReader::finish`] reports the keys nobody read.
+pub struct MapReader<'a> {
+    pub at: At<'a>,
+    entries: &'a [(Key, Node)],
+    known: Vec<&'static str>,
+}
+
+impl<'a> MapReader<'a> {
+    fn child_path(&self, key: &str) -> String {
+        if self.at.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.at.path)
+        }
+    }
+
+    /// The value under `key`, if present and not null.
+    pub fn get(&mut self, key: &'static str) -> Option<At<'a>> {
+        self.known.push(key);
+        let (_, node) = self.entries.iter().find(|(k, _)| k.name == key)?;
+        if matches!(node.value, Value::Null) {
+            return None;
+        }
+        Some(At {
+            node,
+            path: self.child_path(key),
+            diags: self.at.diags,
+        })
+    }
+
+    /// Like [`MapReader::get`], reporting a missing key as a problem.
+    pub fn require(&mut self, key: &'static str, help: &str) -> Option<At<'a>> {
+        let v = self.get(key);
+        if v.is_none() {
+            self.at.error(
+                format!("missing field `{key}`"),
+                (!help.is_empty()).then(|| help.to_owned()),
+            );
+        }
+        v
+    }
+
+    pub fn has(&self, key: &str) -> bool {
+        self.entries.iter().any(|(k, _)| k.name == key)
+    }
+
+    /// Reports every key that no reader asked for.
+    pub fn finish(self) {
+        for (key, _) in self.entries {
+            if self.known.contains(&key.name.as_str()) {
+                continue;
+            }
+            let help = suggest::closest(&key.name, self.known.iter().copied())
+                .map(|k| format!("did you mean `{k}`?"))
+                .or_else(|| {
+                    let mut names = self.known.clone();
+                    names.sort_unstable();
+                    names.dedup();
+                    Some(format!("known fields here: {}", names.join(", ")))
+                });
+            self.at.diags.report(
+                key.pos,
+                &self.child_path(&key.name),
+                format!("unknown field `{}`", key.name),
+                help,
+            );
+        }
+    }
+}
+
+pub fn quote_list(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::yaml;
+
+    fn problems(text: &str, read: impl Fn(&At)) -> String {
+        let node = yaml::parse(text).unwrap();
+        let diags = Diags::new("t.yaml");
+        read(&At::root(&node, &diags));
+        match diags.finish(()) {
+            Ok(()) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_get_a_suggestion_and_every_problem_is_reported() {
+        let out = problems("hots: a\nport: x\nname: n\n", |at| {
+            let mut m = at.map().unwrap();
+            m.get("host");
+            m.get("port").and_then(|p| p.int::<u16>("a port number"));
+            m.get("name");
+            m.finish();
+        });
+        assert_eq!(
+            out,
+            "t.yaml has 2 problems:\n  \
+             t.yaml:1:1: hots: unknown field `hots`\n      help: did you mean `host`?\n  \
+             t.yaml:2:7: port: expected a port number, found a string"
+        );
+    }
+
+    #[test]
+    fn commands_split_like_words_and_keep_quoted_arguments() {
+        let node = yaml::parse("a: systemctl restart 'my unit'\nb: [echo, 1]\n").unwrap();
+        let diags = Diags::new("t.yaml");
+        let mut m = At::root(&node, &diags).map().unwrap();
+        assert_eq!(
+            m.get("a").unwrap().argv().unwrap(),
+            ["systemctl", "restart", "my unit"]
+        );
+        assert_eq!(m.get("b").unwrap().argv().unwrap(), ["echo", "1"]);
+        assert!(diags.is_empty());
+    }
+}

@@ -1,0 +1,171 @@
+//! Relay kinds and what each offers by default.
+//!
+//! These defaults are what an operator gets when the inventory says only
+//! `kind: restund`; every one of them can be overridden per node.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::stats::Source;
+
+/// A relay implementation opsctl knows how to operate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Wire's restund TURN server.
+    Restund,
+    /// coturn TURN server.
+    Coturn,
+    /// Sipwise rtpengine media relay.
+    Rtpengine,
+    /// This crate's own STUN/TURN relay.
+    Relayd,
+}
+
+/// How a relay expects its TLS certificate on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertLayout {
+    /// One file: the whole chain followed by the private key (restund, relayd).
+    Bundle {
+        /// Path of the bundle on the node.
+        path: String,
+    },
+    /// Separate certificate-chain and private-key files (coturn's `cert` and `pkey`).
+    Split {
+        /// Path of the certificate chain on the node.
+        cert: String,
+        /// Path of the private key on the node.
+        key: String,
+    },
+}
+
+/// What the relay's own drain mode does, if it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayDrain {
+    /// No drain mode the relay offers.
+    Unsupported,
+    /// restund's drain module: new allocations refused, and every refresh with a
+    /// non-zero lifetime too, so calls lose their allocation within its lifetime.
+    RefusesRefresh,
+    /// New allocations refused while existing ones keep refreshing (relayd).
+    KeepsExisting,
+}
+
+impl Kind {
+    /// Every kind, in the order they are documented.
+    pub const ALL: [Kind; 4] = [Kind::Restund, Kind::Coturn, Kind::Rtpengine, Kind::Relayd];
+
+    /// The name used in inventories and output.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Restund => "restund",
+            Kind::Coturn => "coturn",
+            Kind::Rtpengine => "rtpengine",
+            Kind::Relayd => "relayd",
+        }
+    }
+
+    /// The systemd unit a distribution package installs.
+    #[must_use]
+    pub fn default_unit(self) -> &'static str {
+        match self {
+            Kind::Restund => "restund",
+            Kind::Coturn => "coturn",
+            // Debian's rtpengine-daemon package; `rtpengine.service` is an alias.
+            Kind::Rtpengine => "rtpengine-daemon",
+            Kind::Relayd => "relayd",
+        }
+    }
+
+    /// Where the relay's stats are read by default.
+    #[must_use]
+    pub fn default_stats(self) -> Source {
+        match self {
+            Kind::Restund | Kind::Relayd => Source::Turnstats {
+                addr: "127.0.0.1:33000".into(),
+            },
+            Kind::Coturn => Source::CoturnCli {
+                addr: "127.0.0.1:5766".into(),
+            },
+            Kind::Rtpengine => Source::RtpengineCtl {
+                command: vec!["rtpengine-ctl".into(), "list".into(), "numsessions".into()],
+            },
+        }
+    }
+
+    /// The certificate layout when the inventory names none, if the kind has a
+    /// conventional one. coturn's paths vary by installation and must be given.
+    #[must_use]
+    pub fn default_cert(self) -> Option<CertLayout> {
+        match self {
+            Kind::Restund => Some(CertLayout::Bundle {
+                path: "/etc/restund/restund.pem".into(),
+            }),
+            Kind::Relayd => Some(CertLayout::Bundle {
+                path: "/etc/relayd/relayd.pem".into(),
+            }),
+            Kind::Coturn | Kind::Rtpengine => None,
+        }
+    }
+
+    /// Whether the relay terminates TLS at all (rtpengine relays media only).
+    #[must_use]
+    pub fn serves_tls(self) -> bool {
+        !matches!(self, Kind::Rtpengine)
+    }
+
+    /// What the relay's own drain mode costs, when opsctl is asked to use it.
+    #[must_use]
+    pub fn relay_drain(self) -> RelayDrain {
+        match self {
+            Kind::Restund => RelayDrain::RefusesRefresh,
+            Kind::Relayd => RelayDrain::KeepsExisting,
+            // Debian 12's coturn 4.6.1 predates coturn's SIGUSR1 drain.
+            Kind::Coturn | Kind::Rtpengine => RelayDrain::Unsupported,
+        }
+    }
+
+    /// Whether the relay can load a new certificate without a restart.
+    #[must_use]
+    pub fn reloads_cert(self) -> bool {
+        matches!(self, Kind::Relayd)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Kind {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| crate::Error::UnknownKind(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for k in Kind::ALL {
+            assert_eq!(k.name().parse::<Kind>().unwrap(), k);
+        }
+        assert!("turnserver".parse::<Kind>().is_err());
+    }
+
+    #[test]
+    fn only_restund_and_relayd_have_a_default_bundle() {
+        assert!(Kind::Restund.default_cert().is_some());
+        assert!(Kind::Relayd.default_cert().is_some());
+        assert_eq!(Kind::Coturn.default_cert(), None);
+        assert!(!Kind::Rtpengine.serves_tls());
+    }
+}

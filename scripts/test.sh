@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: unit tests, the command-line tests against
+# the shipped inventory and playbooks, and (as they land) the lab tests.
+# Installs what the tests need when it is missing, so it works on a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "scripts/test.sh: cargo is not installed; install Rust (https://rustup.rs) first" >&2
+    exit 1
+fi
+
+# Two cores: keep test binaries from competing with each other's builds.
+cargo test --workspace --locked -- --test-threads="${OPSCTL_TEST_THREADS:-2}"
