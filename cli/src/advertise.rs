@@ -8,7 +8,7 @@
 //! order, indentation, line endings, stays as it was, so a full round trip
 //! gives the file back byte for byte.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -21,6 +21,7 @@ pub struct ValuesFile {
     pub path: PathBuf,
     pub label: String,
     pub text: String,
+    listing: Listing,
 }
 
 impl ValuesFile {
@@ -39,6 +40,7 @@ impl ValuesFile {
         Ok(Some(ValuesFile {
             path: file.clone(),
             label: file.display().to_string(),
+            listing: Listing::parse(&text),
             text,
         }))
     }
@@ -52,7 +54,7 @@ impl ValuesFile {
         let mut out = BTreeMap::new();
         let mut problems = Vec::new();
         for r in relays {
-            match entries(&self.text, &r.urls) {
+            match self.listing.entries(&r.urls) {
                 Ok(e) => {
                     out.insert(r.name.clone(), e);
                 }
@@ -135,46 +137,60 @@ fn item(line: &str) -> Option<(String, bool)> {
     Some((value, commented))
 }
 
-/// Every line listing one of `urls`, in file order; a URL with no line is a problem.
-pub fn entries(text: &str, urls: &[String]) -> Result<Vec<Entry>, Vec<Problem>> {
-    let mut found = Vec::new();
-    let mut problems = Vec::new();
-    for (i, line) in lines(text).iter().enumerate() {
-        if let Some((value, commented)) = item(line) {
-            if urls.contains(&value) {
-                found.push(Entry {
+/// Every list entry of a values file, indexed by its value: read once, so
+/// matching a thousand relays costs one pass over the file.
+pub struct Listing {
+    by_url: HashMap<String, Vec<Entry>>,
+    /// Lines holding a flow list (`[a, b]`), kept to explain a URL found only there.
+    flow_lines: Vec<(usize, String)>,
+}
+
+impl Listing {
+    pub fn parse(text: &str) -> Listing {
+        let mut by_url: HashMap<String, Vec<Entry>> = HashMap::new();
+        let mut flow_lines = Vec::new();
+        for (i, line) in lines(text).iter().enumerate() {
+            if let Some((value, commented)) = item(line) {
+                by_url.entry(value.clone()).or_default().push(Entry {
                     line: i,
                     url: value,
                     commented,
                 });
+            } else if line.contains('[') && !line.trim_start().starts_with('#') {
+                flow_lines.push((i, (*line).to_owned()));
             }
-            continue;
         }
-        if !line.trim_start().starts_with('#') {
-            for url in urls {
-                if line.contains(url.as_str()) && line.contains('[') {
-                    problems.push(Problem::FlowList {
+        Listing { by_url, flow_lines }
+    }
+
+    /// Every line listing one of `urls`, in file order; a URL with no line is a problem.
+    pub fn entries(&self, urls: &[String]) -> Result<Vec<Entry>, Vec<Problem>> {
+        let mut found = Vec::new();
+        let mut problems = Vec::new();
+        for url in urls {
+            match self.by_url.get(url) {
+                Some(e) => found.extend(e.iter().cloned()),
+                None => match self.flow_lines.iter().find(|(_, l)| l.contains(url.as_str())) {
+                    Some((line, _)) => problems.push(Problem::FlowList {
                         url: url.clone(),
-                        line: i,
-                    });
-                }
+                        line: *line,
+                    }),
+                    None => problems.push(Problem::Missing(url.clone())),
+                },
             }
         }
-    }
-    for url in urls {
-        if !found.iter().any(|e| &e.url == url)
-            && !problems
-                .iter()
-                .any(|p| matches!(p, Problem::FlowList { url: u, .. } if u == url))
-        {
-            problems.push(Problem::Missing(url.clone()));
+        if !problems.is_empty() {
+            return Err(problems);
         }
-    }
-    if problems.is_empty() {
+        found.sort_by_key(|e| e.line);
         Ok(found)
-    } else {
-        Err(problems)
     }
+}
+
+/// [`Listing::entries`] for a single look-up.
+#[cfg(test)]
+pub fn entries(text: &str, urls: &[String]) -> Result<Vec<Entry>, Vec<Problem>> {
+    Listing::parse(text).entries(urls)
 }
 
 pub fn state(entries: &[Entry]) -> State {

@@ -313,6 +313,7 @@ pub fn load(name: &str, dir: Option<&Path>) -> anyhow::Result<Playbook> {
         if path.exists() {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| anyhow::anyhow!("cannot read playbook override {}: {e}", path.display()))?;
+            tracing::debug!(playbook = name, file = %path.display(), "using playbook override");
             return Ok(parse(&text, &path.display().to_string())?);
         }
     }
@@ -503,13 +504,17 @@ fn step(at: &At, vars: &[&str]) -> Option<Step> {
         },
     };
     let present: Vec<&str> = STEP_KINDS.iter().copied().filter(|k| m.has(k)).collect();
+    m.expect(&STEP_KINDS);
     let kind = match present.as_slice() {
         [one] => step_kind(&mut m, one, vars),
         [] => {
-            m.at.error(
-                "no step kind in this step",
-                Some(format!("a step has one of: {}", STEP_KINDS.join(", "))),
-            );
+            // A misspelt kind is reported (with "did you mean") as an unknown field.
+            if m.unknown_keys() == 0 {
+                m.at.error(
+                    "no step kind in this step",
+                    Some(format!("a step has one of: {}", STEP_KINDS.join(", "))),
+                );
+            }
             None
         }
         many => {

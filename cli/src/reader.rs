@@ -193,12 +193,15 @@ impl<'a> At<'a> {
 
     /// One of a fixed set of words; a near miss gets "did you mean".
     pub fn choice<T: Copy>(&self, options: &[(&'static str, T)]) -> Option<T> {
-        let s = self.str()?;
-        if let Some((_, v)) = options.iter().find(|(name, _)| *name == s) {
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        let Value::Str(s) = &self.node.value else {
+            self.wrong_type(&format!("one of {}", quote_list(&names)));
+            return None;
+        };
+        if let Some((_, v)) = options.iter().find(|(name, _)| name == s) {
             return Some(*v);
         }
-        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-        let help = suggest::closest(&s, names.iter().copied())
+        let help = suggest::closest(s, names.iter().copied())
             .map(|n| format!("did you mean `{n}`?"))
             .or_else(|| Some(format!("use one of: {}", names.join(", "))));
         self.error(format!("`{s}` is not one of {}", quote_list(&names)), help);
@@ -280,6 +283,7 @@ impl<'a> At<'a> {
                 },
                 entries,
                 known: Vec::new(),
+                missing: Vec::new(),
             }),
             _ => {
                 self.wrong_type("a mapping");
@@ -289,11 +293,15 @@ impl<'a> At<'a> {
     }
 }
 
-/// Reads a mapping key by key; [`MapReader::finish`] reports the keys nobody read.
+/// Reads a mapping key by key. When it is dropped (or [`MapReader::finish`]ed)
+/// it reports the keys nobody asked for and the required keys that are
+/// missing; a missing key that an unknown key is a near miss of is reported
+/// once, as the misspelling.
 pub struct MapReader<'a> {
     pub at: At<'a>,
     entries: &'a [(Key, Node)],
     known: Vec<&'static str>,
+    missing: Vec<(&'static str, String)>,
 }
 
 impl<'a> MapReader<'a> {
@@ -322,39 +330,67 @@ impl<'a> MapReader<'a> {
     /// Like [`MapReader::get`], reporting a missing key as a problem.
     pub fn require(&mut self, key: &'static str, help: &str) -> Option<At<'a>> {
         let v = self.get(key);
-        if v.is_none() {
+        if v.is_none() && !self.has(key) {
+            self.missing.push((key, help.to_owned()));
+        } else if v.is_none() {
             self.at.error(
-                format!("missing field `{key}`"),
+                format!("`{key}` is empty"),
                 (!help.is_empty()).then(|| help.to_owned()),
             );
         }
         v
     }
 
+    /// How many keys of the mapping no reader has asked for (so far).
+    pub fn unknown_keys(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|(k, _)| !self.known.contains(&k.name.as_str()))
+            .count()
+    }
+
+    /// Counts `keys` as known (for "did you mean") without reading them.
+    pub fn expect(&mut self, keys: &[&'static str]) {
+        self.known.extend_from_slice(keys);
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.entries.iter().any(|(k, _)| k.name == key)
     }
 
-    /// Reports every key that no reader asked for.
-    pub fn finish(self) {
+    /// Done reading: the checks run as the reader is dropped.
+    pub fn finish(self) {}
+}
+
+impl Drop for MapReader<'_> {
+    fn drop(&mut self) {
+        let mut explained = Vec::new();
         for (key, _) in self.entries {
             if self.known.contains(&key.name.as_str()) {
                 continue;
             }
-            let help = suggest::closest(&key.name, self.known.iter().copied())
-                .map(|k| format!("did you mean `{k}`?"))
-                .or_else(|| {
-                    let mut names = self.known.clone();
-                    names.sort_unstable();
-                    names.dedup();
-                    Some(format!("known fields here: {}", names.join(", ")))
-                });
+            let near = suggest::closest(&key.name, self.known.iter().copied());
+            explained.extend(near);
+            let help = near.map(|k| format!("did you mean `{k}`?")).or_else(|| {
+                let mut names = self.known.clone();
+                names.sort_unstable();
+                names.dedup();
+                Some(format!("known fields here: {}", names.join(", ")))
+            });
             self.at.diags.report(
                 key.pos,
                 &self.child_path(&key.name),
                 format!("unknown field `{}`", key.name),
                 help,
             );
+        }
+        for (key, help) in &self.missing {
+            if !explained.contains(key) {
+                self.at.error(
+                    format!("missing field `{key}`"),
+                    (!help.is_empty()).then(|| help.clone()),
+                );
+            }
         }
     }
 }

@@ -21,15 +21,25 @@ use crate::yaml;
 
 /// Reads and validates an inventory file.
 pub fn load(path: &Path) -> anyhow::Result<Inventory> {
+    let started = std::time::Instant::now();
     let text = std::fs::read_to_string(path).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::NotFound {
             "; pass `--inventory FILE`, set OPSCTL_INVENTORY, or start from inventory.example.yaml"
         } else {
             ""
         };
-        anyhow::anyhow!("cannot read inventory {}: {e}{hint}", path.display())
+        crate::config::UsageError(format!("cannot read inventory {}: {e}{hint}", path.display()))
     })?;
-    Ok(parse(&text, path)?)
+    let inv = parse(&text, path)?;
+    tracing::debug!(
+        file = %path.display(),
+        sites = inv.sites.len(),
+        relays = inv.relays().count(),
+        members = inv.members().count(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "inventory loaded"
+    );
+    Ok(inv)
 }
 
 /// Validates inventory text; `path` names it in messages and anchors relative paths.
@@ -117,5 +127,179 @@ impl Inventory {
                     .join(", ")
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use relay::{CertLayout, Kind, StatsSource};
+
+    use super::*;
+
+    fn load(text: &str) -> Inventory {
+        parse(text, Path::new("inv.yaml")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    const LAYERED: &str = r#"
+defaults:
+  ssh: {user: ops, connect_timeout: 5s}
+  relay:
+    kind: restund
+    drain: {timeout: 6h, poll: 30s}
+    cert: {bundle: /etc/global.pem}
+sites:
+  - name: a
+    defaults:
+      ssh: {port: 2222}
+      relay:
+        drain: {poll: 5s}
+      min_healthy_relays: 2
+    relays:
+      - {name: r1, host: h1}
+      - name: r2
+        host: h2
+        kind: coturn
+        ssh: {port: 22, user: root}
+        service: {container: turn}
+        cert: {cert: /c.pem, key: /k.pem}
+        stats: {via: coturn-cli, password_env: PW}
+      - {name: r3, host: h3, kind: rtpengine, transport: local}
+"#;
+
+    #[test]
+    fn nearer_levels_win_field_by_field() {
+        let inv = load(LAYERED);
+        let r: Vec<&Relay> = inv.relays().collect();
+        // r1: ssh user from global, port from the site; drain timeout global, poll from the site.
+        assert_eq!(r[0].access.ssh.user.as_deref(), Some("ops"));
+        assert_eq!(r[0].access.ssh.port, 2222);
+        assert_eq!(r[0].access.ssh.connect_timeout, Duration::from_secs(5));
+        assert_eq!(r[0].access.ssh.known_hosts, KnownHosts::Strict);
+        assert_eq!(r[0].drain.timeout, Duration::from_secs(6 * 3600));
+        assert_eq!(r[0].drain.poll, Duration::from_secs(5));
+        assert_eq!(r[0].drain.on_timeout, OnTimeout::Stop);
+        assert!(!r[0].drain.relay_drain);
+        assert_eq!(inv.sites[0].min_healthy_relays, 2);
+        // r2 overrides the node-level fields.
+        assert_eq!(r[1].access.ssh.user.as_deref(), Some("root"));
+        assert_eq!(r[1].access.ssh.port, 22);
+        assert_eq!(r[1].kind, Kind::Coturn);
+    }
+
+    #[test]
+    fn grouped_settings_are_replaced_whole() {
+        let inv = load(LAYERED);
+        let r: Vec<&Relay> = inv.relays().collect();
+        assert_eq!(
+            r[0].cert,
+            Some(CertLayout::Bundle {
+                path: "/etc/global.pem".into()
+            })
+        );
+        assert_eq!(
+            r[1].cert,
+            Some(CertLayout::Split {
+                cert: "/c.pem".into(),
+                key: "/k.pem".into()
+            })
+        );
+        assert_eq!(r[1].service.restart, ["docker", "restart", "turn"]);
+        assert_eq!(r[1].service.status_expect.as_deref(), Some("running"));
+        assert_eq!(r[1].stats.password, Some(SecretRef::Env("PW".into())));
+    }
+
+    #[test]
+    fn kinds_bring_their_own_defaults() {
+        let inv = load(LAYERED);
+        let r: Vec<&Relay> = inv.relays().collect();
+        assert_eq!(
+            r[0].stats.source,
+            StatsSource::Turnstats {
+                addr: "127.0.0.1:33000".into()
+            }
+        );
+        assert_eq!(r[0].service.restart, ["systemctl", "restart", "restund"]);
+        assert_eq!(r[2].service.restart, ["systemctl", "restart", "rtpengine-daemon"]);
+        assert!(matches!(r[2].stats.source, StatsSource::RtpengineCtl { .. }));
+        assert_eq!(r[2].access.transport, Transport::Local);
+        assert_eq!(r[0].reboot.boot_id, ["cat", "/proc/sys/kernel/random/boot_id"]);
+    }
+
+    #[test]
+    fn cluster_members_get_flavor_defaults() {
+        let inv = load(
+            r#"
+sites:
+  - name: cw
+    cluster:
+      flavor: clearwater
+      members:
+        - {name: v1, host: 10.0.0.1, role: vellum}
+        - {name: v2, host: 10.0.0.2, role: vellum, management_ip: 192.0.2.2}
+        - {name: s1, host: 10.0.0.3, role: sprout}
+  - name: e
+    cluster:
+      flavor: etcd
+      members:
+        - {name: e1, host: "fd00::1"}
+        - {name: e2, host: 10.0.1.2, data_dir: /srv/etcd}
+"#,
+        );
+        let cw = inv.sites[0].cluster.as_ref().unwrap();
+        let Flavor::Clearwater(c) = &cw.flavor else {
+            panic!()
+        };
+        // Fewer than three vellum nodes: every node is a master.
+        assert_eq!(c.masters, ["v1", "v2", "s1"]);
+        assert!(
+            matches!(&cw.members[1].role, MemberRole::Clearwater { management_ip, .. } if management_ip == "192.0.2.2")
+        );
+        let e = inv.sites[1].cluster.as_ref().unwrap();
+        let Flavor::Etcd(etcd) = &e.flavor else { panic!() };
+        assert_eq!((etcd.seed.as_str(), etcd.token.as_str()), ("e1", "e-etcd"));
+        let MemberRole::Etcd {
+            client_url, data_dir, ..
+        } = &e.members[0].role
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (client_url.as_str(), data_dir.as_str()),
+            ("http://[fd00::1]:2379", "/var/lib/etcd/default")
+        );
+        let MemberRole::Etcd { data_dir, .. } = &e.members[1].role else {
+            panic!()
+        };
+        assert_eq!(data_dir, "/srv/etcd");
+    }
+
+    #[test]
+    fn three_vellum_nodes_are_the_masters() {
+        let inv = load(
+            "sites:\n  - name: cw\n    cluster:\n      flavor: clearwater\n      members:\n\
+             \x20       - {name: v1, host: a, role: vellum}\n        - {name: v2, host: b, role: vellum}\n\
+             \x20       - {name: v3, host: c, role: vellum}\n        - {name: s1, host: d, role: sprout}\n",
+        );
+        let Flavor::Clearwater(c) = &inv.sites[0].cluster.as_ref().unwrap().flavor else {
+            panic!()
+        };
+        assert_eq!(c.masters, ["v1", "v2", "v3"]);
+    }
+
+    #[test]
+    fn relative_paths_are_beside_the_inventory() {
+        let inv = parse(
+            "advertise: {backend: values-file, file: values.yaml, apply: x}\nplaybooks: pb\nsites: [{name: a, relays: [{name: r, host: h, kind: relayd, urls: ['turn:h']}]}]\n",
+            Path::new("deploy/inventory.yaml"),
+        )
+        .unwrap();
+        let Backend::ValuesFile { file, workdir, .. } = &inv.advertise.backend else {
+            panic!()
+        };
+        assert_eq!(file, Path::new("deploy/values.yaml"));
+        assert_eq!(workdir, Path::new("deploy"));
+        assert_eq!(inv.playbooks_dir.as_deref(), Some(Path::new("deploy/pb")));
     }
 }

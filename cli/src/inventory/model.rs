@@ -10,7 +10,6 @@ use std::time::Duration;
 use relay::{CertLayout, Kind, StatsSource};
 
 use crate::template::Template;
-use crate::yaml::Pos;
 
 #[derive(Debug, Clone)]
 pub struct Inventory {
@@ -69,7 +68,6 @@ pub struct Access {
 pub struct Relay {
     pub name: String,
     pub site: String,
-    pub pos: Pos,
     pub access: Access,
     pub kind: Kind,
     /// The ICE URLs clients receive for this relay, as written in the advertised list.

@@ -109,8 +109,11 @@ fn stats(at: &At) -> Option<StatsLayer> {
             .get("read_on")
             .and_then(|a| a.choice(&[("node", ReadOn::Node), ("local", ReadOn::Local)])),
     };
+    let mut layer = layer;
     if m.has("password") {
         m.get("password");
+        // Counted as set, so the CLI does not also report a missing password.
+        layer.password = Some(SecretRef::Env(String::new()));
         m.at.error(
             "a password cannot be written in the inventory",
             Some("use `password_env: VAR` (an environment variable) or `password_file: PATH`".into()),

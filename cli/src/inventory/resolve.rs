@@ -24,6 +24,15 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// so a duplicate is reported in the same run as everything else.
 type Names = RefCell<Vec<(String, Pos, String)>>;
 
+/// What the walk over sites needs from the top of the file.
+struct Walk {
+    global: Defaults,
+    nodes: Names,
+    sites: Names,
+    /// With the `values-file` backend every relay needs `urls`.
+    needs_urls: bool,
+}
+
 fn note_name(names: &Names, name: &Option<String>, at: &At) {
     if let Some(n) = name {
         names.borrow_mut().push((n.clone(), at.pos(), at.path.clone()));
@@ -32,7 +41,9 @@ fn note_name(names: &Names, name: &Option<String>, at: &At) {
 
 /// A path from the inventory, relative to the inventory's directory.
 fn beside(dir: &std::path::Path, p: &str) -> PathBuf {
-    if dir == std::path::Path::new(".") {
+    if p == "." {
+        dir.to_path_buf()
+    } else if dir == std::path::Path::new(".") {
         PathBuf::from(p)
     } else {
         dir.join(p)
@@ -41,8 +52,6 @@ fn beside(dir: &std::path::Path, p: &str) -> PathBuf {
 
 pub fn inventory(root: &At, file: String, dir: PathBuf) -> Option<Inventory> {
     let mut m = root.map()?;
-    let nodes = Names::default();
-    let site_names = Names::default();
     let playbooks_dir = m
         .get("playbooks")
         .and_then(|a| a.name())
@@ -63,6 +72,18 @@ pub fn inventory(root: &At, file: String, dir: PathBuf) -> Option<Inventory> {
             backend: Backend::None,
             check: None,
         }));
+    let walk = Walk {
+        global,
+        nodes: Names::default(),
+        sites: Names::default(),
+        needs_urls: matches!(
+            advertise,
+            Some(Advertise {
+                backend: Backend::ValuesFile { .. },
+                ..
+            })
+        ),
+    };
     let mut sites = Vec::new();
     if let Some(list) = m
         .require(
@@ -72,7 +93,7 @@ pub fn inventory(root: &At, file: String, dir: PathBuf) -> Option<Inventory> {
         .and_then(|a| a.list())
     {
         for at in &list {
-            sites.push(site(at, &global, &nodes, &site_names));
+            sites.push(site(at, &walk));
         }
         if list.is_empty() {
             root.error(
@@ -84,11 +105,11 @@ pub fn inventory(root: &At, file: String, dir: PathBuf) -> Option<Inventory> {
     m.finish();
     check_unique(
         root,
-        &nodes.into_inner(),
+        &walk.nodes.into_inner(),
         "node",
         "node names must be unique across relays and cluster members",
     );
-    check_unique(root, &site_names.into_inner(), "site", "rename one of the sites");
+    check_unique(root, &walk.sites.into_inner(), "site", "rename one of the sites");
 
     let sites: Vec<Site> = sites.into_iter().collect::<Option<_>>()?;
     let inv = Inventory {
@@ -98,16 +119,15 @@ pub fn inventory(root: &At, file: String, dir: PathBuf) -> Option<Inventory> {
         advertise: advertise?,
         sites,
     };
-    check_advertised_urls(root, &inv);
     Some(inv)
 }
 
-fn site(at: &At, global: &Defaults, nodes: &Names, sites: &Names) -> Option<Site> {
+fn site(at: &At, walk: &Walk) -> Option<Site> {
     let mut m = at.map()?;
     let name = m
         .require("name", "give the site a name, e.g. `name: dc1`")
         .and_then(|a| a.name());
-    note_name(sites, &name, at);
+    note_name(&walk.sites, &name, at);
     let own = m
         .get("defaults")
         .and_then(|a| a.map())
@@ -117,33 +137,20 @@ fn site(at: &At, global: &Defaults, nodes: &Names, sites: &Names) -> Option<Site
             out
         })
         .unwrap_or_default();
-    let defaults = own.over(global);
+    let defaults = own.over(&walk.global);
     let site_name = name.clone().unwrap_or_default();
     let mut relays = Vec::new();
     if let Some(list) = m.get("relays").and_then(|a| a.list()) {
         for r in &list {
-            relays.push(relay(r, &defaults, &site_name, nodes));
+            relays.push(relay(r, &defaults, &site_name, walk));
         }
     }
     let cluster = m
         .get("cluster")
-        .map(|c| cluster(&c, &defaults, &site_name, nodes));
+        .map(|c| cluster(&c, &defaults, &site_name, &walk.nodes));
     m.finish();
     let min_healthy_relays = defaults.min_healthy_relays.unwrap_or(1);
     let relays: Vec<Relay> = relays.into_iter().collect::<Option<_>>()?;
-    if !relays.is_empty() && min_healthy_relays >= relays.len() {
-        at.error(
-            format!(
-                "`min_healthy_relays` is {min_healthy_relays} but the site has {} relay{}: no relay could ever be taken out",
-                relays.len(),
-                if relays.len() == 1 { "" } else { "s" }
-            ),
-            Some(format!(
-                "lower `min_healthy_relays` below {} or add relays",
-                relays.len()
-            )),
-        );
-    }
     Some(Site {
         name: name?,
         min_healthy_relays,
@@ -188,14 +195,20 @@ fn ssh(l: SshLayer) -> Ssh {
     }
 }
 
-fn relay(at: &At, defaults: &Defaults, site: &str, names: &Names) -> Option<Relay> {
+fn relay(at: &At, defaults: &Defaults, site: &str, walk: &Walk) -> Option<Relay> {
     let mut m = at.map()?;
     let name = m
         .require("name", "give the relay a unique name, e.g. `name: relay-1`")
         .and_then(|a| a.name());
-    note_name(names, &name, at);
+    note_name(&walk.nodes, &name, at);
     let (host, transport, ssh) = access(&mut m, defaults);
     let urls_at = m.get("urls");
+    if urls_at.is_none() && walk.needs_urls {
+        at.error(
+            "no `urls`: the `values-file` backend takes a relay out of the advertised list by its URLs",
+            Some("list the URLs the values file advertises for this relay under `urls:`".into()),
+        );
+    }
     let urls = match &urls_at {
         Some(a) => read::strings(a),
         None => Some(Vec::new()),
@@ -236,7 +249,6 @@ fn relay(at: &At, defaults: &Defaults, site: &str, names: &Names) -> Option<Rela
     Some(Relay {
         name: name?,
         site: site.to_owned(),
-        pos: at.pos(),
         access: Access {
             host: host?,
             transport,
@@ -511,6 +523,7 @@ fn cluster(at: &At, defaults: &Defaults, site: &str, names: &Names) -> Option<Cl
     let data_dir = m.get("data_dir").and_then(|a| a.name());
     let env_file = m.get("env_file").and_then(|a| a.name());
     let unit = m.get("unit").and_then(|a| a.name());
+    let members_at = m.require("members", "list the cluster's members");
     let is_clearwater = flavor?;
     let wrong: &[(&str, bool)] = if is_clearwater {
         &[
@@ -539,10 +552,7 @@ fn cluster(at: &At, defaults: &Defaults, site: &str, names: &Names) -> Option<Cl
         }
     }
     let mut members = Vec::new();
-    if let Some(list) = m
-        .require("members", "list the cluster's members")
-        .and_then(|a| a.list())
-    {
+    if let Some(list) = members_at.and_then(|a| a.list()) {
         for item in &list {
             let shared = MemberDefaults {
                 clearwater: is_clearwater,
@@ -713,21 +723,5 @@ fn check_unique(root: &At, names: &[(String, Pos, String)], what: &str, help: &s
                 seen.insert(name, *pos);
             }
         }
-    }
-}
-
-/// With `values-file`, a relay is taken out by commenting its URLs; a relay
-/// without URLs could never be taken out of the list.
-fn check_advertised_urls(root: &At, inv: &Inventory) {
-    if !matches!(inv.advertise.backend, Backend::ValuesFile { .. }) {
-        return;
-    }
-    for r in inv.relays().filter(|r| r.urls.is_empty()) {
-        root.diags.report(
-            r.pos,
-            "",
-            format!("relay `{}` has no `urls`, so the `values-file` backend cannot take it out of the advertised list", r.name),
-            Some("list the URLs the values file advertises for it under `urls:`".into()),
-        );
     }
 }

@@ -1298,3 +1298,136 @@ impl<'a> ClusterOrder<'a> {
         v
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::inventory;
+
+    fn inv(text: &str) -> Inventory {
+        inventory::parse(text, Path::new("inv.yaml")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn plan(inv: &Inventory, procedure: Procedure, targets: &[&str]) -> anyhow::Result<Plan> {
+        build(
+            inv,
+            &Request {
+                procedure,
+                targets: targets.iter().map(|s| (*s).to_owned()).collect(),
+                run: "t".into(),
+            },
+        )
+    }
+
+    fn gates(p: &Plan, node: &str) -> Vec<&'static str> {
+        p.steps()
+            .filter(|s| s.node == node)
+            .filter_map(|s| match s.action {
+                Action::Gate { gate, .. } => Some(gate),
+                _ => None,
+            })
+            .collect()
+    }
+
+    const RELAYS: &str = r#"
+defaults: {relay: {kind: relayd}}
+sites:
+  - name: a
+    relays:
+      - {name: r1, host: 10.0.0.1, urls: ['turn:t1.example.com:3478'], stun_check: true, drain: {relay_drain: true}}
+      - {name: r2, host: 10.0.0.2, urls: ['turn:t2.example.com?transport=tcp']}
+      - {name: r3, host: 10.0.0.3, kind: coturn, stats: {via: coturn-cli, password_env: P}, drain: {relay_drain: true}}
+"#;
+
+    #[test]
+    fn conditional_steps_follow_each_node() {
+        let i = inv(RELAYS);
+        let p = plan(&i, Procedure::RestartNoDowntime, &["r1", "r2"]).unwrap();
+        assert_eq!(
+            gates(&p, "r1"),
+            ["drained", "service-up", "stats-answer", "stun-binding"]
+        );
+        assert_eq!(gates(&p, "r2"), ["drained", "service-up", "stats-answer"]);
+        let drains: Vec<(&str, &str)> = p
+            .steps()
+            .filter_map(|s| match &s.action {
+                Action::StatusCommand { command, .. } => Some((s.node.as_str(), command.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(drains, [("r1", "drain_enable"), ("r1", "drain_disable")]);
+        // No advertise backend: nothing to take out, and the plan says what that means.
+        assert!(p.notes.iter().any(|n| n.contains("advertise backend is `none`")));
+        let numbers: Vec<usize> = p.steps().map(|s| s.number).collect();
+        assert_eq!(numbers, (1..=numbers.len()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_relay_drain_the_relay_cannot_do_is_refused() {
+        let i = inv(RELAYS);
+        let e = plan(&i, Procedure::RestartNoDowntime, &["r3"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("relay `r3` (coturn) has no drain mode opsctl can use"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_minimum_is_a_refusal_not_a_usage_error() {
+        let i = inv(&RELAYS.replace(
+            "sites:\n  - name: a\n",
+            "sites:\n  - name: a\n    defaults: {min_healthy_relays: 3}\n",
+        ));
+        let e = plan(&i, Procedure::RestartNoDowntime, &["r1"]).unwrap_err();
+        assert!(e.is::<Refused>(), "{e}");
+        // Restarting at once takes nothing out of the list, so no minimum applies.
+        assert!(plan(&i, Procedure::Restart, &["r1"]).is_ok());
+    }
+
+    #[test]
+    fn etcd_members_rejoin_with_a_growing_initial_cluster() {
+        let i = inv(
+            "sites:\n  - name: s\n    cluster:\n      flavor: etcd\n      seed: e2\n      members:\n\
+             \x20       - {name: e1, host: 10.0.0.1}\n        - {name: e2, host: 10.0.0.2}\n        - {name: e3, host: 10.0.0.3}\n",
+        );
+        let p = plan(&i, Procedure::RecoverQuorum, &["s"]).unwrap();
+        let clusters: Vec<(String, String)> = p
+            .steps()
+            .filter_map(|s| match &s.action {
+                Action::SetConfig { set, .. } => set
+                    .iter()
+                    .find(|(k, _)| k == "ETCD_INITIAL_CLUSTER")
+                    .map(|(_, v)| (s.node.clone(), v.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            clusters,
+            [
+                ("e2".into(), "e2=http://10.0.0.2:2380".into()),
+                (
+                    "e1".into(),
+                    "e2=http://10.0.0.2:2380,e1=http://10.0.0.1:2380".into()
+                ),
+                (
+                    "e3".into(),
+                    "e2=http://10.0.0.2:2380,e1=http://10.0.0.1:2380,e3=http://10.0.0.3:2380".into()
+                ),
+            ]
+        );
+        // `member add` for a rejoining member runs on the seed.
+        let adds: Vec<(&str, &str)> = p
+            .steps()
+            .filter_map(|s| match &s.action {
+                Action::Run { command } if command.argv.contains(&"add".to_owned()) => {
+                    Some((s.node.as_str(), command.on.node.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(adds, [("e1", "e2"), ("e3", "e2")]);
+    }
+}

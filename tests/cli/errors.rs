@@ -1,0 +1,398 @@
+//! Exact rendered messages for bad inventories, bad playbooks and bad
+//! command lines: what is wrong, where (file, line, field), and how to fix it.
+
+use crate::util::{Scratch, opsctl};
+
+/// Runs `inventory check` on an inventory with the given text.
+fn check(inventory: &str) -> crate::util::Output {
+    let scratch = Scratch::new();
+    scratch.write("values.yaml", "v2:\n  - turn:t1:3478\n");
+    scratch.write("inventory.yaml", inventory);
+    scratch.opsctl(&["inventory", "check"])
+}
+
+#[test]
+fn unknown_field_suggests_the_known_name() {
+    check(r#"sites:
+  - name: dc1
+    relays:
+      - name: relay-1
+        hots: 10.0.0.1
+        kind: restund
+"#).fails_with(
+        2,
+        "opsctl: error: inventory.yaml has 1 problem:\n  inventory.yaml:5:9: sites[0].relays[0].hots: unknown field `hots`\n      help: did you mean `host`?\n",
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    check(r#"defaults:
+  relay:
+    kind: restun
+    drain:
+      timeout: 12
+      poll: 10 seconds
+  ssh:
+    port: twenty-two
+    known_hosts: yes
+sites:
+  - name: dc1
+    relays:
+      - name: relay-1
+        host: 10.0.0.1
+      - name: relay-1
+        host: 10.0.0.2
+"#).fails_with(
+        2,
+        "opsctl: error: inventory.yaml has 6 problems:\n  inventory.yaml:3:11: defaults.relay.kind: `restun` is not one of `restund`, `coturn`, `rtpengine`, `relayd`\n      help: did you mean `restund`?\n  inventory.yaml:5:16: defaults.relay.drain.timeout: cannot read duration: `12` has no unit; write e.g. `12s` or `12m`\n  inventory.yaml:6:13: defaults.relay.drain.poll: cannot read duration: `10 seconds` has an unknown unit ` seconds`; use ms, s, m, h or d\n  inventory.yaml:8:11: defaults.ssh.port: expected a port number, found a string\n  inventory.yaml:9:18: defaults.ssh.known_hosts: expected one of `strict`, `accept-new`, found a boolean\n  inventory.yaml:15:9: sites[0].relays[1]: duplicate node name `relay-1` (first used on line 13)\n      help: node names must be unique across relays and cluster members\n",
+    );
+}
+
+#[test]
+fn values_file_relay_without_urls() {
+    check(r#"advertise:
+  backend: values-file
+  file: values.yaml
+  apply: ./bin/prod-setup.sh
+defaults:
+  relay: {kind: restund}
+sites:
+  - name: dc1
+    relays:
+      - {name: relay-1, host: 10.0.0.1, urls: ['turn:t1:3478']}
+      - {name: relay-2, host: 10.0.0.2}
+"#).fails_with(
+        2,
+        "opsctl: error: inventory.yaml has 1 problem:\n  inventory.yaml:11:9: sites[0].relays[1]: no `urls`: the `values-file` backend takes a relay out of the advertised list by its URLs\n      help: list the URLs the values file advertises for this relay under `urls:`\n",
+    );
+}
+
+#[test]
+fn cluster_reference_to_a_missing_member() {
+    check(r#"sites:
+  - name: dc2
+    cluster:
+      flavor: etcd
+      seed: etcd-4
+      members:
+        - {name: etcd-1, host: 10.0.1.1}
+        - {name: etcd-2, host: 10.0.1.2}
+"#).fails_with(
+        2,
+        "opsctl: error: inventory.yaml has 1 problem:\n  inventory.yaml:5:13: sites[0].cluster.seed: no member named `etcd-4` in this cluster\n      help: did you mean `etcd-1`?\n",
+    );
+}
+
+#[test]
+fn yaml_syntax_error() {
+    check(r#"sites:
+  - name: dc1
+    relays: [
+      {name: relay-1, host: 10.0.0.1
+"#).fails_with(
+        2,
+        "opsctl: error: inventory.yaml has 1 problem:\n  inventory.yaml:4:7: unclosed bracket '{' at line 4, column 7\n",
+    );
+}
+
+#[test]
+fn certificate_layout_conflict() {
+    check(r#"sites:
+  - name: dc1
+    relays:
+      - name: relay-1
+        host: 10.0.0.1
+        kind: coturn
+        cert: {bundle: /etc/a.pem, key: /etc/a.key}
+        stats: {via: coturn-cli}
+"#).fails_with(
+        2,
+        "opsctl: error: inventory.yaml has 2 problems:\n  inventory.yaml:7:15: sites[0].relays[0].cert: `bundle` cannot be combined with `cert`/`key`\n      help: use `bundle` (chain + key in one file) or `cert` and `key` (two files)\n  inventory.yaml:8:16: sites[0].relays[0].stats: the coturn admin CLI needs a password\n      help: set `password_env: VAR` or `password_file: PATH` (coturn's `cli-password`)\n",
+    );
+}
+
+#[test]
+fn passwords_are_never_written_in_the_inventory() {
+    check(r#"sites:
+  - name: dc1
+    relays:
+      - name: relay-1
+        host: 10.0.0.1
+        kind: coturn
+        stats: {via: coturn-cli, password: hunter2}
+"#).fails_with(
+        2,
+        "opsctl: error: inventory.yaml has 1 problem:\n  inventory.yaml:7:16: sites[0].relays[0].stats: a password cannot be written in the inventory\n      help: use `password_env: VAR` (an environment variable) or `password_file: PATH`\n",
+    );
+}
+
+#[test]
+fn bad_urls_and_wrong_types() {
+    check(r#"sites:
+  - name: dc1
+    defaults:
+      min_healthy_relays: -1
+    relays:
+      - name: relay-1
+        host: 10.0.0.1
+        kind: relayd
+        urls: [turn1.example.com:3478, 'turn:t1:3478?transport=sctp']
+        stun_check: "yes"
+"#).fails_with(
+        2,
+        "opsctl: error: inventory.yaml has 4 problems:\n  inventory.yaml:4:27: sites[0].defaults.min_healthy_relays: -1 is out of range for a count of relays\n  inventory.yaml:9:16: sites[0].relays[0].urls[0]: `turn1.example.com:3478` has scheme `turn1.example.com`; expected turn, turns, stun or stuns\n      help: write it as clients get it, e.g. `turn:turn1.example.com:3478?transport=tcp`\n  inventory.yaml:9:40: sites[0].relays[0].urls[1]: `turn:t1:3478?transport=sctp` has query `transport=sctp`; only `transport=udp` or `transport=tcp` is allowed\n      help: write it as clients get it, e.g. `turn:turn1.example.com:3478?transport=tcp`\n  inventory.yaml:10:21: sites[0].relays[0].stun_check: expected `true` or `false`, found a string\n",
+    );
+}
+
+#[test]
+fn clearwater_member_without_a_role_and_etcd_keys() {
+    check(r#"sites:
+  - name: dc1
+    cluster:
+      flavor: clearwater
+      token: abc
+      members:
+        - {name: vellum-1, host: 10.0.1.1}
+        - {name: sprout-1, host: 10.0.1.2, role: sprot}
+"#).fails_with(
+        2,
+        "opsctl: error: inventory.yaml has 3 problems:\n  inventory.yaml:4:7: sites[0].cluster: `token` does not apply to a `clearwater` cluster\n      help: remove it, or check `flavor`\n  inventory.yaml:7:11: sites[0].cluster.members[0]: missing field `role`\n      help: one of bono, sprout, dime, homer, vellum, ellis\n  inventory.yaml:8:50: sites[0].cluster.members[1].role: `sprot` is not one of `bono`, `sprout`, `dime`, `homer`, `vellum`, `ellis`\n      help: did you mean `sprout`?\n",
+    );
+}
+
+/// A small deployment whose playbooks may be overridden from `pb/`.
+fn deployment() -> Scratch {
+    let scratch = Scratch::new();
+    scratch.write(
+        "inventory.yaml",
+        r#"playbooks: pb
+defaults: {relay: {kind: relayd}}
+sites:
+  - name: dc1
+    relays:
+      - {name: relay-1, host: 10.0.0.1}
+      - {name: relay-2, host: 10.0.0.2}
+    cluster:
+      flavor: etcd
+      members:
+        - {name: etcd-1, host: 10.0.1.1}
+  - name: dc2
+    relays:
+      - {name: relay-3, host: 10.0.0.3}
+"#,
+    );
+    scratch
+}
+
+#[test]
+fn a_malformed_playbook_gets_every_problem_located() {
+    let d = deployment();
+    d.write(
+        "pb/restart-no-downtime.yaml",
+        r#"name: restart-no-downtime
+targets: relays
+preflight: [reachable, min-heathy]
+steps:
+  - unadvertise
+  - wait: drainned
+  - servce: restart
+  - run: [echo, "{nod}"]
+  - run: [echo, "{host"]
+  - relay-drain: on
+  - advertise:
+    when: restart
+  - wait: {gate: drained, timeout: 5}
+  - unadvertise: {now: true}
+  - reboot: {}
+    service: stop
+"#,
+    );
+    d.opsctl(&["restart", "--no-downtime", "relay-1", "--dry-run"]).fails_with(
+        2,
+        "opsctl: error: pb/restart-no-downtime.yaml has 9 problems:
+  pb/restart-no-downtime.yaml:3:24: preflight[1]: `min-heathy` is not one of `reachable`, `stats-readable`, `peers-healthy`, `min-healthy`, `advertised`, `bundle-valid`, `quorum-lost`, `seed-latest`, `keys-counted`, `config-present`
+      help: did you mean `min-healthy`?
+  pb/restart-no-downtime.yaml:6:11: steps[1].wait: `drainned` is not one of `drained`, `service-up`, `stats-answer`, `stun-binding`, `unadvertised`, `advertised`, `ssh-down`, `new-boot`, `served-cert`, `member-healthy`, `cluster-healthy`, `keys-preserved`
+      help: did you mean `drained`?
+  pb/restart-no-downtime.yaml:7:5: steps[2].servce: unknown field `servce`
+      help: did you mean `service`?
+  pb/restart-no-downtime.yaml:8:17: steps[3].run[1]: unknown placeholder `{nod}`
+      help: did you mean `{node}`?
+  pb/restart-no-downtime.yaml:9:17: steps[4].run[1]: unclosed placeholder in `{host`
+      help: close it with `}`, or write `{{` for a literal brace
+  pb/restart-no-downtime.yaml:10:18: steps[5].relay-drain: expected one of `enable`, `disable`, found a boolean
+  pb/restart-no-downtime.yaml:13:36: steps[7].wait.timeout: cannot read duration: `5` has no unit; write e.g. `5s` or `5m`
+  pb/restart-no-downtime.yaml:14:18: steps[8].unadvertise: `unadvertise` takes no settings
+      help: write `- unadvertise`
+  pb/restart-no-downtime.yaml:15:5: steps[9]: one step has several kinds: service, reboot
+      help: split it into separate steps
+",
+    );
+}
+
+#[test]
+fn a_playbook_that_is_not_yaml() {
+    let d = deployment();
+    d.write(
+        "pb/restart.yaml",
+        "name: restart\nsteps:\n  - advertise\n    when: restart\n",
+    );
+    d.opsctl(&["restart", "relay-1", "-n"]).fails_with(
+        2,
+        "opsctl: error: pb/restart.yaml has 1 problem:
+  pb/restart.yaml:4:9: mapping values are not allowed in this context at line 4, column 9
+",
+    );
+}
+
+#[test]
+fn a_cluster_playbook_on_the_wrong_flavor() {
+    let d = deployment();
+    d.write(
+        "pb/recover-quorum-etcd.yaml",
+        "name: recover-quorum-etcd\ntargets: cluster\nflavor: etcd\nphases:\n  - {title: x, on: masters, steps: [reboot]}\n",
+    );
+    d.opsctl(&["recover-quorum", "-n"]).fails_with(
+        2,
+        "opsctl: error: pb/recover-quorum-etcd.yaml has 1 problem:
+  pb/recover-quorum-etcd.yaml:5:5: phases[0]: `on: masters` applies only to clearwater clusters
+      help: use all, first or rest
+",
+    );
+}
+
+#[test]
+fn an_unknown_node_gets_did_you_mean() {
+    deployment().opsctl(&["restart", "relay-4", "-n"]).fails_with(
+        2,
+        "opsctl: error: no node `relay-4` in inventory.yaml\nhelp: did you mean `relay-1`?\n",
+    );
+}
+
+#[test]
+fn selecting_nothing_is_an_error() {
+    deployment().opsctl(&["restart", "-n"]).fails_with(
+        2,
+        "opsctl: error: no relays selected\nhelp: name them (`opsctl restart relay-1 relay-2`), or use `--all` or `--site SITE`\n",
+    );
+}
+
+#[test]
+fn a_cluster_member_is_not_a_relay() {
+    deployment().opsctl(&["reboot", "node", "etcd-1", "-n"]).fails_with(
+        2,
+        "opsctl: error: `etcd-1` is a member of dc1's config cluster, not a relay\nhelp: name relays here; `recover-quorum --site dc1` works on the cluster\n",
+    );
+}
+
+#[test]
+fn an_unknown_site_gets_did_you_mean() {
+    deployment()
+        .opsctl(&["restart", "--site", "dc3", "-n"])
+        .fails_with(
+            2,
+            "opsctl: error: no site `dc3` in inventory.yaml\nhelp: did you mean `dc1`?\n",
+        );
+}
+
+#[test]
+fn a_missing_inventory_says_how_to_name_one() {
+    deployment().opsctl(&["-i", "nope.yaml", "inventory", "check"]).fails_with(
+        2,
+        "opsctl: error: cannot read inventory nope.yaml: No such file or directory (os error 2); pass `--inventory FILE`, set OPSCTL_INVENTORY, or start from inventory.example.yaml\n",
+    );
+}
+
+/// Refusals come from the deployment's state, not from a typo: exit status 1.
+#[test]
+fn the_last_relay_of_a_site_is_never_taken_out() {
+    deployment().opsctl(&["restart", "--no-downtime", "relay-3", "-n"]).fails_with(
+        1,
+        "opsctl: error: refusing: taking one relay out of site `dc2` would leave 0 advertised relays (none besides the target), below its minimum of 1 (`min_healthy_relays`)\nhelp: put the missing relays back in service first, or lower `min_healthy_relays` in inventory.yaml\n",
+    );
+}
+
+fn with_values(values: &str) -> Scratch {
+    let scratch = Scratch::new();
+    scratch.write("values.yaml", values);
+    scratch.write(
+        "inventory.yaml",
+        r#"advertise: {backend: values-file, file: values.yaml, apply: ./bin/prod-setup.sh}
+defaults: {relay: {kind: restund}}
+sites:
+  - name: dc1
+    relays:
+      - {name: relay-1, host: 10.0.0.1, urls: ['turn:t1:3478', 'turn:t1:3478?transport=tcp']}
+      - {name: relay-2, host: 10.0.0.2, urls: ['turn:t2:3478']}
+      - {name: relay-3, host: 10.0.0.3, urls: ['turn:t3:3478']}
+"#,
+    );
+    scratch
+}
+
+#[test]
+fn an_already_unadvertised_relay_is_refused() {
+    with_values("v2:\n  # - turn:t1:3478\n  # - turn:t1:3478?transport=tcp\n  - turn:t2:3478\n  - turn:t3:3478\n")
+        .opsctl(&["restart", "--no-downtime", "relay-1", "-n"])
+        .fails_with(
+            1,
+            "opsctl: error: refusing: relay `relay-1` is not in the advertised list now: its entries on lines 2, 3 of values.yaml are commented out\nhelp: uncomment them if it should be in service, or leave `relay-1` out of this run\n",
+        );
+}
+
+#[test]
+fn the_values_file_must_list_every_url() {
+    with_values("v2: [turn:t1:3478, turn:t1:3478?transport=tcp]\n  - turn:t3:3478\n")
+        .opsctl(&["restart", "--no-downtime", "relay-1", "-n"])
+        .fails_with(
+            2,
+            "opsctl: error: the advertised list does not match the inventory:\n  relay `relay-1`: `turn:t1:3478` is in a flow list (`[...]`) on line 1 of values.yaml; write the list as one `- url` per line so entries can be commented out\n  relay `relay-1`: `turn:t1:3478?transport=tcp` is in a flow list (`[...]`) on line 1 of values.yaml; write the list as one `- url` per line so entries can be commented out\n  relay `relay-2`: `turn:t2:3478` is not listed in values.yaml\nhelp: make each relay's `urls` in inventory.yaml exactly the entries values.yaml lists for it\n",
+        );
+}
+
+#[test]
+fn reload_is_refused_for_a_relay_that_cannot_reload() {
+    let s = with_values(
+        "v2:\n  - turn:t1:3478\n  - turn:t1:3478?transport=tcp\n  - turn:t2:3478\n  - turn:t3:3478\n",
+    );
+    s.write("new.pem", "x\n");
+    s.opsctl(&["renew-cert", "--bundle", "new.pem", "--reload", "relay-1", "-n"]).fails_with(
+        2,
+        "opsctl: error: relay `relay-1` (restund) cannot load a new certificate without a restart\nhelp: drop `--reload` (the certificate then goes into service by a drained restart), or set `service.reload` for it\n",
+    );
+}
+
+#[test]
+fn a_real_run_says_it_is_not_built_and_changes_nothing() {
+    let s = with_values(
+        "v2:\n  - turn:t1:3478\n  - turn:t1:3478?transport=tcp\n  - turn:t2:3478\n  - turn:t3:3478\n",
+    );
+    s.opsctl(&["restart", "--no-downtime", "relay-1"]).fails_with(
+        1,
+        "opsctl: error: running plans is not built yet in this version of opsctl: nothing was changed\nhelp: `--dry-run` prints the plan (6 steps) that a run will execute\n",
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.0.join("values.yaml")).unwrap(),
+        "v2:\n  - turn:t1:3478\n  - turn:t1:3478?transport=tcp\n  - turn:t2:3478\n  - turn:t3:3478\n"
+    );
+}
+
+#[test]
+fn clap_rejects_node_names_with_all() {
+    let out = opsctl(&[
+        "-i",
+        "inventory.example.yaml",
+        "restart",
+        "relay-1",
+        "--all",
+        "-n",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.dump());
+    assert!(
+        out.stderr
+            .contains("the argument '[NODE]...' cannot be used with '--all'"),
+        "{}",
+        out.dump()
+    );
+}

@@ -1,0 +1,134 @@
+//! Running opsctl and checking what it printed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    cmd: String,
+}
+
+impl Output {
+    /// Everything about the run, for a failed expectation.
+    pub fn dump(&self) -> String {
+        format!(
+            "command: {}\nexit: {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.cmd, self.code, self.stdout, self.stderr
+        )
+    }
+
+    pub fn success(&self) -> &Self {
+        assert_eq!(self.code, 0, "expected success\n{}", self.dump());
+        self
+    }
+
+    /// Expects failure with `code` and exactly `message` on stderr.
+    pub fn fails_with(&self, code: i32, message: &str) {
+        assert_eq!(self.code, code, "wrong exit status\n{}", self.dump());
+        assert_eq!(self.stderr, message, "wrong message\n{}", self.dump());
+        assert!(
+            self.stdout.is_empty(),
+            "a failure printed results\n{}",
+            self.dump()
+        );
+    }
+}
+
+/// The workspace root, where inventory.example.yaml lives.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Runs opsctl in `dir` with `args`; the run id is fixed so plans are stable.
+pub fn opsctl_in(dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_opsctl"));
+    cmd.current_dir(dir)
+        .args(args)
+        .env("OPSCTL_RUN_ID", "test")
+        .env_remove("OPSCTL_INVENTORY")
+        .env("NO_COLOR", "1");
+    let out = cmd.output().expect("run opsctl");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        cmd: format!("(in {}) opsctl {}", dir.display(), args.join(" ")),
+    }
+}
+
+pub fn opsctl(args: &[&str]) -> Output {
+    opsctl_in(&root(), args)
+}
+
+/// A fresh directory for one test's files, removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "opsctl-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Runs opsctl in this directory.
+    pub fn opsctl(&self, args: &[&str]) -> Output {
+        opsctl_in(&self.0, args)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Compares `actual` with the snapshot file `tests/snapshots/NAME`; with
+/// UPDATE_SNAPSHOTS=1 the file is rewritten instead (review the diff).
+pub fn snapshot(name: &str, actual: &str) {
+    let path = root().join("tests/snapshots").join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "snapshot {}: {e} (run with UPDATE_SNAPSHOTS=1 to create it)",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let first = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
+        panic!(
+            "snapshot {} differs from line {}:\n  expected: {:?}\n  actual:   {:?}\n(run with UPDATE_SNAPSHOTS=1 to accept, then review the diff)",
+            path.display(),
+            first + 1,
+            expected.lines().nth(first),
+            actual.lines().nth(first)
+        );
+    }
+}
