@@ -717,7 +717,7 @@ impl<'a> Builder<'a> {
             }
             Gate::SshDown => (
                 format!("{} stops answering SSH (the old boot is going down)", r.name),
-                host_of(&r.name, &r.access).address,
+                format!("connecting to {}", host_of(&r.name, &r.access).address),
             ),
             Gate::NewBoot => {
                 timeout = r.reboot.timeout;
