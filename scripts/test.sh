@@ -10,5 +10,13 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 # Two cores: keep test binaries from competing with each other's builds.
-cargo test --workspace --locked -- --test-threads="${OPSCTL_TEST_THREADS:-2}"
+status=0
+cargo test --workspace --locked -- --test-threads="${OPSCTL_TEST_THREADS:-2}" 2>&1 | tee "$log" || status=$?
+
+# One closing line for the whole run: the sum over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
