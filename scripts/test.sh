@@ -10,6 +10,17 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
+# The lab (tests/lab) runs real sshd nodes: Debian's openssh-server.
+need=()
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "scripts/test.sh: installing ${need[*]} for the lab" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "${need[@]}"; }
+fi
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # Two cores: keep test binaries from competing with each other's builds.

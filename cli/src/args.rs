@@ -49,6 +49,10 @@ pub struct Global {
     #[arg(long, global = true, value_name = "ID", env = "OPSCTL_RUN_ID")]
     pub run_id: Option<String>,
 
+    /// How many nodes read-only work (status, preflight) talks to at once.
+    #[arg(long, global = true, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    pub forks: u16,
+
     /// More diagnostics on stderr (-v, -vv).
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -80,6 +84,10 @@ pub enum Command {
     /// Rebuild a site's etcd cluster that has lost quorum, losing no keys.
     RecoverQuorum(RecoverQuorum),
     /// Show every node: reachable, service up, allocations, advertised, cert expiry.
+    ///
+    /// SSH master connections are kept open in opsctl's control directory
+    /// (`$XDG_RUNTIME_DIR/opsctl`, or `~/.cache/opsctl/ssh`, mode 0700) only
+    /// for the duration of the command.
     Status,
     /// Work with the inventory file.
     #[command(subcommand)]

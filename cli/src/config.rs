@@ -11,6 +11,7 @@ pub struct Config {
     pub inventory: Inventory,
     pub dry_run: bool,
     pub output: Output,
+    pub forks: usize,
     pub action: Action,
 }
 
@@ -99,6 +100,7 @@ impl Config {
         Ok(Config {
             inventory,
             dry_run: cli.global.dry_run,
+            forks: usize::from(cli.global.forks),
             output: cli.global.output,
             action,
         })

@@ -1,26 +1,13 @@
 //! opsctl: safe, observable runbooks for TURN relays, media relays and etcd
 //! configuration clusters.
 
-mod advertise;
-mod args;
-mod commands;
-mod config;
-mod duration;
-mod inventory;
-mod plan;
-mod playbook;
-mod reader;
-mod shell;
-mod suggest;
-mod template;
-mod yaml;
-
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::config::{Action, Config, UsageError};
-use crate::reader::InputError;
+use opsctl::config::{Action, Config, UsageError};
+use opsctl::reader::InputError;
+use opsctl::{args, commands};
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();

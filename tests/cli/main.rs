@@ -3,5 +3,9 @@
 
 mod errors;
 mod examples;
+#[path = "../lab/mod.rs"]
+mod lab;
 mod plans;
+mod remote;
+mod status;
 mod util;

@@ -1,13 +1,306 @@
 //! `opsctl status`: every node's state, read in parallel over SSH.
+//!
+//! Read-only: it connects, asks, and prints one table. An unreachable node is
+//! shown as such and the others still answer; the exit status is 1 when any
+//! node is unhealthy.
 
-use anyhow::bail;
+use std::sync::Arc;
 
-use crate::config::Config;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::advertise::{self, State, ValuesFile};
+use crate::args::Output;
+use crate::config::{Config, UsageError};
+use crate::inventory::{Access, Flavor, Inventory, MemberRole, Relay};
+use crate::plan::{Command, host_of};
+use crate::remote::{Node, Remote};
+use crate::stats;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub node: String,
+    pub site: String,
+    /// The relay kind, or `etcd` / `clearwater:<role>` for cluster members.
+    pub kind: String,
+    pub address: String,
+    pub reachable: bool,
+    /// Whether the relay service reports up; `null` when it could not be asked.
+    pub service_up: Option<bool>,
+    /// Current allocations (or sessions); `null` when they could not be read.
+    pub allocations: Option<u64>,
+    /// `advertised`, `unadvertised`, `partial`; `null` without a values file.
+    pub advertised: Option<&'static str>,
+    /// Days until the served certificate expires; not read yet.
+    pub cert_days_left: Option<i64>,
+    /// etcd member health for cluster members: `healthy` or `unhealthy`.
+    pub etcd: Option<&'static str>,
+    pub healthy: bool,
+    /// What went wrong, for each thing that could not be read.
+    pub problems: Vec<String>,
+}
 
 pub fn run(cfg: &Config) -> anyhow::Result<()> {
-    // Reading nodes needs the remote-execution layer, which is not built yet.
-    bail!(
-        "`status` is not built yet in this version of opsctl: it needs remote execution\nhelp: `opsctl inventory check` validates {} without touching any node",
-        cfg.inventory.file
-    )
+    let inv = &cfg.inventory;
+    let values = ValuesFile::load(inv).map_err(|e| UsageError(format!("{e:#}")))?;
+    let advertised = match &values {
+        Some(v) => v
+            .relay_entries(inv, inv.relays())
+            .map_err(|e| UsageError(format!("{e:#}")))?,
+        None => Default::default(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut rows = runtime.block_on(read_all(inv, cfg.forks))?;
+    for row in &mut rows {
+        row.advertised = advertised.get(&row.node).map(|e| match advertise::state(e) {
+            State::Advertised => "advertised",
+            State::Unadvertised => "unadvertised",
+            State::Partial => "partial",
+        });
+    }
+    match cfg.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Output::Text => print!("{}", table(&rows)),
+    }
+    let unhealthy: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.healthy)
+        .map(|r| r.node.as_str())
+        .collect();
+    if unhealthy.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} of {} nodes unhealthy: {}",
+            unhealthy.len(),
+            rows.len(),
+            unhealthy.join(", ")
+        )
+    }
+}
+
+/// One task per node, at most `forks` at a time, rows in inventory order.
+async fn read_all(inv: &Inventory, forks: usize) -> anyhow::Result<Vec<Row>> {
+    let remote = Arc::new(Remote::new(crate::remote::default_control_dir())?);
+    let limit = Arc::new(Semaphore::new(forks.max(1)));
+    let mut tasks = JoinSet::new();
+    let mut index = 0;
+    for site in &inv.sites {
+        for r in &site.relays {
+            let (remote, limit, r) = (remote.clone(), limit.clone(), r.clone());
+            let i = index;
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                (i, read_relay(&remote, &r).await)
+            });
+            index += 1;
+        }
+        if let Some(c) = &site.cluster {
+            for m in &c.members {
+                let (remote, limit) = (remote.clone(), limit.clone());
+                let (m, site_name, flavor) = (m.clone(), site.name.clone(), c.flavor.clone());
+                let i = index;
+                tasks.spawn(async move {
+                    let _permit = limit.acquire_owned().await;
+                    (i, read_member(&remote, &site_name, &flavor, &m).await)
+                });
+                index += 1;
+            }
+        }
+    }
+    let mut rows: Vec<(usize, Row)> = Vec::with_capacity(index);
+    while let Some(done) = tasks.join_next().await {
+        rows.push(done?);
+    }
+    rows.sort_by_key(|(i, _)| *i);
+    if let Ok(remote) = Arc::try_unwrap(remote) {
+        remote.close().await;
+    }
+    Ok(rows.into_iter().map(|(_, r)| r).collect())
+}
+
+fn node(name: &str, access: &Access) -> Node {
+    Node {
+        name: name.to_owned(),
+        access: access.clone(),
+    }
+}
+
+fn command(name: &str, access: &Access, argv: Vec<String>) -> Command {
+    // The same construction the plan uses, so `sudo` and quoting match.
+    crate::plan::remote_command(name, access, argv)
+}
+
+async fn read_relay(remote: &Remote, r: &Relay) -> Row {
+    let mut row = Row {
+        node: r.name.clone(),
+        site: r.site.clone(),
+        kind: r.kind.to_string(),
+        address: host_of(&r.name, &r.access).address,
+        reachable: false,
+        service_up: None,
+        allocations: None,
+        advertised: None,
+        cert_days_left: None,
+        etcd: None,
+        healthy: false,
+        problems: Vec::new(),
+    };
+    let n = node(&r.name, &r.access);
+    if let Err(e) = remote.reachable(&n).await {
+        row.problems.push(e.to_string());
+        return row;
+    }
+    row.reachable = true;
+    let status = command(&r.name, &r.access, r.service.status.clone());
+    let timeout = r.access.ssh.command_timeout;
+    match remote.probe(&n, &status, timeout, None).await {
+        Ok(out) => {
+            let up = out.code == 0
+                && r.service
+                    .status_expect
+                    .as_ref()
+                    .is_none_or(|want| out.stdout.trim() == want);
+            row.service_up = Some(up);
+            if !up {
+                row.problems.push(format!(
+                    "service is not up: `{}` exited {} and printed `{}`",
+                    status.line,
+                    out.code,
+                    out.stdout.trim()
+                ));
+            }
+        }
+        Err(e) => row.problems.push(e.to_string()),
+    }
+    match stats::read(remote, r, timeout).await {
+        Ok(s) => row.allocations = Some(s.allocations),
+        Err(e) => row.problems.push(format!("stats: {e:#}")),
+    }
+    row.healthy = row.service_up == Some(true) && row.allocations.is_some();
+    row
+}
+
+async fn read_member(remote: &Remote, site: &str, flavor: &Flavor, m: &crate::inventory::Member) -> Row {
+    let kind = match &m.role {
+        MemberRole::Clearwater { role, .. } => format!("clearwater:{}", role.name()),
+        MemberRole::Etcd { .. } => "etcd".into(),
+    };
+    let mut row = Row {
+        node: m.name.clone(),
+        site: site.to_owned(),
+        kind,
+        address: host_of(&m.name, &m.access).address,
+        reachable: false,
+        service_up: None,
+        allocations: None,
+        advertised: None,
+        cert_days_left: None,
+        etcd: None,
+        healthy: false,
+        problems: Vec::new(),
+    };
+    let n = node(&m.name, &m.access);
+    if let Err(e) = remote.reachable(&n).await {
+        row.problems.push(e.to_string());
+        return row;
+    }
+    row.reachable = true;
+    let argv: Vec<String> = match (flavor, &m.role) {
+        (Flavor::Etcd(e), MemberRole::Etcd { client_url, .. }) => {
+            vec![
+                e.etcdctl.clone(),
+                format!("--endpoints={client_url}"),
+                "endpoint".into(),
+                "health".into(),
+            ]
+        }
+        _ => vec!["clearwater-etcdctl".into(), "cluster-health".into()],
+    };
+    let health = command(&m.name, &m.access, argv);
+    match remote
+        .probe(&n, &health, m.access.ssh.command_timeout, None)
+        .await
+    {
+        Ok(out) if out.code == 0 => row.etcd = Some("healthy"),
+        Ok(out) => {
+            row.etcd = Some("unhealthy");
+            row.problems.push(format!(
+                "`{}` exited {}: {}",
+                health.line,
+                out.code,
+                crate::remote::trim_output(&format!("{}{}", out.stdout, out.stderr))
+            ));
+        }
+        Err(e) => row.problems.push(e.to_string()),
+    }
+    row.healthy = row.etcd == Some("healthy");
+    row
+}
+
+fn table(rows: &[Row]) -> String {
+    let cells: Vec<[String; 8]> = rows
+        .iter()
+        .map(|r| {
+            let opt = |b: Option<bool>, yes: &str, no: &str| match b {
+                Some(true) => yes.to_owned(),
+                Some(false) => no.to_owned(),
+                None => "-".to_owned(),
+            };
+            [
+                r.node.clone(),
+                r.site.clone(),
+                r.kind.clone(),
+                if r.reachable { "yes".into() } else { "NO".into() },
+                if r.etcd.is_some() {
+                    "-".into()
+                } else {
+                    opt(r.service_up, "up", "DOWN")
+                },
+                r.allocations.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+                r.advertised.unwrap_or("-").to_owned(),
+                r.etcd.unwrap_or("-").to_owned(),
+            ]
+        })
+        .collect();
+    let head = [
+        "NODE",
+        "SITE",
+        "KIND",
+        "REACHABLE",
+        "SERVICE",
+        "ALLOCATIONS",
+        "ADVERTISED",
+        "ETCD",
+    ];
+    let mut width = head.map(str::len);
+    for c in &cells {
+        for (w, v) in width.iter_mut().zip(c) {
+            *w = (*w).max(v.len());
+        }
+    }
+    let line = |vals: &[String]| {
+        let mut s = String::new();
+        for (i, (v, w)) in vals.iter().zip(width).enumerate() {
+            if i + 1 == vals.len() {
+                s.push_str(v);
+            } else {
+                s.push_str(&format!("{v:<w$}  "));
+            }
+        }
+        s.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(&head.map(String::from));
+    for c in &cells {
+        out.push_str(&line(c));
+    }
+    for r in rows.iter().filter(|r| !r.problems.is_empty()) {
+        for p in &r.problems {
+            out.push_str(&format!("{}: {}\n", r.node, p.replace('\n', "\n    ")));
+        }
+    }
+    out
 }

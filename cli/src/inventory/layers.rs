@@ -34,7 +34,9 @@ layer!(SshLayer {
     port: u16,
     identity_file: PathBuf,
     known_hosts: KnownHosts,
+    known_hosts_file: PathBuf,
     connect_timeout: Duration,
+    command_timeout: Duration,
     jump_host: String,
     sudo: bool,
 });

@@ -50,7 +50,11 @@ pub struct Ssh {
     pub port: u16,
     pub identity_file: Option<PathBuf>,
     pub known_hosts: KnownHosts,
+    /// A known_hosts file other than ssh's default (`~/.ssh/known_hosts`).
+    pub known_hosts_file: Option<PathBuf>,
     pub connect_timeout: Duration,
+    /// How long one command may run before it is stopped (gates poll with their own timeouts).
+    pub command_timeout: Duration,
     pub jump_host: Option<String>,
     /// Prefix every remote command with `sudo -n` (never prompts).
     pub sudo: bool,

@@ -51,7 +51,12 @@ pub fn ssh(m: &mut MapReader) -> SshLayer {
                 ("accept-new", KnownHosts::AcceptNew),
             ])
         }),
+        known_hosts_file: m
+            .get("known_hosts_file")
+            .and_then(|a| a.name())
+            .map(PathBuf::from),
         connect_timeout: m.get("connect_timeout").and_then(|a| a.duration()),
+        command_timeout: m.get("command_timeout").and_then(|a| a.duration()),
         jump_host: m.get("jump_host").and_then(|a| a.name()),
         sudo: m.get("sudo").and_then(|a| a.bool()),
     }

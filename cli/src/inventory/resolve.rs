@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use relay::{CertLayout, Kind, StatsSource};
@@ -19,6 +19,7 @@ const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
 const DEFAULT_DRAIN_POLL: Duration = Duration::from_secs(10);
 const DEFAULT_REBOOT_TIMEOUT: Duration = Duration::from_secs(600);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Names as they were read, kept even when the node around them had problems,
 /// so a duplicate is reported in the same run as everything else.
@@ -31,6 +32,8 @@ struct Walk {
     sites: Names,
     /// With the `values-file` backend every relay needs `urls`.
     needs_urls: bool,
+    /// The inventory's directory, for relative paths.
+    dir: PathBuf,
 }
 
 fn note_name(names: &Names, name: &Option<String>, at: &At) {
@@ -76,6 +79,7 @@ pub fn inventory(root: &At, file: String, dir: PathBuf) -> Option<Inventory> {
         global,
         nodes: Names::default(),
         sites: Names::default(),
+        dir: dir.clone(),
         needs_urls: matches!(
             advertise,
             Some(Advertise {
@@ -145,9 +149,7 @@ fn site(at: &At, walk: &Walk) -> Option<Site> {
             relays.push(relay(r, &defaults, &site_name, walk));
         }
     }
-    let cluster = m
-        .get("cluster")
-        .map(|c| cluster(&c, &defaults, &site_name, &walk.nodes));
+    let cluster = m.get("cluster").map(|c| cluster(&c, &defaults, &site_name, walk));
     m.finish();
     let min_healthy_relays = defaults.min_healthy_relays.unwrap_or(1);
     let relays: Vec<Relay> = relays.into_iter().collect::<Option<_>>()?;
@@ -162,7 +164,7 @@ fn site(at: &At, walk: &Walk) -> Option<Site> {
     })
 }
 
-fn access(m: &mut MapReader, defaults: &Defaults) -> (Option<String>, Transport, Ssh) {
+fn access(m: &mut MapReader, defaults: &Defaults, dir: &Path) -> (Option<String>, Transport, Ssh) {
     let host = m
         .require("host", "the address opsctl connects to, e.g. `host: 10.0.0.11`")
         .and_then(|a| a.name());
@@ -180,16 +182,27 @@ fn access(m: &mut MapReader, defaults: &Defaults) -> (Option<String>, Transport,
             out
         })
         .unwrap_or_default();
-    (host, transport, ssh(own.over(&defaults.ssh)))
+    (host, transport, ssh(own.over(&defaults.ssh), dir))
 }
 
-fn ssh(l: SshLayer) -> Ssh {
+/// Key and known_hosts paths written relative are relative to the inventory;
+/// `~/...` is left for ssh to expand.
+fn ssh(l: SshLayer, dir: &Path) -> Ssh {
+    let local = |p: PathBuf| {
+        if p.is_relative() && !p.starts_with("~") {
+            beside(dir, &p.to_string_lossy())
+        } else {
+            p
+        }
+    };
     Ssh {
         user: l.user,
         port: l.port.unwrap_or(22),
-        identity_file: l.identity_file,
+        identity_file: l.identity_file.map(local),
         known_hosts: l.known_hosts.unwrap_or(KnownHosts::Strict),
+        known_hosts_file: l.known_hosts_file.map(local),
         connect_timeout: l.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        command_timeout: l.command_timeout.unwrap_or(DEFAULT_COMMAND_TIMEOUT),
         jump_host: l.jump_host,
         sudo: l.sudo.unwrap_or(false),
     }
@@ -201,7 +214,7 @@ fn relay(at: &At, defaults: &Defaults, site: &str, walk: &Walk) -> Option<Relay>
         .require("name", "give the relay a unique name, e.g. `name: relay-1`")
         .and_then(|a| a.name());
     note_name(&walk.nodes, &name, at);
-    let (host, transport, ssh) = access(&mut m, defaults);
+    let (host, transport, ssh) = access(&mut m, defaults, &walk.dir);
     let urls_at = m.get("urls");
     if urls_at.is_none() && walk.needs_urls {
         at.error(
@@ -506,7 +519,7 @@ fn command_template(at: &At) -> Option<Vec<Template>> {
     Some(out)
 }
 
-fn cluster(at: &At, defaults: &Defaults, site: &str, names: &Names) -> Option<Cluster> {
+fn cluster(at: &At, defaults: &Defaults, site: &str, walk: &Walk) -> Option<Cluster> {
     let mut m = at.map()?;
     let flavor = m
         .require("flavor", "`clearwater` or `etcd`")
@@ -560,7 +573,7 @@ fn cluster(at: &At, defaults: &Defaults, site: &str, names: &Names) -> Option<Cl
                 env_file: env_file.as_deref(),
                 unit: unit.as_deref(),
             };
-            members.push(member(item, defaults, &shared, names));
+            members.push(member(item, defaults, &shared, walk));
         }
         if list.is_empty() {
             m.at.error("`members` is empty", None);
@@ -640,7 +653,7 @@ struct MemberDefaults<'a> {
     unit: Option<&'a str>,
 }
 
-fn member(at: &At, defaults: &Defaults, shared: &MemberDefaults, names: &Names) -> Option<Member> {
+fn member(at: &At, defaults: &Defaults, shared: &MemberDefaults, walk: &Walk) -> Option<Member> {
     let MemberDefaults {
         clearwater,
         data_dir,
@@ -651,8 +664,8 @@ fn member(at: &At, defaults: &Defaults, shared: &MemberDefaults, names: &Names) 
     let name = m
         .require("name", "give the member a unique name")
         .and_then(|a| a.name());
-    note_name(names, &name, at);
-    let (host, transport, ssh) = access(&mut m, defaults);
+    note_name(&walk.nodes, &name, at);
+    let (host, transport, ssh) = access(&mut m, defaults, &walk.dir);
     let role = m.get("role");
     let mgmt = m.get("management_ip").and_then(|a| a.name());
     let client_url = m.get("client_url").and_then(|a| a.name());

@@ -117,7 +117,7 @@ struct Builder<'a> {
     number: usize,
 }
 
-fn host_of(name: &str, a: &Access) -> Host {
+pub fn host_of(name: &str, a: &Access) -> Host {
     match a.transport {
         Transport::Local => Host {
             node: name.to_owned(),
@@ -154,7 +154,7 @@ fn quote(argv: &[String]) -> String {
     crate::shell::join(argv)
 }
 
-fn remote(name: &str, a: &Access, argv: Vec<String>) -> Command {
+pub fn remote_command(name: &str, a: &Access, argv: Vec<String>) -> Command {
     let argv = if a.ssh.sudo && a.transport == Transport::Ssh {
         ["sudo".to_owned(), "-n".to_owned()]
             .into_iter()
@@ -557,7 +557,7 @@ impl<'a> Builder<'a> {
                     })?,
                 };
                 vec![Action::Run {
-                    command: remote(&r.name, &r.access, argv),
+                    command: remote_command(&r.name, &r.access, argv),
                 }]
             }
             StepKind::Run { argv, on } => {
@@ -565,16 +565,16 @@ impl<'a> Builder<'a> {
                 vec![Action::Run {
                     command: match on {
                         RunOn::Local => local(argv, &self.inv.dir),
-                        _ => remote(&r.name, &r.access, argv),
+                        _ => remote_command(&r.name, &r.access, argv),
                     },
                 }]
             }
             StepKind::Reboot => vec![
                 Action::Run {
-                    command: remote(&r.name, &r.access, r.reboot.boot_id.clone()),
+                    command: remote_command(&r.name, &r.access, r.reboot.boot_id.clone()),
                 },
                 Action::Run {
-                    command: remote(&r.name, &r.access, r.reboot.command.clone()),
+                    command: remote_command(&r.name, &r.access, r.reboot.command.clone()),
                 },
             ],
             StepKind::UploadCert => self.upload_cert(r, cert)?,
@@ -810,7 +810,7 @@ impl<'a> Builder<'a> {
 
     fn backup(&self, node: &str, a: &Access, path: &str) -> Action {
         Action::Run {
-            command: remote(
+            command: remote_command(
                 node,
                 a,
                 ["cp", "-a", "--", path, &format!("{path}.opsctl-{}", self.req.run)]
@@ -822,7 +822,7 @@ impl<'a> Builder<'a> {
 
     fn move_aside(&self, node: &str, a: &Access, path: &str) -> Action {
         Action::Run {
-            command: remote(
+            command: remote_command(
                 node,
                 a,
                 ["mv", "-T", "--", path, &format!("{path}.opsctl-{}", self.req.run)]
@@ -962,8 +962,8 @@ impl<'a> Builder<'a> {
             }],
             StepKind::Run { argv, on } => vec![Action::Run {
                 command: match on {
-                    RunOn::Node => remote(&m.name, &m.access, render(argv)),
-                    RunOn::First => remote(&first.name, &first.access, render(argv)),
+                    RunOn::Node => remote_command(&m.name, &m.access, render(argv)),
+                    RunOn::First => remote_command(&first.name, &first.access, render(argv)),
                     RunOn::Local => local(render(argv), &self.inv.dir),
                 },
             }],
@@ -978,7 +978,7 @@ impl<'a> Builder<'a> {
                 let argv = service_argv(service, *action)
                     .with_context(|| format!("etcd member `{}` has no reload command", m.name))?;
                 vec![Action::Run {
-                    command: remote(&m.name, &m.access, argv),
+                    command: remote_command(&m.name, &m.access, argv),
                 }]
             }
             StepKind::Wait(spec) => vec![self.member_gate(cluster, order, m, spec)?],

@@ -1,0 +1,18 @@
+//! opsctl as a library: the binary is a thin `main` over these modules; the
+//! integration tests reach the remote layer and the lab through it.
+
+pub mod advertise;
+pub mod args;
+pub mod commands;
+pub mod config;
+pub mod duration;
+pub mod inventory;
+pub mod plan;
+pub mod playbook;
+pub mod reader;
+pub mod remote;
+pub mod shell;
+pub mod stats;
+pub mod suggest;
+pub mod template;
+pub mod yaml;

@@ -1,0 +1,489 @@
+//! Running commands on nodes: one wrapper over the `openssh` crate, and a
+//! `local` transport that runs the same operations on this machine.
+//!
+//! Every node gets one SSH master connection per run (ControlMaster), reused
+//! by every command sent to it. Every command's exit status is checked by the
+//! caller's choice of [`Remote::run`] (must succeed) or [`Remote::probe`]
+//! (the status is the answer), and every failure says which node, which
+//! command, the exit code and the trimmed stderr. A connection that breaks is
+//! told apart from a command that fails.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openssh::{KnownHosts as SshKnownHosts, Session, SessionBuilder};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Mutex;
+
+use crate::inventory::{Access, KnownHosts, Transport};
+use crate::plan::Command;
+
+/// What a command printed and how it ended.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Why a command did not run to a successful end.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// No SSH connection could be made; nothing ran.
+    #[error("cannot connect to `{node}` ({address}): {reason}{}", hint_suffix(.hint))]
+    Connect {
+        node: String,
+        address: String,
+        reason: String,
+        hint: Option<String>,
+    },
+    /// The connection went away while the command ran: it may or may not have run.
+    #[error("lost the connection to `{node}` while running `{command}`; it may or may not have run")]
+    Disconnected { node: String, command: String },
+    /// The command ran and exited with a failure status.
+    #[error("`{command}` failed on `{node}` with exit status {code}{}", stderr_suffix(.stderr))]
+    Failed {
+        node: String,
+        command: String,
+        code: i32,
+        stderr: String,
+    },
+    /// The command did not finish in time and was stopped.
+    #[error("`{command}` on `{node}` did not finish within {after}; it was stopped")]
+    Timeout {
+        node: String,
+        command: String,
+        after: String,
+    },
+    /// A local command could not be started at all.
+    #[error("cannot run `{command}` on `{node}`: {reason}")]
+    Spawn {
+        node: String,
+        command: String,
+        reason: String,
+    },
+}
+
+fn hint_suffix(hint: &Option<String>) -> String {
+    hint.as_ref().map(|h| format!("\nhelp: {h}")).unwrap_or_default()
+}
+
+/// The last lines of stderr, enough to see why without flooding the terminal.
+fn stderr_suffix(stderr: &str) -> String {
+    let trimmed = trim_output(stderr);
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!(": {trimmed}")
+    }
+}
+
+pub fn trim_output(text: &str) -> String {
+    const KEEP: usize = 5;
+    let lines: Vec<&str> = text.trim().lines().collect();
+    let start = lines.len().saturating_sub(KEEP);
+    let mut out = lines[start..].join("\n");
+    if start > 0 {
+        out = format!("...\n{out}");
+    }
+    if out.len() > 2000 {
+        let cut = out
+            .char_indices()
+            .map(|(i, _)| i)
+            .take_while(|i| *i < 2000)
+            .last()
+            .unwrap_or(0);
+        out.truncate(cut);
+        out.push_str(" ...");
+    }
+    out
+}
+
+/// A node as the remote layer needs it: its name and how to reach it.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    pub access: Access,
+}
+
+/// SSH sessions for one run, opened on first use and closed together.
+pub struct Remote {
+    control_dir: PathBuf,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+impl Remote {
+    /// `control_dir` holds the master sockets; it is created with mode 0700.
+    pub fn new(control_dir: PathBuf) -> std::io::Result<Remote> {
+        create_private_dir(&control_dir)?;
+        Ok(Remote {
+            control_dir,
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Runs a command that must succeed: a non-zero exit is an error.
+    pub async fn run(&self, node: &Node, cmd: &Command, timeout: Duration) -> Result<Output, ExecError> {
+        let out = self.probe(node, cmd, timeout, None).await?;
+        if out.code != 0 {
+            return Err(ExecError::Failed {
+                node: node.name.clone(),
+                command: cmd.line.clone(),
+                code: out.code,
+                stderr: out.stderr,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Runs a command whose exit status is part of the answer (`systemctl
+    /// is-active` says "inactive" with status 3). Connection trouble and
+    /// timeouts are still errors. `stdin` is fed to the command, never put on
+    /// its command line.
+    pub async fn probe(
+        &self,
+        node: &Node,
+        cmd: &Command,
+        timeout: Duration,
+        stdin: Option<&[u8]>,
+    ) -> Result<Output, ExecError> {
+        let timed_out = || ExecError::Timeout {
+            node: node.name.clone(),
+            command: cmd.line.clone(),
+            after: crate::duration::format(timeout),
+        };
+        match node.access.transport {
+            Transport::Local => tokio::time::timeout(timeout, run_local(&node.name, cmd, stdin))
+                .await
+                .map_err(|_| timed_out())?,
+            Transport::Ssh => {
+                let session = self.session(node).await?;
+                match tokio::time::timeout(timeout, run_ssh(&session, cmd, stdin)).await {
+                    Err(_) => Err(timed_out()),
+                    Ok(Ok(out)) => Ok(out),
+                    Ok(Err(e)) => {
+                        // Exit status 255 is also what ssh reports for a broken
+                        // connection: ask the master which one it was.
+                        let alive = session.check().await.is_ok();
+                        if alive {
+                            if let openssh::Error::RemoteProcessTerminated = e {
+                                return Ok(Output {
+                                    code: 255,
+                                    stdout: String::new(),
+                                    stderr: String::new(),
+                                });
+                            }
+                        } else {
+                            self.sessions.lock().await.remove(&node.name);
+                        }
+                        Err(ExecError::Disconnected {
+                            node: node.name.clone(),
+                            command: cmd.line.clone(),
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the node answers: a connection is made (or an open one still works).
+    pub async fn reachable(&self, node: &Node) -> Result<(), ExecError> {
+        match node.access.transport {
+            Transport::Local => Ok(()),
+            Transport::Ssh => {
+                let s = self.session(node).await?;
+                if s.check().await.is_ok() {
+                    return Ok(());
+                }
+                self.sessions.lock().await.remove(&node.name);
+                self.session(node).await.map(|_| ())
+            }
+        }
+    }
+
+    async fn session(&self, node: &Node) -> Result<Arc<Session>, ExecError> {
+        if let Some(s) = self.sessions.lock().await.get(&node.name) {
+            return Ok(s.clone());
+        }
+        let a = &node.access;
+        let mut b = SessionBuilder::default();
+        b.control_directory(&self.control_dir)
+            .known_hosts_check(match a.ssh.known_hosts {
+                KnownHosts::Strict => SshKnownHosts::Strict,
+                KnownHosts::AcceptNew => SshKnownHosts::Add,
+            })
+            .connect_timeout(a.ssh.connect_timeout.max(Duration::from_secs(1)))
+            .server_alive_interval(Duration::from_secs(10))
+            .port(a.ssh.port);
+        if let Some(u) = &a.ssh.user {
+            b.user(u.clone());
+        }
+        if let Some(k) = &a.ssh.identity_file {
+            b.keyfile(k);
+        }
+        if let Some(f) = &a.ssh.known_hosts_file {
+            b.user_known_hosts_file(f);
+        }
+        if let Some(j) = &a.ssh.jump_host {
+            b.jump_hosts([j]);
+        }
+        let address = crate::plan::host_of(&node.name, a).address;
+        let session = b
+            .connect(&a.host)
+            .await
+            .map_err(|e| connect_error(&node.name, &address, a, e))?;
+        let session = Arc::new(session);
+        self.sessions
+            .lock()
+            .await
+            .insert(node.name.clone(), session.clone());
+        Ok(session)
+    }
+
+    /// Closes every session, so no master connection outlives the run unseen.
+    pub async fn close(self) {
+        let sessions: Vec<Arc<Session>> = self.sessions.into_inner().into_values().collect();
+        for s in sessions {
+            if let Ok(s) = Arc::try_unwrap(s)
+                && let Err(e) = s.close().await
+            {
+                tracing::debug!("closing an ssh session: {e}");
+            }
+        }
+    }
+}
+
+async fn run_ssh(session: &Session, cmd: &Command, stdin: Option<&[u8]>) -> Result<Output, openssh::Error> {
+    // The line shown in the plan is the line sent: the remote shell splits it
+    // exactly as the quoting says.
+    let mut c = session.raw_command(&cmd.line);
+    c.stdout(openssh::Stdio::piped()).stderr(openssh::Stdio::piped());
+    c.stdin(if stdin.is_some() {
+        openssh::Stdio::piped()
+    } else {
+        openssh::Stdio::null()
+    });
+    let mut child = c.spawn().await?;
+    if let (Some(data), Some(mut w)) = (stdin, child.stdin().take()) {
+        w.write_all(data).await.map_err(openssh::Error::ChildIo)?;
+        w.shutdown().await.map_err(openssh::Error::ChildIo)?;
+    }
+    let out = child.wait_with_output().await?;
+    Ok(Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+async fn run_local(node: &str, cmd: &Command, stdin: Option<&[u8]>) -> Result<Output, ExecError> {
+    let spawn_err = |e: std::io::Error| ExecError::Spawn {
+        node: node.to_owned(),
+        command: cmd.line.clone(),
+        reason: e.to_string(),
+    };
+    let (program, args) = cmd
+        .argv
+        .split_first()
+        .ok_or_else(|| spawn_err(std::io::Error::other("empty command")))?;
+    let mut c = tokio::process::Command::new(program);
+    c.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(dir) = &cmd.cwd {
+        c.current_dir(dir);
+    }
+    let mut child = c.spawn().map_err(spawn_err)?;
+    if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
+        w.write_all(data).await.map_err(spawn_err)?;
+        drop(w);
+    }
+    let out = child.wait_with_output().await.map_err(spawn_err)?;
+    Ok(Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// Names the cause of a failed connection in the operator's terms.
+fn connect_error(node: &str, address: &str, a: &Access, e: openssh::Error) -> ExecError {
+    let raw = match &e {
+        openssh::Error::Connect(io) | openssh::Error::Master(io) => io.to_string(),
+        other => other.to_string(),
+    };
+    let text = raw.to_lowercase();
+    let (reason, hint) = if text.contains("host key verification failed")
+        || text.contains("identification has changed")
+    {
+        (
+            "its host key does not match the known_hosts entry (strict checking)".to_owned(),
+            Some(format!(
+                "if the host was really reinstalled, check the new key out of band and replace its entry (`ssh-keygen -R {}`)",
+                a.host
+            )),
+        )
+    } else if text.contains("connection refused") {
+        (
+            "connection refused".to_owned(),
+            Some(format!(
+                "is sshd running there, and listening on port {}?",
+                a.ssh.port
+            )),
+        )
+    } else if text.contains("timed out") {
+        (
+            format!(
+                "no answer within {}",
+                crate::duration::format(a.ssh.connect_timeout)
+            ),
+            Some("check the address and the network path, or raise `ssh.connect_timeout`".into()),
+        )
+    } else if text.contains("permission denied") {
+        (
+            "authentication failed".to_owned(),
+            Some("run `ssh-add`, or set `ssh.identity_file` (and `ssh.user`) in the inventory".into()),
+        )
+    } else if text.contains("no route to host") || text.contains("network is unreachable") {
+        ("no route to the host".to_owned(), None)
+    } else if text.contains("could not resolve hostname") {
+        (
+            "the host name does not resolve".to_owned(),
+            Some("check `host` in the inventory".into()),
+        )
+    } else {
+        (trim_output(&raw), None)
+    };
+    ExecError::Connect {
+        node: node.to_owned(),
+        address: address.to_owned(),
+        reason,
+        hint,
+    }
+}
+
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    // An existing directory keeps its mode: make sure nobody else can use our sockets.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Where master sockets live: `$XDG_RUNTIME_DIR/opsctl` or `~/.cache/opsctl/ssh`.
+pub fn default_control_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("opsctl");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    home.join(".cache/opsctl/ssh")
+}
+
+/// A file to put on a node, atomically.
+pub struct Upload<'a> {
+    pub content: &'a [u8],
+    pub to: &'a str,
+    /// Octal mode of the new file, e.g. `0o600`.
+    pub mode: u32,
+    /// Written and checked here first, then renamed over `to`.
+    pub temp: &'a str,
+    /// The current file is copied here (with its owner and mode) before the rename.
+    pub backup: Option<&'a str>,
+}
+
+/// Writes the content to the temporary name with a umask that keeps it
+/// private from the first byte, syncs it, and gives it the owner of the file
+/// it replaces. Content arrives on stdin, never on a command line.
+const WRITE_TEMP: &str = r#"umask 077 && cat > "$1" && sync "$1" && chmod "$3" "$1" && if [ -e "$2" ]; then chown --reference="$2" "$1"; fi"#;
+
+impl Remote {
+    /// Uploads a file: write a temporary file beside the target, sync it, set
+    /// its mode and owner, check its SHA-256 on the node, keep the current file
+    /// as a backup, rename into place. The temporary file is removed if any
+    /// step fails; the target is never left half-written.
+    pub async fn upload(&self, node: &Node, up: &Upload<'_>, timeout: Duration) -> anyhow::Result<()> {
+        use sha2::Digest;
+        let want: String = sha2::Sha256::digest(up.content)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let cmd = |argv: &[&str]| {
+            crate::plan::remote_command(
+                &node.name,
+                &node.access,
+                argv.iter().map(|s| (*s).to_owned()).collect(),
+            )
+        };
+        let mode = format!("{:o}", up.mode);
+        let result = async {
+            let write = cmd(&["sh", "-c", WRITE_TEMP, "opsctl-upload", up.temp, up.to, &mode]);
+            let out = self.probe(node, &write, timeout, Some(up.content)).await?;
+            if out.code != 0 {
+                return Err(ExecError::Failed {
+                    node: node.name.clone(),
+                    command: write.line,
+                    code: out.code,
+                    stderr: out.stderr,
+                }
+                .into());
+            }
+            let sum = self.run(node, &cmd(&["sha256sum", "--", up.temp]), timeout).await?;
+            let got = sum.stdout.split_whitespace().next().unwrap_or("");
+            if got != want {
+                anyhow::bail!(
+                    "the copy of {} on `{}` has SHA-256 {got}, not {want}: the upload was damaged; nothing was replaced",
+                    up.to,
+                    node.name
+                );
+            }
+            if let Some(backup) = up.backup {
+                let keep = cmd(&["sh", "-c", r#"if [ -e "$1" ]; then cp -a -- "$1" "$2"; fi"#, "opsctl-backup", up.to, backup]);
+                self.run(node, &keep, timeout).await?;
+            }
+            self.run(node, &cmd(&["mv", "-T", "--", up.temp, up.to]), timeout).await?;
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            let _ = self
+                .probe(node, &cmd(&["rm", "-f", "--", up.temp]), timeout, None)
+                .await;
+        }
+        result
+    }
+
+    /// The content of a file on a node.
+    pub async fn download(&self, node: &Node, path: &str, timeout: Duration) -> Result<Vec<u8>, ExecError> {
+        let cat = crate::plan::remote_command(
+            &node.name,
+            &node.access,
+            vec!["cat".into(), "--".into(), path.into()],
+        );
+        Ok(self.run(node, &cat, timeout).await?.stdout.into_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stderr_is_trimmed_to_its_last_lines() {
+        let long: String = (1..=9).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(trim_output(&long), "...\nline 5\nline 6\nline 7\nline 8\nline 9");
+        assert_eq!(trim_output("  one line \n"), "one line");
+    }
+}

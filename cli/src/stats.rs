@@ -1,0 +1,196 @@
+//! Reading a relay's live counters, on the node through SSH or directly.
+//!
+//! The query is the I/O half; parsing the reply is the relay crate's pure
+//! half. A stats port that stays silent is an error, never "0 allocations":
+//! the drain gate fails closed.
+//!
+//! On a node, restund's UDP status port and coturn's telnet CLI are reached
+//! with bash's `/dev/udp` and `/dev/tcp`, so nothing (no netcat) needs
+//! installing there. Arguments go in as positional parameters, never spliced
+//! into the script, and coturn's CLI password goes in on stdin.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use relay::StatsSource;
+
+use crate::inventory::{ReadOn, Relay, SecretRef, Transport};
+use crate::plan::remote_command;
+use crate::remote::{Node, Remote};
+
+/// How long the node-side probe listens for the status port's datagrams.
+const LISTEN: &str = "0.5";
+
+/// What opsctl needs from a stats reading.
+#[derive(Debug, Clone)]
+pub struct Reading {
+    pub allocations: u64,
+    pub stats: relay::stats::Stats,
+}
+
+/// The bash that sends `$3` to udp `$1`:`$2` and prints what comes back.
+const UDP_PROBE: &str = r#"exec 3<>"/dev/udp/$1/$2" || exit 70; printf '%s' "$3" >&3; timeout "$4" cat <&3; s=$?; [ "$s" = 124 ] && s=0; exit "$s""#;
+
+/// The bash that logs into coturn's CLI (password on stdin), runs `ps` and quits.
+const TCP_CLI_PROBE: &str = r#"IFS= read -r pw; exec 3<>"/dev/tcp/$1/$2" || exit 70; printf '%s\r\nps\r\nquit\r\n' "$pw" >&3; timeout "$3" cat <&3; s=$?; [ "$s" = 124 ] && s=0; exit "$s""#;
+
+fn split_addr(addr: &str) -> anyhow::Result<(String, String)> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .with_context(|| format!("`{addr}` is not host:port"))?;
+    Ok((host.trim_matches(['[', ']']).to_owned(), port.to_owned()))
+}
+
+fn secret(p: &SecretRef) -> anyhow::Result<String> {
+    match p {
+        SecretRef::Env(name) => std::env::var(name)
+            .with_context(|| format!("the stats password comes from ${name}, which is not set")),
+        SecretRef::File(path) => Ok(std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the stats password file {}", path.display()))?
+            .trim_end_matches(['\n', '\r'])
+            .to_owned()),
+    }
+}
+
+/// Reads the relay's stats once.
+pub async fn read(remote: &Remote, r: &Relay, timeout: Duration) -> anyhow::Result<Reading> {
+    let local = r.stats.read_on == ReadOn::Local || r.access.transport == Transport::Local;
+    let text = match &r.stats.source {
+        StatsSource::Turnstats { addr } if local => query_udp(addr, "turnstats", timeout).await?,
+        StatsSource::Turnstats { addr } => {
+            let (host, port) = split_addr(addr)?;
+            let argv = [
+                "bash",
+                "-c",
+                UDP_PROBE,
+                "opsctl-stats",
+                &host,
+                &port,
+                "turnstats",
+                LISTEN,
+            ];
+            run(remote, r, argv.map(String::from).to_vec(), None, timeout).await?
+        }
+        StatsSource::CoturnCli { addr } => {
+            let password = r
+                .stats
+                .password
+                .as_ref()
+                .map(secret)
+                .transpose()?
+                .context("the coturn CLI needs a password")?;
+            let (host, port) = split_addr(addr)?;
+            let argv = ["bash", "-c", TCP_CLI_PROBE, "opsctl-stats", &host, &port, "2"];
+            let transcript = run(
+                remote,
+                r,
+                argv.map(String::from).to_vec(),
+                Some(format!("{password}\n").into_bytes()),
+                timeout,
+            )
+            .await?;
+            coturn_ps_reply(&transcript)?
+        }
+        StatsSource::RtpengineCtl { command } => run(remote, r, command.clone(), None, timeout).await?,
+        StatsSource::Prometheus { url } => {
+            let argv = ["curl", "-fsS", "--max-time", "5", url.as_str()];
+            run(remote, r, argv.map(String::from).to_vec(), None, timeout).await?
+        }
+        other => bail!("reading stats via {} is not supported", other.via()),
+    };
+    if text.trim().is_empty() {
+        bail!("{} did not answer (no reply within {LISTEN}s)", r.stats.source);
+    }
+    let stats = relay::stats::parse(&r.stats.source, &text).with_context(|| format!("{}", r.stats.source))?;
+    Ok(Reading {
+        allocations: stats.allocations,
+        stats,
+    })
+}
+
+/// Sends `command` to a restund-style UDP status port from here and collects
+/// the reply: datagrams of at most 1024 bytes that may split a line, with no
+/// terminator, so the reply ends at a short quiet gap.
+pub async fn query_udp(addr: &str, command: &str, timeout: Duration) -> anyhow::Result<String> {
+    const QUIET: Duration = Duration::from_millis(200);
+    let target = tokio::net::lookup_host(addr)
+        .await
+        .with_context(|| format!("cannot resolve {addr}"))?
+        .next()
+        .with_context(|| format!("{addr} resolves to nothing"))?;
+    let bind = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let sock = tokio::net::UdpSocket::bind(bind).await?;
+    sock.connect(target).await?;
+    sock.send(command.as_bytes()).await?;
+    let mut collector = relay::stats::Collector::new();
+    let mut buf = [0u8; 2048];
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let wait = if collector.datagrams() == 0 {
+            deadline
+        } else {
+            tokio::time::Instant::now() + QUIET
+        };
+        match tokio::time::timeout_at(wait.min(deadline), sock.recv(&mut buf)).await {
+            Ok(Ok(n)) => collector.push(&buf[..n])?,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                bail!("nothing listens on udp {addr}")
+            }
+            Ok(Err(e)) => return Err(e).with_context(|| format!("reading udp {addr}")),
+            Err(_) => break,
+        }
+    }
+    Ok(collector.text()?.to_owned())
+}
+
+/// coturn's telnet CLI answers with a greeting, a password prompt, the `ps`
+/// reply between two `> ` prompts, and `Bye !`; the parser wants the reply.
+/// Telnet option negotiation (IAC sequences) is dropped first.
+fn coturn_ps_reply(transcript: &str) -> anyhow::Result<String> {
+    let clean: String = transcript
+        .chars()
+        .filter(|c| *c != '\u{fffd}' && (!c.is_control() || matches!(c, '\n' | '\r' | '\t')))
+        .collect();
+    let Some(start) = clean.find("> ") else {
+        if clean.contains("Enter password") {
+            bail!("the coturn CLI did not accept the password (no prompt after `Enter password:`)");
+        }
+        bail!(
+            "the coturn CLI sent no prompt: {}",
+            crate::remote::trim_output(&clean)
+        );
+    };
+    let rest = &clean[start + 2..];
+    let end = rest.find("\n> ").map(|i| i + 1).unwrap_or(rest.len());
+    Ok(rest[..end].to_owned())
+}
+
+async fn run(
+    remote: &Remote,
+    r: &Relay,
+    argv: Vec<String>,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
+) -> anyhow::Result<String> {
+    let node = Node {
+        name: r.name.clone(),
+        access: r.access.clone(),
+    };
+    let cmd = remote_command(&r.name, &r.access, argv);
+    let out = remote.probe(&node, &cmd, timeout, stdin.as_deref()).await?;
+    match out.code {
+        0 => Ok(out.stdout),
+        70 => bail!(
+            "{} cannot be reached on {}: {}",
+            r.stats.source,
+            r.name,
+            crate::remote::trim_output(&out.stderr)
+        ),
+        code => bail!(
+            "{} on {} failed (exit status {code}): {}",
+            r.stats.source,
+            r.name,
+            crate::remote::trim_output(&out.stderr)
+        ),
+    }
+}

@@ -1,0 +1,146 @@
+//! `opsctl status` against lab nodes: real sshd, real processes.
+
+use crate::lab::Lab;
+use crate::util::Scratch;
+
+fn lab(n: usize) -> Lab {
+    Lab::start(n).unwrap_or_else(|why| panic!("cannot start the lab: {why}"))
+}
+
+/// Each relay's stats port on the node's own loopback address, so nodes
+/// sharing this machine do not share a port.
+fn inventory(lab: &Lab, extra: &str) -> String {
+    let mut inv = lab.inventory("relayd", extra);
+    for n in &lab.nodes {
+        inv = inv.replace(
+            &format!("host: {}}}", n.ip),
+            &format!("host: {}, stats: {{addr: '{}:33000'}}}}", n.ip, n.ip),
+        );
+    }
+    inv
+}
+
+#[test]
+fn status_reports_each_node_and_fails_closed_on_silent_stats() {
+    let mut lab = lab(3);
+    for i in 0..3 {
+        lab.service(i, "relayd", "sleep 600");
+    }
+    let started = lab.systemctl(0, "start relayd");
+    assert!(started.status.success(), "{started:?}");
+    // node-2's relay service is stopped; node-3 is down altogether.
+    lab.stop_sshd(2);
+    let scratch = Scratch::new();
+    scratch.write("inventory.yaml", &inventory(&lab, ""));
+    let out = scratch.opsctl(&["status"]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    let rows: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        rows[0],
+        "NODE    SITE  KIND    REACHABLE  SERVICE  ALLOCATIONS  ADVERTISED  ETCD",
+        "{}",
+        out.dump()
+    );
+    assert_eq!(
+        rows[1],
+        "node-1  lab   relayd  yes        up       -            -           -"
+    );
+    assert_eq!(
+        rows[2],
+        "node-2  lab   relayd  yes        DOWN     -            -           -"
+    );
+    assert_eq!(
+        rows[3],
+        "node-3  lab   relayd  NO         -        -            -           -"
+    );
+    let ip = |i: usize| lab.nodes[i].ip;
+    // Nothing answers on the stats port: that is an error, never "0 allocations".
+    assert!(
+        out.stdout.contains(&format!("node-1: stats: turnstats on udp {}:33000 on node-1 failed (exit status 1): cat: -: Connection refused\n", ip(0))),
+        "{}",
+        out.dump()
+    );
+    assert!(
+        out.stdout.contains(
+            "node-2: service is not up: `systemctl is-active relayd` exited 3 and printed `inactive`\n"
+        ),
+        "{}",
+        out.dump()
+    );
+    assert!(
+        out.stdout.contains(&format!(
+            "node-3: cannot connect to `node-3` (ssh://root@{}:2022): connection refused\n    help: is sshd running there, and listening on port 2022?\n",
+            ip(2)
+        )),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(
+        out.stderr,
+        "opsctl: error: 3 of 3 nodes unhealthy: node-1, node-2, node-3\n"
+    );
+}
+
+#[test]
+fn a_changed_host_key_is_refused_under_strict_checking() {
+    let lab = lab(1);
+    // Pretend the node was known with another key.
+    let other = Scratch::new();
+    let key = other.0.join("k");
+    assert!(
+        std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let pubkey: Vec<&str> = pubkey.split_whitespace().take(2).collect();
+    let known = other.write(
+        "known_hosts",
+        &format!("[{}]:2022 {}\n", lab.nodes[0].ip, pubkey.join(" ")),
+    );
+    let inv = inventory(&lab, "").replace(
+        &lab.known_hosts.display().to_string(),
+        &known.display().to_string(),
+    );
+    other.write("inventory.yaml", &inv);
+    let out = other.opsctl(&["status"]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    assert!(out.stdout.contains("node-1  lab   relayd  NO "), "{}", out.dump());
+    assert!(
+        out.stdout.contains(&format!(
+            "node-1: cannot connect to `node-1` (ssh://root@{}:2022): its host key does not match the known_hosts entry (strict checking)\n    help: if the host was really reinstalled, check the new key out of band and replace its entry (`ssh-keygen -R {}`)\n",
+            lab.nodes[0].ip, lab.nodes[0].ip
+        )),
+        "{}",
+        out.dump()
+    );
+    // Strict checking wrote nothing to the known_hosts file.
+    assert_eq!(std::fs::read_to_string(&known).unwrap().lines().count(), 1);
+}
+
+#[test]
+fn a_command_that_hangs_is_stopped_at_the_command_timeout() {
+    let lab = lab(1);
+    let scratch = Scratch::new();
+    let inv = inventory(&lab, ", service: {status: 'sleep 30'}").replace(
+        "connect_timeout: 3s",
+        "connect_timeout: 3s\n    command_timeout: 1s",
+    );
+    scratch.write("inventory.yaml", &inv);
+    let started = std::time::Instant::now();
+    let out = scratch.opsctl(&["status"]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    assert!(
+        out.stdout
+            .contains("node-1: `sleep 30` on `node-1` did not finish within 1s; it was stopped\n"),
+        "{}",
+        out.dump()
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "status waited for the hung command"
+    );
+}

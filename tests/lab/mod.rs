@@ -1,0 +1,265 @@
+//! The lab: real `sshd` nodes on loopback addresses, each with its own host
+//! key, state directory and shims for host actions (`systemctl`) that act on
+//! that node's own processes. Everything a lab starts it stops by pid, and its
+//! files are removed, when it is dropped, also when a test fails.
+//!
+//! Lab nodes need root (sshd logs in as root) and Debian's openssh-server;
+//! `scripts/test.sh` installs it. Each node's sshd runs in its own mount and
+//! pid namespace: root's `.bashrc` is masked there so commands get a clean,
+//! fast shell, and stopping the node's sshd ends every process the node
+//! started, however it was left.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const SSHD: &str = "/usr/sbin/sshd";
+const PORT: u16 = 2022;
+
+pub struct Lab {
+    pub dir: PathBuf,
+    pub nodes: Vec<LabNode>,
+    pub client_key: PathBuf,
+    pub known_hosts: PathBuf,
+}
+
+pub struct LabNode {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub dir: PathBuf,
+    sshd: Option<Child>,
+}
+
+/// Why a lab could not be had; a lab test fails with this, it is never skipped.
+pub fn requirements() -> Result<(), String> {
+    if !Path::new(SSHD).exists() {
+        return Err(format!(
+            "{SSHD} is missing: install openssh-server (scripts/test.sh does)"
+        ));
+    }
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(|e| format!("cannot run `id`: {e}"))?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Err("lab nodes run sshd logging in as root: run the lab tests as root".into());
+    }
+    Ok(())
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
+fn keygen(path: &Path) -> Result<(), String> {
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "opsctl-lab", "-f"])
+        .arg(path))
+}
+
+/// A loopback address of its own for each node: the second octet from the
+/// process id, the rest from a counter, so parallel tests never collide.
+fn next_ip() -> Ipv4Addr {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    Ipv4Addr::new(
+        127,
+        100 + (pid % 100) as u8,
+        ((pid / 100) % 200) as u8 + (n / 250) as u8,
+        (n % 250) as u8 + 1,
+    )
+}
+
+impl Lab {
+    /// Starts `n` nodes named `node-1` .. `node-n`.
+    pub fn start(n: usize) -> Result<Lab, String> {
+        requirements()?;
+        std::fs::create_dir_all("/run/sshd").map_err(|e| format!("/run/sshd: {e}"))?;
+        let dir = std::env::temp_dir().join(format!("opsctl-lab-{}-{}", std::process::id(), next_ip()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let mut lab = Lab {
+            client_key: dir.join("client_key"),
+            known_hosts: dir.join("known_hosts"),
+            dir,
+            nodes: Vec::new(),
+        };
+        keygen(&lab.client_key)?;
+        std::fs::write(lab.dir.join("empty"), "").map_err(|e| e.to_string())?;
+        let mut known = String::new();
+        for i in 1..=n {
+            let node = lab.add_node(&format!("node-{i}"))?;
+            let key = std::fs::read_to_string(node.dir.join("host_key.pub")).map_err(|e| e.to_string())?;
+            let key: Vec<&str> = key.split_whitespace().take(2).collect();
+            known.push_str(&format!("[{}]:{PORT} {}\n", node.ip, key.join(" ")));
+            lab.nodes.push(node);
+        }
+        std::fs::write(&lab.known_hosts, known).map_err(|e| e.to_string())?;
+        for i in 0..lab.nodes.len() {
+            lab.start_sshd(i)?;
+        }
+        Ok(lab)
+    }
+
+    fn add_node(&self, name: &str) -> Result<LabNode, String> {
+        let ip = next_ip();
+        let dir = self.dir.join(name);
+        for sub in ["bin", "services", "run", "log"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(|e| e.to_string())?;
+        }
+        keygen(&dir.join("host_key"))?;
+        std::fs::copy(
+            format!("{}.pub", self.client_key.display()),
+            dir.join("authorized_keys"),
+        )
+        .map_err(|e| e.to_string())?;
+        let shims = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/lab/shims");
+        for entry in std::fs::read_dir(&shims).map_err(|e| format!("{}: {e}", shims.display()))? {
+            let p = entry.map_err(|e| e.to_string())?.path();
+            std::fs::copy(&p, dir.join("bin").join(p.file_name().unwrap())).map_err(|e| e.to_string())?;
+        }
+        let d = dir.display();
+        let config = format!(
+            "ListenAddress {ip}:{PORT}\nHostKey {d}/host_key\nPidFile {d}/run/sshd.pid\n\
+             AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
+             PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             MaxSessions 200\nMaxStartups 200\nLogLevel ERROR\n\
+             SetEnv PATH={d}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LAB_NODE={d}\n"
+        );
+        std::fs::write(dir.join("sshd_config"), config).map_err(|e| e.to_string())?;
+        Ok(LabNode {
+            name: name.to_owned(),
+            ip,
+            dir,
+            sshd: None,
+        })
+    }
+
+    /// Starts (or restarts) node `i`'s sshd and waits until it accepts connections.
+    pub fn start_sshd(&mut self, i: usize) -> Result<(), String> {
+        let empty = self.dir.join("empty");
+        let node = &mut self.nodes[i];
+        if node.sshd.is_some() {
+            return Ok(());
+        }
+        // sshd is pid 1 of the node's pid namespace (killing it ends them all)
+        // in a private mount namespace where root's .bashrc is empty.
+        let script = format!(
+            "mount --bind {} /root/.bashrc 2>/dev/null; exec {SSHD} -D -e -f {}/sshd_config",
+            empty.display(),
+            node.dir.display()
+        );
+        let log = std::fs::File::create(node.dir.join("log/sshd.log")).map_err(|e| e.to_string())?;
+        let child = Command::new("unshare")
+            .args([
+                "--mount",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start sshd for {}: {e}", node.name))?;
+        node.sshd = Some(child);
+        let addr = SocketAddr::from((node.ip, PORT));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if let Some(Ok(Some(status))) = node.sshd.as_mut().map(|c| c.try_wait()) {
+                let log = std::fs::read_to_string(node.dir.join("log/sshd.log")).unwrap_or_default();
+                node.sshd = None;
+                return Err(format!("sshd for {} exited ({status}): {log}", node.name));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!(
+            "sshd for {} did not listen on {addr} within 10s",
+            node.name
+        ))
+    }
+
+    /// Stops node `i` (sshd and everything it started), as if the host were down.
+    pub fn stop_sshd(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].sshd.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Declares a service on node `i`: `systemctl start UNIT` runs `command`.
+    pub fn service(&self, i: usize, unit: &str, command: &str) {
+        std::fs::write(self.nodes[i].dir.join("services").join(unit), command).unwrap();
+    }
+
+    /// Runs a command on node `i` over SSH, as the test's own setup step.
+    pub fn ssh(&self, i: usize, command: &str) -> std::process::Output {
+        Command::new("ssh")
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-p",
+                &PORT.to_string(),
+                "-i",
+            ])
+            .arg(&self.client_key)
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
+            .arg(format!("root@{}", self.nodes[i].ip))
+            .arg(command)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// `systemctl` on node `i` (the node's shim, over SSH).
+    pub fn systemctl(&self, i: usize, args: &str) -> std::process::Output {
+        self.ssh(i, &format!("systemctl {args}"))
+    }
+
+    /// An inventory for the lab: one site, every node a relay of `kind`,
+    /// reached over SSH as root with the lab's key and known_hosts.
+    pub fn inventory(&self, kind: &str, relay_extra: &str) -> String {
+        let mut out = format!(
+            "defaults:\n  ssh:\n    user: root\n    port: {PORT}\n    identity_file: {}\n    known_hosts_file: {}\n    connect_timeout: 3s\n  relay:\n    kind: {kind}\nsites:\n  - name: lab\n    relays:\n",
+            self.client_key.display(),
+            self.known_hosts.display()
+        );
+        for n in &self.nodes {
+            out.push_str(&format!(
+                "      - {{name: {}, host: {}{relay_extra}}}\n",
+                n.name, n.ip
+            ));
+        }
+        out
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.stop_sshd(i);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
