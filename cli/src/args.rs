@@ -53,6 +53,16 @@ pub struct Global {
     #[arg(long, global = true, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub forks: u16,
 
+    /// Keep SSH master connections open this long after a command (idle), so
+    /// the next one starts warm; `0s` closes them at the end of each command.
+    #[arg(long, global = true, value_name = "DURATION", env = "OPSCTL_SSH_PERSIST", default_value = "5m", value_parser = parse_duration)]
+    pub ssh_persist: std::time::Duration,
+
+    /// Where SSH master sockets live (created with mode 0700); default
+    /// `$XDG_RUNTIME_DIR/opsctl`, else `~/.cache/opsctl/ssh`.
+    #[arg(long, global = true, value_name = "DIR", env = "OPSCTL_CONTROL_DIR")]
+    pub control_dir: Option<PathBuf>,
+
     /// More diagnostics on stderr (-v, -vv).
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -64,6 +74,10 @@ pub struct Global {
     /// No colours on stderr (also when NO_COLOR is set).
     #[arg(long, global = true)]
     pub no_color: bool,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::duration::parse(s)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -85,9 +99,11 @@ pub enum Command {
     RecoverQuorum(RecoverQuorum),
     /// Show every node: reachable, service up, allocations, advertised, cert expiry.
     ///
-    /// SSH master connections are kept open in opsctl's control directory
-    /// (`$XDG_RUNTIME_DIR/opsctl`, or `~/.cache/opsctl/ssh`, mode 0700) only
-    /// for the duration of the command.
+    /// SSH master connections stay open in opsctl's control directory
+    /// (`$XDG_RUNTIME_DIR/opsctl`, or `~/.cache/opsctl/ssh`, mode 0700) for
+    /// `--ssh-persist` (5 minutes idle by default), so the next command starts
+    /// without new key exchanges. Host keys are checked as the inventory says
+    /// (strict by default) whether a connection is new or reused.
     Status,
     /// Work with the inventory file.
     #[command(subcommand)]

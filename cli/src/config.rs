@@ -12,6 +12,9 @@ pub struct Config {
     pub dry_run: bool,
     pub output: Output,
     pub forks: usize,
+    /// `None`: close SSH masters at the end of the command.
+    pub ssh_persist: Option<std::time::Duration>,
+    pub control_dir: std::path::PathBuf,
     pub action: Action,
 }
 
@@ -101,6 +104,11 @@ impl Config {
             inventory,
             dry_run: cli.global.dry_run,
             forks: usize::from(cli.global.forks),
+            ssh_persist: Some(cli.global.ssh_persist).filter(|d| !d.is_zero()),
+            control_dir: cli
+                .global
+                .control_dir
+                .unwrap_or_else(crate::remote::default_control_dir),
             output: cli.global.output,
             action,
         })

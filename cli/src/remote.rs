@@ -109,20 +109,75 @@ pub struct Node {
     pub access: Access,
 }
 
-/// SSH sessions for one run, opened on first use and closed together.
+/// SSH sessions for one run, opened on first use and released together.
+///
+/// With `persist`, master connections outlive the run (ssh's ControlPersist,
+/// idle for at most that long) and the next opsctl command reuses them, so it
+/// starts warm: a record per connection, named by a hash of everything that
+/// shapes the connection (user, host, port, key, host-key policy, jump host),
+/// points at the master's socket in the private control directory.
 pub struct Remote {
     control_dir: PathBuf,
-    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    persist: Option<Duration>,
+    sessions: Mutex<HashMap<String, (Arc<Session>, PathBuf)>>,
 }
+
+/// Even without `persist`, a master left behind by a crash exits on its own.
+const ORPHAN_IDLE: Duration = Duration::from_secs(60);
 
 impl Remote {
     /// `control_dir` holds the master sockets; it is created with mode 0700.
     pub fn new(control_dir: PathBuf) -> std::io::Result<Remote> {
+        Remote::with_persist(control_dir, None)
+    }
+
+    pub fn with_persist(control_dir: PathBuf, persist: Option<Duration>) -> std::io::Result<Remote> {
         create_private_dir(&control_dir)?;
+        create_private_dir(&control_dir.join("masters"))?;
         Ok(Remote {
             control_dir,
+            persist: persist.filter(|d| !d.is_zero()),
             sessions: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The record naming a reusable master for these connection settings.
+    fn record(&self, a: &Access) -> PathBuf {
+        use sha2::Digest;
+        let s = &a.ssh;
+        let key = format!(
+            "{:?}|{}|{}|{:?}|{:?}|{:?}|{:?}",
+            s.user, a.host, s.port, s.identity_file, s.known_hosts, s.known_hosts_file, s.jump_host
+        );
+        let hash: String = sha2::Sha256::digest(key.as_bytes())
+            .iter()
+            .take(12)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        self.control_dir.join("masters").join(hash)
+    }
+
+    /// A master kept from an earlier run, if it still answers.
+    async fn resume(&self, record: &std::path::Path) -> Option<Session> {
+        self.persist?;
+        let ctl = PathBuf::from(std::fs::read_to_string(record).ok()?.trim());
+        let session = Session::resume(ctl.clone().into_boxed_path(), None);
+        if session.check().await.is_ok() {
+            return Some(session);
+        }
+        // Gone (idle timeout, host rebooted): forget it and its directory.
+        let _ = std::fs::remove_file(record);
+        if let Some(dir) = ctl.parent().filter(|d| d.starts_with(&self.control_dir)) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        None
+    }
+
+    /// Drops a session whose master is gone, and its record.
+    async fn forget(&self, node: &str) {
+        if let Some((_, record)) = self.sessions.lock().await.remove(node) {
+            let _ = std::fs::remove_file(record);
+        }
     }
 
     /// Runs a command that must succeed: a non-zero exit is an error.
@@ -177,7 +232,7 @@ impl Remote {
                                 });
                             }
                         } else {
-                            self.sessions.lock().await.remove(&node.name);
+                            self.forget(&node.name).await;
                         }
                         Err(ExecError::Disconnected {
                             node: node.name.clone(),
@@ -198,19 +253,33 @@ impl Remote {
                 if s.check().await.is_ok() {
                     return Ok(());
                 }
-                self.sessions.lock().await.remove(&node.name);
+                self.forget(&node.name).await;
                 self.session(node).await.map(|_| ())
             }
         }
     }
 
     async fn session(&self, node: &Node) -> Result<Arc<Session>, ExecError> {
-        if let Some(s) = self.sessions.lock().await.get(&node.name) {
+        if let Some((s, _)) = self.sessions.lock().await.get(&node.name) {
             return Ok(s.clone());
         }
         let a = &node.access;
+        let record = self.record(a);
+        if let Some(session) = self.resume(&record).await {
+            tracing::debug!(node = %node.name, "reusing the ssh master kept from an earlier command");
+            let session = Arc::new(session);
+            self.sessions
+                .lock()
+                .await
+                .insert(node.name.clone(), (session.clone(), record));
+            return Ok(session);
+        }
+        let idle = usize::try_from(self.persist.unwrap_or(ORPHAN_IDLE).as_secs()).unwrap_or(usize::MAX);
         let mut b = SessionBuilder::default();
         b.control_directory(&self.control_dir)
+            .control_persist(openssh::ControlPersist::IdleFor(
+                std::num::NonZeroUsize::new(idle).unwrap_or(std::num::NonZeroUsize::MIN),
+            ))
             .known_hosts_check(match a.ssh.known_hosts {
                 KnownHosts::Strict => SshKnownHosts::Strict,
                 KnownHosts::AcceptNew => SshKnownHosts::Add,
@@ -239,17 +308,24 @@ impl Remote {
         self.sessions
             .lock()
             .await
-            .insert(node.name.clone(), session.clone());
+            .insert(node.name.clone(), (session.clone(), record));
         Ok(session)
     }
 
-    /// Closes every session, so no master connection outlives the run unseen.
+    /// Ends the run's use of its sessions: with `persist` the masters stay up
+    /// for the next command (recorded in the control directory); without, each
+    /// is closed, so no connection outlives the run unseen.
     pub async fn close(self) {
-        let sessions: Vec<Arc<Session>> = self.sessions.into_inner().into_values().collect();
-        for s in sessions {
-            if let Ok(s) = Arc::try_unwrap(s)
-                && let Err(e) = s.close().await
-            {
+        let sessions: Vec<(Arc<Session>, PathBuf)> = self.sessions.into_inner().into_values().collect();
+        for (s, record) in sessions {
+            let Ok(s) = Arc::try_unwrap(s) else { continue };
+            if self.persist.is_some() {
+                let (ctl, _log) = s.detach();
+                let tmp = record.with_extension("tmp");
+                if std::fs::write(&tmp, ctl.to_string_lossy().as_bytes()).is_ok() {
+                    let _ = std::fs::rename(&tmp, &record);
+                }
+            } else if let Err(e) = s.close().await {
                 tracing::debug!("closing an ssh session: {e}");
             }
         }

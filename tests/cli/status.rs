@@ -144,3 +144,39 @@ fn a_command_that_hangs_is_stopped_at_the_command_timeout() {
         "status waited for the hung command"
     );
 }
+
+/// With `--ssh-persist`, the next command reuses the master connection the
+/// previous one left open instead of a new key exchange.
+#[test]
+fn a_second_command_reuses_the_kept_master() {
+    let lab = lab(2);
+    for i in 0..2 {
+        lab.service(i, "relayd", "sleep 600");
+        assert!(lab.systemctl(i, "start relayd").status.success());
+    }
+    let scratch = Scratch::new();
+    scratch.write("inventory.yaml", &inventory(&lab, ""));
+    let persist = [("OPSCTL_SSH_PERSIST", "30s")];
+    let first = crate::util::opsctl_env(&scratch.0, &["-vv", "status"], &persist);
+    assert!(
+        !first.stderr.contains("reusing the ssh master"),
+        "{}",
+        first.dump()
+    );
+    let records = std::fs::read_dir(scratch.0.join(".opsctl-ssh/masters"))
+        .unwrap()
+        .count();
+    assert_eq!(records, 2, "one kept master per node\n{}", first.dump());
+    let second = crate::util::opsctl_env(&scratch.0, &["-vv", "status"], &persist);
+    assert_eq!(
+        second
+            .stderr
+            .matches("reusing the ssh master kept from an earlier command")
+            .count(),
+        2,
+        "{}",
+        second.dump()
+    );
+    assert_eq!(first.stdout, second.stdout);
+    // The masters end with the lab: stopping a node's sshd drops their connection.
+}

@@ -47,12 +47,22 @@ pub fn root() -> PathBuf {
 
 /// Runs opsctl in `dir` with `args`; the run id is fixed so plans are stable.
 pub fn opsctl_in(dir: &Path, args: &[&str]) -> Output {
+    opsctl_env(dir, args, &[])
+}
+
+/// [`opsctl_in`] with extra environment variables.
+pub fn opsctl_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_opsctl"));
     cmd.current_dir(dir)
         .args(args)
         .env("OPSCTL_RUN_ID", "test")
+        // Masters close with each command (a test may turn persistence on);
+        // sockets live in the test's own directory.
+        .env("OPSCTL_SSH_PERSIST", "0s")
+        .env("OPSCTL_CONTROL_DIR", dir.join(".opsctl-ssh"))
         .env_remove("OPSCTL_INVENTORY")
         .env("NO_COLOR", "1");
+    cmd.envs(env.iter().copied());
     let out = cmd.output().expect("run opsctl");
     Output {
         code: out.status.code().unwrap_or(-1),

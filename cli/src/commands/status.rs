@@ -53,7 +53,8 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut rows = runtime.block_on(read_all(inv, cfg.forks))?;
+    let remote = Remote::with_persist(cfg.control_dir.clone(), cfg.ssh_persist)?;
+    let mut rows = runtime.block_on(read_all(inv, remote, cfg.forks))?;
     for row in &mut rows {
         row.advertised = advertised.get(&row.node).map(|e| match advertise::state(e) {
             State::Advertised => "advertised",
@@ -83,8 +84,8 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
 }
 
 /// One task per node, at most `forks` at a time, rows in inventory order.
-async fn read_all(inv: &Inventory, forks: usize) -> anyhow::Result<Vec<Row>> {
-    let remote = Arc::new(Remote::new(crate::remote::default_control_dir())?);
+async fn read_all(inv: &Inventory, remote: Remote, forks: usize) -> anyhow::Result<Vec<Row>> {
+    let remote = Arc::new(remote);
     let limit = Arc::new(Semaphore::new(forks.max(1)));
     let mut tasks = JoinSet::new();
     let mut index = 0;
