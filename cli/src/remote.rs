@@ -249,11 +249,15 @@ impl Remote {
         match node.access.transport {
             Transport::Local => Ok(()),
             Transport::Ssh => {
-                let s = self.session(node).await?;
-                if s.check().await.is_ok() {
-                    return Ok(());
+                // A session opened (or resumed) now has just proven itself; one
+                // opened earlier in this run is asked whether it still works.
+                let cached = self.sessions.lock().await.get(&node.name).map(|(s, _)| s.clone());
+                if let Some(s) = cached {
+                    if s.check().await.is_ok() {
+                        return Ok(());
+                    }
+                    self.forget(&node.name).await;
                 }
-                self.forget(&node.name).await;
                 self.session(node).await.map(|_| ())
             }
         }

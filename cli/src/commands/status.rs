@@ -158,7 +158,12 @@ async fn read_relay(remote: &Remote, r: &Relay) -> Row {
     row.reachable = true;
     let status = command(&r.name, &r.access, r.service.status.clone());
     let timeout = r.access.ssh.command_timeout;
-    match remote.probe(&n, &status, timeout, None).await {
+    // Both reads go over the same master connection at once.
+    let (service, reading) = tokio::join!(
+        remote.probe(&n, &status, timeout, None),
+        stats::read(remote, r, timeout)
+    );
+    match service {
         Ok(out) => {
             let up = out.code == 0
                 && r.service
@@ -177,7 +182,7 @@ async fn read_relay(remote: &Remote, r: &Relay) -> Row {
         }
         Err(e) => row.problems.push(e.to_string()),
     }
-    match stats::read(remote, r, timeout).await {
+    match reading {
         Ok(s) => row.allocations = Some(s.allocations),
         Err(e) => row.problems.push(format!("stats: {e:#}")),
     }
