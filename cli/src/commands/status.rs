@@ -123,10 +123,40 @@ async fn read_all(inv: &Inventory, remote: Remote, forks: usize) -> anyhow::Resu
     Ok(rows.into_iter().map(|(_, r)| r).collect())
 }
 
-fn node(name: &str, access: &Access) -> Node {
-    Node {
-        name: name.to_owned(),
-        access: access.clone(),
+impl Row {
+    fn new(node: &str, site: &str, kind: String, access: &Access) -> Row {
+        Row {
+            node: node.to_owned(),
+            site: site.to_owned(),
+            kind,
+            address: host_of(node, access).address,
+            reachable: false,
+            service_up: None,
+            allocations: None,
+            advertised: None,
+            cert_days_left: None,
+            etcd: None,
+            healthy: false,
+            problems: Vec::new(),
+        }
+    }
+
+    /// Connects; an unreachable node gets its reason recorded and no further reads.
+    async fn connect(&mut self, remote: &Remote, access: &Access) -> Option<Node> {
+        let n = Node {
+            name: self.node.clone(),
+            access: access.clone(),
+        };
+        match remote.reachable(&n).await {
+            Ok(()) => {
+                self.reachable = true;
+                Some(n)
+            }
+            Err(e) => {
+                self.problems.push(e.to_string());
+                None
+            }
+        }
     }
 }
 
@@ -136,26 +166,10 @@ fn command(name: &str, access: &Access, argv: Vec<String>) -> Command {
 }
 
 async fn read_relay(remote: &Remote, r: &Relay) -> Row {
-    let mut row = Row {
-        node: r.name.clone(),
-        site: r.site.clone(),
-        kind: r.kind.to_string(),
-        address: host_of(&r.name, &r.access).address,
-        reachable: false,
-        service_up: None,
-        allocations: None,
-        advertised: None,
-        cert_days_left: None,
-        etcd: None,
-        healthy: false,
-        problems: Vec::new(),
-    };
-    let n = node(&r.name, &r.access);
-    if let Err(e) = remote.reachable(&n).await {
-        row.problems.push(e.to_string());
+    let mut row = Row::new(&r.name, &r.site, r.kind.to_string(), &r.access);
+    let Some(n) = row.connect(remote, &r.access).await else {
         return row;
-    }
-    row.reachable = true;
+    };
     let status = command(&r.name, &r.access, r.service.status.clone());
     let timeout = r.access.ssh.command_timeout;
     // Both reads go over the same master connection at once.
@@ -195,26 +209,10 @@ async fn read_member(remote: &Remote, site: &str, flavor: &Flavor, m: &crate::in
         MemberRole::Clearwater { role, .. } => format!("clearwater:{}", role.name()),
         MemberRole::Etcd { .. } => "etcd".into(),
     };
-    let mut row = Row {
-        node: m.name.clone(),
-        site: site.to_owned(),
-        kind,
-        address: host_of(&m.name, &m.access).address,
-        reachable: false,
-        service_up: None,
-        allocations: None,
-        advertised: None,
-        cert_days_left: None,
-        etcd: None,
-        healthy: false,
-        problems: Vec::new(),
-    };
-    let n = node(&m.name, &m.access);
-    if let Err(e) = remote.reachable(&n).await {
-        row.problems.push(e.to_string());
+    let mut row = Row::new(&m.name, site, kind, &m.access);
+    let Some(n) = row.connect(remote, &m.access).await else {
         return row;
-    }
-    row.reachable = true;
+    };
     let argv: Vec<String> = match (flavor, &m.role) {
         (Flavor::Etcd(e), MemberRole::Etcd { client_url, .. }) => {
             vec![

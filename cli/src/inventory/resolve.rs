@@ -42,6 +42,16 @@ fn note_name(names: &Names, name: &Option<String>, at: &At) {
     }
 }
 
+/// The `defaults:` block of the file or of a site; empty when absent.
+fn defaults_block(m: &mut MapReader) -> Defaults {
+    let Some(mut d) = m.get("defaults").and_then(|a| a.map()) else {
+        return Defaults::default();
+    };
+    let out = read::defaults(&mut d);
+    d.finish();
+    out
+}
+
 /// A path from the inventory, relative to the inventory's directory.
 fn beside(dir: &std::path::Path, p: &str) -> PathBuf {
     if p == "." {
@@ -59,15 +69,7 @@ pub fn inventory(root: &At, file: String, dir: PathBuf) -> Option<Inventory> {
         .get("playbooks")
         .and_then(|a| a.name())
         .map(|p| beside(&dir, &p));
-    let global = m
-        .get("defaults")
-        .and_then(|a| a.map())
-        .map(|mut d| {
-            let out = read::defaults(&mut d);
-            d.finish();
-            out
-        })
-        .unwrap_or_default();
+    let global = defaults_block(&mut m);
     let advertise = m
         .get("advertise")
         .map(|a| advertise(&a, &dir))
@@ -132,15 +134,7 @@ fn site(at: &At, walk: &Walk) -> Option<Site> {
         .require("name", "give the site a name, e.g. `name: dc1`")
         .and_then(|a| a.name());
     note_name(&walk.sites, &name, at);
-    let own = m
-        .get("defaults")
-        .and_then(|a| a.map())
-        .map(|mut d| {
-            let out = read::defaults(&mut d);
-            d.finish();
-            out
-        })
-        .unwrap_or_default();
+    let own = defaults_block(&mut m);
     let defaults = own.over(&walk.global);
     let site_name = name.clone().unwrap_or_default();
     let mut relays = Vec::new();
