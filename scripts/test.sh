@@ -10,11 +10,13 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
-# The lab (tests/lab) runs real sshd nodes: Debian's openssh-server.
+# The lab (tests/lab) runs real sshd nodes (Debian's openssh-server) and real
+# relays on them (Debian's coturn).
 need=()
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+[ -x /usr/bin/turnserver ] || need+=(coturn)
 if [ ${#need[@]} -gt 0 ]; then
     echo "scripts/test.sh: installing ${need[*]} for the lab" >&2
     export DEBIAN_FRONTEND=noninteractive

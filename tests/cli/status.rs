@@ -180,3 +180,105 @@ fn a_second_command_reuses_the_kept_master() {
     assert_eq!(first.stdout, second.stdout);
     // The masters end with the lab: stopping a node's sshd drops their connection.
 }
+
+/// Allocation counts come from real relays: Debian's coturn on each node,
+/// read through its admin CLI over SSH, with allocations made by coturn's
+/// own client.
+#[test]
+fn status_counts_a_real_coturn_s_allocations() {
+    if !std::path::Path::new("/usr/bin/turnserver").exists() {
+        panic!("Debian's coturn is missing: scripts/test.sh installs it");
+    }
+    let lab = lab(2);
+    for i in 0..2 {
+        lab.coturn(i, "lab-cli-pw");
+        let started = lab.systemctl(i, "start coturn");
+        assert!(started.status.success(), "{started:?}");
+        lab.wait_tcp(i, 5766).unwrap();
+    }
+    // Two clients, each allocating an RTP and an RTCP relay; killed before
+    // they deallocate, so the allocations stay until their lifetime ends.
+    let client = std::process::Command::new("timeout")
+        .args([
+            "3",
+            "turnutils_uclient",
+            "-u",
+            "alice",
+            "-w",
+            "secret",
+            "-p",
+            "3478",
+            "-m",
+            "2",
+            "-n",
+            "100",
+            "-z",
+            "20",
+        ])
+        .args(["-e", &lab.nodes[0].ip.to_string(), "-r", "34999"])
+        .arg(lab.nodes[0].ip.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        client.status.code() == Some(124) || client.status.success(),
+        "{client:?}"
+    );
+    let scratch = Scratch::new();
+    let mut inv = lab.inventory("coturn", "");
+    for n in &lab.nodes {
+        inv = inv.replace(
+            &format!("host: {}}}", n.ip),
+            &format!(
+                "host: {}, stats: {{via: coturn-cli, addr: '{}:5766', password_env: LAB_CLI_PW}}}}",
+                n.ip, n.ip
+            ),
+        );
+    }
+    scratch.write("inventory.yaml", &inv);
+    let out = crate::util::opsctl_env(&scratch.0, &["status"], &[("LAB_CLI_PW", "lab-cli-pw")]);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    let rows: Vec<&str> = out.stdout.lines().collect();
+    // turnutils_uclient's count varies from run to run: ask coturn directly,
+    // counting its session blocks, and compare.
+    let sessions = coturn_sessions(&lab, 0, "lab-cli-pw");
+    assert!(sessions > 0, "the client made no allocation: {client:?}");
+    assert_eq!(
+        rows[1],
+        format!("node-1  lab   coturn  yes        up       {sessions:<11}  -           -"),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(
+        rows[2],
+        "node-2  lab   coturn  yes        up       0            -           -",
+        "{}",
+        out.dump()
+    );
+    // The password went in on stdin: it is in no output.
+    assert!(!out.stdout.contains("lab-cli-pw") && !out.stderr.contains("lab-cli-pw"));
+}
+
+/// The number of session blocks (`N) id=...`) in coturn's `ps` on node `i`,
+/// read over a plain TCP connection from the test itself.
+fn coturn_sessions(lab: &Lab, i: usize, password: &str) -> usize {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect((lab.nodes[i].ip, 5766)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut upto = |s: &mut std::net::TcpStream, end: &str| {
+        let mut got = Vec::new();
+        let mut b = [0u8; 1];
+        while !String::from_utf8_lossy(&got).ends_with(end) {
+            assert_eq!(s.read(&mut b).unwrap(), 1, "coturn closed the CLI early");
+            got.push(b[0]);
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    upto(&mut s, "password: ");
+    s.write_all(format!("{password}\r\n").as_bytes()).unwrap();
+    upto(&mut s, "> ");
+    s.write_all(b"ps\r\n").unwrap();
+    let reply = upto(&mut s, "> ");
+    let _ = s.write_all(b"quit\r\n");
+    reply.lines().filter(|l| l.contains(") id=")).count()
+}

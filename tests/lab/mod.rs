@@ -210,6 +210,40 @@ impl Lab {
         std::fs::write(self.nodes[i].dir.join("services").join(unit), command).unwrap();
     }
 
+    /// Declares Debian's coturn as node `i`'s `coturn` service: TURN on the
+    /// node's address, port 3478, relaying from the node's address, and its
+    /// admin CLI on the node's address, port 5766, with `cli_password`.
+    pub fn coturn(&self, i: usize, cli_password: &str) {
+        let n = &self.nodes[i];
+        let conf = format!(
+            "listening-ip={ip}\nlistening-port=3478\nrelay-ip={ip}\nmin-port=49160\nmax-port=49400\n\
+             realm=lab.example\nuser=alice:secret\nlt-cred-mech\nallow-loopback-peers\nno-tls\nno-dtls\n\
+             cli-ip={ip}\ncli-port=5766\ncli-password={cli_password}\npidfile={d}/run/turnserver.pid\n\
+             log-file={d}/log/turnserver.log\nsimple-log\nno-stdout-log\n",
+            ip = n.ip,
+            d = n.dir.display()
+        );
+        std::fs::write(n.dir.join("turnserver.conf"), conf).unwrap();
+        self.service(
+            i,
+            "coturn",
+            &format!("/usr/bin/turnserver -c {}/turnserver.conf", n.dir.display()),
+        );
+    }
+
+    /// Waits until something accepts TCP connections on node `i`'s `port`.
+    pub fn wait_tcp(&self, i: usize, port: u16) -> Result<(), String> {
+        let addr = SocketAddr::from((self.nodes[i].ip, port));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("nothing listened on {addr} within 10s"))
+    }
+
     /// Runs a command on node `i` over SSH, as the test's own setup step.
     pub fn ssh(&self, i: usize, command: &str) -> std::process::Output {
         Command::new("ssh")
