@@ -265,7 +265,7 @@ fn coturn_sessions(lab: &Lab, i: usize, password: &str) -> usize {
     let mut s = std::net::TcpStream::connect((lab.nodes[i].ip, 5766)).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .unwrap();
-    let mut upto = |s: &mut std::net::TcpStream, end: &str| {
+    let upto = |s: &mut std::net::TcpStream, end: &str| {
         let mut got = Vec::new();
         let mut b = [0u8; 1];
         while !String::from_utf8_lossy(&got).ends_with(end) {
