@@ -10,6 +10,9 @@ use crate::plan::{Procedure, Request};
 pub struct Config {
     pub inventory: Inventory,
     pub dry_run: bool,
+    pub yes: bool,
+    pub quiet: bool,
+    pub verbose: bool,
     pub output: Output,
     pub forks: usize,
     /// `None`: close SSH masters at the end of the command.
@@ -103,6 +106,9 @@ impl Config {
         Ok(Config {
             inventory,
             dry_run: cli.global.dry_run,
+            yes: cli.global.yes,
+            quiet: cli.global.quiet,
+            verbose: cli.global.verbose > 0,
             forks: usize::from(cli.global.forks),
             ssh_persist: Some(cli.global.ssh_persist).filter(|d| !d.is_zero()),
             control_dir: cli

@@ -6,6 +6,8 @@ pub mod args;
 pub mod commands;
 pub mod config;
 pub mod duration;
+pub mod envfile;
+pub mod executor;
 pub mod inventory;
 pub mod plan;
 pub mod playbook;

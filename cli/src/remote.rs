@@ -109,6 +109,32 @@ pub struct Node {
     pub access: Access,
 }
 
+impl Node {
+    /// This machine, for the commands a plan runs "here" (apply commands,
+    /// advertise checks). They may run long: an hour before they are stopped.
+    pub fn here() -> Node {
+        use crate::inventory::{KnownHosts, Ssh};
+        Node {
+            name: "local".into(),
+            access: Access {
+                host: "localhost".into(),
+                transport: Transport::Local,
+                ssh: Ssh {
+                    user: None,
+                    port: 22,
+                    identity_file: None,
+                    known_hosts: KnownHosts::Strict,
+                    known_hosts_file: None,
+                    connect_timeout: Duration::from_secs(10),
+                    command_timeout: Duration::from_secs(3600),
+                    jump_host: None,
+                    sudo: false,
+                },
+            },
+        }
+    }
+}
+
 /// SSH sessions for one run, opened on first use and released together.
 ///
 /// With `persist`, master connections outlive the run (ssh's ControlPersist,
@@ -174,7 +200,7 @@ impl Remote {
     }
 
     /// Drops a session whose master is gone, and its record.
-    async fn forget(&self, node: &str) {
+    pub async fn forget_node(&self, node: &str) {
         if let Some((_, record)) = self.sessions.lock().await.remove(node) {
             let _ = std::fs::remove_file(record);
         }
@@ -232,7 +258,7 @@ impl Remote {
                                 });
                             }
                         } else {
-                            self.forget(&node.name).await;
+                            self.forget_node(&node.name).await;
                         }
                         Err(ExecError::Disconnected {
                             node: node.name.clone(),
@@ -256,7 +282,7 @@ impl Remote {
                     if s.check().await.is_ok() {
                         return Ok(());
                     }
-                    self.forget(&node.name).await;
+                    self.forget_node(&node.name).await;
                 }
                 self.session(node).await.map(|_| ())
             }

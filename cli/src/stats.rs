@@ -145,6 +145,40 @@ pub async fn query_udp(addr: &str, command: &str, timeout: Duration) -> anyhow::
     Ok(collector.text()?.to_owned())
 }
 
+/// Sends a status-port command (restund's `drain_enable`, ...) to the relay
+/// and returns its reply text.
+pub async fn status_command(
+    remote: &Remote,
+    r: &Relay,
+    command: &str,
+    timeout: Duration,
+) -> anyhow::Result<String> {
+    let StatsSource::Turnstats { addr } = &r.stats.source else {
+        bail!("{} has no status port to send `{command}` to", r.name);
+    };
+    let local = r.stats.read_on == ReadOn::Local || r.access.transport == Transport::Local;
+    let text = if local {
+        query_udp(addr, command, timeout).await?
+    } else {
+        let (host, port) = split_addr(addr)?;
+        let argv = [
+            "bash",
+            "-c",
+            UDP_PROBE,
+            "opsctl-status",
+            &host,
+            &port,
+            command,
+            LISTEN,
+        ];
+        run(remote, r, argv.map(String::from).to_vec(), None, timeout).await?
+    };
+    if text.trim().is_empty() {
+        bail!("{} did not answer `{command}`", r.stats.source);
+    }
+    Ok(text)
+}
+
 async fn run(
     remote: &Remote,
     r: &Relay,

@@ -363,14 +363,25 @@ fn reload_is_refused_for_a_relay_that_cannot_reload() {
     );
 }
 
+/// A node that does not answer stops the run in its safety checks, before
+/// anything changes (the address is loopback, where nothing listens on port 1).
 #[test]
-fn a_real_run_says_it_is_not_built_and_changes_nothing() {
+fn an_unreachable_target_is_refused_before_anything_changes() {
     let s = with_values(
         "v2:\n  - turn:t1:3478\n  - turn:t1:3478?transport=tcp\n  - turn:t2:3478\n  - turn:t3:3478\n",
     );
+    let inv = std::fs::read_to_string(s.0.join("inventory.yaml")).unwrap();
+    s.write(
+        "inventory.yaml",
+        &inv.replace(
+            "defaults: {relay: {kind: restund}}",
+            "defaults: {relay: {kind: restund}, ssh: {port: 1}}",
+        )
+        .replace("host: 10.0.0.1", "host: 127.0.0.1"),
+    );
     s.opsctl(&["restart", "--no-downtime", "relay-1"]).fails_with(
         1,
-        "opsctl: error: running plans is not built yet in this version of opsctl: nothing was changed\nhelp: `--dry-run` prints the plan (6 steps) that a run will execute\n",
+        "    Checking 5 safety checks before any change\n     Refused restart-no-downtime: nothing was changed\nopsctl: error: refusing: safety check `reachable` failed; nothing was changed: cannot connect to `relay-1` (ssh://127.0.0.1:1): connection refused\nhelp: is sshd running there, and listening on port 1?\n",
     );
     assert_eq!(
         std::fs::read_to_string(s.0.join("values.yaml")).unwrap(),

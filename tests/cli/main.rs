@@ -7,5 +7,6 @@ mod examples;
 mod lab;
 mod plans;
 mod remote;
+mod run;
 mod status;
 mod util;

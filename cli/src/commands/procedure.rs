@@ -1,10 +1,9 @@
 //! restart, reboot node, renew-cert, recover-quorum: build the plan, then
 //! print it (`--dry-run`) or run it.
 
-use anyhow::bail;
-
 use crate::args::Output;
 use crate::config::{Config, UsageError};
+use crate::executor;
 use crate::plan::{self, Refused, Request};
 
 pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
@@ -22,10 +21,13 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    // The executor (SSH sessions, gates, journal) is the next piece of work;
-    // until it lands, a real run must not pretend.
-    bail!(
-        "running plans is not built yet in this version of opsctl: nothing was changed\nhelp: `--dry-run` prints the plan ({} steps) that a run will execute",
-        plan.steps().count()
-    )
+    let opts = executor::Options {
+        yes: cfg.yes,
+        quiet: cfg.quiet,
+        progress: !cfg.verbose,
+
+        control_dir: cfg.control_dir.clone(),
+        ssh_persist: cfg.ssh_persist,
+    };
+    executor::run(&plan, &cfg.inventory, opts)
 }

@@ -570,7 +570,8 @@ impl<'a> Builder<'a> {
                 }]
             }
             StepKind::Reboot => vec![
-                Action::Run {
+                Action::Record {
+                    name: "boot_id".into(),
                     command: remote_command(&r.name, &r.access, r.reboot.boot_id.clone()),
                 },
                 Action::Run {
@@ -1092,6 +1093,7 @@ fn title(node: &str, kind: &StepKind, action: &Action, i: usize) -> String {
             command.argv.iter().rev().nth(1).map(String::as_str).unwrap_or("")
         ),
         (_, Action::Run { .. }) => "run".into(),
+        (_, Action::Record { name, .. }) => format!("read {name}"),
         (_, Action::Gate { gate, .. }) => format!("wait: {gate}"),
         (_, Action::Advertise { out: true, .. }) => format!("take {node} out of the advertised list"),
         (_, Action::Advertise { out: false, .. }) => format!("put {node} back in the advertised list"),

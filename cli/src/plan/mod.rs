@@ -102,6 +102,12 @@ pub enum Action {
     Run {
         command: Command,
     },
+    /// Runs a command and keeps its output under `name` for a later gate
+    /// (the boot id read before a reboot).
+    Record {
+        name: String,
+        command: Command,
+    },
     Gate {
         gate: &'static str,
         /// The fact, in words: "allocations on relay-1 <= 0".

@@ -61,6 +61,10 @@ fn command(o: &mut String, c: &Command, pad: &str) {
 fn action(o: &mut String, a: &Action, pad: &str) {
     match a {
         Action::Run { command: c } => command(o, c, pad),
+        Action::Record { name, command: c } => {
+            command(o, c, pad);
+            let _ = writeln!(o, "{pad}  keep its output as `{name}`");
+        }
         Action::Gate {
             fact,
             source,

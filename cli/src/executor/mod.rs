@@ -1,0 +1,326 @@
+//! Running a plan: the very object `--dry-run` prints, step by step.
+//!
+//! Before anything changes, the executor checks that it can perform every
+//! step of the plan (and refuses, changing nothing, if the plan needs a part
+//! that is not built yet), then runs the plan's safety checks. Steps run in
+//! order, one at a time. Gates fail closed. The first Ctrl-C lets the running
+//! command finish and stops at the next safe point; a second one stops at
+//! once. Whatever happens, the summary says where the run stopped and what
+//! state every node was left in.
+
+mod gates;
+mod preflight;
+pub mod printer;
+mod steps;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::inventory::{Backend, Inventory, NodeRef, Relay};
+use crate::plan::{Action, Plan, Refused, Step};
+use crate::remote::{Node, Remote};
+use printer::{Printer, Tone};
+
+/// How a run is carried out.
+pub struct Options {
+    pub yes: bool,
+    pub quiet: bool,
+    pub progress: bool,
+    pub control_dir: PathBuf,
+    pub ssh_persist: Option<Duration>,
+}
+
+/// How many times Ctrl-C was pressed.
+#[derive(Clone, Default)]
+pub struct Interrupt(Arc<AtomicU8>);
+
+impl Interrupt {
+    pub fn requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst) > 0
+    }
+
+    fn press(&self) -> u8 {
+        self.0.fetch_add(1, Ordering::SeqCst) + 1
+    }
+}
+
+/// The run was stopped by Ctrl-C.
+#[derive(Debug)]
+pub struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped by Ctrl-C")
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+/// What a run did to one node, for the summary.
+#[derive(Debug, Default, Clone)]
+struct NodeState {
+    /// `Some(false)` once taken out of the advertised list, `Some(true)` once back.
+    advertised: Option<bool>,
+    relay_drain: bool,
+    steps_done: usize,
+    steps_total: usize,
+}
+
+pub struct Executor<'a> {
+    plan: &'a Plan,
+    inv: &'a Inventory,
+    remote: Remote,
+    opts: Options,
+    out: Printer,
+    interrupt: Interrupt,
+    /// Outputs kept by `record` steps, by (node, name).
+    records: BTreeMap<(String, String), String>,
+    state: BTreeMap<String, NodeState>,
+}
+
+/// Runs the plan; the error says why it did not finish.
+pub fn run(plan: &Plan, inv: &Inventory, opts: Options) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let interrupt = Interrupt::default();
+        let remote = Remote::with_persist(opts.control_dir.clone(), opts.ssh_persist)?;
+        let out = Printer::new(opts.quiet, opts.progress);
+        let mut state = BTreeMap::new();
+        for step in plan.steps() {
+            state.entry(step.node.clone()).or_insert_with(NodeState::default).steps_total += 1;
+        }
+        let mut ex = Executor {
+            plan,
+            inv,
+            remote,
+            opts,
+            out,
+            interrupt: interrupt.clone(),
+            records: BTreeMap::new(),
+            state,
+        };
+        let started = Instant::now();
+        let signals = interrupt.clone();
+        let (abort_tx, abort_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let mut abort = Some(abort_tx);
+            while tokio::signal::ctrl_c().await.is_ok() {
+                if signals.press() == 1 {
+                    eprintln!(
+                        "\n{:>12} finishing the running command, then stopping at the next safe point (Ctrl-C again stops at once)",
+                        console::style("Interrupted").yellow().bold()
+                    );
+                } else if let Some(tx) = abort.take() {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let result = tokio::select! {
+            r = ex.execute() => r,
+            _ = abort_rx => Err(anyhow::Error::new(Stopped).context("stopped at once by a second Ctrl-C, in the middle of a step")),
+        };
+        ex.summary(&result, started.elapsed());
+        ex.remote.close().await;
+        result
+    })
+}
+
+impl Executor<'_> {
+    async fn execute(&mut self) -> anyhow::Result<()> {
+        let missing = steps::unsupported(self.plan, self.inv);
+        if !missing.is_empty() {
+            return Err(Refused(format!(
+                "refusing: this plan needs parts of opsctl that are not built yet, so nothing was run or changed:\n  - {}",
+                missing.join("\n  - ")
+            ))
+            .into());
+        }
+        self.out.status(
+            "Checking",
+            &format!("{} safety checks before any change", self.plan.preflight.len()),
+        );
+        for check in &self.plan.preflight {
+            if let Err(e) = preflight::check(self, check.check).await {
+                return Err(Refused(format!(
+                    "refusing: safety check `{}` failed; nothing was changed: {e:#}",
+                    check.check
+                ))
+                .into());
+            }
+            self.out.note(&format!("ok: {}", check.check));
+        }
+        let plan = self.plan;
+        for section in &plan.sections {
+            self.out.status("Starting", &section.title);
+            for step in &section.steps {
+                if self.interrupt.requested() {
+                    return Err(
+                        anyhow::Error::new(Stopped).context(format!("stopped before step {}", step.number))
+                    );
+                }
+                self.out.status(
+                    verb(&step.action),
+                    &format!("{}. {}: {}", step.number, step.node, step.title),
+                );
+                steps::perform(self, step).await.with_context(|| {
+                    format!("step {} ({}: {}) failed", step.number, step.node, step.title)
+                })?;
+                let s = self.state.entry(step.node.clone()).or_default();
+                s.steps_done += 1;
+                match &step.action {
+                    Action::Advertise { out, .. } => s.advertised = Some(!out),
+                    Action::StatusCommand { command, .. } => s.relay_drain = command == "drain_enable",
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn relay(&self, name: &str) -> anyhow::Result<&Relay> {
+        self.inv
+            .relays()
+            .find(|r| r.name == name)
+            .with_context(|| format!("`{name}` is not a relay"))
+    }
+
+    fn node(&self, name: &str) -> anyhow::Result<Node> {
+        let access = match self.inv.node(name) {
+            Some(NodeRef::Relay) => self.relay(name)?.access.clone(),
+            Some(NodeRef::Member { .. }) => self
+                .inv
+                .members()
+                .find(|(_, m)| m.name == name)
+                .map(|(_, m)| m.access.clone())
+                .context("member")?,
+            None => bail!("no node `{name}` in {}", self.inv.file),
+        };
+        Ok(Node {
+            name: name.to_owned(),
+            access,
+        })
+    }
+
+    /// The closing report: how long, how far, and every node's state with
+    /// what to do about a relay left out of service.
+    fn summary(&self, result: &anyhow::Result<()>, elapsed: Duration) {
+        let took = crate::duration::format(Duration::from_secs(elapsed.as_secs()));
+        let done: usize = self.state.values().map(|s| s.steps_done).sum();
+        let total: usize = self.state.values().map(|s| s.steps_total).sum();
+        match result {
+            Err(e) if e.is::<Refused>() => {
+                self.out.line(
+                    "Refused",
+                    &format!("{}: nothing was changed", self.plan.procedure),
+                    Tone::Bad,
+                );
+                return;
+            }
+            Ok(()) => self.out.status(
+                "Finished",
+                &format!(
+                    "{} on {} in {took}: {done} of {total} steps",
+                    self.plan.procedure,
+                    self.plan.targets.join(", ")
+                ),
+            ),
+            Err(e) if e.is::<Stopped>() || e.chain().any(|c| c.is::<Stopped>()) => self.out.line(
+                "Stopped",
+                &format!(
+                    "{} after {took}: {done} of {total} steps done",
+                    self.plan.procedure
+                ),
+                Tone::Warn,
+            ),
+            Err(_) => self.out.line(
+                "Failed",
+                &format!(
+                    "{} after {took}: {done} of {total} steps done",
+                    self.plan.procedure
+                ),
+                Tone::Bad,
+            ),
+        }
+        for (node, s) in &self.state {
+            let mut words = vec![format!("{}/{} steps", s.steps_done, s.steps_total)];
+            match s.advertised {
+                Some(false) => words.push("OUT of the advertised list".into()),
+                Some(true) => words.push("back in the advertised list".into()),
+                None => {}
+            }
+            if s.relay_drain {
+                words.push("its own drain mode is ON".into());
+            }
+            let tone = if s.advertised == Some(false) || s.relay_drain {
+                Tone::Warn
+            } else {
+                Tone::Good
+            };
+            self.out.line("", &format!("{node}: {}", words.join(", ")), tone);
+            if s.advertised == Some(false) {
+                self.out.line(
+                    "",
+                    &format!(
+                        "    to put {node} back in service: {}",
+                        self.readvertise_hint(node)
+                    ),
+                    Tone::Warn,
+                );
+            }
+        }
+    }
+
+    fn readvertise_hint(&self, node: &str) -> String {
+        let step = self
+            .plan
+            .steps()
+            .find(|s| s.node == node && matches!(s.action, Action::Advertise { out: false, .. }));
+        match (&self.inv.advertise.backend, step) {
+            (Backend::ValuesFile { file, apply, .. }, Some(s)) => format!(
+                "restore its lines in {} as step {} of the plan shows (`--dry-run`), then run `{}`",
+                file.display(),
+                s.number,
+                crate::shell::join(apply)
+            ),
+            (
+                _,
+                Some(Step {
+                    action: Action::Advertise { commands, .. },
+                    ..
+                }),
+            ) => {
+                format!(
+                    "run {}",
+                    commands
+                        .iter()
+                        .map(|c| format!("`{}`", c.line))
+                        .collect::<Vec<_>>()
+                        .join(", then ")
+                )
+            }
+            _ => "put it back in the list clients receive".into(),
+        }
+    }
+}
+
+fn verb(a: &Action) -> &'static str {
+    match a {
+        Action::Run { .. } => "Running",
+        Action::Record { .. } => "Reading",
+        Action::Gate { gate: "drained", .. } => "Draining",
+        Action::Gate { .. } => "Waiting",
+        Action::Advertise { out: true, .. } => "Withdrawing",
+        Action::Advertise { out: false, .. } => "Advertising",
+        Action::StatusCommand { .. } => "Signalling",
+        Action::Upload { .. } => "Uploading",
+        Action::SetConfig { .. } => "Editing",
+        Action::Confirm { .. } => "Confirming",
+    }
+}

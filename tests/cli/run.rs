@@ -1,0 +1,222 @@
+//! Running plans for real against lab nodes running Debian's coturn.
+
+use std::process::Command;
+
+use crate::lab::Lab;
+use crate::util::{Scratch, opsctl_env};
+
+const CLI_PW: &str = "lab-cli-pw";
+
+/// A lab of coturn relays, their inventory, and a values file that
+/// advertises them; `apply` is the command run after each edit.
+fn coturn_lab(n: usize, apply: &str) -> (Lab, Scratch, String) {
+    let lab = Lab::start(n).unwrap_or_else(|why| panic!("cannot start the lab: {why}"));
+    for i in 0..n {
+        lab.coturn(i, CLI_PW);
+        let started = lab.systemctl(i, "start coturn");
+        assert!(started.status.success(), "{started:?}");
+        lab.wait_tcp(i, 5766).unwrap();
+    }
+    let scratch = Scratch::new();
+    let mut values = String::from("# TURN servers clients receive\nbrig:\n  turnStatic:\n    v2:\n");
+    let mut inv = lab.inventory("coturn", "");
+    for node in &lab.nodes {
+        values.push_str(&format!(
+            "      - turn:{}:3478 # {}\n      - \"turn:{}:3478?transport=tcp\"\n",
+            node.ip, node.name, node.ip
+        ));
+        inv = inv.replace(
+            &format!("host: {}}}", node.ip),
+            &format!(
+                "host: {ip}, urls: ['turn:{ip}:3478', 'turn:{ip}:3478?transport=tcp'], stats: {{via: coturn-cli, addr: '{ip}:5766', password_env: LAB_CLI_PW}}, drain: {{poll: 1s}}}}",
+                ip = node.ip
+            ),
+        );
+    }
+    let inv = format!("advertise: {{backend: values-file, file: values.yaml, apply: {apply:?}}}\n{inv}");
+    scratch.write("values.yaml", &values);
+    scratch.write("inventory.yaml", &inv);
+    (lab, scratch, values)
+}
+
+fn pid(lab: &Lab, i: usize) -> String {
+    String::from_utf8_lossy(&lab.systemctl(i, "show-pid coturn").stdout)
+        .trim()
+        .to_owned()
+}
+
+fn run(scratch: &Scratch, args: &[&str]) -> crate::util::Output {
+    opsctl_env(&scratch.0, args, &[("LAB_CLI_PW", CLI_PW)])
+}
+
+#[test]
+fn restart_no_downtime_restarts_every_relay_and_restores_the_values_file() {
+    let (lab, scratch, values) = coturn_lab(3, "true");
+    let before: Vec<String> = (0..3).map(|i| pid(&lab, i)).collect();
+    let out = run(&scratch, &["restart", "--no-downtime", "--all"]);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    let after: Vec<String> = (0..3).map(|i| pid(&lab, i)).collect();
+    for i in 0..3 {
+        assert!(
+            !before[i].is_empty() && !after[i].is_empty() && before[i] != after[i],
+            "node-{} was not restarted: {before:?} -> {after:?}",
+            i + 1
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(scratch.0.join("values.yaml")).unwrap(),
+        values,
+        "the values file is back as it was"
+    );
+    assert!(
+        scratch.0.join("values.yaml.opsctl-test").exists(),
+        "a backup of the values file is kept"
+    );
+    assert!(
+        out.stderr
+            .contains("    Finished restart-no-downtime on node-1, node-2, node-3 in "),
+        "{}",
+        out.dump()
+    );
+    for n in ["node-1", "node-2", "node-3"] {
+        assert!(
+            out.stderr
+                .contains(&format!("{n}: 6/6 steps, back in the advertised list")),
+            "{}",
+            out.dump()
+        );
+    }
+}
+
+#[test]
+fn a_failing_apply_puts_the_values_file_back_and_stops() {
+    let (lab, scratch, values) = coturn_lab(2, "false");
+    let before = pid(&lab, 0);
+    let out = run(&scratch, &["restart", "--no-downtime", "node-1"]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    assert!(
+        out.stderr.contains("values.yaml was put back as it was"),
+        "{}",
+        out.dump()
+    );
+    assert!(
+        out.stderr
+            .contains("`false` failed on `local` with exit status 1"),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(
+        std::fs::read_to_string(scratch.0.join("values.yaml")).unwrap(),
+        values
+    );
+    assert_eq!(pid(&lab, 0), before, "nothing was restarted");
+}
+
+#[test]
+fn restart_at_once_needs_a_yes_without_a_terminal() {
+    let (lab, scratch, _) = coturn_lab(2, "true");
+    let before = pid(&lab, 1);
+    let out = run(&scratch, &["restart", "node-2"]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    assert!(
+        out.stderr
+            .contains("there is no terminal to ask on\nhelp: pass `--yes` to answer yes in automation"),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(pid(&lab, 1), before);
+    let out = run(&scratch, &["restart", "node-2", "--yes"]);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert!(
+        out.stderr
+            .contains("restart node-2 now, dropping the calls it carries (0 allocations now): yes (--yes)"),
+        "{}",
+        out.dump()
+    );
+    assert_ne!(pid(&lab, 1), before);
+}
+
+/// Ctrl-C during the drain: the run stops at once (a wait is a safe point),
+/// and the summary says where and that the relay is out of the list.
+#[test]
+fn ctrl_c_during_the_drain_stops_and_says_where() {
+    let (lab, scratch, values) = coturn_lab(2, "true");
+    // Allocations that stay until their lifetime ends: the drain cannot finish.
+    let client = Command::new("timeout")
+        .args([
+            "3",
+            "turnutils_uclient",
+            "-u",
+            "alice",
+            "-w",
+            "secret",
+            "-p",
+            "3478",
+            "-m",
+            "1",
+            "-n",
+            "50",
+            "-z",
+            "20",
+        ])
+        .args(["-e", &lab.nodes[0].ip.to_string(), "-r", "34999"])
+        .arg(lab.nodes[0].ip.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        client.status.code() == Some(124) || client.status.success(),
+        "{client:?}"
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_opsctl"))
+        .current_dir(&scratch.0)
+        .args(["restart", "--no-downtime", "node-1"])
+        .env("LAB_CLI_PW", CLI_PW)
+        .env("OPSCTL_SSH_PERSIST", "0s")
+        .env("OPSCTL_CONTROL_DIR", scratch.0.join(".opsctl-ssh"))
+        .env("OPSCTL_RUN_ID", "test")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the run is draining, then interrupt it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(scratch.0.join("values.yaml"))
+        .unwrap()
+        .contains("# - turn:")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relay was never taken out"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("     Stopped restart-no-downtime after "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("stopped while waiting until allocations on node-1 <= 0"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("node-1: 1/6 steps, OUT of the advertised list"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("to put node-1 back in service: restore its lines in values.yaml as step 6 of the plan shows (`--dry-run`), then run `true`"), "{stderr}");
+    // The file says the same as the summary: node-1 is out, nothing else changed.
+    let now = std::fs::read_to_string(scratch.0.join("values.yaml")).unwrap();
+    assert_ne!(now, values);
+    assert_eq!(now.replace("# - ", "- "), values);
+}
