@@ -63,6 +63,11 @@ pub struct Global {
     #[arg(long, global = true, value_name = "DIR", env = "OPSCTL_CONTROL_DIR")]
     pub control_dir: Option<PathBuf>,
 
+    /// Where run journals live; default `$XDG_STATE_HOME/opsctl/runs`, else
+    /// `~/.local/state/opsctl/runs`.
+    #[arg(long, global = true, value_name = "DIR", env = "OPSCTL_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
     /// More diagnostics on stderr (-v, -vv).
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -15,6 +15,10 @@ pub struct Config {
     pub verbose: bool,
     pub output: Output,
     pub forks: usize,
+    /// Where run journals are written and read.
+    pub state_dir: std::path::PathBuf,
+    /// The inventory as journals name it (its canonical path).
+    pub inventory_id: String,
     /// `None`: close SSH masters at the end of the command.
     pub ssh_persist: Option<std::time::Duration>,
     pub control_dir: std::path::PathBuf,
@@ -50,11 +54,19 @@ impl Config {
             Some(id) => check_run_id(id)?,
             None => utc_stamp(std::time::SystemTime::now()),
         };
+        let state_dir = cli
+            .global
+            .state_dir
+            .clone()
+            .unwrap_or_else(crate::journal::default_dir);
+        let inventory_id = inventory_id(&cli.global.inventory);
+        let left_out = crate::journal::left_out(&state_dir, &inventory_id);
         let plan = |procedure, targets| {
             Action::Plan(Request {
                 procedure,
                 targets,
                 run: run.clone(),
+                left_out: left_out.clone(),
             })
         };
         let action = match cli.command {
@@ -110,6 +122,8 @@ impl Config {
             quiet: cli.global.quiet,
             verbose: cli.global.verbose > 0,
             forks: usize::from(cli.global.forks),
+            state_dir,
+            inventory_id,
             ssh_persist: Some(cli.global.ssh_persist).filter(|d| !d.is_zero()),
             control_dir: cli
                 .global
@@ -210,6 +224,14 @@ fn select_cluster_site(inv: &Inventory, site: Option<String>) -> anyhow::Result<
             ))),
         },
     }
+}
+
+/// The inventory's canonical path: the same file however it was named.
+fn inventory_id(path: &std::path::Path) -> String {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
 }
 
 fn check_run_id(id: String) -> anyhow::Result<String> {

@@ -9,6 +9,7 @@ pub mod duration;
 pub mod envfile;
 pub mod executor;
 pub mod inventory;
+pub mod journal;
 pub mod plan;
 pub mod playbook;
 pub mod reader;

@@ -173,6 +173,7 @@ fn ctrl_c_during_the_drain_stops_and_says_where() {
         .env("LAB_CLI_PW", CLI_PW)
         .env("OPSCTL_SSH_PERSIST", "0s")
         .env("OPSCTL_CONTROL_DIR", scratch.0.join(".opsctl-ssh"))
+        .env("OPSCTL_STATE_DIR", scratch.0.join(".opsctl-state"))
         .env("OPSCTL_RUN_ID", "test")
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::piped())
@@ -219,4 +220,32 @@ fn ctrl_c_during_the_drain_stops_and_says_where() {
     let now = std::fs::read_to_string(scratch.0.join("values.yaml")).unwrap();
     assert_ne!(now, values);
     assert_eq!(now.replace("# - ", "- "), values);
+
+    // The calls end (here: the relay restarts, dropping the idle allocations);
+    // the same command again continues from where the first run stopped.
+    assert!(lab.systemctl(0, "restart coturn").status.success());
+    lab.wait_tcp(0, 5766).unwrap();
+    let plan = run(&scratch, &["restart", "--no-downtime", "node-1", "--dry-run"]);
+    assert_eq!(plan.code, 0, "{}", plan.dump());
+    assert!(
+        plan.stdout.contains(
+            "continues: run test left node-1 out of the advertised list; this run takes it from there"
+        ),
+        "{}",
+        plan.dump()
+    );
+    let again = opsctl_env(
+        &scratch.0,
+        &["--run-id", "again", "restart", "--no-downtime", "node-1"],
+        &[("LAB_CLI_PW", CLI_PW)],
+    );
+    assert_eq!(again.code, 0, "{}", again.dump());
+    assert_eq!(
+        std::fs::read_to_string(scratch.0.join("values.yaml")).unwrap(),
+        values,
+        "back as it was"
+    );
+    // Nothing is left out any more: a third plan continues nothing.
+    let third = run(&scratch, &["restart", "--no-downtime", "node-1", "--dry-run"]);
+    assert!(!third.stdout.contains("continues:"), "{}", third.dump());
 }

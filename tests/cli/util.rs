@@ -60,6 +60,7 @@ pub fn opsctl_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         // sockets live in the test's own directory.
         .env("OPSCTL_SSH_PERSIST", "0s")
         .env("OPSCTL_CONTROL_DIR", dir.join(".opsctl-ssh"))
+        .env("OPSCTL_STATE_DIR", dir.join(".opsctl-state"))
         .env_remove("OPSCTL_INVENTORY")
         .env("NO_COLOR", "1");
     cmd.envs(env.iter().copied());

@@ -22,12 +22,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::inventory::{Backend, Inventory, NodeRef, Relay};
+use crate::journal::{self, Event, Journal};
 use crate::plan::{Action, Plan, Refused, Step};
 use crate::remote::{Node, Remote};
 use printer::{Printer, Tone};
 
 /// How a run is carried out.
 pub struct Options {
+    /// Where the run's journal goes, and the inventory's name in it.
+    pub state_dir: PathBuf,
+    pub inventory_id: String,
     pub yes: bool,
     pub quiet: bool,
     pub progress: bool,
@@ -78,6 +82,7 @@ pub struct Executor<'a> {
     opts: Options,
     out: Printer,
     interrupt: Interrupt,
+    journal: Option<Journal>,
     /// Outputs kept by `record` steps, by (node, name).
     records: BTreeMap<(String, String), String>,
     state: BTreeMap<String, NodeState>,
@@ -96,7 +101,16 @@ pub fn run(plan: &Plan, inv: &Inventory, opts: Options) -> anyhow::Result<()> {
         for step in plan.steps() {
             state.entry(step.node.clone()).or_insert_with(NodeState::default).steps_total += 1;
         }
+        let mut journal = Journal::create(&opts.state_dir, &plan.run)?;
+        journal.record(&Event::Start {
+            run: plan.run.clone(),
+            procedure: plan.procedure.clone(),
+            inventory: opts.inventory_id.clone(),
+            targets: plan.targets.clone(),
+            at: journal::now(),
+        })?;
         let mut ex = Executor {
+            journal: Some(journal),
             plan,
             inv,
             remote,
@@ -127,6 +141,21 @@ pub fn run(plan: &Plan, inv: &Inventory, opts: Options) -> anyhow::Result<()> {
             _ = abort_rx => Err(anyhow::Error::new(Stopped).context("stopped at once by a second Ctrl-C, in the middle of a step")),
         };
         ex.summary(&result, started.elapsed());
+        let outcome = match &result {
+            Ok(()) => "done",
+            Err(e) if e.is::<Refused>() => "refused",
+            Err(e) if e.chain().any(|c| c.is::<Stopped>()) => "stopped",
+            Err(_) => "failed",
+        };
+        if let Some(j) = &mut ex.journal {
+            let message = result.as_ref().err().map(|e| format!("{e:#}")).unwrap_or_default();
+            if let Err(e) = j.record(&Event::End { outcome: outcome.into(), message, at: journal::now() }) {
+                tracing::warn!("cannot write the journal: {e:#}");
+            }
+            if outcome != "refused" {
+                ex.out.note(&format!("journal: {}", j.path().display()));
+            }
+        }
         ex.remote.close().await;
         result
     })
@@ -172,6 +201,21 @@ impl Executor<'_> {
                 steps::perform(self, step).await.with_context(|| {
                     format!("step {} ({}: {}) failed", step.number, step.node, step.title)
                 })?;
+                if let Some(j) = &mut self.journal {
+                    j.record(&Event::Step {
+                        number: step.number,
+                        node: step.node.clone(),
+                        title: step.title.clone(),
+                        at: journal::now(),
+                    })?;
+                    if let Action::Advertise { out, .. } = &step.action {
+                        j.record(&Event::Advertised {
+                            node: step.node.clone(),
+                            out: *out,
+                            at: journal::now(),
+                        })?;
+                    }
+                }
                 let s = self.state.entry(step.node.clone()).or_default();
                 s.steps_done += 1;
                 match &step.action {

@@ -42,6 +42,9 @@ pub struct Request {
     /// Relay names (relay procedures) or the site whose cluster is rebuilt.
     pub targets: Vec<String>,
     pub run: String,
+    /// Relays an earlier run took out of the advertised list and did not put
+    /// back, with that run's id (from the journal).
+    pub left_out: BTreeMap<String, String>,
 }
 
 impl Procedure {
@@ -76,6 +79,7 @@ pub fn build(inv: &Inventory, req: &Request) -> anyhow::Result<Plan> {
         sections: Vec::new(),
         notes: Vec::new(),
         number: 0,
+        continues: BTreeMap::new(),
     };
     let preflight = match (&pb.targets, &pb.body) {
         (Targets::Relays, Body::PerRelay(steps)) => b.relays(steps)?,
@@ -105,6 +109,7 @@ pub fn build(inv: &Inventory, req: &Request) -> anyhow::Result<Plan> {
         preflight,
         sections: b.sections,
         notes: b.notes,
+        continues: b.continues,
     })
 }
 
@@ -115,6 +120,7 @@ struct Builder<'a> {
     sections: Vec<Section>,
     notes: Vec<String>,
     number: usize,
+    continues: BTreeMap<String, String>,
 }
 
 pub fn host_of(name: &str, a: &Access) -> Host {
@@ -385,13 +391,25 @@ impl<'a> Builder<'a> {
                                     .is_none_or(|e| adv::state(e) == State::Advertised)
                             })
                             .collect();
-                        let left = advertised.len().saturating_sub(1);
+                        // While a target is out, the other advertised relays carry
+                        // the calls; a target already out (continued) is not one.
+                        let left = relays
+                            .iter()
+                            .filter(|t| t.site == site.name)
+                            .map(|t| advertised.iter().filter(|r| r.name != t.name).count())
+                            .min()
+                            .unwrap_or(advertised.len());
                         if left < site.min_healthy_relays {
+                            let others: Vec<&Relay> = advertised
+                                .iter()
+                                .copied()
+                                .filter(|r| !relays.iter().any(|t| t.name == r.name))
+                                .collect();
                             return Err(Refused(format!(
                                 "refusing: taking one relay out of site `{}` would leave {left} advertised relay{} ({}), below its minimum of {} (`min_healthy_relays`)\nhelp: put the missing relays back in service first, or lower `min_healthy_relays` in {}",
                                 site.name,
                                 if left == 1 { "" } else { "s" },
-                                if advertised.len() > 1 { names(&advertised) } else { "none besides the target".into() },
+                                if others.is_empty() { "none besides the target".into() } else { names(&others) },
                                 site.min_healthy_relays,
                                 inv.file
                             )).into());
@@ -420,6 +438,11 @@ impl<'a> Builder<'a> {
                             .join(", ");
                         match adv::state(e) {
                             State::Advertised => parts.push(format!("{} (lines {lines})", r.name)),
+                            State::Unadvertised if self.req.left_out.contains_key(&r.name) => {
+                                let run = &self.req.left_out[&r.name];
+                                self.continues.insert(r.name.clone(), run.clone());
+                                parts.push(format!("{} (lines {lines}, out since run {run}, which this run continues)", r.name));
+                            }
                             State::Unadvertised => return Err(Refused(format!(
                                 "refusing: relay `{}` is not in the advertised list now: its entries on lines {lines} of {} are commented out\nhelp: uncomment them if it should be in service, or leave `{}` out of this run",
                                 r.name,
@@ -611,10 +634,13 @@ impl<'a> Builder<'a> {
                 // Each relay is put back before the next goes out, so every
                 // edit starts from the file as it is now.
                 let taken_out = adv::edit(&v.text, e, true);
+                // Put back means every entry listed again, also for a relay an
+                // earlier run left out.
+                let listed = adv::edit(&v.text, e, false);
                 let (old, new) = if out {
                     (v.text.clone(), taken_out)
                 } else {
-                    (taken_out, v.text.clone())
+                    (taken_out, listed)
                 };
                 let mut commands = vec![local(apply.clone(), workdir)];
                 commands.extend(then.iter().map(|c| local(c.clone(), workdir)));
@@ -1319,6 +1345,7 @@ mod tests {
                 procedure,
                 targets: targets.iter().map(|s| (*s).to_owned()).collect(),
                 run: "t".into(),
+                left_out: BTreeMap::new(),
             },
         )
     }

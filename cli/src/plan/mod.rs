@@ -34,6 +34,10 @@ pub struct Plan {
     pub sections: Vec<Section>,
     /// What the reader should know: costs, skipped checks, things left to the operator.
     pub notes: Vec<String>,
+    /// Relays found out of the advertised list, left so by an earlier run
+    /// (its id) that this run continues: taken out again is no change.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub continues: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -17,6 +17,12 @@ pub fn text(plan: &Plan) -> String {
     }
     let _ = writeln!(o, "inventory: {}", plan.inventory);
     let _ = writeln!(o, "targets: {}", plan.targets.join(", "));
+    for (relay, run) in &plan.continues {
+        let _ = writeln!(
+            o,
+            "continues: run {run} left {relay} out of the advertised list; this run takes it from there"
+        );
+    }
     if !plan.preflight.is_empty() {
         let _ = writeln!(o, "\nsafety checks, all before anything changes:");
         let width = plan.preflight.iter().map(|c| c.check.len()).max().unwrap_or(0);

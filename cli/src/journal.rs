@@ -1,0 +1,181 @@
+//! The journal: an append-only JSON-lines record of every run, one file per
+//! run in opsctl's state directory (`$XDG_STATE_HOME/opsctl/runs`, else
+//! `~/.local/state/opsctl/runs`). It is what lets a later run know that a
+//! relay found out of the advertised list was left there by opsctl itself,
+//! and by which run.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// One line of a run's journal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    Start {
+        run: String,
+        procedure: String,
+        inventory: String,
+        targets: Vec<String>,
+        at: u64,
+    },
+    Step {
+        number: usize,
+        node: String,
+        title: String,
+        at: u64,
+    },
+    /// A relay left (`out: true`) or rejoined the advertised list.
+    Advertised { node: String, out: bool, at: u64 },
+    End {
+        outcome: String,
+        message: String,
+        at: u64,
+    },
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Where journals live.
+pub fn default_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("opsctl/runs");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    home.join(".local/state/opsctl/runs")
+}
+
+/// A run's journal, open for appending.
+pub struct Journal {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Journal {
+    pub fn create(dir: &Path, run: &str) -> anyhow::Result<Journal> {
+        use anyhow::Context;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the journal directory {}", dir.display()))?;
+        let path = dir.join(format!("{run}.jsonl"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open the journal {}", path.display()))?;
+        Ok(Journal { file, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends and syncs one event: a journal that lags the nodes is worse than none.
+    pub fn record(&mut self, event: &Event) -> anyhow::Result<()> {
+        let mut line = serde_json::to_string(event)?;
+        line.push('\n');
+        self.file.write_all(line.as_bytes())?;
+        self.file.sync_data()?;
+        Ok(())
+    }
+}
+
+/// Relays that some earlier run took out of the advertised list and did not
+/// put back, with that run's id, for runs against `inventory`.
+pub fn left_out(dir: &Path, inventory: &str) -> BTreeMap<String, String> {
+    let mut runs: Vec<(u64, String, Vec<Event>)> = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return BTreeMap::new();
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("jsonl") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        // A line cut short by a crash is skipped, not fatal.
+        let events: Vec<Event> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if let Some(Event::Start {
+            run,
+            inventory: inv,
+            at,
+            ..
+        }) = events.first()
+            && inv == inventory
+        {
+            runs.push((*at, run.clone(), events.clone()));
+        }
+    }
+    runs.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let mut out = BTreeMap::new();
+    for (_, run, events) in runs {
+        for e in events {
+            if let Event::Advertised { node, out: o, .. } = e {
+                if o {
+                    out.insert(node, run.clone());
+                } else {
+                    out.remove(&node);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_word_on_each_relay_wins() {
+        let dir = std::env::temp_dir().join(format!("opsctl-journal-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let start = |run: &str, at| Event::Start {
+            run: run.into(),
+            procedure: "restart-no-downtime".into(),
+            inventory: "inv.yaml".into(),
+            targets: vec![],
+            at,
+        };
+        let adv = |node: &str, out| Event::Advertised {
+            node: node.into(),
+            out,
+            at: 0,
+        };
+        let mut a = Journal::create(&dir, "a").unwrap();
+        for e in [start("a", 1), adv("r1", true), adv("r1", false), adv("r2", true)] {
+            a.record(&e).unwrap();
+        }
+        let mut b = Journal::create(&dir, "b").unwrap();
+        for e in [start("b", 2), adv("r3", true)] {
+            b.record(&e).unwrap();
+        }
+        std::fs::write(
+            dir.join("other.jsonl"),
+            serde_json::to_string(&start("c", 3))
+                .unwrap()
+                .replace("inv.yaml", "x.yaml")
+                + "\n{\"event\":\"adv",
+        )
+        .unwrap();
+        let left = left_out(&dir, "inv.yaml");
+        assert_eq!(
+            left,
+            BTreeMap::from([("r2".into(), "a".into()), ("r3".into(), "b".into())])
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
