@@ -236,6 +236,27 @@ impl Remote {
             command: cmd.line.clone(),
             after: crate::duration::format(timeout),
         };
+        // The line is what the plan shows; stdin (passwords, file content) is never logged.
+        tracing::info!(node = %node.name, command = %cmd.line, "running");
+        let started = std::time::Instant::now();
+        let result = self.probe_inner(node, cmd, timeout, stdin, timed_out).await;
+        match &result {
+            Ok(out) => {
+                tracing::debug!(node = %node.name, code = out.code, elapsed_ms = started.elapsed().as_millis() as u64, "finished")
+            }
+            Err(e) => tracing::debug!(node = %node.name, "failed: {e}"),
+        }
+        result
+    }
+
+    async fn probe_inner(
+        &self,
+        node: &Node,
+        cmd: &Command,
+        timeout: Duration,
+        stdin: Option<&[u8]>,
+        timed_out: impl Fn() -> ExecError,
+    ) -> Result<Output, ExecError> {
         match node.access.transport {
             Transport::Local => tokio::time::timeout(timeout, run_local(&node.name, cmd, stdin))
                 .await
