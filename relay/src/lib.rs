@@ -1,15 +1,24 @@
 //! Everything opsctl knows about relays: the kinds it operates (restund, coturn,
 //! rtpengine, relayd), what each one offers by default (service unit, stats
 //! interface, certificate layout, drain support), how their stats replies are
-//! parsed, and the STUN codec `relayd` and the health checks speak.
+//! parsed, and relayd itself.
 //!
-//! The certificate bundle checks and `relayd` itself grow here; opsctl's
-//! inventory and plan only ask this crate what a kind means. Parsers and codecs
-//! are pure functions of bytes; reading sockets is the caller's business.
+//! relayd is cut by protocol layer: [`stun`] is the codec, [`turn`] the
+//! sans-IO TURN server core, [`status`] the restund-compatible status port,
+//! [`server`] the thin tokio layer that owns sockets and timers, and the
+//! `relayd` binary reads a config file and flags. [`client`] speaks STUN and
+//! TURN to any relay, for health checks and the lab's call simulator.
+//! Parsers, codecs and protocol cores are pure functions of bytes and time;
+//! reading sockets is the caller's business.
 
+pub mod client;
 pub mod kind;
+mod random;
+pub mod server;
 pub mod stats;
+pub mod status;
 pub mod stun;
+pub mod turn;
 
 pub use kind::{CertLayout, Kind, RelayDrain};
 pub use stats::{ParseError as StatsParseError, Source as StatsSource, SourceKind as StatsSourceKind, Stats};

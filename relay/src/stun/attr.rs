@@ -99,7 +99,8 @@ impl ErrorCode {
     pub const ALLOCATION_QUOTA_REACHED: u16 = 486;
     /// 500: the server failed.
     pub const SERVER_ERROR: u16 = 500;
-    /// 508: the server cannot allocate now (restund and relayd send it while draining).
+    /// 508: the server cannot allocate now (restund sends it while draining;
+    /// relayd when it cannot bind a relayed socket).
     pub const INSUFFICIENT_CAPACITY: u16 = 508;
 
     /// An error code with a reason.

@@ -1,0 +1,88 @@
+//! The command line as typed: clap types only. Flags override the config
+//! file; `settings` resolves both into the server's configuration.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// A STUN/TURN relay (RFC 5389/5766) with long-term and time-limited
+/// credentials, a restund-compatible status port and a drain mode that
+/// keeps existing allocations working.
+///
+/// Secrets given as flags show in the process list: prefer the config file
+/// (mode 0600) or the environment variables.
+#[derive(Debug, Parser)]
+#[command(name = "relayd", version)]
+pub struct Args {
+    /// YAML config file; flags given as well override its values.
+    #[arg(short, long, env = "RELAYD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Serve TURN over UDP on this address (repeatable).
+    #[arg(long = "listen-udp", value_name = "ADDR")]
+    pub listen_udp: Vec<SocketAddr>,
+
+    /// Serve TURN over TCP on this address (repeatable).
+    #[arg(long = "listen-tcp", value_name = "ADDR")]
+    pub listen_tcp: Vec<SocketAddr>,
+
+    /// Bind relayed sockets on this address, one per family (repeatable).
+    #[arg(long = "relay-ip", value_name = "IP")]
+    pub relay_ip: Vec<IpAddr>,
+
+    /// Tell clients this relayed address instead (1:1 NAT), same order as --relay-ip.
+    #[arg(long = "advertise-ip", value_name = "IP")]
+    pub advertise_ip: Vec<IpAddr>,
+
+    /// The long-term credential realm.
+    #[arg(long, env = "RELAYD_REALM")]
+    pub realm: Option<String>,
+
+    /// A static user as NAME=PASSWORD (repeatable).
+    #[arg(
+        long = "user",
+        value_name = "NAME=PASSWORD",
+        env = "RELAYD_USERS",
+        value_delimiter = ','
+    )]
+    pub users: Vec<String>,
+
+    /// A shared secret for time-limited credentials as INDEX=SECRET; INDEX
+    /// is the `k=` of Wire usernames, coturn usernames try every secret.
+    #[arg(
+        long = "auth-secret",
+        value_name = "INDEX=SECRET",
+        env = "RELAYD_AUTH_SECRETS",
+        value_delimiter = ','
+    )]
+    pub auth_secrets: Vec<String>,
+
+    /// Most allocations one username may hold.
+    #[arg(long, value_name = "N")]
+    pub user_quota: Option<usize>,
+
+    /// Most allocations the relay holds.
+    #[arg(long, value_name = "N")]
+    pub total_quota: Option<usize>,
+
+    /// The status port (restund's `turnstats`, drain commands), or `off`.
+    #[arg(long, value_name = "ADDR|off")]
+    pub status: Option<String>,
+
+    /// Where a draining relay sends new allocations (300 Try Alternate).
+    #[arg(long, value_name = "ADDR")]
+    pub alternate_server: Option<SocketAddr>,
+
+    /// Relay to peers on loopback addresses (labs only).
+    #[arg(long)]
+    pub allow_loopback_peers: bool,
+
+    /// Start in drain mode.
+    #[arg(long)]
+    pub drain: bool,
+
+    /// More logging (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}

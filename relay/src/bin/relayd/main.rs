@@ -1,0 +1,94 @@
+//! relayd: binds the sockets the settings name, serves TURN until SIGTERM
+//! or Ctrl-C, then shuts down gracefully. SIGHUP is acknowledged but changes
+//! nothing yet (certificate reload arrives with TLS).
+
+mod args;
+mod settings;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use relay::server::{self, Listeners};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+use crate::args::Args;
+use crate::settings::{File, Settings};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let level = match args.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let colour = std::io::stderr().is_terminal();
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour);
+    logs.with_writer(std::io::stderr).init();
+
+    let settings = args
+        .config
+        .as_deref()
+        .map(File::load)
+        .transpose()
+        .and_then(|file| settings::resolve(file.unwrap_or_default(), &args));
+    let settings = match settings {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("relayd: error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+    let result = runtime
+        .context("cannot start the runtime")
+        .and_then(|rt| rt.block_on(serve(settings)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("relayd: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let mut listeners = Listeners::default();
+    for addr in &settings.udp {
+        let socket = UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on udp {addr}"))?;
+        listeners.udp.push(socket);
+    }
+    for addr in &settings.tcp {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on tcp {addr}"))?;
+        listeners.tcp.push(listener);
+    }
+    if let Some(addr) = settings.status {
+        let socket = UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("cannot open the status port on udp {addr}"))?;
+        listeners.status = Some(socket);
+    }
+    let mut term = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot watch for SIGHUP")?;
+    let shutdown = async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => return tracing::info!("SIGTERM: shutting down"),
+                _ = tokio::signal::ctrl_c() => return tracing::info!("interrupted: shutting down"),
+                _ = hup.recv() => tracing::info!("SIGHUP: nothing to reload yet"),
+            }
+        }
+    };
+    server::run(settings.server, listeners, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,327 @@
+//! The config file's model, and the one place where it and the flags are
+//! resolved into what the server runs with.
+//!
+//! ```yaml
+//! realm: turn.example.org
+//! listen: {udp: ["0.0.0.0:3478"], tcp: ["0.0.0.0:3478"]}
+//! relay: [{bind: 10.0.0.5, advertise: 203.0.113.5}]
+//! status: 127.0.0.1:33000          # or `off`
+//! users: {alice: secret}
+//! auth_secrets: [{key: 0, secret: old}, {key: 1, secret: new}]
+//! quota: {user: 10, total: 10000}
+//! lifetime: {default: 600, max: 3600}   # seconds
+//! alternate_server: 198.51.100.7:3478
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use relay::server::{self, RelayAddress};
+use relay::turn::{self, Credentials};
+use serde::Deserialize;
+
+use crate::args::Args;
+
+/// restund's default status address.
+const DEFAULT_STATUS: &str = "127.0.0.1:33000";
+/// The TURN port (RFC 8656).
+const DEFAULT_LISTEN: &str = "0.0.0.0:3478";
+
+/// The config file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct File {
+    realm: Option<String>,
+    listen: Listen,
+    relay: Vec<Relay>,
+    status: Option<String>,
+    users: BTreeMap<String, String>,
+    auth_secrets: Vec<Secret>,
+    quota: Quota,
+    lifetime: Lifetime,
+    alternate_server: Option<SocketAddr>,
+    allow_loopback_peers: bool,
+    draining: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Listen {
+    udp: Vec<SocketAddr>,
+    tcp: Vec<SocketAddr>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Relay {
+    bind: IpAddr,
+    advertise: Option<IpAddr>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Secret {
+    key: u32,
+    secret: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Quota {
+    user: Option<usize>,
+    total: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Lifetime {
+    default: Option<u64>,
+    max: Option<u64>,
+}
+
+impl File {
+    /// Reads a config file.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read, or is not a valid config (the message names
+    /// the line).
+    pub fn load(path: &std::path::Path) -> anyhow::Result<File> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        File::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    fn parse(text: &str) -> anyhow::Result<File> {
+        if text.trim().is_empty() {
+            return Ok(File::default());
+        }
+        Ok(serde_saphyr::from_str(text)?)
+    }
+}
+
+/// What relayd runs with.
+#[derive(Debug)]
+pub struct Settings {
+    pub server: server::Config,
+    pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+    pub status: Option<SocketAddr>,
+}
+
+/// Merges the file (if any) and the flags; flags win, lists given as flags
+/// replace the file's.
+///
+/// # Errors
+///
+/// A missing realm or relay address, a wildcard relay address, or a
+/// malformed `NAME=PASSWORD` / `INDEX=SECRET` flag (the secret is not shown).
+pub fn resolve(file: File, args: &Args) -> anyhow::Result<Settings> {
+    let realm = args
+        .realm
+        .clone()
+        .or(file.realm)
+        .context("no realm: set `realm` in the config file or pass --realm")?;
+    let mut turn = turn::Config::with_random_key(realm).context("cannot draw a nonce key")?;
+    if let Some(s) = file.lifetime.default {
+        turn.default_lifetime = Duration::from_secs(s);
+    }
+    if let Some(s) = file.lifetime.max {
+        turn.max_lifetime = Duration::from_secs(s);
+    }
+    turn.user_quota = args.user_quota.or(file.quota.user);
+    turn.total_quota = args.total_quota.or(file.quota.total);
+    turn.alternate_server = args.alternate_server.or(file.alternate_server);
+    turn.allow_loopback_peers = args.allow_loopback_peers || file.allow_loopback_peers;
+
+    let mut credentials = Credentials::new();
+    for (name, password) in file.users {
+        credentials.add_user(name, password);
+    }
+    for s in file.auth_secrets {
+        credentials.add_secret(s.key, s.secret);
+    }
+    for user in &args.users {
+        // Without an `=` the whole value may be a password: quote none of it.
+        let (name, password) = split_pair(user).context("a `--user` value is not NAME=PASSWORD")?;
+        credentials.add_user(name, password);
+    }
+    for secret in &args.auth_secrets {
+        let (index, secret) =
+            split_pair(secret).context("`--auth-secret`: expected INDEX=SECRET, e.g. `0=…`")?;
+        let index: u32 = index
+            .parse()
+            .with_context(|| format!("`--auth-secret {index}=…`: the index must be a number"))?;
+        credentials.add_secret(index, secret);
+    }
+    if credentials.is_empty() {
+        tracing::warn!("no users and no auth secrets: every allocation will be refused");
+    }
+
+    let relay: Vec<RelayAddress> = if args.relay_ip.is_empty() {
+        file.relay
+            .iter()
+            .map(|r| RelayAddress {
+                bind: r.bind,
+                advertise: r.advertise,
+            })
+            .collect()
+    } else {
+        if args.advertise_ip.len() > args.relay_ip.len() {
+            bail!(
+                "more --advertise-ip than --relay-ip: each advertised address belongs to one relay address"
+            );
+        }
+        let advertise = args
+            .advertise_ip
+            .iter()
+            .map(|&a| Some(a))
+            .chain(std::iter::repeat(None));
+        args.relay_ip
+            .iter()
+            .zip(advertise)
+            .map(|(&bind, advertise)| RelayAddress { bind, advertise })
+            .collect()
+    };
+    if relay.is_empty() {
+        bail!(
+            "no relay address: set `relay` in the config file or pass --relay-ip (the host's address peers reach)"
+        );
+    }
+    if let Some(r) = relay.iter().find(|r| r.bind.is_unspecified()) {
+        bail!(
+            "relay address `{}` is a wildcard; give the specific address relayed sockets bind to",
+            r.bind
+        );
+    }
+
+    let pick =
+        |flags: &[SocketAddr], file: Vec<SocketAddr>| if flags.is_empty() { file } else { flags.to_vec() };
+    let mut udp = pick(&args.listen_udp, file.listen.udp);
+    let mut tcp = pick(&args.listen_tcp, file.listen.tcp);
+    if udp.is_empty() && tcp.is_empty() {
+        let default: SocketAddr = DEFAULT_LISTEN.parse()?;
+        (udp, tcp) = (vec![default], vec![default]);
+    }
+    let status = match args
+        .status
+        .clone()
+        .or(file.status)
+        .as_deref()
+        .unwrap_or(DEFAULT_STATUS)
+    {
+        "off" => None,
+        addr => Some(
+            addr.parse()
+                .with_context(|| format!("status address `{addr}` is not IP:PORT or `off`"))?,
+        ),
+    };
+
+    let mut server = server::Config::new(turn, credentials, relay);
+    server.draining = args.drain || file.draining;
+    Ok(Settings {
+        server,
+        udp,
+        tcp,
+        status,
+    })
+}
+
+fn split_pair(s: &str) -> Option<(&str, &str)> {
+    s.split_once('=').filter(|(a, b)| !a.is_empty() && !b.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn args(argv: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("relayd").chain(argv.iter().copied())).unwrap()
+    }
+
+    const EXAMPLE: &str = "
+realm: turn.example.org
+listen: {udp: ['192.0.2.1:3478'], tcp: ['192.0.2.1:3478']}
+relay: [{bind: 192.0.2.1, advertise: 203.0.113.5}]
+status: 127.0.0.1:33001
+users: {alice: pw}
+auth_secrets: [{key: 0, secret: old}, {key: 1, secret: new}]
+quota: {user: 10, total: 100}
+lifetime: {default: 300, max: 900}
+alternate_server: 198.51.100.7:3478
+draining: true
+";
+
+    #[test]
+    fn the_file_is_read_whole() {
+        let s = resolve(File::parse(EXAMPLE).unwrap(), &args(&[])).unwrap();
+        assert_eq!(s.server.turn.realm, "turn.example.org");
+        assert_eq!(
+            s.server.relay,
+            vec![RelayAddress {
+                bind: "192.0.2.1".parse().unwrap(),
+                advertise: Some("203.0.113.5".parse().unwrap())
+            }]
+        );
+        assert_eq!(s.status, Some("127.0.0.1:33001".parse().unwrap()));
+        assert_eq!(
+            (s.server.turn.user_quota, s.server.turn.total_quota),
+            (Some(10), Some(100))
+        );
+        assert_eq!(s.server.turn.max_lifetime, Duration::from_secs(900));
+        assert!(s.server.draining);
+        assert!(s.server.credentials.keys("alice", "r", 0).is_ok());
+        assert!(s.server.credentials.keys("d=9.v=1.k=1.t=s.r=x", "r", 0).is_ok());
+        assert_eq!(s.udp, vec!["192.0.2.1:3478".parse().unwrap()]);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let a = args(&[
+            "--realm=lab",
+            "--relay-ip=127.0.0.1",
+            "--listen-udp=127.0.0.1:0",
+            "--status=off",
+            "--user=bob=pw2",
+            "--auth-secret=7=s",
+            "--user-quota=1",
+        ]);
+        let s = resolve(File::parse(EXAMPLE).unwrap(), &a).unwrap();
+        assert_eq!(s.server.turn.realm, "lab");
+        assert_eq!(
+            s.server.relay,
+            vec![RelayAddress::new("127.0.0.1".parse().unwrap())]
+        );
+        assert_eq!((s.udp.len(), s.tcp.len(), s.status), (1, 1, None));
+        assert_eq!(s.server.turn.user_quota, Some(1));
+        assert!(s.server.credentials.keys("bob", "r", 0).is_ok());
+        assert!(s.server.credentials.keys("d=9.v=1.k=7.t=s.r=x", "r", 0).is_ok());
+    }
+
+    #[test]
+    fn defaults_and_mistakes() {
+        let s = resolve(File::default(), &args(&["--realm=r", "--relay-ip=192.0.2.1"])).unwrap();
+        assert_eq!(s.udp, vec![DEFAULT_LISTEN.parse().unwrap()]);
+        assert_eq!(s.status, Some(DEFAULT_STATUS.parse().unwrap()));
+        let err = |argv: &[&str]| format!("{:#}", resolve(File::default(), &args(argv)).unwrap_err());
+        assert_eq!(
+            err(&["--relay-ip=192.0.2.1"]),
+            "no realm: set `realm` in the config file or pass --realm"
+        );
+        assert!(err(&["--realm=r"]).starts_with("no relay address"));
+        assert!(err(&["--realm=r", "--relay-ip=0.0.0.0"]).contains("is a wildcard"));
+        let bad_user = err(&["--realm=r", "--relay-ip=192.0.2.1", "--user=alice:hunter2"]);
+        assert!(
+            bad_user.contains("not NAME=PASSWORD") && !bad_user.contains("hunter2"),
+            "{bad_user}"
+        );
+        let bad_secret = err(&["--realm=r", "--relay-ip=192.0.2.1", "--auth-secret=hunter2"]);
+        assert!(!bad_secret.contains("hunter2"), "{bad_secret}");
+        let typo = File::parse("realm: r\nrelays: []\n").unwrap_err();
+        assert!(format!("{typo:#}").contains("relays"), "{typo:#}");
+    }
+}

@@ -1,0 +1,221 @@
+//! The one task that owns the TURN core: it feeds the core what readers
+//! queue, wakes it when its timer is due, and carries out what it asks:
+//! bind or close relayed sockets, send datagrams and frames.
+
+use std::collections::HashMap;
+use std::future::{Future, pending};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{Config, Ctx, Input, RelayAddress, tasks};
+use crate::status::StatusPort;
+use crate::turn::{BindFailure, Event, Family, FiveTuple, Server, Transmit, Transport};
+
+/// A relayed socket and the task reading it.
+#[derive(Debug)]
+struct Relay {
+    socket: Arc<UdpSocket>,
+    reader: JoinHandle<()>,
+}
+
+#[derive(Debug)]
+pub(super) struct Driver {
+    core: Server,
+    relay_addrs: Vec<RelayAddress>,
+    max_packet: usize,
+    udp: HashMap<SocketAddr, Arc<UdpSocket>>,
+    tcp: HashMap<FiveTuple, mpsc::Sender<Vec<u8>>>,
+    /// Keyed by the advertised relayed address, the core's name for it.
+    relays: HashMap<SocketAddr, Relay>,
+    status: Option<(Arc<UdpSocket>, StatusPort)>,
+    ctx: Ctx,
+}
+
+impl Driver {
+    pub(super) fn new(
+        config: Config,
+        udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
+        status: Option<Arc<UdpSocket>>,
+        ctx: Ctx,
+    ) -> Driver {
+        let now = tokio::time::Instant::now().into_std();
+        let max_packet = config.turn.max_packet;
+        let mut core = Server::new(config.turn, config.credentials, now, unix_now());
+        core.set_draining(config.draining);
+        Driver {
+            core,
+            relay_addrs: config.relay,
+            max_packet,
+            udp: udp.into_iter().collect(),
+            tcp: HashMap::new(),
+            relays: HashMap::new(),
+            status: status.map(|s| (s, StatusPort::new())),
+            ctx,
+        }
+    }
+
+    /// Runs until `shutdown` completes or every reader is gone.
+    pub(super) async fn run(&mut self, mut input: mpsc::Receiver<Input>, shutdown: impl Future) {
+        tokio::pin!(shutdown);
+        loop {
+            let wake = self.core.poll_timeout();
+            let timer = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => pending().await,
+                }
+            };
+            tokio::select! {
+                () = timer => {
+                    let now = tokio::time::Instant::now().into_std();
+                    self.core.set_wall_clock(now, unix_now());
+                    self.core.handle_timeout(now);
+                }
+                received = input.recv() => match received {
+                    Some(received) => self.input(received),
+                    None => return,
+                },
+                _ = &mut shutdown => return,
+            }
+            self.flush();
+        }
+    }
+
+    fn input(&mut self, input: Input) {
+        let now = tokio::time::Instant::now().into_std();
+        match input {
+            Input::Client { tuple, bytes } => self.core.handle_client(now, tuple, &bytes),
+            Input::Peer { relayed, peer, bytes } => self.core.handle_peer(now, relayed, peer, &bytes),
+            Input::Connected { tuple, writer } => {
+                self.tcp.insert(tuple, writer);
+            }
+            Input::Disconnected { tuple } => {
+                self.tcp.remove(&tuple);
+                self.core.connection_closed(tuple);
+            }
+            Input::Status { from, bytes } => self.status(now, from, &bytes),
+        }
+    }
+
+    fn status(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        let Some((socket, port)) = &mut self.status else {
+            return;
+        };
+        let replies = port.handle(now, bytes, &mut self.core);
+        let socket = socket.clone();
+        // A long `turn` listing may not fit the socket buffer at once; waiting
+        // for it here would stall the relay.
+        tokio::spawn(async move {
+            for reply in replies {
+                if let Err(e) = socket.send_to(&reply, from).await {
+                    tracing::debug!(%from, error = %e, "status reply not sent");
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Carries out the core's socket chores, then sends what it queued.
+    fn flush(&mut self) {
+        while let Some(event) = self.core.poll_event() {
+            match event {
+                Event::BindRelay { id, family } => {
+                    let now = tokio::time::Instant::now().into_std();
+                    let result = self.bind_relay(family);
+                    self.core.relay_bound(now, id, result);
+                }
+                Event::Released { relayed, .. } => {
+                    if let Some(relay) = self.relays.remove(&relayed) {
+                        relay.reader.abort();
+                    }
+                }
+            }
+        }
+        while let Some(transmit) = self.core.poll_transmit() {
+            match transmit {
+                Transmit::ToClient { tuple, bytes } => self.to_client(tuple, bytes),
+                Transmit::ToPeer { relayed, peer, bytes } => {
+                    if let Some(relay) = self.relays.get(&relayed) {
+                        send_dropping(&relay.socket, &bytes, peer);
+                    }
+                }
+            }
+        }
+    }
+
+    fn to_client(&self, tuple: FiveTuple, bytes: Vec<u8>) {
+        match tuple.transport {
+            Transport::Udp => {
+                if let Some(socket) = self.udp.get(&tuple.server) {
+                    send_dropping(socket, &bytes, tuple.client);
+                }
+            }
+            Transport::Tcp => {
+                // A full queue means the client reads slower than it is sent
+                // to; dropping a whole frame keeps the stream in sync.
+                if let Some(writer) = self.tcp.get(&tuple) {
+                    let _ = writer.try_send(bytes);
+                }
+            }
+        }
+    }
+
+    fn bind_relay(&mut self, family: Family) -> Result<SocketAddr, BindFailure> {
+        let Some(addr) = self
+            .relay_addrs
+            .iter()
+            .find(|a| Family::of(SocketAddr::new(a.bind, 0)) == family)
+        else {
+            return Err(BindFailure::FamilyUnsupported);
+        };
+        let socket = bind_udp(SocketAddr::new(addr.bind, 0)).map_err(|e| {
+            tracing::warn!(bind = %addr.bind, error = %e, "cannot bind a relayed socket");
+            BindFailure::NoCapacity
+        })?;
+        let local = socket.local_addr().map_err(|_| BindFailure::NoCapacity)?;
+        let relayed = SocketAddr::new(addr.advertise.unwrap_or(addr.bind), local.port());
+        let socket = Arc::new(socket);
+        let task = tasks::relay_listener(
+            socket.clone(),
+            relayed,
+            self.max_packet,
+            self.ctx.clone_for_task(),
+        );
+        let reader = tokio::spawn(task);
+        self.relays.insert(relayed, Relay { socket, reader });
+        Ok(relayed)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        for relay in self.relays.values() {
+            relay.reader.abort();
+        }
+    }
+}
+
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket)
+}
+
+/// Sends a datagram if the socket can take it now.
+fn send_dropping(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
+    if let Err(e) = socket.try_send_to(bytes, to) {
+        tracing::trace!(%to, error = %e, "datagram dropped");
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,222 @@
+//! The tokio I/O layer around [`crate::turn::Server`]: TURN listeners (UDP
+//! and TCP), one relayed UDP socket per allocation, the status port, the
+//! timer that drives expiry, and graceful shutdown.
+//!
+//! The caller binds every listening socket and hands them in with a
+//! shutdown signal (`server::run(config, listeners, shutdown)`, as in
+//! mini-redis), so tests run it on `127.0.0.1:0` and a binary decides the
+//! addresses. One task owns the TURN core and the sockets it sends from;
+//! reader tasks feed it what arrives over a bounded queue. The core is never
+//! blocked by a slow socket: UDP sends that would block are dropped (UDP
+//! may lose them anyway) and each TCP connection has its own write queue.
+
+mod driver;
+mod tasks;
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{Semaphore, broadcast, mpsc};
+
+use crate::turn::{self, Credentials, FiveTuple};
+
+/// Packets queued from reader tasks to the core before readers wait.
+const INPUT_QUEUE: usize = 4096;
+
+/// Errors that stop the server from starting.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A handed-in socket could not say what it is bound to.
+    #[error("cannot read the local address of a {what} socket")]
+    LocalAddr {
+        /// Which socket (`turn udp`, `turn tcp`, `status`).
+        what: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// No address to bind relayed sockets on.
+    #[error("no relay address is configured; set one for IPv4 or IPv6")]
+    NoRelayAddress,
+}
+
+/// An address relayed sockets are bound on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayAddress {
+    /// The local address to bind (a specific address, not a wildcard).
+    pub bind: IpAddr,
+    /// The address clients are told, when the host is behind a 1:1 NAT
+    /// (restund's `turn_public_addr`); `None` tells them `bind`.
+    pub advertise: Option<IpAddr>,
+}
+
+impl RelayAddress {
+    /// Binds and advertises `ip`.
+    #[must_use]
+    pub fn new(ip: IpAddr) -> RelayAddress {
+        RelayAddress {
+            bind: ip,
+            advertise: None,
+        }
+    }
+}
+
+/// What the I/O layer needs besides sockets.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// The TURN core's settings.
+    pub turn: turn::Config,
+    /// Users and shared secrets.
+    pub credentials: Credentials,
+    /// Where relayed sockets are bound; at most one per family is used.
+    pub relay: Vec<RelayAddress>,
+    /// Most TCP connections at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// Start in drain mode.
+    pub draining: bool,
+}
+
+impl Config {
+    /// A configuration relaying on `relay`.
+    #[must_use]
+    pub fn new(turn: turn::Config, credentials: Credentials, relay: Vec<RelayAddress>) -> Config {
+        Config {
+            turn,
+            credentials,
+            relay,
+            max_connections: 4096,
+            draining: false,
+        }
+    }
+}
+
+/// The bound sockets the server serves.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// TURN over UDP.
+    pub udp: Vec<UdpSocket>,
+    /// TURN over TCP.
+    pub tcp: Vec<TcpListener>,
+    /// The restund-compatible status port (usually 127.0.0.1:33000).
+    pub status: Option<UdpSocket>,
+}
+
+/// What reader tasks hand the core.
+#[derive(Debug)]
+enum Input {
+    /// A datagram or frame from a client.
+    Client { tuple: FiveTuple, bytes: Vec<u8> },
+    /// A datagram from a peer to a relayed socket.
+    Peer {
+        relayed: SocketAddr,
+        peer: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    /// A TCP connection opened; frames for it go to `writer`.
+    Connected {
+        tuple: FiveTuple,
+        writer: mpsc::Sender<Vec<u8>>,
+    },
+    /// A TCP connection closed.
+    Disconnected { tuple: FiveTuple },
+    /// A datagram to the status port.
+    Status { from: SocketAddr, bytes: Vec<u8> },
+}
+
+/// What every task holds: the stop signal, the queue to the core, and a
+/// token whose drop tells `run` the task has finished.
+#[derive(Debug)]
+struct Ctx {
+    shutdown: broadcast::Receiver<()>,
+    input: mpsc::Sender<Input>,
+    _done: mpsc::Sender<()>,
+}
+
+impl Ctx {
+    fn clone_for_task(&self) -> Ctx {
+        Ctx {
+            shutdown: self.shutdown.resubscribe(),
+            input: self.input.clone(),
+            _done: self._done.clone(),
+        }
+    }
+}
+
+/// Serves TURN on `listeners` until `shutdown` completes, then stops
+/// accepting, closes every connection and relayed socket, and returns once
+/// every task has finished.
+///
+/// # Errors
+///
+/// [`Error::LocalAddr`] if a handed-in socket cannot tell its address,
+/// [`Error::NoRelayAddress`] if `config.relay` is empty.
+pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future) -> Result<(), Error> {
+    if config.relay.is_empty() {
+        return Err(Error::NoRelayAddress);
+    }
+    let local =
+        |what: &'static str, r: io::Result<SocketAddr>| r.map_err(|source| Error::LocalAddr { what, source });
+    let (notify, shutdown_rx) = broadcast::channel::<()>(1);
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
+    let ctx = Ctx {
+        shutdown: shutdown_rx,
+        input: input_tx,
+        _done: done_tx,
+    };
+    let max_packet = config.turn.max_packet;
+
+    let mut udp = Vec::new();
+    for socket in listeners.udp {
+        let addr = local("turn udp", socket.local_addr())?;
+        let socket = Arc::new(socket);
+        tracing::info!(%addr, "serving TURN over UDP");
+        tokio::spawn(tasks::udp_listener(
+            socket.clone(),
+            addr,
+            max_packet,
+            ctx.clone_for_task(),
+        ));
+        udp.push((addr, socket));
+    }
+    let connections = Arc::new(Semaphore::new(config.max_connections));
+    for listener in listeners.tcp {
+        let addr = local("turn tcp", listener.local_addr())?;
+        tracing::info!(%addr, "serving TURN over TCP");
+        let task = tasks::tcp_listener(
+            listener,
+            addr,
+            connections.clone(),
+            max_packet,
+            ctx.clone_for_task(),
+        );
+        tokio::spawn(task);
+    }
+    let status = match listeners.status {
+        Some(socket) => {
+            let addr = local("status", socket.local_addr())?;
+            tracing::info!(%addr, "serving the status port");
+            let socket = Arc::new(socket);
+            tokio::spawn(tasks::status_listener(socket.clone(), ctx.clone_for_task()));
+            Some(socket)
+        }
+        None => None,
+    };
+
+    let mut driver = driver::Driver::new(config, udp, status, ctx.clone_for_task());
+    driver.run(input_rx, shutdown).await;
+    tracing::info!("shutting down");
+    // Closing the signal stops every task; dropping the driver closes the
+    // relayed sockets and the queue, so no task waits on a full one.
+    drop(notify);
+    drop(driver);
+    drop(ctx);
+    let _ = done_rx.recv().await;
+    tracing::info!("shut down");
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! Reader tasks: each waits on one socket (or accepts connections) and
+//! queues what arrives for the driver, until the shutdown signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use super::{Ctx, Input};
+use crate::stun::frame_len;
+use crate::turn::{FiveTuple, Transport};
+
+/// Frames queued for one TCP client before more are dropped.
+const WRITE_QUEUE: usize = 256;
+/// Longest status command datagram read; restund reads 32 bytes of it.
+const STATUS_DATAGRAM: usize = 2048;
+
+/// Reads TURN datagrams from clients.
+pub(super) async fn udp_listener(socket: Arc<UdpSocket>, local: SocketAddr, max_packet: usize, ctx: Ctx) {
+    datagrams(&socket, max_packet, ctx, |from, bytes| Input::Client {
+        tuple: FiveTuple {
+            client: from,
+            server: local,
+            transport: Transport::Udp,
+        },
+        bytes,
+    })
+    .await;
+}
+
+/// Reads datagrams from peers to one relayed socket.
+pub(super) async fn relay_listener(socket: Arc<UdpSocket>, relayed: SocketAddr, max_packet: usize, ctx: Ctx) {
+    datagrams(&socket, max_packet, ctx, |peer, bytes| Input::Peer {
+        relayed,
+        peer,
+        bytes,
+    })
+    .await;
+}
+
+/// Reads status commands.
+pub(super) async fn status_listener(socket: Arc<UdpSocket>, ctx: Ctx) {
+    datagrams(&socket, STATUS_DATAGRAM, ctx, |from, bytes| Input::Status {
+        from,
+        bytes,
+    })
+    .await;
+}
+
+/// Queues each datagram until shutdown. The buffer is one byte longer than
+/// `max` so that a longer datagram arrives truncated but still too long, and
+/// the core counts it as oversized.
+async fn datagrams(
+    socket: &UdpSocket,
+    max: usize,
+    mut ctx: Ctx,
+    input: impl Fn(SocketAddr, Vec<u8>) -> Input,
+) {
+    let mut buf = vec![0; max + 1];
+    loop {
+        let received = tokio::select! {
+            r = socket.recv_from(&mut buf) => r,
+            _ = ctx.shutdown.recv() => return,
+        };
+        match received {
+            Ok((len, from)) => {
+                if ctx.input.send(input(from, buf[..len].to_vec())).await.is_err() {
+                    return;
+                }
+            }
+            // ICMP errors surface here on some systems; the socket still works.
+            Err(e) => tracing::debug!(error = %e, "receive failed"),
+        }
+    }
+}
+
+/// Accepts TURN connections, at most as many at once as `connections` allows.
+pub(super) async fn tcp_listener(
+    listener: TcpListener,
+    local: SocketAddr,
+    connections: Arc<Semaphore>,
+    max_packet: usize,
+    mut ctx: Ctx,
+) {
+    loop {
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = ctx.shutdown.recv() => return,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = ctx.shutdown.recv() => return,
+        };
+        match accepted {
+            Ok((stream, client)) => {
+                let tuple = FiveTuple {
+                    client,
+                    server: local,
+                    transport: Transport::Tcp,
+                };
+                tokio::spawn(connection(
+                    stream,
+                    tuple,
+                    max_packet,
+                    permit,
+                    ctx.clone_for_task(),
+                ));
+            }
+            Err(e) => {
+                // Out of file descriptors, typically: back off instead of spinning.
+                tracing::warn!(%local, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// One TURN connection: frames in, frames out, until either side closes,
+/// the framing is lost, or shutdown.
+async fn connection(
+    stream: TcpStream,
+    tuple: FiveTuple,
+    max_packet: usize,
+    _permit: OwnedSemaphorePermit,
+    mut ctx: Ctx,
+) {
+    let (writer, mut frames) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    if ctx.input.send(Input::Connected { tuple, writer }).await.is_err() {
+        return;
+    }
+    tracing::debug!(%tuple, "connection opened");
+    let (mut rd, mut wr) = stream.into_split();
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = vec![0; 16 * 1024];
+    'conn: loop {
+        tokio::select! {
+            read = rd.read(&mut chunk) => {
+                let n = match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                buf.extend_from_slice(&chunk[..n]);
+                loop {
+                    match frame_len(&buf) {
+                        Ok(Some(len)) if len <= buf.len() => {
+                            let frame: Vec<u8> = buf.drain(..len).collect();
+                            if ctx.input.send(Input::Client { tuple, bytes: frame }).await.is_err() {
+                                break 'conn;
+                            }
+                        }
+                        Ok(_) => break,
+                        Err(_) => {
+                            // Framing is lost: hand the core what came (it
+                            // counts it as malformed) and hang up.
+                            buf.truncate(max_packet);
+                            let _ = ctx.input.send(Input::Client { tuple, bytes: buf }).await;
+                            break 'conn;
+                        }
+                    }
+                }
+            }
+            out = frames.recv() => match out {
+                Some(bytes) => {
+                    if wr.write_all(&bytes).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            _ = ctx.shutdown.recv() => break,
+        }
+    }
+    let _ = wr.shutdown().await;
+    tracing::debug!(%tuple, "connection closed");
+    let _ = ctx.input.send(Input::Disconnected { tuple }).await;
+}

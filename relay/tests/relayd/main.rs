@@ -1,0 +1,9 @@
+//! relayd end to end: an in-process server on loopback sockets, driven by
+//! `relay::client` and plain UDP peers, its status port read with the same
+//! parsers opsctl uses.
+
+mod binary;
+mod harness;
+mod relaying;
+mod status;
+mod turn;
