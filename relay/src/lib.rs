@@ -5,13 +5,14 @@
 //!
 //! relayd is cut by protocol layer: [`stun`] is the codec, [`turn`] the
 //! sans-IO TURN server core, [`status`] the restund-compatible status port,
-//! [`server`] the thin tokio layer that owns sockets and timers, and the
-//! `relayd` binary reads a config file and flags. [`client`] speaks STUN and
+//! [`server`] the thin tokio layer that owns sockets and timers, and
+//! [`daemon`] the program (config file and flags) behind the `relayd` binary. [`client`] speaks STUN and
 //! TURN to any relay, for health checks and the lab's call simulator.
 //! Parsers, codecs and protocol cores are pure functions of bytes and time;
 //! reading sockets is the caller's business.
 
 pub mod client;
+pub mod daemon;
 pub mod kind;
 mod random;
 pub mod server;

@@ -1,6 +1,9 @@
-//! relayd: binds the sockets the settings name, serves TURN until SIGTERM
-//! or Ctrl-C, then shuts down gracefully. SIGHUP is acknowledged but changes
-//! nothing yet (certificate reload arrives with TLS).
+//! relayd as a program: its flags and settings file, the sockets they name,
+//! TURN served until SIGTERM or Ctrl-C, then a graceful shutdown. SIGHUP is
+//! acknowledged but changes nothing yet (certificate reload arrives with TLS).
+//!
+//! The `relayd` binary is [`main`]; opsctl's lab starts the same daemon from
+//! its own binary through [`main_from`], so a checkout needs one build.
 
 mod args;
 mod settings;
@@ -8,18 +11,26 @@ mod settings;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use crate::server::{self, Listeners};
 use anyhow::Context;
 use clap::Parser;
-use relay::server::{self, Listeners};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
-use crate::args::Args;
-use crate::settings::{File, Settings};
+pub use args::Args;
+use settings::{File, Settings};
 
-fn main() -> ExitCode {
-    let args = Args::parse();
+/// Runs relayd with the process's own command line.
+#[must_use]
+pub fn main() -> ExitCode {
+    main_from(Args::parse())
+}
+
+/// Runs relayd with already-parsed flags; returns the process exit status
+/// (2 for a settings error, 1 for a runtime error).
+#[must_use]
+pub fn main_from(args: Args) -> ExitCode {
     let level = match args.verbose {
         0 => "info",
         1 => "debug",

@@ -17,12 +17,12 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use crate::server::{self, RelayAddress};
+use crate::turn::{self, Credentials};
 use anyhow::{Context, bail};
-use relay::server::{self, RelayAddress};
-use relay::turn::{self, Credentials};
 use serde::Deserialize;
 
-use crate::args::Args;
+use super::args::Args;
 
 /// restund's default status address.
 const DEFAULT_STATUS: &str = "127.0.0.1:33000";
