@@ -113,6 +113,62 @@ pub enum Command {
     /// Work with the inventory file.
     #[command(subcommand)]
     Inventory(InventoryCmd),
+    /// A small deployment on this machine: relays, calls, and the demo.
+    #[command(subcommand)]
+    Lab(LabCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct LabDir {
+    /// The lab's directory (inventory, values file, logs, pids).
+    #[arg(long, default_value = "lab", value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCmd {
+    /// Start three relays on loopback addresses and calls that come and go;
+    /// writes DIR/inventory.yaml.
+    Up(LabDir),
+    /// Stop everything `lab up` started.
+    Down(LabDir),
+    /// `opsctl status` on the lab.
+    Status(LabDir),
+    /// Up, a no-downtime rolling restart of every relay with calls going on,
+    /// the proof that none was dropped, then down.
+    Demo(LabDir),
+    /// Run relayd (the lab's relays are this binary).
+    #[command(hide = true)]
+    Relayd {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// A lab relay's service control, as systemctl is for a real one.
+    #[command(hide = true)]
+    Service {
+        #[command(flatten)]
+        dir: LabDir,
+        node: String,
+        action: String,
+    },
+    /// The call simulator.
+    #[command(hide = true)]
+    Simulate {
+        #[command(flatten)]
+        dir: LabDir,
+        #[arg(long, default_value_t = 6)]
+        concurrent: usize,
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        call_length: std::time::Duration,
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        max_runtime: std::time::Duration,
+    },
+    /// The lab's `apply`: clients read the values file, so this only says what they get.
+    #[command(hide = true)]
+    Apply(LabDir),
+    /// What brig's /calls/config/v2 would answer for the lab.
+    #[command(hide = true)]
+    CallsConfig(LabDir),
 }
 
 /// Which relays a command works on.

@@ -113,6 +113,7 @@ impl Config {
                 vec![select_cluster_site(&inventory, r.site)?],
             ),
             Command::Status => Action::Status,
+            Command::Lab(_) => return Err(usage("`opsctl lab` needs no inventory: run it on its own")),
             Command::Inventory(args::InventoryCmd::Check) => Action::InventoryCheck,
         };
         Ok(Config {

@@ -10,6 +10,7 @@ pub mod envfile;
 pub mod executor;
 pub mod inventory;
 pub mod journal;
+pub mod lab;
 pub mod plan;
 pub mod playbook;
 pub mod reader;

@@ -22,6 +22,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: args::Cli) -> anyhow::Result<()> {
+    if let args::Command::Lab(cmd) = cli.command {
+        return commands::lab::run(cmd, &cli.global);
+    }
     let cfg = Config::resolve(cli)?;
     match &cfg.action {
         Action::Plan(req) => commands::procedure::run(&cfg, req),

@@ -5,6 +5,8 @@ mod errors;
 mod examples;
 #[path = "../lab/mod.rs"]
 mod lab;
+#[path = "lab.rs"]
+mod lab_demo;
 mod plans;
 mod remote;
 mod run;

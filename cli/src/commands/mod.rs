@@ -3,5 +3,6 @@
 //! already resolved, so they share [`procedure`].
 
 pub mod inventory;
+pub mod lab;
 pub mod procedure;
 pub mod status;

@@ -41,7 +41,8 @@ pub fn main_from(args: Args) -> ExitCode {
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour);
-    logs.with_writer(std::io::stderr).init();
+    // opsctl's lab runs this daemon in its own binary, whose logging may be set up already.
+    let _ = logs.with_writer(std::io::stderr).try_init();
 
     let settings = args
         .config

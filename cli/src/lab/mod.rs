@@ -1,0 +1,191 @@
+//! `opsctl lab`: a small deployment on this machine, for a first look and
+//! for trying procedures without touching anything real.
+//!
+//! Three relayd relays on loopback addresses, a values file that advertises
+//! them, and a call simulator making real TURN calls on the advertised ones;
+//! `lab/inventory.yaml` describes it all with `transport: local` nodes whose
+//! service commands are this binary's `lab service`. No root, no SSH keys.
+
+pub mod relays;
+pub mod simulator;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use relays::{RELAYS, STATUS_PORT, TURN_PORT, ip, name};
+
+/// The lab's files, beside each other in one directory.
+pub struct Lab {
+    pub dir: PathBuf,
+}
+
+impl Lab {
+    pub fn new(dir: &Path) -> anyhow::Result<Lab> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let dir = std::fs::canonicalize(dir)?;
+        Ok(Lab { dir })
+    }
+
+    pub fn inventory(&self) -> PathBuf {
+        self.dir.join("inventory.yaml")
+    }
+
+    pub fn values(&self) -> PathBuf {
+        self.dir.join("values.yaml")
+    }
+
+    /// Starts relays, writes the values file and inventory, starts the simulator.
+    pub fn up(&self, simulator: bool) -> anyhow::Result<()> {
+        relays::choose_net(&self.dir)?;
+        self.write_files()?;
+        for i in 0..RELAYS {
+            relays::start(&self.dir, i)?;
+        }
+        if simulator {
+            self.start_simulator()?;
+        }
+        Ok(())
+    }
+
+    /// Stops everything the lab started, by pid; the files stay for a look.
+    pub fn down(&self) -> anyhow::Result<()> {
+        let stop = self.dir.join("run/simulator.stop");
+        if let Some(pid) = relays::running(&self.dir.join("run/simulator.pid")) {
+            std::fs::write(&stop, "")?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while relays::alive(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if relays::alive(pid) {
+                relays::terminate(pid)?;
+            }
+        }
+        let _ = std::fs::remove_file(stop);
+        let _ = std::fs::remove_file(self.dir.join("run/simulator.pid"));
+        for i in 0..RELAYS {
+            relays::stop(&self.dir, i)?;
+        }
+        Ok(())
+    }
+
+    fn start_simulator(&self) -> anyhow::Result<()> {
+        if relays::running(&self.dir.join("run/simulator.pid")).is_some() {
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(self.dir.join("run/simulator.stop"));
+        let _ = std::fs::remove_file(self.dir.join("calls.json"));
+        let exe = std::env::current_exe()?;
+        let log = std::fs::File::create(self.dir.join("log/simulator.log"))?;
+        let child = Command::new(exe)
+            .args(["lab", "simulate", "--dir"])
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .context("cannot start the call simulator")?;
+        std::fs::write(self.dir.join("run/simulator.pid"), format!("{}\n", child.id()))?;
+        Ok(())
+    }
+
+    fn write_files(&self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(self.dir.join("run"))?;
+        std::fs::create_dir_all(self.dir.join("log"))?;
+        let mut values = String::from(
+            "# The lab's advertised list, in the shape of a wire-server Helm values file:\n\
+             # brig hands clients these TURN servers. opsctl comments a relay out to take it\n\
+             # out of service and back in to return it.\n\
+             brig:\n  turnStatic:\n    v2:\n",
+        );
+        for i in 0..RELAYS {
+            values.push_str(&format!(
+                "      - turn:{ip}:{TURN_PORT} # {n}\n      - turn:{ip}:{TURN_PORT}?transport=tcp # {n}\n",
+                ip = ip(&self.dir, i),
+                n = name(i)
+            ));
+        }
+        if !self.values().exists() {
+            std::fs::write(self.values(), values)?;
+        }
+        let exe = std::env::current_exe()?.display().to_string();
+        let dir = self.dir.display().to_string();
+        let q = |s: &str| format!("{s:?}");
+        let cmd = |args: &[&str]| {
+            let mut all = vec![q(&exe), q("lab")];
+            all.extend(args.iter().map(|a| q(a)));
+            format!("[{}]", all.join(", "))
+        };
+        let mut inv = format!(
+            "# Written by `opsctl lab up`: the lab on this machine. Try\n\
+             #   opsctl -i {dir}/inventory.yaml restart --no-downtime --all --dry-run\n\
+             advertise:\n  backend: values-file\n  file: values.yaml\n  apply: {apply}\n  check:\n    command: {check}\n\
+             defaults:\n  transport: local\n  min_healthy_relays: 1\n  relay:\n    kind: relayd\n    drain:\n      poll: 1s\n      timeout: 2m\n      relay_drain: true\n\
+             sites:\n  - name: lab\n    relays:\n",
+            apply = cmd(&["apply", "--dir", &dir]),
+            check = cmd(&["calls-config", "--dir", &dir]),
+        );
+        for i in 0..RELAYS {
+            let n = name(i);
+            inv.push_str(&format!(
+                "      - name: {n}\n        host: {ip}\n        urls: ['turn:{ip}:{TURN_PORT}', 'turn:{ip}:{TURN_PORT}?transport=tcp']\n        stats: {{addr: '{ip}:{STATUS_PORT}', read_on: local}}\n        service:\n          stop: {stop}\n          start: {start}\n          restart: {restart}\n          status: {status}\n          status_expect: active\n",
+                ip = ip(&self.dir, i),
+                stop = cmd(&["service", "--dir", &dir, &n, "stop"]),
+                start = cmd(&["service", "--dir", &dir, &n, "start"]),
+                restart = cmd(&["service", "--dir", &dir, &n, "restart"]),
+                status = cmd(&["service", "--dir", &dir, &n, "status"]),
+            ));
+        }
+        std::fs::write(self.inventory(), inv)?;
+        Ok(())
+    }
+
+    /// `lab service NODE VERB`: what systemctl is for a real relay.
+    pub fn service(&self, node: &str, verb: &str) -> anyhow::Result<()> {
+        let i = relays::index(node)?;
+        match verb {
+            "start" => relays::start(&self.dir, i).map(|_| ()),
+            "stop" => relays::stop(&self.dir, i),
+            "restart" => {
+                relays::stop(&self.dir, i)?;
+                relays::start(&self.dir, i).map(|_| ())
+            }
+            "status" => {
+                if relays::pid(&self.dir, i).is_some() {
+                    println!("active");
+                    Ok(())
+                } else {
+                    println!("inactive");
+                    std::process::exit(3)
+                }
+            }
+            other => bail!("unknown service action `{other}`: use start, stop, restart or status"),
+        }
+    }
+
+    /// `lab calls-config`: what brig's `/calls/config/v2` would answer.
+    pub fn calls_config(&self) -> anyhow::Result<String> {
+        let text = std::fs::read_to_string(self.values())?;
+        let urls: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- "))
+            .map(|v| {
+                v.split(" #")
+                    .next()
+                    .unwrap_or(v)
+                    .trim()
+                    .trim_matches('"')
+                    .to_owned()
+            })
+            .collect();
+        let body = serde_json::json!({
+            "ice_servers": [{ "urls": urls, "username": "lab", "credential": "lab" }],
+            "ttl": 3600,
+        });
+        Ok(serde_json::to_string(&body)?)
+    }
+}

@@ -1,0 +1,147 @@
+//! `opsctl lab`: the demo a newcomer runs first, and that it leaves nothing behind.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{Scratch, opsctl_env};
+
+/// Processes whose command line names this lab directory.
+fn leftovers(dir: &std::path::Path) -> Vec<String> {
+    let out = Command::new("pgrep")
+        .args(["-af", &dir.display().to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.contains("pgrep"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The lab's addresses and ports (on `net`) are free again.
+fn ports_free(net: &str) -> bool {
+    (1..=3).all(|i| {
+        let ip = format!("{net}.{i}");
+        std::net::UdpSocket::bind((ip.as_str(), 3478)).is_ok()
+            && std::net::TcpListener::bind((ip.as_str(), 3478)).is_ok()
+    })
+}
+
+#[test]
+fn the_demo_restarts_every_relay_and_drops_no_call() {
+    let scratch = Scratch::new();
+    let out = opsctl_env(
+        &scratch.0,
+        &["lab", "demo", "--dir", "lab"],
+        &[("OPSCTL_LAB_NET", "127.78.1")],
+    );
+    assert_eq!(out.code, 0, "{}", out.dump());
+    let proof: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("proof: ")).collect();
+    assert_eq!(proof.len(), 5, "{}", out.dump());
+    for (i, line) in proof[..3].iter().enumerate() {
+        let (old, new) = line
+            .strip_prefix(&format!("proof: node-{} restarted: pid ", i + 1))
+            .and_then(|rest| rest.split_once(" -> "))
+            .unwrap_or_else(|| panic!("{line}\n{}", out.dump()));
+        assert!(
+            old.parse::<u32>().is_ok() && new.parse::<u32>().is_ok() && old != new,
+            "{line}"
+        );
+    }
+    let calls = proof[3]
+        .strip_prefix("proof: calls during the rollout: ")
+        .unwrap();
+    let completed: u64 = calls.split(' ').next().unwrap().parse().unwrap();
+    assert!(completed > 0, "{calls}");
+    assert!(
+        calls.contains(" completed, 0 dropped,"),
+        "{calls}\n{}",
+        out.dump()
+    );
+    assert_eq!(proof[4], "proof: values.yaml back as it was, byte for byte: yes");
+    assert!(
+        leftovers(&scratch.0).is_empty(),
+        "left running: {:?}",
+        leftovers(&scratch.0)
+    );
+    assert!(ports_free("127.78.1"), "a lab port is still bound");
+}
+
+#[test]
+fn ctrl_c_during_the_demo_leaves_nothing_running() {
+    let scratch = Scratch::new();
+    let child = Command::new(env!("CARGO_BIN_EXE_opsctl"))
+        .current_dir(&scratch.0)
+        .args(["lab", "demo", "--dir", "lab"])
+        .env("NO_COLOR", "1")
+        .env("OPSCTL_LAB_NET", "127.78.2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the rollout is under way (the first relay is out).
+    let values = scratch.0.join("lab/values.yaml");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&values)
+        .unwrap_or_default()
+        .contains("# - turn:")
+    {
+        assert!(Instant::now() < deadline, "the rollout never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("     Stopped restart-no-downtime after "),
+        "{stderr}"
+    );
+    assert!(
+        leftovers(&scratch.0).is_empty(),
+        "left running: {:?}",
+        leftovers(&scratch.0)
+    );
+    assert!(ports_free("127.78.2"), "a lab port is still bound");
+}
+
+/// The lab needs no root: the demo runs as `nobody`.
+#[test]
+fn the_demo_runs_without_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = Scratch::new();
+    std::fs::set_permissions(&scratch.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let exe = scratch.0.join("opsctl");
+    std::fs::copy(env!("CARGO_BIN_EXE_opsctl"), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "env"])
+        .arg(format!("HOME={}", scratch.0.display()))
+        .args(["OPSCTL_LAB_NET=127.78.3", "NO_COLOR=1"])
+        .arg(&exe)
+        .args(["lab", "demo", "--dir"])
+        .arg(scratch.0.join("lab"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("proof: values.yaml back as it was, byte for byte: yes"),
+        "{stdout}"
+    );
+    assert!(
+        leftovers(&scratch.0).is_empty(),
+        "left running: {:?}",
+        leftovers(&scratch.0)
+    );
+}
