@@ -145,3 +145,64 @@ fn the_demo_runs_without_root() {
         leftovers(&scratch.0)
     );
 }
+
+/// `lab up` leaves a lab to try things on; `lab status` reads it (real
+/// allocations from the simulator's calls); `lab down` leaves nothing.
+#[test]
+fn up_status_down() {
+    let scratch = Scratch::new();
+    let env = [("OPSCTL_LAB_NET", "127.78.4")];
+    let up = opsctl_env(&scratch.0, &["lab", "up", "--dir", "lab"], &env);
+    assert_eq!(up.code, 0, "{}", up.dump());
+    assert!(scratch.0.join("lab/inventory.yaml").exists());
+    // Calls get going within a few seconds.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let s = opsctl_env(&scratch.0, &["lab", "status", "--dir", "lab"], &env);
+        let busy = s
+            .stdout
+            .lines()
+            .skip(1)
+            .filter(|l| {
+                l.split_whitespace()
+                    .nth(5)
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .is_some_and(|n| n > 0)
+            })
+            .count();
+        if busy > 0 || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(status.code, 0, "{}", status.dump());
+    let rows: Vec<&str> = status.stdout.lines().collect();
+    assert_eq!(rows.len(), 4, "{}", status.dump());
+    for (i, row) in rows[1..].iter().enumerate() {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            &cells[..5],
+            [format!("node-{}", i + 1).as_str(), "lab", "relayd", "yes", "up"],
+            "{row}"
+        );
+        assert!(cells[5].parse::<u64>().is_ok(), "allocations are read: {row}");
+        assert_eq!(cells[6], "advertised", "{row}");
+    }
+    let total: u64 = rows[1..]
+        .iter()
+        .filter_map(|r| r.split_whitespace().nth(5)?.parse::<u64>().ok())
+        .sum();
+    assert!(
+        total > 0,
+        "the simulator's calls show as allocations\n{}",
+        status.dump()
+    );
+    let down = opsctl_env(&scratch.0, &["lab", "down", "--dir", "lab"], &env);
+    assert_eq!(down.code, 0, "{}", down.dump());
+    assert!(
+        leftovers(&scratch.0).is_empty(),
+        "left running: {:?}",
+        leftovers(&scratch.0)
+    );
+    assert!(ports_free("127.78.4"), "a lab port is still bound");
+}
