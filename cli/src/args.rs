@@ -195,6 +195,11 @@ pub struct Restart {
     /// Take each relay out of the advertised list and wait for its calls to end first.
     #[arg(long)]
     pub no_downtime: bool,
+
+    /// With --no-downtime: if a drain times out, restart the relay anyway
+    /// once its remaining allocations are confirmed (dropping those calls).
+    #[arg(long, requires = "no_downtime")]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -61,12 +61,14 @@ impl Config {
             .unwrap_or_else(crate::journal::default_dir);
         let inventory_id = inventory_id(&cli.global.inventory);
         let left_out = crate::journal::left_out(&state_dir, &inventory_id);
+        let force = matches!(&cli.command, Command::Restart(r) if r.force);
         let plan = |procedure, targets| {
             Action::Plan(Request {
                 procedure,
                 targets,
                 run: run.clone(),
                 left_out: left_out.clone(),
+                force,
             })
         };
         let action = match cli.command {

@@ -200,6 +200,18 @@ async fn run(
             r.name,
             crate::remote::trim_output(&out.stderr)
         ),
+        71 => bail!("{} on {} sent no password prompt", r.stats.source, r.name),
+        72 => bail!(
+            "{} on {} did not accept the password (check `cli-password` and {})",
+            r.stats.source,
+            r.name,
+            r.stats
+                .password
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        ),
+        73 => bail!("{} on {} did not answer `ps`", r.stats.source, r.name),
         code => bail!(
             "{} on {} failed (exit status {code}): {}",
             r.stats.source,

@@ -10,6 +10,11 @@ const CLI_PW: &str = "lab-cli-pw";
 /// A lab of coturn relays, their inventory, and a values file that
 /// advertises them; `apply` is the command run after each edit.
 fn coturn_lab(n: usize, apply: &str) -> (Lab, Scratch, String) {
+    coturn_lab_with(n, apply, "")
+}
+
+/// [`coturn_lab`] with more settings for every relay (`, key: value` YAML).
+fn coturn_lab_with(n: usize, apply: &str, relay: &str) -> (Lab, Scratch, String) {
     let lab = Lab::start(n).unwrap_or_else(|why| panic!("cannot start the lab: {why}"));
     for i in 0..n {
         lab.coturn(i, CLI_PW);
@@ -28,8 +33,9 @@ fn coturn_lab(n: usize, apply: &str) -> (Lab, Scratch, String) {
         inv = inv.replace(
             &format!("host: {}}}", node.ip),
             &format!(
-                "host: {ip}, urls: ['turn:{ip}:3478', 'turn:{ip}:3478?transport=tcp'], stats: {{via: coturn-cli, addr: '{ip}:5766', password_env: LAB_CLI_PW}}, drain: {{poll: 1s}}}}",
-                ip = node.ip
+                "host: {ip}, urls: ['turn:{ip}:3478', 'turn:{ip}:3478?transport=tcp'], stats: {{via: coturn-cli, addr: '{ip}:5766', password_env: LAB_CLI_PW}}{drain}{relay}}}",
+                ip = node.ip,
+                drain = if relay.contains("drain:") { "" } else { ", drain: {poll: 1s}" },
             ),
         );
     }
@@ -51,7 +57,8 @@ fn run(scratch: &Scratch, args: &[&str]) -> crate::util::Output {
 
 #[test]
 fn restart_no_downtime_restarts_every_relay_and_restores_the_values_file() {
-    let (lab, scratch, values) = coturn_lab(3, "true");
+    // Every relay also gets a STUN binding request from here as a health check.
+    let (lab, scratch, values) = coturn_lab_with(3, "true", ", stun_check: true");
     let before: Vec<String> = (0..3).map(|i| pid(&lab, i)).collect();
     let out = run(&scratch, &["restart", "--no-downtime", "--all"]);
     assert_eq!(out.code, 0, "{}", out.dump());
@@ -81,7 +88,7 @@ fn restart_no_downtime_restarts_every_relay_and_restores_the_values_file() {
     for n in ["node-1", "node-2", "node-3"] {
         assert!(
             out.stderr
-                .contains(&format!("{n}: 6/6 steps, back in the advertised list")),
+                .contains(&format!("{n}: 7/7 steps, back in the advertised list")),
             "{}",
             out.dump()
         );
@@ -248,4 +255,144 @@ fn ctrl_c_during_the_drain_stops_and_says_where() {
     // Nothing is left out any more: a third plan continues nothing.
     let third = run(&scratch, &["restart", "--no-downtime", "node-1", "--dry-run"]);
     assert!(!third.stdout.contains("continues:"), "{}", third.dump());
+}
+
+/// Allocations that do not end keep a drain from finishing: made by coturn's
+/// own client, killed before it releases them.
+fn idle_allocations(lab: &Lab, i: usize) {
+    let client = Command::new("timeout")
+        .args([
+            "3",
+            "turnutils_uclient",
+            "-u",
+            "alice",
+            "-w",
+            "secret",
+            "-p",
+            "3478",
+            "-m",
+            "1",
+            "-n",
+            "50",
+            "-z",
+            "20",
+        ])
+        .args(["-e", &lab.nodes[i].ip.to_string(), "-r", "34999"])
+        .arg(lab.nodes[i].ip.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        client.status.code() == Some(124) || client.status.success(),
+        "{client:?}"
+    );
+}
+
+#[test]
+fn a_drain_that_times_out_leaves_the_relay_out_and_says_so() {
+    let (lab, scratch, values) = coturn_lab_with(2, "true", ", drain: {poll: 1s, timeout: 3s}");
+    idle_allocations(&lab, 0);
+    let before = pid(&lab, 0);
+    let out = run(&scratch, &["restart", "--no-downtime", "node-1"]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    assert!(
+        out.stderr
+            .contains("timed out after 3s waiting until allocations on node-1 <= 0 ("),
+        "{}",
+        out.dump()
+    );
+    assert!(
+        out.stderr
+            .contains("node-1 stays out of the advertised list and the rollout stops"),
+        "{}",
+        out.dump()
+    );
+    assert!(
+        out.stderr
+            .contains("node-1: 1/6 steps, OUT of the advertised list"),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(
+        pid(&lab, 0),
+        before,
+        "a relay with allocations is never restarted"
+    );
+    let now = std::fs::read_to_string(scratch.0.join("values.yaml")).unwrap();
+    assert_eq!(now.replace("# - ", "- "), values);
+    assert_ne!(now, values);
+}
+
+#[test]
+fn readvertise_on_timeout_puts_the_relay_back() {
+    let (lab, scratch, values) = coturn_lab_with(
+        2,
+        "true",
+        ", drain: {poll: 1s, timeout: 3s, on_timeout: readvertise}",
+    );
+    idle_allocations(&lab, 0);
+    let out = run(&scratch, &["restart", "--no-downtime", "node-1"]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    assert!(
+        out.stderr
+            .contains("node-1 was put back in the advertised list and the rollout stops"),
+        "{}",
+        out.dump()
+    );
+    assert!(
+        out.stderr
+            .contains("node-1: 2/6 steps, back in the advertised list"),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(
+        std::fs::read_to_string(scratch.0.join("values.yaml")).unwrap(),
+        values
+    );
+}
+
+#[test]
+fn force_restarts_after_a_timed_out_drain_once_confirmed() {
+    let (lab, scratch, values) = coturn_lab_with(2, "true", ", drain: {poll: 1s, timeout: 2s}");
+    idle_allocations(&lab, 0);
+    let before = pid(&lab, 0);
+    let out = run(
+        &scratch,
+        &["restart", "--no-downtime", "--force", "--yes", "node-1"],
+    );
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert!(
+        out.stderr
+            .contains("the drain of node-1 timed out after 2s; restart it anyway, dropping its "),
+        "{}",
+        out.dump()
+    );
+    assert_ne!(pid(&lab, 0), before);
+    assert_eq!(
+        std::fs::read_to_string(scratch.0.join("values.yaml")).unwrap(),
+        values
+    );
+}
+
+/// Stats that cannot be read stop the run before anything changes.
+#[test]
+fn unreadable_stats_are_refused_before_anything_changes() {
+    let (lab, scratch, values) = coturn_lab(2, "true");
+    let before = pid(&lab, 0);
+    let out = opsctl_env(
+        &scratch.0,
+        &["restart", "--no-downtime", "node-1"],
+        &[("LAB_CLI_PW", "wrong")],
+    );
+    assert_eq!(out.code, 1, "{}", out.dump());
+    assert!(out.stderr.contains("refusing: safety check `stats-readable` failed; nothing was changed: the stats of `node-1` cannot be read"), "{}", out.dump());
+    assert!(
+        out.stderr.contains("did not accept the password"),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(pid(&lab, 0), before);
+    assert_eq!(
+        std::fs::read_to_string(scratch.0.join("values.yaml")).unwrap(),
+        values
+    );
 }

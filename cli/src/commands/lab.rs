@@ -164,6 +164,7 @@ fn demo(dir: &std::path::Path, global: &Global) -> anyhow::Result<()> {
             targets: inv.relays().map(|r| r.name.clone()).collect(),
             run,
             left_out: BTreeMap::new(),
+            force: false,
         },
     )?;
     eprintln!(

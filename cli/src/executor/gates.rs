@@ -17,6 +17,7 @@ pub const SUPPORTED: &[&str] = &[
     "drained",
     "service-up",
     "stats-answer",
+    "stun-binding",
     "unadvertised",
     "advertised",
     "ssh-down",
@@ -62,6 +63,10 @@ pub async fn wait(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
                 None => bail!("`{}` has no stats to read", step.node),
             },
             "unadvertised" | "advertised" => listed(ex, relay.as_ref(), *gate == "advertised").await,
+            "stun-binding" => match relay.as_ref() {
+                Some(r) => stun_binding(r).await,
+                None => bail!("`{}` is not a relay", step.node),
+            },
             "ssh-down" => ssh_down(ex, &node).await,
             "new-boot" => new_boot(ex, &node).await,
             other => bail!("the `{other}` gate is not built yet"),
@@ -87,6 +92,9 @@ pub async fn wait(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
         ));
         if started.elapsed() >= timeout {
             bar.finish_and_clear();
+            if *gate == "drained" {
+                return drain_timed_out(ex, step, fact, &last_reason, timeout).await;
+            }
             bail!(
                 "timed out after {} waiting until {fact}: {last_reason}\non timeout: {on_timeout}",
                 crate::duration::format(timeout)
@@ -108,6 +116,92 @@ pub async fn wait(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
 
 fn elapsed(since: Instant) -> String {
     crate::duration::format(Duration::from_secs(since.elapsed().as_secs()))
+}
+
+/// What a drain that timed out ends in: a confirmed restart with `--force`,
+/// else the inventory's `on_timeout` (put the relay back, or leave it out),
+/// and the rollout stops.
+async fn drain_timed_out(
+    ex: &mut Executor<'_>,
+    step: &Step,
+    fact: &str,
+    last: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let r = ex.relay(&step.node)?.clone();
+    let waited = crate::duration::format(timeout);
+    if ex.plan.force {
+        let n = crate::stats::read(&ex.remote, &r, r.access.ssh.command_timeout)
+            .await
+            .map(|s| s.allocations);
+        let question = match n {
+            Ok(n) => format!(
+                "the drain of {} timed out after {waited}; restart it anyway, dropping its {n} allocations",
+                r.name
+            ),
+            Err(e) => bail!(
+                "the drain of {} timed out and its allocations cannot be read ({e:#}): not restarting",
+                r.name
+            ),
+        };
+        if super::steps::ask(ex, &question).await.is_ok() {
+            return Ok(());
+        }
+    }
+    if r.drain.on_timeout == crate::inventory::OnTimeout::Readvertise {
+        let plan = ex.plan;
+        let back = plan.steps().find(|s| {
+            s.node == r.name
+                && s.number > step.number
+                && matches!(s.action, Action::Advertise { out: false, .. })
+        });
+        if let Some(back) = back {
+            ex.out.status(
+                "Advertising",
+                &format!(
+                    "{}. {}: {} (the drain timed out)",
+                    back.number, back.node, back.title
+                ),
+            );
+            // Boxed: performing a step may wait on a gate, which is where this came from.
+            Box::pin(super::steps::perform(ex, back)).await?;
+            ex.done(back)?;
+            bail!(
+                "timed out after {waited} waiting until {fact} ({last}); {} was put back in the advertised list and the rollout stops",
+                r.name
+            );
+        }
+    }
+    bail!(
+        "timed out after {waited} waiting until {fact} ({last}); {} stays out of the advertised list and the rollout stops",
+        r.name
+    )
+}
+
+/// One STUN binding request from here, for the health checks.
+pub async fn stun_answers(r: &Relay) -> anyhow::Result<()> {
+    match stun_binding(r).await? {
+        Poll::Holds(_) => Ok(()),
+        Poll::NotYet(why) => bail!("{why}"),
+    }
+}
+
+/// A STUN binding request from here to the relay's UDP address gets an answer.
+async fn stun_binding(r: &Relay) -> anyhow::Result<Poll> {
+    let target =
+        crate::plan::stun_target(r).with_context(|| format!("{} has no UDP turn: or stun: URL", r.name))?;
+    let addr = tokio::net::lookup_host(&target)
+        .await
+        .with_context(|| format!("cannot resolve {target}"))?
+        .next()
+        .with_context(|| format!("{target} resolves to nothing"))?;
+    let mut client = relay::client::Client::udp(addr)
+        .await?
+        .with_timeout(Duration::from_secs(2));
+    Ok(match client.binding().await {
+        Ok(mapped) => Poll::Holds(format!("{target} answered, mapped address {mapped}")),
+        Err(e) => Poll::NotYet(format!("{target}: {e}")),
+    })
 }
 
 /// Allocations at or below the threshold, with the rate they fall at and an

@@ -201,29 +201,35 @@ impl Executor<'_> {
                 steps::perform(self, step).await.with_context(|| {
                     format!("step {} ({}: {}) failed", step.number, step.node, step.title)
                 })?;
-                if let Some(j) = &mut self.journal {
-                    j.record(&Event::Step {
-                        number: step.number,
-                        node: step.node.clone(),
-                        title: step.title.clone(),
-                        at: journal::now(),
-                    })?;
-                    if let Action::Advertise { out, .. } = &step.action {
-                        j.record(&Event::Advertised {
-                            node: step.node.clone(),
-                            out: *out,
-                            at: journal::now(),
-                        })?;
-                    }
-                }
-                let s = self.state.entry(step.node.clone()).or_default();
-                s.steps_done += 1;
-                match &step.action {
-                    Action::Advertise { out, .. } => s.advertised = Some(!out),
-                    Action::StatusCommand { command, .. } => s.relay_drain = command == "drain_enable",
-                    _ => {}
-                }
+                self.done(step)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Records a finished step: the journal, and the node's state for the summary.
+    fn done(&mut self, step: &Step) -> anyhow::Result<()> {
+        if let Some(j) = &mut self.journal {
+            j.record(&Event::Step {
+                number: step.number,
+                node: step.node.clone(),
+                title: step.title.clone(),
+                at: journal::now(),
+            })?;
+            if let Action::Advertise { out, .. } = &step.action {
+                j.record(&Event::Advertised {
+                    node: step.node.clone(),
+                    out: *out,
+                    at: journal::now(),
+                })?;
+            }
+        }
+        let s = self.state.entry(step.node.clone()).or_default();
+        s.steps_done += 1;
+        match &step.action {
+            Action::Advertise { out, .. } => s.advertised = Some(!out),
+            Action::StatusCommand { command, .. } => s.relay_drain = command == "drain_enable",
+            _ => {}
         }
         Ok(())
     }

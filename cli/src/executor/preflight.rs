@@ -173,5 +173,10 @@ async fn health(ex: &Executor<'_>, r: &Relay) -> Result<(), String> {
     crate::stats::read(&ex.remote, r, r.access.ssh.command_timeout)
         .await
         .map_err(|e| format!("stats: {e:#}"))?;
+    if r.stun_check {
+        super::gates::stun_answers(r)
+            .await
+            .map_err(|e| format!("STUN binding: {e:#}"))?;
+    }
     Ok(())
 }

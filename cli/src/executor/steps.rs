@@ -25,19 +25,6 @@ pub fn unsupported(plan: &Plan, inv: &crate::inventory::Inventory) -> Vec<String
             add(format!("the safety check `{}`", c.check));
         }
     }
-    if plan.preflight.iter().any(|c| c.check == "peers-healthy") {
-        let sites: Vec<&str> = inv
-            .relays()
-            .filter(|r| plan.targets.contains(&r.name))
-            .map(|r| r.site.as_str())
-            .collect();
-        if inv
-            .relays()
-            .any(|r| r.stun_check && sites.contains(&r.site.as_str()))
-        {
-            add("the STUN binding health check (`stun_check`)".into());
-        }
-    }
     for s in plan.steps() {
         match &s.action {
             Action::Gate { gate, .. } if !gates::SUPPORTED.contains(gate) => {
@@ -241,6 +228,11 @@ async fn confirm(ex: &Executor<'_>, step: &Step, prompt: &str, show_allocations:
         let reading = crate::stats::read(&ex.remote, r, r.access.ssh.command_timeout).await?;
         question = format!("{question} ({} allocations now)", reading.allocations);
     }
+    ask(ex, &question).await
+}
+
+/// Asks a yes/no question: `--yes` answers yes; with no terminal, refuse.
+pub async fn ask(ex: &Executor<'_>, question: &str) -> anyhow::Result<()> {
     if ex.opts.yes {
         ex.out.note(&format!("{question}: yes (--yes)"));
         return Ok(());
@@ -251,7 +243,7 @@ async fn confirm(ex: &Executor<'_>, step: &Step, prompt: &str, show_allocations:
         );
     }
     let yes = dialoguer::Confirm::new()
-        .with_prompt(question.clone())
+        .with_prompt(question.to_owned())
         .default(false)
         .interact_on(&console::Term::stderr())
         .context("asking for confirmation")?;

@@ -45,6 +45,8 @@ pub struct Request {
     /// Relays an earlier run took out of the advertised list and did not put
     /// back, with that run's id (from the journal).
     pub left_out: BTreeMap<String, String>,
+    /// On a drain timeout, restart anyway once the remaining count is confirmed.
+    pub force: bool,
 }
 
 impl Procedure {
@@ -110,6 +112,7 @@ pub fn build(inv: &Inventory, req: &Request) -> anyhow::Result<Plan> {
         sections: b.sections,
         notes: b.notes,
         continues: b.continues,
+        force: req.force,
     })
 }
 
@@ -696,6 +699,12 @@ impl<'a> Builder<'a> {
                         r.name
                     ),
                 };
+                if self.req.force {
+                    on_timeout = format!(
+                        "force: ask whether to restart {} with the allocations it still carries (`--yes` answers yes); if not, {on_timeout}",
+                        r.name
+                    );
+                }
                 (
                     format!("allocations on {} <= {}", r.name, r.drain.threshold),
                     stats_source(r),
@@ -1156,7 +1165,7 @@ fn step_name(k: &StepKind) -> &'static str {
 }
 
 /// A UDP STUN/TURN address of the relay: `turn:host:port` without `transport=tcp`.
-fn stun_target(r: &Relay) -> Option<String> {
+pub fn stun_target(r: &Relay) -> Option<String> {
     r.urls.iter().find_map(|u| {
         let rest = u.strip_prefix("turn:").or_else(|| u.strip_prefix("stun:"))?;
         let (hostport, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -1346,6 +1355,7 @@ mod tests {
                 targets: targets.iter().map(|s| (*s).to_owned()).collect(),
                 run: "t".into(),
                 left_out: BTreeMap::new(),
+                force: false,
             },
         )
     }

@@ -12,7 +12,7 @@ mod render;
 
 use serde::Serialize;
 
-pub use build::{Procedure, Request, build, host_of, remote_command};
+pub use build::{Procedure, Request, build, host_of, remote_command, stun_target};
 pub use render::text;
 
 /// The version of the JSON shape; bumped on any incompatible change.
@@ -38,6 +38,9 @@ pub struct Plan {
     /// (its id) that this run continues: taken out again is no change.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub continues: std::collections::BTreeMap<String, String>,
+    /// `--force`: a drain that times out may end in a confirmed restart.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
