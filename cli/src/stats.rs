@@ -29,7 +29,16 @@ pub struct Reading {
 }
 
 /// The bash that sends `$3` to udp `$1`:`$2` and prints what comes back.
-const UDP_PROBE: &str = r#"exec 3<>"/dev/udp/$1/$2" || exit 70; printf '%s' "$3" >&3; timeout "$4" cat <&3; s=$?; [ "$s" = 124 ] && s=0; exit "$s""#;
+/// restund slices a reply into datagrams of at most this many bytes, so a
+/// shorter one is the last: the reader stops there instead of waiting out a
+/// quiet gap.
+const SLICE: usize = 1024;
+
+/// The bash that sends `$3` to udp `$1`:`$2` and prints the reply: one `dd`
+/// read per datagram (whole, unlike bash's `read`) until a short one; `$4`
+/// seconds without one ends it (exit 124 with nothing printed: no answer).
+const UDP_PROBE: &str = r#"export LC_ALL=C; exec 3<>"/dev/udp/$1/$2" || exit 70; printf '%s' "$3" >&3
+while :; do d=$(timeout "$4" dd bs=2048 count=1 status=none <&3; s=$?; echo x; exit $s) || exit $?; d=${d%x}; printf '%s' "$d"; [ ${#d} -lt 1024 ] && exit 0; done"#;
 
 /// The bash that logs into coturn's CLI and prints the reply to `ps`. It
 /// waits for each prompt before it types (coturn reads the password from
@@ -134,7 +143,12 @@ pub async fn query_udp(addr: &str, command: &str, timeout: Duration) -> anyhow::
             tokio::time::Instant::now() + QUIET
         };
         match tokio::time::timeout_at(wait.min(deadline), sock.recv(&mut buf)).await {
-            Ok(Ok(n)) => collector.push(&buf[..n])?,
+            Ok(Ok(n)) => {
+                collector.push(&buf[..n])?;
+                if n < SLICE {
+                    break;
+                }
+            }
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 bail!("nothing listens on udp {addr}")
             }
@@ -201,6 +215,7 @@ async fn run(
             crate::remote::trim_output(&out.stderr)
         ),
         71 => bail!("{} on {} sent no password prompt", r.stats.source, r.name),
+        124 => bail!("{} on {} did not answer within {LISTEN}s", r.stats.source, r.name),
         72 => bail!(
             "{} on {} did not accept the password (check `cli-password` and {})",
             r.stats.source,

@@ -56,7 +56,7 @@ fn status_reports_each_node_and_fails_closed_on_silent_stats() {
     let ip = |i: usize| lab.nodes[i].ip;
     // Nothing answers on the stats port: that is an error, never "0 allocations".
     assert!(
-        out.stdout.contains(&format!("node-1: stats: turnstats on udp {}:33000 on node-1 failed (exit status 1): cat: -: Connection refused\n", ip(0))),
+        out.stdout.contains(&format!("node-1: stats: turnstats on udp {}:33000 on node-1 failed (exit status 1): dd: error reading 'standard input': Connection refused\n", ip(0))),
         "{}",
         out.dump()
     );
@@ -281,4 +281,69 @@ fn coturn_sessions(lab: &Lab, i: usize, password: &str) -> usize {
     let reply = upto(&mut s, "> ");
     let _ = s.write_all(b"quit\r\n");
     reply.lines().filter(|l| l.contains(") id=")).count()
+}
+
+/// relayd on lab nodes, its turnstats read on the node through SSH (bash's
+/// /dev/udp, no netcat), with allocations made by the relay crate's client:
+/// status shows exactly how many each relay holds.
+#[test]
+fn status_counts_relayd_allocations_through_ssh() {
+    let lab = lab(2);
+    let opsctl = env!("CARGO_BIN_EXE_opsctl");
+    for (i, n) in lab.nodes.iter().enumerate() {
+        lab.service(
+            i,
+            "relayd",
+            &format!(
+                "env RELAYD_USERS=caller=pw {opsctl} lab relayd -- --listen-udp {ip}:3478 --relay-ip {ip} --realm lab --status {ip}:33000",
+                ip = n.ip
+            ),
+        );
+        let started = lab.systemctl(i, "start relayd");
+        assert!(started.status.success(), "{started:?}");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Three allocations on node-1, none on node-2; the clients stay alive
+    // (and their allocations with them) until the end of the test.
+    let _clients: Vec<relay::client::Client> = runtime.block_on(async {
+        let server = std::net::SocketAddr::from((lab.nodes[0].ip, 3478));
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            let mut c = loop {
+                // The relay may still be binding its socket.
+                match relay::client::Client::udp(server).await {
+                    Ok(c) => break c,
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                }
+            };
+            let mut tries = 0;
+            while let Err(e) = c.allocate("caller", "pw", None).await {
+                tries += 1;
+                assert!(tries < 30, "allocate: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            clients.push(c);
+        }
+        clients
+    });
+    let scratch = Scratch::new();
+    scratch.write("inventory.yaml", &inventory(&lab, ""));
+    let out = scratch.opsctl(&["status"]);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    let rows: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        rows[1],
+        "node-1  lab   relayd  yes        up       3            -           -",
+        "{}",
+        out.dump()
+    );
+    assert_eq!(
+        rows[2],
+        "node-2  lab   relayd  yes        up       0            -           -",
+        "{}",
+        out.dump()
+    );
 }
