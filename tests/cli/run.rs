@@ -317,6 +317,13 @@ fn a_drain_that_times_out_leaves_the_relay_out_and_says_so() {
         before,
         "a relay with allocations is never restarted"
     );
+    assert!(
+        out.stderr.contains(
+            "to continue where this run stopped: fix the cause, then run `opsctl restart --no-downtime node-1` again"
+        ),
+        "{}",
+        out.dump()
+    );
     let now = std::fs::read_to_string(scratch.0.join("values.yaml")).unwrap();
     assert_eq!(now.replace("# - ", "- "), values);
     assert_ne!(now, values);

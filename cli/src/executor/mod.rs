@@ -325,6 +325,20 @@ impl Executor<'_> {
                 );
             }
         }
+        if result.is_err() && done < total {
+            // The journal lets the same command pick up where this one stopped.
+            let again: Vec<String> = std::iter::once("opsctl".to_owned())
+                .chain(std::env::args().skip(1))
+                .collect();
+            self.out.line(
+                "",
+                &format!(
+                    "to continue where this run stopped: fix the cause, then run `{}` again",
+                    crate::shell::join(&again)
+                ),
+                Tone::Warn,
+            );
+        }
     }
 
     fn readvertise_hint(&self, node: &str) -> String {
