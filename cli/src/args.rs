@@ -162,6 +162,11 @@ pub enum LabCmd {
         call_length: std::time::Duration,
         #[arg(long, default_value = "10m", value_parser = parse_duration)]
         max_runtime: std::time::Duration,
+        /// TURN credentials (default: the lab relays' own).
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        password: Option<String>,
     },
     /// The lab's `apply`: clients read the values file, so this only says what they get.
     #[command(hide = true)]

@@ -45,6 +45,80 @@ fn coturn_lab_with(n: usize, apply: &str, relay: &str) -> (Lab, Scratch, String)
     (lab, scratch, values)
 }
 
+/// The lab's call simulator, making calls on the coturn relays the values
+/// file advertises; stopped (by pid, if it will not stop) when dropped.
+struct Simulator {
+    child: Option<std::process::Child>,
+    dir: std::path::PathBuf,
+}
+
+impl Simulator {
+    fn start(scratch: &Scratch) -> Simulator {
+        std::fs::create_dir_all(scratch.0.join("run")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_opsctl"))
+            .args(["lab", "simulate", "--dir"])
+            .arg(&scratch.0)
+            .args([
+                "--user",
+                "alice",
+                "--password",
+                "secret",
+                "--max-runtime",
+                "2m",
+                "--concurrent",
+                "4",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Simulator {
+            child: Some(child),
+            dir: scratch.0.clone(),
+        }
+    }
+
+    fn counts(&self) -> opsctl::lab::simulator::Counts {
+        opsctl::lab::simulator::read_counts(&self.dir).unwrap_or_default()
+    }
+
+    /// The counts once calls are going.
+    fn counts_once_busy(&self) -> opsctl::lab::simulator::Counts {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let c = self.counts();
+            if c.active >= 2 {
+                return c;
+            }
+            assert!(std::time::Instant::now() < deadline, "no calls got going: {c:?}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Lets the running calls end, then returns the final counts.
+    fn stop(mut self) -> opsctl::lab::simulator::Counts {
+        std::fs::write(self.dir.join("run/simulator.stop"), "").unwrap();
+        if let Some(mut c) = self.child.take() {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while c.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.counts()
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 fn pid(lab: &Lab, i: usize) -> String {
     String::from_utf8_lossy(&lab.systemctl(i, "show-pid coturn").stdout)
         .trim()
@@ -60,7 +134,16 @@ fn restart_no_downtime_restarts_every_relay_and_restores_the_values_file() {
     // Every relay also gets a STUN binding request from here as a health check.
     let (lab, scratch, values) = coturn_lab_with(3, "true", ", stun_check: true");
     let before: Vec<String> = (0..3).map(|i| pid(&lab, i)).collect();
+    // Calls come and go through the advertised relays all along.
+    let sim = Simulator::start(&scratch);
+    let calls_before = sim.counts_once_busy();
     let out = run(&scratch, &["restart", "--no-downtime", "--all"]);
+    let calls = sim.stop();
+    assert_eq!(calls.dropped, 0, "calls were dropped: {:?}", calls.drops);
+    assert!(
+        calls.completed > calls_before.completed,
+        "no call completed during the rollout: {calls:?}"
+    );
     assert_eq!(out.code, 0, "{}", out.dump());
     let after: Vec<String> = (0..3).map(|i| pid(&lab, i)).collect();
     for i in 0..3 {

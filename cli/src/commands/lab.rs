@@ -66,6 +66,8 @@ pub fn run(cmd: LabCmd, global: &Global) -> anyhow::Result<()> {
             concurrent,
             call_length,
             max_runtime,
+            user,
+            password,
         } => {
             let lab = Lab::new(&dir.dir)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -77,6 +79,8 @@ pub fn run(cmd: LabCmd, global: &Global) -> anyhow::Result<()> {
                 concurrent,
                 call_length,
                 max_runtime,
+                user: user.unwrap_or_else(|| relays::USER.to_owned()),
+                password: password.unwrap_or_else(|| relays::PASSWORD.to_owned()),
             }))
         }
         LabCmd::Apply(d) => {

@@ -19,8 +19,6 @@ use relay::client::Client;
 use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
 
-use super::relays::{PASSWORD, USER};
-
 /// The simulator's counters, as `calls.json` holds them.
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Counts {
@@ -39,6 +37,8 @@ pub struct Settings {
     pub concurrent: usize,
     pub call_length: Duration,
     pub max_runtime: Duration,
+    pub user: String,
+    pub password: String,
 }
 
 /// The TURN addresses clients receive now: uncommented `turn:` UDP entries.
@@ -69,9 +69,10 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         while !stopping && calls.len() < s.concurrent {
             n += 1;
             let (counts, values, length) = (counts.clone(), values.clone(), s.call_length);
+            let (user, password) = (s.user.clone(), s.password.clone());
             // Calls of different lengths, so they end at different times.
             let length = length + Duration::from_millis((n % 5) * 400);
-            calls.spawn(async move { call(n, &values, length, &counts).await });
+            calls.spawn(async move { call(n, &values, length, &counts, &user, &password).await });
             // Stagger starts so relays see a steady trickle, not a burst.
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
@@ -98,7 +99,7 @@ fn write(dir: &Path, counts: &Arc<Mutex<Counts>>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn call(n: u64, values: &Path, length: Duration, counts: &Mutex<Counts>) {
+async fn call(n: u64, values: &Path, length: Duration, counts: &Mutex<Counts>, user: &str, password: &str) {
     let bump = |f: &dyn Fn(&mut Counts)| {
         if let Ok(mut c) = counts.lock() {
             f(&mut c);
@@ -110,7 +111,7 @@ async fn call(n: u64, values: &Path, length: Duration, counts: &Mutex<Counts>) {
         return;
     }
     let server = relays[(n as usize) % relays.len()];
-    let Ok((mut client, peer, relayed)) = setup(server).await else {
+    let Ok((mut client, peer, relayed)) = setup(server, user, password).await else {
         bump(&|c| c.not_started += 1);
         return;
     };
@@ -138,9 +139,13 @@ async fn call(n: u64, values: &Path, length: Duration, counts: &Mutex<Counts>) {
 }
 
 /// An allocation, a permission and a channel for a peer socket of our own.
-async fn setup(server: SocketAddr) -> anyhow::Result<(Client, UdpSocket, SocketAddr)> {
+async fn setup(
+    server: SocketAddr,
+    user: &str,
+    password: &str,
+) -> anyhow::Result<(Client, UdpSocket, SocketAddr)> {
     let mut client = Client::udp(server).await?.with_timeout(Duration::from_secs(2));
-    let allocation = client.allocate(USER, PASSWORD, Some(60)).await?;
+    let allocation = client.allocate(user, password, Some(60)).await?;
     let peer = UdpSocket::bind("127.0.0.1:0").await?;
     let peer_addr = peer.local_addr()?;
     client.create_permission(&[peer_addr]).await?;
