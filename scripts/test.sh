@@ -11,12 +11,14 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 # The lab (tests/lab) runs real sshd nodes (Debian's openssh-server) and real
-# relays on them (Debian's coturn).
+# services on them (Debian's coturn, etcd-server and etcd-client).
 need=()
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 [ -x /usr/bin/turnserver ] || need+=(coturn)
+[ -x /usr/bin/etcd ] || need+=(etcd-server)
+[ -x /usr/bin/etcdctl ] || need+=(etcd-client)
 if [ ${#need[@]} -gt 0 ]; then
     echo "scripts/test.sh: installing ${need[*]} for the lab" >&2
     export DEBIAN_FRONTEND=noninteractive

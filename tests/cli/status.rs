@@ -347,3 +347,77 @@ fn status_counts_relayd_allocations_through_ssh() {
         out.dump()
     );
 }
+
+/// Config-cluster members: Debian's etcd 3.4 on three lab nodes, their health
+/// read with etcdctl on each node through SSH.
+#[test]
+fn status_reads_etcd_member_health() {
+    if !std::path::Path::new("/usr/bin/etcd").exists() {
+        panic!("Debian's etcd-server is missing: scripts/test.sh installs it");
+    }
+    let mut lab = lab(3);
+    let peers: Vec<String> = lab
+        .nodes
+        .iter()
+        .map(|n| format!("{}=http://{}:2380", n.name, n.ip))
+        .collect();
+    for (i, n) in lab.nodes.iter().enumerate() {
+        lab.service(
+            i,
+            "etcd",
+            &format!(
+                "/usr/bin/etcd --name {name} --data-dir {dir}/etcd --listen-client-urls http://{ip}:2379 \
+                 --advertise-client-urls http://{ip}:2379 --listen-peer-urls http://{ip}:2380 \
+                 --initial-advertise-peer-urls http://{ip}:2380 --initial-cluster {cluster} \
+                 --initial-cluster-state new --initial-cluster-token lab",
+                name = n.name,
+                dir = n.dir.display(),
+                ip = n.ip,
+                cluster = peers.join(",")
+            ),
+        );
+    }
+    for i in 0..3 {
+        let started = lab.systemctl(i, "start etcd");
+        assert!(started.status.success(), "{started:?}");
+    }
+    for i in 0..3 {
+        lab.wait_tcp(i, 2379).unwrap();
+    }
+    let members: String = lab
+        .nodes
+        .iter()
+        .map(|n| format!("        - {{name: {}, host: {}}}\n", n.name, n.ip))
+        .collect();
+    let inv = lab.inventory("relayd", "");
+    let head = &inv[..inv.find("sites:").unwrap()];
+    let scratch = Scratch::new();
+    scratch.write(
+        "inventory.yaml",
+        &format!("{head}sites:\n  - name: lab\n    cluster:\n      flavor: etcd\n      members:\n{members}"),
+    );
+    // The members elect a leader within a few seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let out = loop {
+        let out = scratch.opsctl(&["status"]);
+        if out.code == 0 || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert_eq!(out.code, 0, "{}", out.dump());
+    for (i, row) in out.stdout.lines().skip(1).enumerate() {
+        assert_eq!(
+            row,
+            format!(
+                "node-{}  lab   etcd  yes        -        -            -           healthy",
+                i + 1
+            )
+        );
+    }
+    // A member whose host is down: unreachable, and the exit status says so.
+    lab.stop_sshd(2);
+    let out = scratch.opsctl(&["status"]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    assert!(out.stdout.contains("node-3  lab   etcd  NO "), "{}", out.dump());
+}
