@@ -8,6 +8,7 @@ mod lab;
 #[path = "lab.rs"]
 mod lab_demo;
 mod plans;
+mod reboot;
 mod remote;
 mod run;
 mod status;

@@ -151,12 +151,16 @@ impl Lab {
         if node.sshd.is_some() {
             return Ok(());
         }
-        // sshd is pid 1 of the node's pid namespace (killing it ends them all)
-        // in a private mount namespace where root's .bashrc is empty.
+        // The node's init (tests/lab/node-init.sh) is pid 1 of the node's own
+        // pid namespace (killing it ends every process of the node) in a
+        // private mount namespace; it boots the node (a boot id, sshd, the
+        // services to bring back) and reboots it when asked.
+        let init = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/lab/node-init.sh");
         let script = format!(
-            "mount --bind {} /root/.bashrc 2>/dev/null; exec {SSHD} -D -e -f {}/sshd_config",
-            empty.display(),
-            node.dir.display()
+            "exec sh {} {} {SSHD} {}",
+            init.display(),
+            node.dir.display(),
+            empty.display()
         );
         let log = std::fs::File::create(node.dir.join("log/sshd.log")).map_err(|e| e.to_string())?;
         let child = Command::new("unshare")

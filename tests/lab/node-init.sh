@@ -1,0 +1,31 @@
+#!/bin/sh
+# A lab node's init: pid 1 of the node's own pid and mount namespaces.
+# Each pass of the loop is one boot: a new boot id, the node's sshd, and the
+# services that were running when the node was rebooted. A reboot (the
+# `reboot` shim writes run/reboot) ends every process of the node, waits the
+# requested number of seconds, and boots again. Killing this process from
+# outside ends the node for good, with everything in it.
+set -u
+node=$1
+sshd=$2
+empty=$3
+# Root's .bashrc is masked for the node's shells: a clean, fast environment.
+mount --bind "$empty" /root/.bashrc 2>/dev/null
+while :; do
+    cat /proc/sys/kernel/random/uuid > "$node/boot_id"
+    # Pid files of the previous boot name processes that are gone.
+    rm -f "$node/run/reboot" "$node"/run/*.pid
+    "$sshd" -D -e -f "$node/sshd_config" &
+    if [ -f "$node/run/on-boot" ]; then
+        while read -r unit; do
+            LAB_NODE="$node" "$node/bin/systemctl" start "$unit"
+        done < "$node/run/on-boot"
+        rm -f "$node/run/on-boot"
+    fi
+    while [ ! -f "$node/run/reboot" ]; do sleep 0.1; done
+    # Let the command that asked for the reboot return over SSH first.
+    sleep 1
+    down=$(cat "$node/run/reboot")
+    kill -KILL -1 2>/dev/null
+    sleep "${down:-2}"
+done
