@@ -17,6 +17,9 @@ use super::{Config, Ctx, Input, RelayAddress, tasks};
 use crate::status::StatusPort;
 use crate::turn::{BindFailure, Event, Family, FiveTuple, Server, Transmit, Transport};
 
+/// How many ports to draw before an EVEN-PORT allocation gives up.
+const EVEN_PORT_TRIES: usize = 32;
+
 /// A relayed socket and the task reading it.
 #[derive(Debug)]
 struct Relay {
@@ -125,9 +128,13 @@ impl Driver {
     fn flush(&mut self) {
         while let Some(event) = self.core.poll_event() {
             match event {
-                Event::BindRelay { id, family } => {
+                Event::BindRelay {
+                    id,
+                    family,
+                    even_port,
+                } => {
                     let now = tokio::time::Instant::now().into_std();
-                    let result = self.bind_relay(family);
+                    let result = self.bind_relay(family, even_port);
                     self.core.relay_bound(now, id, result);
                 }
                 Event::Released { relayed, .. } => {
@@ -166,7 +173,7 @@ impl Driver {
         }
     }
 
-    fn bind_relay(&mut self, family: Family) -> Result<SocketAddr, BindFailure> {
+    fn bind_relay(&mut self, family: Family, even_port: bool) -> Result<SocketAddr, BindFailure> {
         let Some(addr) = self
             .relay_addrs
             .iter()
@@ -174,11 +181,26 @@ impl Driver {
         else {
             return Err(BindFailure::FamilyUnsupported);
         };
-        let socket = bind_udp(SocketAddr::new(addr.bind, 0)).map_err(|e| {
-            tracing::warn!(bind = %addr.bind, error = %e, "cannot bind a relayed socket");
-            BindFailure::NoCapacity
-        })?;
-        let local = socket.local_addr().map_err(|_| BindFailure::NoCapacity)?;
+        // The kernel picks the port; for EVEN-PORT, odd ones are held (so
+        // they are not drawn again) and closed once an even one is found, as
+        // restund does (32 tries: 2^-32 to fail by chance).
+        let mut odd = Vec::new();
+        let (socket, local) = loop {
+            let socket = bind_udp(SocketAddr::new(addr.bind, 0)).map_err(|e| {
+                tracing::warn!(bind = %addr.bind, error = %e, "cannot bind a relayed socket");
+                BindFailure::NoCapacity
+            })?;
+            let local = socket.local_addr().map_err(|_| BindFailure::NoCapacity)?;
+            if !even_port || local.port() % 2 == 0 {
+                break (socket, local);
+            }
+            odd.push(socket);
+            if odd.len() == EVEN_PORT_TRIES {
+                tracing::warn!(bind = %addr.bind, "no even relayed port in {EVEN_PORT_TRIES} tries");
+                return Err(BindFailure::NoCapacity);
+            }
+        };
+        drop(odd);
         let relayed = SocketAddr::new(addr.advertise.unwrap_or(addr.bind), local.port());
         let socket = Arc::new(socket);
         let task = tasks::relay_listener(

@@ -124,6 +124,8 @@ pub enum Event {
         id: AllocationId,
         /// The family the client asked for.
         family: Family,
+        /// The client sent EVEN-PORT: the port must be even.
+        even_port: bool,
     },
     /// An allocation ended (released, expired or its connection closed):
     /// close its relayed socket.

@@ -81,15 +81,7 @@ impl Server {
         let Some((username, key)) = self.authenticate(now, to, req) else {
             return;
         };
-        let mut unknown = unknown_attributes(req);
-        if req.method == Method::ALLOCATE {
-            // This relay cannot choose ports: the I/O layer binds them.
-            for k in [kind::EVEN_PORT, kind::RESERVATION_TOKEN] {
-                if req.get(k).is_some() {
-                    unknown.push(k);
-                }
-            }
-        }
+        let unknown = unknown_attributes(req);
         if !unknown.is_empty() {
             let unknown = vec![Attribute::UnknownAttributes(unknown)];
             return self.error(
@@ -203,8 +195,8 @@ impl Server {
             }
             return;
         }
-        let family = match self.allocate_checks(req, &username) {
-            Ok(family) => family,
+        let (family, even_port) = match self.allocate_checks(req, &username) {
+            Ok(checked) => checked,
             Err((refusal, attrs)) => return self.error(to, refusal, attrs, key_ref),
         };
         let id = self.next_id();
@@ -221,11 +213,20 @@ impl Server {
                 lifetime,
             },
         );
-        self.events.push_back(Event::BindRelay { id, family });
+        self.events.push_back(Event::BindRelay {
+            id,
+            family,
+            even_port,
+        });
     }
 
-    /// Transport, family, drain and quotas; the family to relay on.
-    fn allocate_checks(&self, req: &Message, username: &str) -> Result<Family, (Refusal, Vec<Attribute>)> {
+    /// Transport, port parity, family, drain and quotas; the family to
+    /// relay on and whether the port must be even.
+    fn allocate_checks(
+        &self,
+        req: &Message,
+        username: &str,
+    ) -> Result<(Family, bool), (Refusal, Vec<Attribute>)> {
         match req.get(kind::REQUESTED_TRANSPORT) {
             Some(Attribute::RequestedTransport(TRANSPORT_UDP)) => {}
             Some(_) => {
@@ -234,6 +235,18 @@ impl Server {
             }
             None => return Err((BAD_REQUEST, vec![])),
         }
+        // EVEN-PORT is understood (RFC 8656 §7.2), as restund and coturn do;
+        // coturn's turnutils_uclient sends it on every other Allocate. An
+        // even port is granted; reserving the next one (R bit) is not offered,
+        // so R and any RESERVATION-TOKEN (none is ever issued) get 508.
+        let no_reservation = (ErrorCode::INSUFFICIENT_CAPACITY, "Insufficient Capacity");
+        let even_port = match (req.get(kind::EVEN_PORT), req.get(kind::RESERVATION_TOKEN)) {
+            (Some(_), Some(_)) => return Err((BAD_REQUEST, vec![])),
+            (None, Some(_)) | (Some(Attribute::EvenPort { reserve: true }), None) => {
+                return Err((no_reservation, vec![]));
+            }
+            (even, None) => even.is_some(),
+        };
         let family = match req.get(REQUESTED_ADDRESS_FAMILY) {
             None => Family::V4,
             Some(Attribute::Other { value, .. }) if value.len() == 4 && value[0] == 1 => Family::V4,
@@ -261,7 +274,7 @@ impl Server {
         if self.config.total_quota.is_some_and(|q| total >= q) {
             return Err((quota, vec![]));
         }
-        Ok(family)
+        Ok((family, even_port))
     }
 
     /// The I/O layer's answer to [`Event::BindRelay`]: the allocation is

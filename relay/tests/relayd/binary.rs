@@ -9,15 +9,16 @@ use std::time::{Duration, Instant};
 
 use relay::client::Client;
 
-/// Kills the process if the test fails before it stops it.
-struct Running {
+/// A `relayd` child process; killed if the test fails before it stops it.
+/// The interop tests start theirs with it too.
+pub(crate) struct Running {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
 
 impl Running {
-    fn start(args: &[&str]) -> Running {
+    pub(crate) fn start(args: &[&str]) -> Running {
         let mut child = Command::new(env!("CARGO_BIN_EXE_relayd"))
             .args(args)
             .env_remove("RUST_LOG")
@@ -43,7 +44,7 @@ impl Running {
     }
 
     /// The first logged line containing `what`, waiting up to 10 s.
-    fn wait_for(&mut self, what: &str) -> String {
+    pub(crate) fn wait_for(&mut self, what: &str) -> String {
         if let Some(line) = self.seen.iter().find(|l| l.contains(what)) {
             return line.clone();
         }
@@ -64,7 +65,7 @@ impl Running {
     }
 
     /// The `addr=` of the line announcing `what`.
-    fn addr(&mut self, what: &str) -> SocketAddr {
+    pub(crate) fn addr(&mut self, what: &str) -> SocketAddr {
         let line = self.wait_for(what);
         let addr = line
             .split("addr=")

@@ -3,7 +3,10 @@
 //! parsers opsctl uses.
 
 mod binary;
+mod client_coturn;
+mod coturn;
 mod harness;
 mod relaying;
 mod status;
 mod turn;
+mod turnutils;

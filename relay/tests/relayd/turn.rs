@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use relay::client::{Client, Error};
+use relay::stun::{Attribute, Builder, Class, Key, Message, Method, TRANSPORT_UDP, TransactionId};
 use relay::turn::{coturn_password, coturn_username, wire_password, wire_username};
 use tokio::net::UdpSocket;
 
@@ -139,4 +140,60 @@ async fn shutdown_closes_connections_and_returns() {
     assert!(matches!(err, Error::Closed { .. } | Error::Io { .. }), "{err}");
     // The listener is gone with it.
     assert!(tokio::net::TcpStream::connect(tcp_addr).await.is_err());
+}
+
+/// One signed Allocate over a raw socket (relay::client never sends
+/// EVEN-PORT): the response after the 401 challenge.
+async fn allocate_raw(relayd: &Relayd, socket: &UdpSocket, extra: &[Attribute]) -> Message {
+    let mut nonce = None;
+    for tid in 1..=2u8 {
+        let mut b = Builder::new(Method::ALLOCATE, Class::Request, TransactionId([tid; 12]));
+        b.add(&Attribute::RequestedTransport(TRANSPORT_UDP)).unwrap();
+        for a in extra {
+            b.add(a).unwrap();
+        }
+        if let Some(nonce) = nonce.take() {
+            b.add(&Attribute::Username("alice".into())).unwrap();
+            b.add(&Attribute::Realm(crate::harness::REALM.into())).unwrap();
+            b.add(&Attribute::Nonce(nonce)).unwrap();
+            b.message_integrity(&Key::long_term("alice", crate::harness::REALM, "alice-pw"))
+                .unwrap();
+        }
+        socket
+            .send_to(&b.fingerprint().unwrap(), relayd.udp)
+            .await
+            .unwrap();
+        let mut buf = [0; 1500];
+        let recv = tokio::time::timeout(Duration::from_secs(2), socket.recv(&mut buf));
+        let n = recv.await.expect("an answer within 2 s").unwrap();
+        let reply = relay::stun::decode(&buf[..n]).unwrap();
+        match reply.nonce() {
+            Some(n) if tid == 1 => nonce = Some(n.to_owned()),
+            _ => return reply,
+        }
+    }
+    unreachable!("the signed request was answered")
+}
+
+/// coturn's turnutils_uclient sends EVEN-PORT on about half of its
+/// Allocates; relayd answered 420 until it learnt the attribute.
+#[tokio::test]
+async fn even_port_is_granted_and_reservations_are_refused() {
+    let relayd = Relayd::start(|_| {}).await;
+    for _ in 0..8 {
+        let socket = UdpSocket::bind(loopback()).await.unwrap();
+        let reply = allocate_raw(&relayd, &socket, &[Attribute::EvenPort { reserve: false }]).await;
+        assert_eq!(reply.class, Class::Success, "{reply:?}");
+        let relayed = reply.attributes.iter().find_map(|a| match a {
+            Attribute::XorRelayedAddress(r) => Some(*r),
+            _ => None,
+        });
+        assert_eq!(relayed.map(|r| r.port() % 2), Some(0), "{reply:?}");
+    }
+    let socket = UdpSocket::bind(loopback()).await.unwrap();
+    let reply = allocate_raw(&relayd, &socket, &[Attribute::EvenPort { reserve: true }]).await;
+    assert_eq!(reply.error_code().map(|e| e.code), Some(508), "{reply:?}");
+    let reply = allocate_raw(&relayd, &socket, &[Attribute::ReservationToken([7; 8])]).await;
+    assert_eq!(reply.error_code().map(|e| e.code), Some(508), "{reply:?}");
+    relayd.stop().await.unwrap();
 }

@@ -99,8 +99,26 @@ fn bad_allocate_requests() {
     assert_eq!(code(&reply), Some(420));
     assert_eq!(
         reply.get(crate::stun::kind::UNKNOWN_ATTRIBUTES),
-        Some(&Attribute::UnknownAttributes(vec![0x7777, 0x0018]))
+        Some(&Attribute::UnknownAttributes(vec![0x7777]))
     );
+    // EVEN-PORT is understood, but no port pair is ever reserved: the R bit
+    // and any RESERVATION-TOKEN cannot be satisfied (508), both at once is
+    // malformed (400).
+    let udp17 = Attribute::RequestedTransport(17);
+    let token = Attribute::ReservationToken([1; 8]);
+    let reserve = Attribute::EvenPort { reserve: true };
+    for (attrs, want) in [
+        (vec![udp17.clone(), reserve.clone()], 508),
+        (vec![udp17.clone(), token.clone()], 508),
+        (vec![udp17.clone(), reserve, token], 400),
+    ] {
+        assert_eq!(
+            code(&alice.call(&mut h, Method::ALLOCATE, &attrs)),
+            Some(want),
+            "{attrs:?}"
+        );
+    }
+    assert!(h.even_ports.is_empty());
     let family = |f: u8| Attribute::Other {
         kind: REQUESTED_ADDRESS_FAMILY,
         value: vec![f, 0, 0, 0],
@@ -117,7 +135,12 @@ fn bad_allocate_requests() {
     h.bind_result = Some(BindFailure::NoCapacity);
     assert_eq!(code(&alice.allocate(&mut h)), Some(508));
     h.bind_result = None;
-    assert_eq!(alice.allocate(&mut h).class, Class::Success);
+    let even = [
+        Attribute::RequestedTransport(17),
+        Attribute::EvenPort { reserve: false },
+    ];
+    assert_eq!(alice.call(&mut h, Method::ALLOCATE, &even).class, Class::Success);
+    assert_eq!(h.even_ports, [false, false, true]);
     // An unknown method: 400.
     let other = Method::new(0x0ff).unwrap();
     let req = Builder::new(other, Class::Request, TransactionId([7; 12])).finish();

@@ -39,6 +39,8 @@ pub(super) struct Harness {
     pub(super) released: Vec<SocketAddr>,
     /// What the I/O layer answers to the next `BindRelay`.
     pub(super) bind_result: Option<BindFailure>,
+    /// Whether each `BindRelay` asked for an even port.
+    pub(super) even_ports: Vec<bool>,
 }
 
 impl Harness {
@@ -55,6 +57,7 @@ impl Harness {
             next_relay: 50_000,
             released: Vec::new(),
             bind_result: None,
+            even_ports: Vec::new(),
         }
     }
 
@@ -74,7 +77,8 @@ impl Harness {
     pub(super) fn events(&mut self) {
         while let Some(event) = self.server.poll_event() {
             match event {
-                Event::BindRelay { id, .. } => {
+                Event::BindRelay { id, even_port, .. } => {
+                    self.even_ports.push(even_port);
                     let result = match self.bind_result {
                         Some(failure) => Err(failure),
                         None => {

@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# Benchmark: relayd against Debian's coturn on the same machine in the same
+# run, each server pinned to one core (SERVER_CPU, default 0), its load on
+# another (LOAD_CPU, default 1):
+#   - STUN Binding requests answered per second,
+#   - TURN ChannelData messages relayed per second (client -> relayed socket
+#     -> relayed socket -> client, 100-byte payloads),
+#   both from relay_load (relay/benches/relay_load.rs), best of ROUNDS
+#   alternating rounds, with the server's CPU use and CPU time per message;
+#   - turnutils_uclient (coturn's own client, 50 sessions, channels) against
+#     both: it is the slower side, so compare the servers' CPU per message;
+#   - relayd's memory (VmRSS) during a SOAK_SECONDS run of ChannelData load
+#     plus allocation churn: idle, start, middle, end, peak, after.
+#
+#   scripts/bench/relay-throughput.sh [SOAK_SECONDS=60] [PHASE_SECONDS=5] [ROUNDS=3]
+#
+# Everything runs on loopback with ports picked free, every load is bounded
+# in time, and every process started here is stopped on exit. Other work on
+# the machine skews the numbers: run it on a quiet one.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+soak=${1:-60}
+phase=${2:-5}
+rounds=${3:-3}
+for n in "$soak" "$phase" "$rounds"; do
+    case "$n" in
+        '' | *[!0-9]* | 0) echo "relay-throughput.sh: arguments are whole numbers above 0, not \`$n\`" >&2; exit 2 ;;
+    esac
+done
+server_cpu=${SERVER_CPU:-0}
+load_cpu=${LOAD_CPU:-1}
+
+need=()
+command -v turnserver >/dev/null 2>&1 || need+=(coturn)
+command -v taskset >/dev/null 2>&1 || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "relay-throughput.sh: installing ${need[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; }
+fi
+if [ "$(nproc)" -lt 2 ]; then
+    echo "relay-throughput.sh: warning: one CPU; server and load share it" >&2
+    load_cpu=$server_cpu
+fi
+
+echo "building relayd and relay_load (release)..." >&2
+cargo build --release --locked -q -p relay --bin relayd
+target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+relayd_bin=$target/release/relayd
+load=$(cargo bench --locked -q -p relay --bench relay_load --no-run --message-format=json |
+    grep -o '"executable":"[^"]*relay_load[^"]*"' | tail -1 | cut -d'"' -f4)
+[ -x "$load" ] || { echo "relay-throughput.sh: cannot find the relay_load bench binary" >&2; exit 1; }
+
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do
+        kill "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+field() { tr ' ' '\n' | sed -n "s/^$1=//p" | tail -1; }
+
+# relayd's `turnstats` (restund's format), read as opsctl's node probe does.
+turnstats() {
+    exec 3<>"/dev/udp/127.0.0.1/$status_port"
+    printf 'turnstats' >&3
+    timeout 0.5 cat <&3 || true
+    exec 3>&-
+}
+
+# Waits (up to 10 s) until a STUN server answers on 127.0.0.1:$1.
+wait_up() {
+    for _ in $(seq 50); do
+        if timeout 2 turnutils_stunclient -p "$1" 127.0.0.1 2>/dev/null | grep -q 'reflexive addr'; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo "relay-throughput.sh: nothing answers on port $1; logs in $dir:" >&2
+    tail -n 20 "$dir"/*.log >&2 || true
+    exit 1
+}
+
+# relayd, pinned.
+relayd_port=$("$load" free-port)
+status_port=$("$load" free-port)
+cat >"$dir/relayd.yaml" <<EOF
+realm: bench.example
+relay: [{bind: 127.0.0.1}]
+status: 127.0.0.1:$status_port
+users: {alice: alice-pw}
+allow_loopback_peers: true
+EOF
+taskset -c "$server_cpu" "$relayd_bin" -c "$dir/relayd.yaml" \
+    --listen-udp "127.0.0.1:$relayd_port" --listen-tcp "127.0.0.1:$relayd_port" >"$dir/relayd.log" 2>&1 &
+relayd_pid=$!
+pids+=("$relayd_pid")
+wait_up "$relayd_port"
+
+# coturn, pinned, same user and realm; relayed ports above Linux's ephemeral range.
+coturn_port=$("$load" free-port)
+cat >"$dir/turnserver.conf" <<EOF
+listening-ip=127.0.0.1
+listening-port=$coturn_port
+relay-ip=127.0.0.1
+min-port=61000
+max-port=61999
+realm=bench.example
+lt-cred-mech
+user=alice:alice-pw
+allow-loopback-peers
+no-tls
+no-dtls
+no-rfc5780
+no-cli
+userdb=$dir/turndb
+pidfile=$dir/turnserver.pid
+log-file=$dir/turnserver.log
+simple-log
+no-stdout-log
+EOF
+taskset -c "$server_cpu" turnserver -c "$dir/turnserver.conf" >/dev/null 2>&1 &
+coturn_pid=$!
+pids+=("$coturn_pid")
+wait_up "$coturn_port"
+
+declare -A port=([relayd]=$relayd_port [coturn]=$coturn_port)
+declare -A pid=([relayd]=$relayd_pid [coturn]=$coturn_pid)
+declare -A best best_cpu best_us
+
+# One relay_load run against $1 in mode $2; keeps the best rate per server and mode.
+measure() {
+    local server=$1 mode=$2 before after out rate seconds count ticks
+    before=$(cpu_ticks "${pid[$server]}")
+    out=$(taskset -c "$load_cpu" timeout $((phase + 30)) "$load" "$mode" --server "127.0.0.1:${port[$server]}" \
+        --seconds "$phase" --user alice --password alice-pw)
+    after=$(cpu_ticks "${pid[$server]}")
+    echo "  $server: $out" >&2
+    rate=$(field rate <<<"$out")
+    seconds=$(field seconds <<<"$out")
+    count=$(field answered <<<"$out")
+    [ -n "$count" ] || count=$(field received <<<"$out")
+    ticks=$((after - before))
+    if [ "$rate" -gt "${best[$server.$mode]:-0}" ]; then
+        best[$server.$mode]=$rate
+        best_cpu[$server.$mode]=$(awk -v t="$ticks" -v s="$seconds" 'BEGIN { printf "%.0f%%", t / s }')
+        best_us[$server.$mode]=$(awk -v t="$ticks" -v c="$count" 'BEGIN { printf "%.1f", c ? t * 10000 / c : 0 }')
+    fi
+}
+
+for round in $(seq "$rounds"); do
+    echo "round $round of $rounds (${phase}s per run):" >&2
+    for mode in binding channel; do
+        measure relayd "$mode"
+        measure coturn "$mode"
+    done
+done
+
+# coturn's own client against both; it paces itself, so CPU per message is the comparison.
+declare -A uc_rate uc_us
+for server in relayd coturn; do
+    before=$(cpu_ticks "${pid[$server]}")
+    out=$(taskset -c "$load_cpu" timeout 120 turnutils_uclient -c -y -m 50 -n 1000 -l 100 -z 1 \
+        -u alice -w alice-pw -p "${port[$server]}" 127.0.0.1 2>&1) || {
+        echo "relay-throughput.sh: turnutils_uclient against $server failed:" >&2
+        tail -n 5 <<<"$out" >&2
+        exit 1
+    }
+    after=$(cpu_ticks "${pid[$server]}")
+    # A 437 is uclient meeting its own earlier allocation on a reused port; it retries.
+    errors=$(grep -i error <<<"$out" | grep -vc 'error 437' || true)
+    if [ "$errors" -gt 0 ]; then
+        echo "relay-throughput.sh: turnutils_uclient against $server reported errors:" >&2
+        grep -i error <<<"$out" | grep -v 'error 437' | head -5 >&2
+        exit 1
+    fi
+    totals=$(grep 'start_mclient: tot_send_msgs=' <<<"$out" | tail -1)
+    received=$(sed -n 's/.*tot_recv_msgs=\([0-9]*\).*/\1/p' <<<"$totals")
+    transmit=$(sed -n 's/.*Total transmit time is \([0-9]*\).*/\1/p' <<<"$out" | tail -1)
+    echo "  uclient -> $server: ${totals#*: : } in ${transmit}s ($(grep -c 'error 437' <<<"$out" || true) allocations retried after 437)" >&2
+    uc_rate[$server]=$(awk -v r="$received" -v t="$transmit" 'BEGIN { printf "%.0f", t ? r / t : 0 }')
+    uc_us[$server]=$(awk -v t="$((after - before))" -v r="$received" 'BEGIN { printf "%.1f", r ? t * 10000 / r : 0 }')
+done
+
+# relayd's memory under a long, bounded mixed load.
+echo "soak: ${soak}s of ChannelData load and allocation churn against relayd..." >&2
+idle=$(rss_kib "$relayd_pid")
+# uclient leaves some allocations behind (it does not release them all).
+allocs_before=$(turnstats | sed -n 's/^allocs_cur //p')
+taskset -c "$load_cpu" timeout $((soak + 60)) "$load" soak --server "127.0.0.1:$relayd_port" \
+    --seconds "$soak" --user alice --password alice-pw >"$dir/soak.out" &
+soak_pid=$!
+pids+=("$soak_pid")
+samples=()
+for _ in $(seq "$soak"); do
+    sleep 1
+    samples+=("$(rss_kib "$relayd_pid")")
+done
+wait "$soak_pid"
+after_soak=$(rss_kib "$relayd_pid")
+allocs_after=$(turnstats | sed -n 's/^allocs_cur //p')
+soak_out=$(cat "$dir/soak.out")
+echo "  relayd: $soak_out" >&2
+n=${#samples[@]}
+peak=$(printf '%s\n' "${samples[@]}" | sort -n | tail -1)
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b ? a / b : 0 }'; }
+echo
+echo "relay throughput, one core each (server on CPU $server_cpu, load on CPU $load_cpu), best of $rounds x ${phase}s"
+printf '%-38s %12s %12s %14s\n' "" relayd coturn relayd/coturn
+printf '%-38s %12s %12s %14s\n' "STUN Binding answers/s" "${best[relayd.binding]}" "${best[coturn.binding]}" \
+    "$(ratio "${best[relayd.binding]}" "${best[coturn.binding]}")"
+printf '%-38s %12s %12s\n' "  server CPU" "${best_cpu[relayd.binding]}" "${best_cpu[coturn.binding]}"
+printf '%-38s %12s %12s\n' "  server CPU us per answer" "${best_us[relayd.binding]}" "${best_us[coturn.binding]}"
+printf '%-38s %12s %12s %14s\n' "ChannelData relayed/s (relay_load)" "${best[relayd.channel]}" "${best[coturn.channel]}" \
+    "$(ratio "${best[relayd.channel]}" "${best[coturn.channel]}")"
+printf '%-38s %12s %12s\n' "  server CPU" "${best_cpu[relayd.channel]}" "${best_cpu[coturn.channel]}"
+printf '%-38s %12s %12s\n' "  server CPU us per message" "${best_us[relayd.channel]}" "${best_us[coturn.channel]}"
+printf '%-38s %12s %12s %14s\n' "ChannelData relayed/s (uclient)" "${uc_rate[relayd]}" "${uc_rate[coturn]}" \
+    "$(ratio "${uc_rate[relayd]}" "${uc_rate[coturn]}")"
+printf '%-38s %12s %12s %14s\n' "  server CPU us per message" "${uc_us[relayd]}" "${uc_us[coturn]}" \
+    "$(ratio "${uc_us[relayd]}" "${uc_us[coturn]}")"
+echo
+echo "relayd VmRSS over a ${soak}s soak (KiB): idle $idle, start ${samples[0]}, middle ${samples[$((n / 2))]}, end ${samples[$((n - 1))]}, peak $peak, after $after_soak"
+echo "  load: $(field received <<<"$soak_out") ChannelData messages relayed, $(field churned_allocations <<<"$soak_out") allocations made and released" \
+    "($(field stale_allocate <<<"$soak_out") Allocates met a stale allocation, $(field churn_timeouts <<<"$soak_out") rounds timed out); allocations before ${allocs_before:-unknown}, after ${allocs_after:-unknown}"
