@@ -283,12 +283,12 @@ fn coturn_sessions(lab: &Lab, i: usize, password: &str) -> usize {
     reply.lines().filter(|l| l.contains(") id=")).count()
 }
 
-/// relayd on lab nodes, its turnstats read on the node through SSH (bash's
-/// /dev/udp, no netcat), with allocations made by the relay crate's client:
-/// status shows exactly how many each relay holds.
+/// relayd on five lab nodes, its turnstats read on each node through SSH
+/// (bash's /dev/udp, no netcat), with allocations made by the relay crate's
+/// client: status shows exactly how many each relay holds.
 #[test]
 fn status_counts_relayd_allocations_through_ssh() {
-    let lab = lab(2);
+    let lab = lab(5);
     let opsctl = env!("CARGO_BIN_EXE_opsctl");
     for (i, n) in lab.nodes.iter().enumerate() {
         lab.service(
@@ -306,26 +306,28 @@ fn status_counts_relayd_allocations_through_ssh() {
         .enable_all()
         .build()
         .unwrap();
-    // Three allocations on node-1, none on node-2; the clients stay alive
-    // (and their allocations with them) until the end of the test.
+    // Node N holds N-1 allocations (node-1 none, node-5 four); the clients
+    // stay alive (and their allocations with them) until the end of the test.
     let _clients: Vec<relay::client::Client> = runtime.block_on(async {
-        let server = std::net::SocketAddr::from((lab.nodes[0].ip, 3478));
         let mut clients = Vec::new();
-        for _ in 0..3 {
-            let mut c = loop {
-                // The relay may still be binding its socket.
-                match relay::client::Client::udp(server).await {
-                    Ok(c) => break c,
-                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        for (i, n) in lab.nodes.iter().enumerate() {
+            for _ in 0..i {
+                let server = std::net::SocketAddr::from((n.ip, 3478));
+                let mut c = loop {
+                    // The relay may still be binding its socket.
+                    match relay::client::Client::udp(server).await {
+                        Ok(c) => break c,
+                        Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                    }
+                };
+                let mut tries = 0;
+                while let Err(e) = c.allocate("caller", "pw", None).await {
+                    tries += 1;
+                    assert!(tries < 30, "allocate: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
-            };
-            let mut tries = 0;
-            while let Err(e) = c.allocate("caller", "pw", None).await {
-                tries += 1;
-                assert!(tries < 30, "allocate: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                clients.push(c);
             }
-            clients.push(c);
         }
         clients
     });
@@ -334,18 +336,18 @@ fn status_counts_relayd_allocations_through_ssh() {
     let out = scratch.opsctl(&["status"]);
     assert_eq!(out.code, 0, "{}", out.dump());
     let rows: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(
-        rows[1],
-        "node-1  lab   relayd  yes        up       3            -           -",
-        "{}",
-        out.dump()
-    );
-    assert_eq!(
-        rows[2],
-        "node-2  lab   relayd  yes        up       0            -           -",
-        "{}",
-        out.dump()
-    );
+    assert_eq!(rows.len(), 6, "{}", out.dump());
+    for (i, row) in rows[1..].iter().enumerate() {
+        assert_eq!(
+            *row,
+            format!(
+                "node-{}  lab   relayd  yes        up       {i:<11}  -           -",
+                i + 1
+            ),
+            "{}",
+            out.dump()
+        );
+    }
 }
 
 /// Config-cluster members: Debian's etcd 3.4 on three lab nodes, their health

@@ -179,6 +179,7 @@ fn demo(dir: &std::path::Path, global: &Global) -> anyhow::Result<()> {
         &plan,
         &inv,
         executor::Options {
+            forks: 32,
             state_dir: lab.dir.join("state"),
             inventory_id: lab.inventory().display().to_string(),
             yes: true,

@@ -22,6 +22,7 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
         return Ok(());
     }
     let opts = executor::Options {
+        forks: cfg.forks,
         state_dir: cfg.state_dir.clone(),
         inventory_id: cfg.inventory_id.clone(),
         yes: cfg.yes,

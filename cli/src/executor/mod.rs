@@ -29,6 +29,8 @@ use printer::{Printer, Tone};
 
 /// How a run is carried out.
 pub struct Options {
+    /// How many nodes the safety checks read at once.
+    pub forks: usize,
     /// Where the run's journal goes, and the inventory's name in it.
     pub state_dir: PathBuf,
     pub inventory_id: String,
@@ -78,7 +80,7 @@ struct NodeState {
 pub struct Executor<'a> {
     plan: &'a Plan,
     inv: &'a Inventory,
-    remote: Remote,
+    remote: Arc<Remote>,
     opts: Options,
     out: Printer,
     interrupt: Interrupt,
@@ -95,7 +97,7 @@ pub fn run(plan: &Plan, inv: &Inventory, opts: Options) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         let interrupt = Interrupt::default();
-        let remote = Remote::with_persist(opts.control_dir.clone(), opts.ssh_persist)?;
+        let remote = Arc::new(Remote::with_persist(opts.control_dir.clone(), opts.ssh_persist)?);
         let out = Printer::new(opts.quiet, opts.progress);
         let mut state = BTreeMap::new();
         for step in plan.steps() {
@@ -156,7 +158,9 @@ pub fn run(plan: &Plan, inv: &Inventory, opts: Options) -> anyhow::Result<()> {
                 ex.out.note(&format!("journal: {}", j.path().display()));
             }
         }
-        ex.remote.close().await;
+        if let Ok(remote) = Arc::try_unwrap(ex.remote) {
+            remote.close().await;
+        }
         result
     })
 }

@@ -1,11 +1,17 @@
 //! The safety checks a plan lists, run for real before the first change.
+//! They only read, so they read many relays at once (`--forks`).
 
-use anyhow::{Context, bail};
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::bail;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use super::Executor;
 use crate::advertise::{self, State, ValuesFile};
 use crate::inventory::Relay;
-use crate::remote::Node;
+use crate::remote::{Node, Remote};
 
 /// The checks this version can run.
 pub const SUPPORTED: &[&str] = &[
@@ -25,37 +31,41 @@ pub async fn check(ex: &mut Executor<'_>, name: &str) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     match name {
         "reachable" => {
-            let mut down = Vec::new();
-            for r in &targets {
-                if let Err(e) = ex
-                    .remote
-                    .reachable(&Node {
+            let down = failures(
+                each(ex, &targets, |remote, r| async move {
+                    let node = Node {
                         name: r.name.clone(),
                         access: r.access.clone(),
-                    })
-                    .await
-                {
-                    down.push(e.to_string());
-                }
-            }
+                    };
+                    remote.reachable(&node).await.map_err(|e| e.to_string())
+                })
+                .await,
+            );
             if !down.is_empty() {
                 bail!("{}", down.join("\n"));
             }
         }
         "stats-readable" => {
-            for r in &targets {
-                crate::stats::read(&ex.remote, r, r.access.ssh.command_timeout)
-                    .await
-                    .with_context(|| format!("the stats of `{}` cannot be read", r.name))?;
+            let silent = failures(
+                each(ex, &targets, |remote, r| async move {
+                    crate::stats::read(&remote, &r, r.access.ssh.command_timeout)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| format!("the stats of `{}` cannot be read: {e:#}", r.name))
+                })
+                .await,
+            );
+            if !silent.is_empty() {
+                bail!("{}", silent.join("\n"));
             }
         }
         "peers-healthy" => {
-            let mut sick = Vec::new();
-            for r in peers(ex, &targets) {
-                if let Err(why) = health(ex, &r).await {
-                    sick.push(format!("`{}`: {why}", r.name));
-                }
-            }
+            let peers = peers(ex, &targets);
+            let sick: Vec<String> = each(ex, &peers, health)
+                .await
+                .into_iter()
+                .filter_map(|(name, r)| r.err().map(|why| format!("`{name}`: {why}")))
+                .collect();
             if !sick.is_empty() {
                 bail!(
                     "relays that stay in service are not healthy:\n  {}",
@@ -65,17 +75,20 @@ pub async fn check(ex: &mut Executor<'_>, name: &str) -> anyhow::Result<()> {
         }
         "min-healthy" => {
             let values = ValuesFile::load(ex.inv)?;
-            for site in ex
+            let sites: Vec<_> = ex
                 .inv
                 .sites
                 .iter()
                 .filter(|s| targets.iter().any(|t| t.site == s.name))
-            {
-                // Relays go out one at a time: while any one is out, every other relay
-                // of the site (targets waiting their turn included) carries the calls.
+                .collect();
+            for site in sites {
+                // Relays go out one at a time: while any one is out, every other
+                // relay of the site (targets waiting their turn included)
+                // carries the calls.
+                let healthy = each(ex, &site.relays, health).await;
                 let mut ok = Vec::new();
                 let mut missing = Vec::new();
-                for r in &site.relays {
+                for (r, health) in site.relays.iter().zip(healthy) {
                     let listed = match &values {
                         Some(v) => v
                             .relay_entries(ex.inv, std::iter::once(r))?
@@ -83,7 +96,7 @@ pub async fn check(ex: &mut Executor<'_>, name: &str) -> anyhow::Result<()> {
                             .is_some_and(|e| advertise::state(e) == State::Advertised),
                         None => true,
                     };
-                    match (listed, health(ex, r).await) {
+                    match (listed, health.1) {
                         (true, Ok(())) => ok.push(r.name.clone()),
                         (false, _) => missing.push(format!("{} (not advertised)", r.name)),
                         (true, Err(why)) => missing.push(format!("{} ({why})", r.name)),
@@ -140,6 +153,37 @@ pub async fn check(ex: &mut Executor<'_>, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `read` for every relay, at most `--forks` at once; results in the
+/// relays' order, each with the relay's name.
+async fn each<F, Fut>(ex: &Executor<'_>, relays: &[Relay], read: F) -> Vec<(String, Result<(), String>)>
+where
+    F: Fn(Arc<Remote>, Relay) -> Fut,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let limit = Arc::new(Semaphore::new(ex.opts.forks.max(1)));
+    let mut tasks = JoinSet::new();
+    for (i, r) in relays.iter().enumerate() {
+        let (limit, name, fut) = (limit.clone(), r.name.clone(), read(ex.remote.clone(), r.clone()));
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            (i, name, fut.await)
+        });
+    }
+    let mut out = Vec::with_capacity(relays.len());
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(r) => out.push(r),
+            Err(e) => out.push((usize::MAX, "?".into(), Err(format!("a check failed to run: {e}")))),
+        }
+    }
+    out.sort_by_key(|(i, _, _)| *i);
+    out.into_iter().map(|(_, n, r)| (n, r)).collect()
+}
+
+fn failures(results: Vec<(String, Result<(), String>)>) -> Vec<String> {
+    results.into_iter().filter_map(|(_, r)| r.err()).collect()
+}
+
 /// The other relays of the targets' sites: the ones that carry the calls.
 fn peers(ex: &Executor<'_>, targets: &[Relay]) -> Vec<Relay> {
     ex.inv
@@ -149,16 +193,15 @@ fn peers(ex: &Executor<'_>, targets: &[Relay]) -> Vec<Relay> {
         .collect()
 }
 
-/// Reachable, service up, stats answering.
-async fn health(ex: &Executor<'_>, r: &Relay) -> Result<(), String> {
+/// Reachable, service up, stats answering, and a STUN binding with `stun_check`.
+async fn health(remote: Arc<Remote>, r: Relay) -> Result<(), String> {
     let node = Node {
         name: r.name.clone(),
         access: r.access.clone(),
     };
-    ex.remote.reachable(&node).await.map_err(|e| e.to_string())?;
+    remote.reachable(&node).await.map_err(|e| e.to_string())?;
     let status = crate::plan::remote_command(&r.name, &r.access, r.service.status.clone());
-    let out = ex
-        .remote
+    let out = remote
         .probe(&node, &status, r.access.ssh.command_timeout, None)
         .await
         .map_err(|e| e.to_string())?;
@@ -170,11 +213,11 @@ async fn health(ex: &Executor<'_>, r: &Relay) -> Result<(), String> {
     if !up {
         return Err(format!("service not up (`{}` exited {})", status.line, out.code));
     }
-    crate::stats::read(&ex.remote, r, r.access.ssh.command_timeout)
+    crate::stats::read(&remote, &r, r.access.ssh.command_timeout)
         .await
         .map_err(|e| format!("stats: {e:#}"))?;
     if r.stun_check {
-        super::gates::stun_answers(r)
+        super::gates::stun_answers(&r)
             .await
             .map_err(|e| format!("STUN binding: {e:#}"))?;
     }
