@@ -15,6 +15,7 @@ pub mod plan;
 pub mod playbook;
 pub mod reader;
 pub mod remote;
+pub mod served_cert;
 pub mod shell;
 pub mod stats;
 pub mod suggest;

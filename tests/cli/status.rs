@@ -37,21 +37,21 @@ fn status_reports_each_node_and_fails_closed_on_silent_stats() {
     let rows: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(
         rows[0],
-        "NODE    SITE  KIND    REACHABLE  SERVICE  ALLOCATIONS  ADVERTISED  ETCD",
+        "NODE    SITE  KIND    REACHABLE  SERVICE  ALLOCATIONS  ADVERTISED  ETCD  CERT",
         "{}",
         out.dump()
     );
     assert_eq!(
         rows[1],
-        "node-1  lab   relayd  yes        up       -            -           -"
+        "node-1  lab   relayd  yes        up       -            -           -     -"
     );
     assert_eq!(
         rows[2],
-        "node-2  lab   relayd  yes        DOWN     -            -           -"
+        "node-2  lab   relayd  yes        DOWN     -            -           -     -"
     );
     assert_eq!(
         rows[3],
-        "node-3  lab   relayd  NO         -        -            -           -"
+        "node-3  lab   relayd  NO         -        -            -           -     -"
     );
     let ip = |i: usize| lab.nodes[i].ip;
     // Nothing answers on the stats port: that is an error, never "0 allocations".
@@ -244,13 +244,13 @@ fn status_counts_a_real_coturn_s_allocations() {
     assert!(sessions > 0, "the client made no allocation: {client:?}");
     assert_eq!(
         rows[1],
-        format!("node-1  lab   coturn  yes        up       {sessions:<11}  -           -"),
+        format!("node-1  lab   coturn  yes        up       {sessions:<11}  -           -     -"),
         "{}",
         out.dump()
     );
     assert_eq!(
         rows[2],
-        "node-2  lab   coturn  yes        up       0            -           -",
+        "node-2  lab   coturn  yes        up       0            -           -     -",
         "{}",
         out.dump()
     );
@@ -341,7 +341,7 @@ fn status_counts_relayd_allocations_through_ssh() {
         assert_eq!(
             *row,
             format!(
-                "node-{}  lab   relayd  yes        up       {i:<11}  -           -",
+                "node-{}  lab   relayd  yes        up       {i:<11}  -           -     -",
                 i + 1
             ),
             "{}",
@@ -412,7 +412,7 @@ fn status_reads_etcd_member_health() {
         assert_eq!(
             row,
             format!(
-                "node-{}  lab   etcd  yes        -        -            -           healthy",
+                "node-{}  lab   etcd  yes        -        -            -           healthy  -",
                 i + 1
             )
         );
@@ -422,4 +422,48 @@ fn status_reads_etcd_member_health() {
     let out = scratch.opsctl(&["status"]);
     assert_eq!(out.code, 1, "{}", out.dump());
     assert!(out.stdout.contains("node-3  lab   etcd  NO "), "{}", out.dump());
+}
+
+/// The CERT column: the certificate each relay serves on its `turns:` port,
+/// read with a TLS handshake from here; a relay advertised under `turns:`
+/// that serves no TLS is unhealthy.
+#[test]
+fn status_shows_the_served_certificate_s_days_left() {
+    let lab = lab(2);
+    for i in 0..2 {
+        lab.coturn(i, "lab-cli-pw");
+        if i == 0 {
+            lab.coturn_tls(i, 30);
+        }
+        let started = lab.systemctl(i, "start coturn");
+        assert!(started.status.success(), "{started:?}");
+        lab.wait_tcp(i, 5766).unwrap();
+    }
+    lab.wait_tcp(0, 5349).unwrap();
+    let scratch = Scratch::new();
+    let mut inv = lab.inventory("coturn", "");
+    for n in &lab.nodes {
+        inv = inv.replace(
+            &format!("host: {}}}", n.ip),
+            &format!(
+                "host: {ip}, urls: ['turn:{ip}:3478', 'turns:{ip}:5349?transport=tcp'], stats: {{via: coturn-cli, addr: '{ip}:5766', password_env: LAB_CLI_PW}}}}",
+                ip = n.ip
+            ),
+        );
+    }
+    scratch.write("inventory.yaml", &inv);
+    let out = crate::util::opsctl_env(&scratch.0, &["status"], &[("LAB_CLI_PW", "lab-cli-pw")]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    let rows: Vec<&str> = out.stdout.lines().collect();
+    assert!(rows[1].ends_with("  29d"), "{}", out.dump());
+    assert!(rows[2].ends_with("  -"), "{}", out.dump());
+    assert!(
+        out.stdout.contains(&format!(
+            "node-2: served certificate: cannot connect to {}:5349",
+            lab.nodes[1].ip
+        )),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(out.stderr, "opsctl: error: 1 of 2 nodes unhealthy: node-2\n");
 }

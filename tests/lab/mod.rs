@@ -235,6 +235,45 @@ impl Lab {
         );
     }
 
+    /// Gives node `i`'s coturn a TLS port (5349) with a fresh self-signed
+    /// certificate for `turn.lab`, valid for `days` days (0: expires at once).
+    pub fn coturn_tls(&self, i: usize, days: u32) {
+        let n = &self.nodes[i];
+        let (cert, key) = (n.dir.join("turn-cert.pem"), n.dir.join("turn-key.pem"));
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+            ])
+            .args(["-subj", "/CN=turn.lab", "-days", &days.to_string(), "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let conf = n.dir.join("turnserver.conf");
+        let text = std::fs::read_to_string(&conf).unwrap().replace("no-tls\n", "");
+        std::fs::write(
+            &conf,
+            format!(
+                "{text}tls-listening-port=5349\ncert={}\npkey={}\n",
+                cert.display(),
+                key.display()
+            ),
+        )
+        .unwrap();
+    }
+
     /// Waits until something accepts TCP connections on node `i`'s `port`.
     pub fn wait_tcp(&self, i: usize, port: u16) -> Result<(), String> {
         let addr = SocketAddr::from((self.nodes[i].ip, port));

@@ -32,7 +32,7 @@ pub struct Row {
     pub allocations: Option<u64>,
     /// `advertised`, `unadvertised`, `partial`; `null` without a values file.
     pub advertised: Option<&'static str>,
-    /// Days until the served certificate expires; not read yet.
+    /// Days until the certificate served on the relay's `turns:` port expires.
     pub cert_days_left: Option<i64>,
     /// etcd member health for cluster members: `healthy` or `unhealthy`.
     pub etcd: Option<&'static str>,
@@ -200,7 +200,42 @@ async fn read_relay(remote: &Remote, r: &Relay) -> Row {
         Ok(s) => row.allocations = Some(s.allocations),
         Err(e) => row.problems.push(format!("stats: {e:#}")),
     }
-    row.healthy = row.service_up == Some(true) && row.allocations.is_some();
+    // A relay advertised under `turns:` must serve a certificate that is valid now.
+    let mut cert_ok = true;
+    if let Some(hostport) = r
+        .urls
+        .iter()
+        .find_map(|u| u.strip_prefix("turns:"))
+        .map(|u| u.split('?').next().unwrap_or(u).to_owned())
+    {
+        let served = tokio::task::spawn_blocking(move || {
+            crate::served_cert::read(&hostport, std::time::Duration::from_secs(5))
+        })
+        .await;
+        match served {
+            Ok(Ok(c)) => {
+                row.cert_days_left = Some(c.days_left);
+                if c.days_left < 0 {
+                    cert_ok = false;
+                    let ago = -c.days_left;
+                    row.problems.push(format!(
+                        "the served certificate ({}) has expired ({ago} day{} ago)",
+                        c.subject,
+                        if ago == 1 { "" } else { "s" }
+                    ));
+                }
+            }
+            Ok(Err(e)) => {
+                cert_ok = false;
+                row.problems.push(format!("served certificate: {e:#}"));
+            }
+            Err(e) => {
+                cert_ok = false;
+                row.problems.push(format!("served certificate: {e}"));
+            }
+        }
+    }
+    row.healthy = row.service_up == Some(true) && row.allocations.is_some() && cert_ok;
     row
 }
 
@@ -246,7 +281,7 @@ async fn read_member(remote: &Remote, site: &str, flavor: &Flavor, m: &crate::in
 }
 
 fn table(rows: &[Row]) -> String {
-    let cells: Vec<[String; 8]> = rows
+    let cells: Vec<[String; 9]> = rows
         .iter()
         .map(|r| {
             let opt = |b: Option<bool>, yes: &str, no: &str| match b {
@@ -267,6 +302,9 @@ fn table(rows: &[Row]) -> String {
                 r.allocations.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
                 r.advertised.unwrap_or("-").to_owned(),
                 r.etcd.unwrap_or("-").to_owned(),
+                r.cert_days_left
+                    .map(|d| format!("{d}d"))
+                    .unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
@@ -279,6 +317,7 @@ fn table(rows: &[Row]) -> String {
         "ALLOCATIONS",
         "ADVERTISED",
         "ETCD",
+        "CERT",
     ];
     let mut width = head.map(str::len);
     for c in &cells {
