@@ -7,18 +7,10 @@ use crate::util::Scratch;
 #[test]
 fn a_docker_run_relay_is_restarted_without_downtime() {
     let lab = Lab::start(2).unwrap_or_else(|why| panic!("cannot start the lab: {why}"));
-    let opsctl = env!("CARGO_BIN_EXE_opsctl");
     let mut inv = lab.inventory("relayd", "");
     let mut values = String::from("v2:\n");
     for (i, n) in lab.nodes.iter().enumerate() {
-        lab.service(
-            i,
-            "restund",
-            &format!(
-                "env RELAYD_USERS=caller=pw {opsctl} lab relayd -- --listen-udp {ip}:3478 --relay-ip {ip} --realm lab --status {ip}:33000",
-                ip = n.ip
-            ),
-        );
+        lab.relayd(i, "restund");
         let started = lab.ssh(i, "docker start restund");
         assert!(started.status.success(), "{started:?}");
         values.push_str(&format!("  - turn:{}:3478\n", n.ip));

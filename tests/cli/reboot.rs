@@ -20,19 +20,11 @@ fn relayd_pid(lab: &Lab, i: usize) -> String {
 #[test]
 fn reboot_node_drains_reboots_waits_for_the_new_boot_and_readvertises() {
     let lab = Lab::start(2).unwrap_or_else(|why| panic!("cannot start the lab: {why}"));
-    let opsctl = env!("CARGO_BIN_EXE_opsctl");
     let scratch = Scratch::new();
     let mut values = String::from("brig:\n  turnStatic:\n    v2:\n");
     let mut inv = lab.inventory("relayd", "");
     for (i, n) in lab.nodes.iter().enumerate() {
-        lab.service(
-            i,
-            "relayd",
-            &format!(
-                "env RELAYD_USERS=caller=pw {opsctl} lab relayd -- --listen-udp {ip}:3478 --relay-ip {ip} --realm lab --status {ip}:33000",
-                ip = n.ip
-            ),
-        );
+        lab.relayd(i, "relayd");
         let started = lab.systemctl(i, "start relayd");
         assert!(started.status.success(), "{started:?}");
         values.push_str(&format!("      - turn:{}:3478\n", n.ip));

@@ -289,16 +289,8 @@ fn coturn_sessions(lab: &Lab, i: usize, password: &str) -> usize {
 #[test]
 fn status_counts_relayd_allocations_through_ssh() {
     let lab = lab(5);
-    let opsctl = env!("CARGO_BIN_EXE_opsctl");
-    for (i, n) in lab.nodes.iter().enumerate() {
-        lab.service(
-            i,
-            "relayd",
-            &format!(
-                "env RELAYD_USERS=caller=pw {opsctl} lab relayd -- --listen-udp {ip}:3478 --relay-ip {ip} --realm lab --status {ip}:33000",
-                ip = n.ip
-            ),
-        );
+    for i in 0..lab.nodes.len() {
+        lab.relayd(i, "relayd");
         let started = lab.systemctl(i, "start relayd");
         assert!(started.status.success(), "{started:?}");
     }

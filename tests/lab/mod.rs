@@ -235,6 +235,21 @@ impl Lab {
         );
     }
 
+    /// Declares relayd as node `i`'s service `unit`: the same daemon the
+    /// `relayd` binary runs (`opsctl lab relayd`), TURN on the node's address,
+    /// port 3478, its status port on 33000, and a user `caller` / `pw`.
+    pub fn relayd(&self, i: usize, unit: &str) {
+        let opsctl = env!("CARGO_BIN_EXE_opsctl");
+        self.service(
+            i,
+            unit,
+            &format!(
+                "env RELAYD_USERS=caller=pw {opsctl} lab relayd -- --listen-udp {ip}:3478 --relay-ip {ip} --realm lab --status {ip}:33000",
+                ip = self.nodes[i].ip
+            ),
+        );
+    }
+
     /// Gives node `i`'s coturn a TLS port (5349) with a fresh self-signed
     /// certificate for `turn.lab`, valid for `days` days (0: expires at once).
     pub fn coturn_tls(&self, i: usize, days: u32) {
