@@ -109,6 +109,17 @@ pub enum Problem {
     FlowList { url: String, line: usize },
 }
 
+/// Every entry the list holds now (not commented out), in file order: what
+/// clients receive.
+pub fn listed(text: &str) -> Vec<String> {
+    lines(text)
+        .iter()
+        .filter_map(|l| item(l))
+        .filter(|(_, commented)| !commented)
+        .map(|(value, _)| value)
+        .collect()
+}
+
 /// Splits into lines that keep their own line ending.
 fn lines(text: &str) -> Vec<&str> {
     text.split_inclusive('\n').collect()

@@ -170,18 +170,7 @@ impl Lab {
     /// `lab calls-config`: what brig's `/calls/config/v2` would answer.
     pub fn calls_config(&self) -> anyhow::Result<String> {
         let text = std::fs::read_to_string(self.values())?;
-        let urls: Vec<String> = text
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("- "))
-            .map(|v| {
-                v.split(" #")
-                    .next()
-                    .unwrap_or(v)
-                    .trim()
-                    .trim_matches('"')
-                    .to_owned()
-            })
-            .collect();
+        let urls = crate::advertise::listed(&text);
         let body = serde_json::json!({
             "ice_servers": [{ "urls": urls, "username": "lab", "credential": "lab" }],
             "ttl": 3600,

@@ -41,14 +41,15 @@ pub struct Settings {
     pub password: String,
 }
 
-/// The TURN addresses clients receive now: uncommented `turn:` UDP entries.
+/// The TURN addresses clients receive now: the values file's listed `turn:`
+/// entries over UDP, read the way opsctl reads the advertised list.
 pub fn advertised(values: &Path) -> Vec<SocketAddr> {
     let text = std::fs::read_to_string(values).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("- "))
-        .filter_map(|v| v.trim_matches('"').strip_prefix("turn:"))
+    crate::advertise::listed(&text)
+        .iter()
+        .filter_map(|url| url.strip_prefix("turn:"))
         .filter(|v| !v.contains("transport=tcp"))
-        .filter_map(|v| v.split(['?', ' ']).next()?.parse().ok())
+        .filter_map(|v| v.split('?').next()?.parse().ok())
         .collect()
 }
 
