@@ -60,7 +60,16 @@ impl Config {
             .clone()
             .unwrap_or_else(crate::journal::default_dir);
         let inventory_id = inventory_id(&cli.global.inventory);
-        let left_out = crate::journal::left_out(&state_dir, &inventory_id);
+        // Journals are read only for the procedures, which plan against them.
+        let procedure = matches!(
+            cli.command,
+            Command::Restart(_) | Command::Reboot(_) | Command::RenewCert(_) | Command::RecoverQuorum(_)
+        );
+        let left_out = if procedure {
+            crate::journal::left_out(&state_dir, &inventory_id)
+        } else {
+            Default::default()
+        };
         let force = matches!(&cli.command, Command::Restart(r) if r.force);
         let plan = |procedure, targets| {
             Action::Plan(Request {

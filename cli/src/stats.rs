@@ -21,14 +21,6 @@ use crate::remote::{Node, Remote};
 /// How long the node-side probe listens for the status port's datagrams.
 const LISTEN: &str = "0.5";
 
-/// What opsctl needs from a stats reading.
-#[derive(Debug, Clone)]
-pub struct Reading {
-    pub allocations: u64,
-    pub stats: relay::stats::Stats,
-}
-
-/// The bash that sends `$3` to udp `$1`:`$2` and prints what comes back.
 /// restund slices a reply into datagrams of at most this many bytes, so a
 /// shorter one is the last: the reader stops there instead of waiting out a
 /// quiet gap.
@@ -62,7 +54,7 @@ fn split_addr(addr: &str) -> anyhow::Result<(String, String)> {
 fn secret(p: &SecretRef) -> anyhow::Result<String> {
     match p {
         SecretRef::Env(name) => std::env::var(name)
-            .with_context(|| format!("the stats password comes from ${name}, which is not set")),
+            .with_context(|| format!("the stats password comes from ${name}, which is not set; export it, or name a file with `password_file`")),
         SecretRef::File(path) => Ok(std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the stats password file {}", path.display()))?
             .trim_end_matches(['\n', '\r'])
@@ -71,7 +63,7 @@ fn secret(p: &SecretRef) -> anyhow::Result<String> {
 }
 
 /// Reads the relay's stats once.
-pub async fn read(remote: &Remote, r: &Relay, timeout: Duration) -> anyhow::Result<Reading> {
+pub async fn read(remote: &Remote, r: &Relay, timeout: Duration) -> anyhow::Result<relay::Stats> {
     let local = r.stats.read_on == ReadOn::Local || r.access.transport == Transport::Local;
     let text = match &r.stats.source {
         StatsSource::Turnstats { addr } if local => query_udp(addr, "turnstats", timeout).await?,
@@ -112,11 +104,7 @@ pub async fn read(remote: &Remote, r: &Relay, timeout: Duration) -> anyhow::Resu
     if text.trim().is_empty() {
         bail!("{} did not answer (no reply within {LISTEN}s)", r.stats.source);
     }
-    let stats = relay::stats::parse(&r.stats.source, &text).with_context(|| format!("{}", r.stats.source))?;
-    Ok(Reading {
-        allocations: stats.allocations,
-        stats,
-    })
+    relay::stats::parse(&r.stats.source, &text).with_context(|| format!("{}", r.stats.source))
 }
 
 /// Sends `command` to a restund-style UDP status port from here and collects
