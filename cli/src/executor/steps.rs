@@ -30,12 +30,10 @@ pub fn unsupported(plan: &Plan, inv: &crate::inventory::Inventory) -> Vec<String
             Action::Gate { gate, .. } if !gates::SUPPORTED.contains(gate) => {
                 add(format!("the `{gate}` gate"))
             }
-            Action::Upload { content, .. }
-                if content.starts_with("certificate chain from")
-                    || content.starts_with("private key from") =>
-            {
-                add("splitting a certificate bundle into coturn's cert and key files".into())
-            }
+            Action::Upload { cut: Some(_), .. } => add(
+                "cutting the certificate chain and the key out of one bundle file (coturn's two files)"
+                    .into(),
+            ),
             Action::StatusCommand { .. } => {
                 if let Some(r) = inv.relays().find(|r| r.name == s.node)
                     && !matches!(r.stats.source, StatsSource::Turnstats { .. })
@@ -87,7 +85,10 @@ pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
             backup,
             ..
         } => {
-            let content = std::fs::read(from).with_context(|| format!("cannot read {from}"))?;
+            let mut content = Vec::new();
+            for f in from {
+                content.extend(std::fs::read(f).with_context(|| format!("cannot read {f}"))?);
+            }
             let mode = u32::from_str_radix(mode, 8).with_context(|| format!("mode `{mode}`"))?;
             let node = ex.node(&step.node)?;
             let up = crate::remote::Upload {

@@ -815,14 +815,17 @@ impl<'a> Builder<'a> {
             .as_ref()
             .map(|k| k.display().to_string())
             .unwrap_or_else(|| b.clone());
-        let upload = |content: String, from: String, to: &str, mode: &str| Action::Upload {
-            on: host_of(&r.name, &r.access),
-            content,
-            from,
-            to: to.to_owned(),
-            mode: mode.to_owned(),
-            temp: format!("{to}.opsctl-{}.tmp", self.req.run),
-            backup: format!("{to}.opsctl-{}", self.req.run),
+        let upload = |content: String, from: Vec<String>, cut: Option<&'static str>, to: &str, mode: &str| {
+            Action::Upload {
+                on: host_of(&r.name, &r.access),
+                content,
+                from,
+                cut,
+                to: to.to_owned(),
+                mode: mode.to_owned(),
+                temp: format!("{to}.opsctl-{}.tmp", self.req.run),
+                backup: format!("{to}.opsctl-{}", self.req.run),
+            }
         };
         Ok(match layout {
             CertLayout::Bundle { path } => {
@@ -830,17 +833,35 @@ impl<'a> Builder<'a> {
                     Some(_) => format!("certificate chain from {b}, then the private key from {key_from}"),
                     None => format!("certificate chain and private key from {b}"),
                 };
-                vec![upload(content, b.clone(), &path, "0600")]
+                let from = std::iter::once(b.clone())
+                    .chain(key.as_ref().map(|_| key_from.clone()))
+                    .collect();
+                vec![upload(content, from, None, &path, "0600")]
             }
-            CertLayout::Split { cert, key: key_path } => vec![
-                upload(format!("certificate chain from {b}"), b.clone(), &cert, "0644"),
-                upload(
-                    format!("private key from {key_from}"),
-                    key_from.clone(),
-                    &key_path,
-                    "0600",
-                ),
-            ],
+            CertLayout::Split { cert, key: key_path } => {
+                // Without `--key` both parts come out of the one bundle file.
+                let (chain, private) = if key.is_none() {
+                    (Some("chain"), Some("key"))
+                } else {
+                    (None, None)
+                };
+                vec![
+                    upload(
+                        format!("certificate chain from {b}"),
+                        vec![b.clone()],
+                        chain,
+                        &cert,
+                        "0644",
+                    ),
+                    upload(
+                        format!("private key from {key_from}"),
+                        vec![key_from.clone()],
+                        private,
+                        &key_path,
+                        "0600",
+                    ),
+                ]
+            }
         })
     }
 

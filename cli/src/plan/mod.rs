@@ -151,7 +151,12 @@ pub enum Action {
         on: Host,
         /// What goes into the file, in words ("certificate chain from new.pem").
         content: String,
-        from: String,
+        /// Local files, written one after the other.
+        from: Vec<String>,
+        /// `chain` or `key`: only that part of `from` goes into the file
+        /// (a bundle split into coturn's two files).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cut: Option<&'static str>,
         to: String,
         mode: String,
         /// Written beside `to`, synced and checked by SHA-256, then renamed over it.

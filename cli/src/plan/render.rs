@@ -129,6 +129,7 @@ fn action(o: &mut String, a: &Action, pad: &str) {
             content,
             from,
             to,
+            cut: _,
             mode,
             temp,
             backup,
@@ -136,7 +137,8 @@ fn action(o: &mut String, a: &Action, pad: &str) {
             let _ = writeln!(o, "{pad}  {content} to {}:{to} (mode {mode})", on.node);
             let _ = writeln!(
                 o,
-                "{pad}  from {from}: write {temp}, sync, check its SHA-256 on the node,"
+                "{pad}  from {}: write {temp}, sync, check its SHA-256 on the node,",
+                from.join(" + ")
             );
             let _ = writeln!(o, "{pad}  keep the current file as {backup}, rename into place");
         }
