@@ -65,25 +65,7 @@ fn main() {
     // exchange each (OpenSSH's default, post-quantum hybrid KEX).
     let plain = time(RUNS, || {
         let children: Vec<_> = (0..NODES)
-            .map(|i| {
-                Command::new("ssh")
-                    .args([
-                        "-o",
-                        "BatchMode=yes",
-                        "-o",
-                        "StrictHostKeyChecking=yes",
-                        "-p",
-                        "2022",
-                        "-i",
-                    ])
-                    .arg(&lab.client_key)
-                    .arg("-o")
-                    .arg(format!("UserKnownHostsFile={}", lab.known_hosts.display()))
-                    .arg(format!("root@{}", lab.nodes[i].ip))
-                    .arg("true")
-                    .spawn()
-                    .unwrap()
-            })
+            .map(|i| lab.ssh_command(i, "true").spawn().unwrap())
             .collect();
         children.into_iter().all(|mut c| c.wait().unwrap().success())
     });

@@ -89,14 +89,7 @@ fn ctrl_c_during_the_demo_leaves_nothing_running() {
         assert!(Instant::now() < deadline, "the rollout never started");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let out = child.wait_with_output().unwrap();
+    let out = crate::util::interrupt(child);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(

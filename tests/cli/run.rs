@@ -24,21 +24,21 @@ fn coturn_lab_with(n: usize, apply: &str, relay: &str) -> (Lab, Scratch, String)
     }
     let scratch = Scratch::new();
     let mut values = String::from("# TURN servers clients receive\nbrig:\n  turnStatic:\n    v2:\n");
-    let mut inv = lab.inventory("coturn", "");
     for node in &lab.nodes {
         values.push_str(&format!(
             "      - turn:{}:3478 # {}\n      - \"turn:{}:3478?transport=tcp\"\n",
             node.ip, node.name, node.ip
         ));
-        inv = inv.replace(
-            &format!("host: {}}}", node.ip),
-            &format!(
-                "host: {ip}, urls: ['turn:{ip}:3478', 'turn:{ip}:3478?transport=tcp'], stats: {{via: coturn-cli, addr: '{ip}:5766', password_env: LAB_CLI_PW}}{drain}{relay}}}",
-                ip = node.ip,
-                drain = if relay.contains("drain:") { "" } else { ", drain: {poll: 1s}" },
-            ),
-        );
     }
+    let drain = if relay.contains("drain:") {
+        ""
+    } else {
+        ", drain: {poll: 1s}"
+    };
+    let inv = lab.coturn_inventory(
+        &["turn:{ip}:3478", "turn:{ip}:3478?transport=tcp"],
+        &format!("{drain}{relay}"),
+    );
     let inv = format!("advertise: {{backend: values-file, file: values.yaml, apply: {apply:?}}}\n{inv}");
     scratch.write("values.yaml", &values);
     scratch.write("inventory.yaml", &inv);
@@ -232,7 +232,7 @@ fn restart_at_once_needs_a_yes_without_a_terminal() {
 fn ctrl_c_during_the_drain_stops_and_says_where() {
     let (lab, scratch, values) = coturn_lab(2, "true");
     // Allocations that stay until their lifetime ends: the drain cannot finish.
-    idle_allocations(&lab, 0);
+    lab.coturn_idle_allocations(0, 1);
     let child = Command::new(env!("CARGO_BIN_EXE_opsctl"))
         .current_dir(&scratch.0)
         .args(["restart", "--no-downtime", "node-1"])
@@ -259,14 +259,7 @@ fn ctrl_c_during_the_drain_stops_and_says_where() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     std::thread::sleep(std::time::Duration::from_secs(2));
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let out = child.wait_with_output().unwrap();
+    let out = crate::util::interrupt(child);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -316,40 +309,10 @@ fn ctrl_c_during_the_drain_stops_and_says_where() {
     assert!(!third.stdout.contains("continues:"), "{}", third.dump());
 }
 
-/// Allocations that do not end keep a drain from finishing: made by coturn's
-/// own client, killed before it releases them.
-fn idle_allocations(lab: &Lab, i: usize) {
-    let client = Command::new("timeout")
-        .args([
-            "3",
-            "turnutils_uclient",
-            "-u",
-            "alice",
-            "-w",
-            "secret",
-            "-p",
-            "3478",
-            "-m",
-            "1",
-            "-n",
-            "50",
-            "-z",
-            "20",
-        ])
-        .args(["-e", &lab.nodes[i].ip.to_string(), "-r", "34999"])
-        .arg(lab.nodes[i].ip.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        client.status.code() == Some(124) || client.status.success(),
-        "{client:?}"
-    );
-}
-
 #[test]
 fn a_drain_that_times_out_leaves_the_relay_out_and_says_so() {
     let (lab, scratch, values) = coturn_lab_with(2, "true", ", drain: {poll: 1s, timeout: 3s}");
-    idle_allocations(&lab, 0);
+    lab.coturn_idle_allocations(0, 1);
     let before = pid(&lab, 0);
     let out = run(&scratch, &["restart", "--no-downtime", "node-1"]);
     assert_eq!(out.code, 1, "{}", out.dump());
@@ -395,7 +358,7 @@ fn readvertise_on_timeout_puts_the_relay_back() {
         "true",
         ", drain: {poll: 1s, timeout: 3s, on_timeout: readvertise}",
     );
-    idle_allocations(&lab, 0);
+    lab.coturn_idle_allocations(0, 1);
     let out = run(&scratch, &["restart", "--no-downtime", "node-1"]);
     assert_eq!(out.code, 1, "{}", out.dump());
     assert!(
@@ -419,7 +382,7 @@ fn readvertise_on_timeout_puts_the_relay_back() {
 #[test]
 fn force_restarts_after_a_timed_out_drain_once_confirmed() {
     let (lab, scratch, values) = coturn_lab_with(2, "true", ", drain: {poll: 1s, timeout: 2s}");
-    idle_allocations(&lab, 0);
+    lab.coturn_idle_allocations(0, 1);
     let before = pid(&lab, 0);
     let out = run(
         &scratch,

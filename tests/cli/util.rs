@@ -143,3 +143,13 @@ pub fn snapshot(name: &str, actual: &str) {
         );
     }
 }
+
+/// Sends SIGINT to a running opsctl (as Ctrl-C does) and waits for it to end.
+pub fn interrupt(child: std::process::Child) -> std::process::Output {
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -INT failed");
+    child.wait_with_output().unwrap()
+}

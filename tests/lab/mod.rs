@@ -304,24 +304,90 @@ impl Lab {
 
     /// Runs a command on node `i` over SSH, as the test's own setup step.
     pub fn ssh(&self, i: usize, command: &str) -> std::process::Output {
-        Command::new("ssh")
-            .args([
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-p",
-                &PORT.to_string(),
-                "-i",
-            ])
-            .arg(&self.client_key)
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
-            .arg(format!("root@{}", self.nodes[i].ip))
-            .arg(command)
+        self.ssh_command(i, command)
             .stdin(Stdio::null())
             .output()
             .unwrap()
+    }
+
+    /// The `ssh` command line that runs `command` on node `i` with the lab's
+    /// key and known_hosts, strictly checked.
+    pub fn ssh_command(&self, i: usize, command: &str) -> Command {
+        let mut c = Command::new("ssh");
+        c.args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-p",
+            &PORT.to_string(),
+            "-i",
+        ])
+        .arg(&self.client_key)
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
+        .arg(format!("root@{}", self.nodes[i].ip))
+        .arg(command);
+        c
+    }
+
+    /// Allocations that stay on node `i`'s coturn until their lifetime ends:
+    /// coturn's own client with `clients` clients (each allocating an RTP and
+    /// often an RTCP relay), killed before it releases them.
+    pub fn coturn_idle_allocations(&self, i: usize, clients: usize) {
+        let ip = self.nodes[i].ip.to_string();
+        let out = Command::new("timeout")
+            .args([
+                "3",
+                "turnutils_uclient",
+                "-u",
+                "alice",
+                "-w",
+                "secret",
+                "-p",
+                "3478",
+            ])
+            .args([
+                "-m",
+                &clients.to_string(),
+                "-n",
+                "50",
+                "-z",
+                "20",
+                "-e",
+                &ip,
+                "-r",
+                "34999",
+                &ip,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.code() == Some(124) || out.status.success(),
+            "turnutils_uclient: {out:?}"
+        );
+    }
+
+    /// An inventory of the lab's nodes as coturn relays read through their
+    /// admin CLI (password in `$LAB_CLI_PW`), each with `urls` (`{ip}` is the
+    /// node's address) and any further settings in `extra`.
+    pub fn coturn_inventory(&self, urls: &[&str], extra: &str) -> String {
+        let mut inv = self.inventory("coturn", "");
+        for n in &self.nodes {
+            let urls: Vec<String> = urls
+                .iter()
+                .map(|u| format!("'{}'", u.replace("{ip}", &n.ip.to_string())))
+                .collect();
+            inv = inv.replace(
+                &format!("host: {}}}", n.ip),
+                &format!(
+                    "host: {ip}, urls: [{}], stats: {{via: coturn-cli, addr: '{ip}:5766', password_env: LAB_CLI_PW}}{extra}}}",
+                    urls.join(", "),
+                    ip = n.ip
+                ),
+            );
+        }
+        inv
     }
 
     /// `systemctl` on node `i` (the node's shim, over SSH).

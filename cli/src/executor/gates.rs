@@ -276,15 +276,7 @@ async fn listed(ex: &Executor<'_>, r: Option<&Relay>, present: bool) -> anyhow::
         ],
         None => bail!("no `advertise.check` in the inventory"),
     };
-    let cmd = crate::plan::Command {
-        on: crate::plan::Host {
-            node: "local".into(),
-            address: "local".into(),
-        },
-        line: crate::shell::join(&argv),
-        argv,
-        cwd: Some(ex.inv.dir.display().to_string()),
-    };
+    let cmd = crate::plan::local_command(argv, &ex.inv.dir);
     let here = Node::here();
     let out = ex.remote.run(&here, &cmd, Duration::from_secs(30)).await?;
     let urls = ice_urls(&out.stdout)

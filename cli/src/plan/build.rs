@@ -180,7 +180,8 @@ pub fn remote_command(name: &str, a: &Access, argv: Vec<String>) -> Command {
     }
 }
 
-fn local(argv: Vec<String>, cwd: &std::path::Path) -> Command {
+/// A command run here (not on a node), in `cwd`.
+pub fn local_command(argv: Vec<String>, cwd: &std::path::Path) -> Command {
     Command {
         on: local_host(),
         line: quote(&argv),
@@ -590,7 +591,7 @@ impl<'a> Builder<'a> {
                 let argv: Vec<String> = argv.iter().map(|t| t.render(&vars)).collect();
                 vec![Action::Run {
                     command: match on {
-                        RunOn::Local => local(argv, &self.inv.dir),
+                        RunOn::Local => local_command(argv, &self.inv.dir),
                         _ => remote_command(&r.name, &r.access, argv),
                     },
                 }]
@@ -645,8 +646,8 @@ impl<'a> Builder<'a> {
                 } else {
                     (taken_out, listed)
                 };
-                let mut commands = vec![local(apply.clone(), workdir)];
-                commands.extend(then.iter().map(|c| local(c.clone(), workdir)));
+                let mut commands = vec![local_command(apply.clone(), workdir)];
+                commands.extend(then.iter().map(|c| local_command(c.clone(), workdir)));
                 Some(Action::Advertise {
                     out,
                     backend: "values-file",
@@ -668,8 +669,8 @@ impl<'a> Builder<'a> {
                     .iter()
                     .map(|t| t.render(&vars))
                     .collect();
-                let mut commands = vec![local(argv, workdir)];
-                commands.extend(then.iter().map(|c| local(c.clone(), workdir)));
+                let mut commands = vec![local_command(argv, workdir)];
+                commands.extend(then.iter().map(|c| local_command(c.clone(), workdir)));
                 Some(Action::Advertise {
                     out,
                     backend: "command",
@@ -1021,7 +1022,7 @@ impl<'a> Builder<'a> {
                 command: match on {
                     RunOn::Node => remote_command(&m.name, &m.access, render(argv)),
                     RunOn::First => remote_command(&first.name, &first.access, render(argv)),
-                    RunOn::Local => local(render(argv), &self.inv.dir),
+                    RunOn::Local => local_command(render(argv), &self.inv.dir),
                 },
             }],
             StepKind::Service(action) => {

@@ -12,7 +12,7 @@ mod render;
 
 use serde::Serialize;
 
-pub use build::{Procedure, Request, build, host_of, remote_command, stun_target};
+pub use build::{Procedure, Request, build, host_of, local_command, remote_command, stun_target};
 pub use render::text;
 
 /// The version of the JSON shape; bumped on any incompatible change.
