@@ -64,32 +64,35 @@ impl Server {
     }
 
     fn binding(&mut self, to: ReplyTo, req: &Message) {
-        let unknown = unknown_attributes(req);
-        if !unknown.is_empty() {
-            let unknown = vec![Attribute::UnknownAttributes(unknown)];
-            return self.error(
-                to,
-                (ErrorCode::UNKNOWN_ATTRIBUTE, "Unknown Attribute"),
-                unknown,
-                None,
-            );
+        if self.refused_unknown(to, req, None) {
+            return;
         }
         self.success(to, vec![Attribute::XorMappedAddress(to.tuple.client)], None);
+    }
+
+    /// Answers 420 listing the comprehension-required attributes the request
+    /// carries that this server does not understand; whether it did.
+    fn refused_unknown(&mut self, to: ReplyTo, req: &Message, key: Option<&Key>) -> bool {
+        let unknown = unknown_attributes(req);
+        if unknown.is_empty() {
+            return false;
+        }
+        let unknown = vec![Attribute::UnknownAttributes(unknown)];
+        self.error(
+            to,
+            (ErrorCode::UNKNOWN_ATTRIBUTE, "Unknown Attribute"),
+            unknown,
+            key,
+        );
+        true
     }
 
     fn turn_request(&mut self, now: Instant, to: ReplyTo, req: &Message) {
         let Some((username, key)) = self.authenticate(now, to, req) else {
             return;
         };
-        let unknown = unknown_attributes(req);
-        if !unknown.is_empty() {
-            let unknown = vec![Attribute::UnknownAttributes(unknown)];
-            return self.error(
-                to,
-                (ErrorCode::UNKNOWN_ATTRIBUTE, "Unknown Attribute"),
-                unknown,
-                Some(&key),
-            );
+        if self.refused_unknown(to, req, Some(&key)) {
+            return;
         }
         if req.method == Method::ALLOCATE {
             return self.allocate(now, to, req, username, key);
