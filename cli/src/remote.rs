@@ -592,7 +592,8 @@ impl Remote {
         result
     }
 
-    /// The content of a file on a node.
+    /// The content of a text file on a node (bytes that are not UTF-8 are
+    /// replaced: command output is read as text).
     pub async fn download(&self, node: &Node, path: &str, timeout: Duration) -> Result<Vec<u8>, ExecError> {
         let cat = crate::plan::remote_command(
             &node.name,

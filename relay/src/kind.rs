@@ -125,7 +125,10 @@ impl Kind {
         }
     }
 
-    /// Whether the relay can load a new certificate without a restart.
+    /// Whether the relay can load a new certificate without a restart. For
+    /// relayd that is SIGHUP, which only logs until relayd serves TLS: until
+    /// then `renew-cert --reload` plans it, and a run is refused earlier (the
+    /// certificate checks are not built either).
     #[must_use]
     pub fn reloads_cert(self) -> bool {
         matches!(self, Kind::Relayd)
