@@ -125,10 +125,9 @@ impl Kind {
         }
     }
 
-    /// Whether the relay can load a new certificate without a restart. For
-    /// relayd that is SIGHUP, which only logs until relayd serves TLS: until
-    /// then `renew-cert --reload` plans it, and a run is refused earlier (the
-    /// certificate checks are not built either).
+    /// Whether the relay can load a new certificate without a restart: for
+    /// relayd that is SIGHUP (or the status command `reload_cert`), which
+    /// keeps every allocation and refuses a bad new file.
     #[must_use]
     pub fn reloads_cert(self) -> bool {
         matches!(self, Kind::Relayd)

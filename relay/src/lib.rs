@@ -8,12 +8,15 @@
 //! [`server`] the thin tokio layer that owns sockets and timers, and
 //! [`daemon`] the program (config file and flags) behind the `relayd` binary. [`client`] speaks STUN and
 //! TURN to any relay, for health checks and the lab's call simulator.
+//! [`pem`] reads and checks certificate bundles, for relayd's TLS and for
+//! opsctl's certificate checks.
 //! Parsers, codecs and protocol cores are pure functions of bytes and time;
 //! reading sockets is the caller's business.
 
 pub mod client;
 pub mod daemon;
 pub mod kind;
+pub mod pem;
 mod random;
 pub mod server;
 pub mod stats;

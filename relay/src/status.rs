@@ -6,8 +6,9 @@
 //! 1024 bytes, with no end marker. relayd answers restund's `turnstats`
 //! (plus an `is_draining:` line), `turn` (one line per allocation), Wire's
 //! drain commands `drain_enable`, `drain_disable` and `drain_state` (with
-//! `drain` and `undrain` as short aliases), and `status`, a summary for
-//! people. So [`crate::stats::parse_turnstats`] and
+//! `drain` and `undrain` as short aliases), `status`, a summary for
+//! people, and `reload_cert` (or `reload`), which the server answers itself
+//! since the certificate lives there. So [`crate::stats::parse_turnstats`] and
 //! [`crate::stats::parse_drain_reply`] read relayd and restund alike.
 //!
 //! The socket that carries the datagrams lives in `server`.
@@ -38,6 +39,9 @@ pub enum Command {
     DrainState,
     /// `status`: a summary for people.
     Status,
+    /// `reload_cert` or `reload`: read the TLS certificate again; answered
+    /// by the server, which holds it.
+    ReloadCert,
     /// Anything else, as received.
     Unknown(String),
 }
@@ -53,6 +57,7 @@ impl Command {
             "drain_disable" | "undrain" => Command::DrainDisable,
             "drain_state" => Command::DrainState,
             "status" => Command::Status,
+            "reload_cert" | "reload" => Command::ReloadCert,
             other => Command::Unknown(other.to_owned()),
         }
     }
@@ -130,6 +135,8 @@ pub fn reply(command: &Command, now: Instant, server: &mut Server) -> String {
         Command::DrainState => draining(server),
         Command::Turn => turn(now, server),
         Command::Status => summary(server),
+        // The server answers this itself when it serves TLS.
+        Command::ReloadCert => "reload_cert: no TLS listener, no certificate to reload\n".to_owned(),
         Command::Unknown(name) => format!("{name}: command not found\n"),
     }
 }

@@ -1,4 +1,4 @@
-//! A small async STUN/TURN client over UDP or TCP: Binding, Allocate with
+//! A small async STUN/TURN client over UDP, TCP or TLS: Binding, Allocate with
 //! long-term credentials (answering 401 and 438 challenges), Refresh,
 //! CreatePermission, ChannelBind, sending and receiving relayed data, and
 //! release. opsctl's health checks and the lab's call simulator use it.
@@ -16,7 +16,8 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{Instant, timeout_at};
 
@@ -44,10 +45,21 @@ pub struct Allocation {
     pub lifetime: Duration,
 }
 
+/// A byte stream to the server: TCP, or TLS over TCP.
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin + std::fmt::Debug {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + std::fmt::Debug> Stream for T {}
+
 #[derive(Debug)]
 enum Conn {
-    Udp { socket: UdpSocket, buf: Vec<u8> },
-    Tcp { stream: TcpStream, buf: Vec<u8> },
+    Udp {
+        socket: UdpSocket,
+        buf: Vec<u8>,
+    },
+    Stream {
+        stream: Box<dyn Stream>,
+        local: SocketAddr,
+        buf: Vec<u8>,
+    },
 }
 
 /// A STUN/TURN client bound to one server.
@@ -60,6 +72,7 @@ pub struct Client {
     allocation: Option<Allocation>,
     channels: HashMap<u16, SocketAddr>,
     received: VecDeque<Received>,
+    server_certificate: Option<CertificateDer<'static>>,
 }
 
 impl Client {
@@ -101,23 +114,48 @@ impl Client {
     /// [`Error::Io`] if the connection fails, [`Error::Timeout`] if it takes
     /// longer than the default timeout.
     pub async fn tcp(server: SocketAddr) -> Result<Client, Error> {
-        let connect = TcpStream::connect(server);
-        let stream = tokio::time::timeout(DEFAULT_TIMEOUT, connect)
+        let (stream, local) = connect(server).await?;
+        Ok(Client::stream(Box::new(stream), local, server))
+    }
+
+    /// A client connected over TLS (`turns:`), checking the server's
+    /// certificate for `name` against `config`'s roots. The certificate the
+    /// server presented is kept ([`Client::server_certificate`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the connection or the handshake fails (an untrusted
+    /// certificate included), [`Error::Timeout`] if either takes longer than
+    /// the default timeout.
+    pub async fn tls(
+        server: SocketAddr,
+        name: ServerName<'static>,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> Result<Client, Error> {
+        let (stream, local) = connect(server).await?;
+        let handshake = tokio_rustls::TlsConnector::from(config).connect(name, stream);
+        let stream = tokio::time::timeout(DEFAULT_TIMEOUT, handshake)
             .await
-            .map_err(|_| Error::Timeout {
-                method: Method::ALLOCATE,
-                server,
-                after: DEFAULT_TIMEOUT,
-            })?
-            .map_err(io_error("connect to", server))?;
-        let _ = stream.set_nodelay(true);
-        Ok(Client::with(
-            Conn::Tcp {
-                stream,
-                buf: Vec::new(),
-            },
-            server,
-        ))
+            .map_err(|_| timed_out(server))?
+            .map_err(io_error("finish a TLS handshake with", server))?;
+        let leaf = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .cloned();
+        let mut client = Client::stream(Box::new(stream), local, server);
+        client.server_certificate = leaf;
+        Ok(client)
+    }
+
+    fn stream(stream: Box<dyn Stream>, local: SocketAddr, server: SocketAddr) -> Client {
+        let conn = Conn::Stream {
+            stream,
+            local,
+            buf: Vec::new(),
+        };
+        Client::with(conn, server)
     }
 
     fn with(conn: Conn, server: SocketAddr) -> Client {
@@ -129,7 +167,15 @@ impl Client {
             allocation: None,
             channels: HashMap::new(),
             received: VecDeque::new(),
+            server_certificate: None,
         }
+    }
+
+    /// Over TLS, the certificate the server presented (its own, not the
+    /// rest of the chain).
+    #[must_use]
+    pub fn server_certificate(&self) -> Option<&CertificateDer<'static>> {
+        self.server_certificate.as_ref()
     }
 
     /// Sets how long a request (with its retransmissions) or
@@ -148,7 +194,7 @@ impl Client {
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         match &self.conn {
             Conn::Udp { socket, .. } => socket.local_addr(),
-            Conn::Tcp { stream, .. } => stream.local_addr(),
+            Conn::Stream { local, .. } => Ok(*local),
         }
     }
 
@@ -279,7 +325,7 @@ impl Client {
         let channel = self.channels.iter().find(|(_, p)| **p == peer).map(|(c, _)| *c);
         let bytes = match channel {
             Some(channel) => ChannelData { channel, data }
-                .encode(matches!(self.conn, Conn::Tcp { .. }))
+                .encode(matches!(self.conn, Conn::Stream { .. }))
                 .map_err(Error::Encode)?,
             None => proto::send_indication(random_tid()?, peer, data).map_err(Error::Encode)?,
         };
@@ -407,7 +453,7 @@ impl Client {
         loop {
             let wait = match self.conn {
                 Conn::Udp { .. } => resend.min(deadline),
-                Conn::Tcp { .. } => deadline,
+                Conn::Stream { .. } => deadline,
             };
             match timeout_at(wait, self.read()).await {
                 Ok(incoming) => match incoming? {
@@ -437,7 +483,7 @@ impl Client {
         let server = self.server;
         match &mut self.conn {
             Conn::Udp { socket, .. } => socket.send_to(bytes, server).await.map(|_| ()),
-            Conn::Tcp { stream, .. } => stream.write_all(bytes).await,
+            Conn::Stream { stream, .. } => stream.write_all(bytes).await,
         }
         .map_err(io_error("send to", server))
     }
@@ -459,7 +505,7 @@ impl Client {
                     }
                 }
             }
-            Conn::Tcp { stream, buf } => loop {
+            Conn::Stream { stream, buf, .. } => loop {
                 match frame_len(buf) {
                     Ok(Some(len)) if len <= buf.len() => {
                         let frame: Vec<u8> = buf.drain(..len).collect();
@@ -490,6 +536,25 @@ fn random_tid() -> Result<TransactionId, Error> {
         source,
     })?;
     Ok(TransactionId(tid))
+}
+
+/// Opens a TCP connection within the default timeout.
+async fn connect(server: SocketAddr) -> Result<(TcpStream, SocketAddr), Error> {
+    let stream = tokio::time::timeout(DEFAULT_TIMEOUT, TcpStream::connect(server))
+        .await
+        .map_err(|_| timed_out(server))?
+        .map_err(io_error("connect to", server))?;
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().map_err(io_error("connect to", server))?;
+    Ok((stream, local))
+}
+
+fn timed_out(server: SocketAddr) -> Error {
+    Error::Timeout {
+        method: Method::ALLOCATE,
+        server,
+        after: DEFAULT_TIMEOUT,
+    }
 }
 
 fn io_error(what: &'static str, server: SocketAddr) -> impl Fn(io::Error) -> Error {

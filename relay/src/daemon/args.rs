@@ -27,6 +27,20 @@ pub struct Args {
     #[arg(long = "listen-tcp", value_name = "ADDR")]
     pub listen_tcp: Vec<SocketAddr>,
 
+    /// Serve TURN over TLS (`turns:`) on this address (repeatable); needs --cert.
+    #[arg(long = "listen-tls", value_name = "ADDR")]
+    pub listen_tls: Vec<SocketAddr>,
+
+    /// PEM certificate for TLS: the whole chain, server certificate first,
+    /// then the private key unless --key names another file. SIGHUP or the
+    /// status command `reload_cert` reads it again.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+
+    /// The private key, when it is not at the end of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+
     /// Bind relayed sockets on this address, one per family (repeatable).
     #[arg(long = "relay-ip", value_name = "IP")]
     pub relay_ip: Vec<IpAddr>,

@@ -1,6 +1,7 @@
 //! relayd as a program: its flags and settings file, the sockets they name,
-//! TURN served until SIGTERM or Ctrl-C, then a graceful shutdown. SIGHUP is
-//! acknowledged but changes nothing yet (certificate reload arrives with TLS).
+//! TURN served until SIGTERM or Ctrl-C, then a graceful shutdown. SIGHUP
+//! reads the TLS certificate again (a bad new one is refused and logged,
+//! the old one keeps serving).
 //!
 //! The `relayd` binary is [`main`]; opsctl's lab starts the same daemon from
 //! its own binary through [`main_from`], so a checkout needs one build.
@@ -84,6 +85,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on tcp {addr}"))?;
         listeners.tcp.push(listener);
     }
+    for addr in &settings.tls {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on tls {addr}"))?;
+        listeners.tls.push(listener);
+    }
     if let Some(addr) = settings.status {
         let socket = UdpSocket::bind(addr)
             .await
@@ -92,12 +99,18 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     let mut term = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot watch for SIGHUP")?;
+    let tls = settings.server.tls.clone();
     let shutdown = async move {
         loop {
             tokio::select! {
                 _ = term.recv() => return tracing::info!("SIGTERM: shutting down"),
                 _ = tokio::signal::ctrl_c() => return tracing::info!("interrupted: shutting down"),
-                _ = hup.recv() => tracing::info!("SIGHUP: nothing to reload yet"),
+                _ = hup.recv() => match &tls {
+                    // Reading two small files: brief enough for this task.
+                    // Success and refusal are both logged by `reload`.
+                    Some(tls) => { let _ = tls.reload(); }
+                    None => tracing::info!("SIGHUP: no TLS certificate to reload"),
+                },
             }
         }
     };

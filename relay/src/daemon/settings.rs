@@ -3,7 +3,8 @@
 //!
 //! ```yaml
 //! realm: turn.example.org
-//! listen: {udp: ["0.0.0.0:3478"], tcp: ["0.0.0.0:3478"]}
+//! listen: {udp: ["0.0.0.0:3478"], tcp: ["0.0.0.0:3478"], tls: ["0.0.0.0:5349"]}
+//! tls: {cert: /etc/relayd/relayd.pem}  # chain then key; or add `key: FILE`
 //! relay: [{bind: 10.0.0.5, advertise: 203.0.113.5}]
 //! status: 127.0.0.1:33000          # or `off`
 //! users: {alice: secret}
@@ -15,8 +16,10 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::pem;
 use crate::server::{self, RelayAddress};
 use crate::turn::{self, Credentials};
 use anyhow::{Context, bail};
@@ -44,6 +47,14 @@ pub struct File {
     alternate_server: Option<SocketAddr>,
     allow_loopback_peers: bool,
     draining: bool,
+    tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFiles {
+    cert: PathBuf,
+    key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -51,6 +62,7 @@ pub struct File {
 struct Listen {
     udp: Vec<SocketAddr>,
     tcp: Vec<SocketAddr>,
+    tls: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,6 +120,7 @@ pub struct Settings {
     pub server: server::Config,
     pub udp: Vec<SocketAddr>,
     pub tcp: Vec<SocketAddr>,
+    pub tls: Vec<SocketAddr>,
     pub status: Option<SocketAddr>,
 }
 
@@ -116,8 +129,10 @@ pub struct Settings {
 ///
 /// # Errors
 ///
-/// A missing realm or relay address, a wildcard relay address, or a
-/// malformed `NAME=PASSWORD` / `INDEX=SECRET` flag (the secret is not shown).
+/// A missing realm or relay address, a wildcard relay address, a
+/// malformed `NAME=PASSWORD` / `INDEX=SECRET` flag (the secret is not
+/// shown), TLS listeners without a certificate or the reverse, or a
+/// certificate that fails its checks.
 pub fn resolve(file: File, args: &Args) -> anyhow::Result<Settings> {
     let realm = args
         .realm
@@ -201,7 +216,29 @@ pub fn resolve(file: File, args: &Args) -> anyhow::Result<Settings> {
         |flags: &[SocketAddr], file: Vec<SocketAddr>| if flags.is_empty() { file } else { flags.to_vec() };
     let mut udp = pick(&args.listen_udp, file.listen.udp);
     let mut tcp = pick(&args.listen_tcp, file.listen.tcp);
-    if udp.is_empty() && tcp.is_empty() {
+    let tls = pick(&args.listen_tls, file.listen.tls);
+    let cert = match (&args.cert, file.tls) {
+        (Some(cert), _) => Some((cert.clone(), args.key.clone())),
+        (None, Some(files)) => Some((files.cert, files.key)),
+        (None, None) => None,
+    };
+    let tls_cert = match (cert, tls.is_empty()) {
+        (None, true) => None,
+        (None, false) => bail!(
+            "TLS listeners are given but no certificate: set `tls.cert` in the config file or pass --cert"
+        ),
+        (Some(_), true) => bail!(
+            "a certificate is given but nothing listens for TLS: add `listen.tls` in the config file or pass --listen-tls (TURN over TLS is usually port 5349)"
+        ),
+        (Some((cert, key)), false) => {
+            let source = match key {
+                Some(key) => pem::Source::Pair { chain: cert, key },
+                None => pem::Source::Bundle(cert),
+            };
+            Some(server::Tls::load(source).context("cannot serve TLS")?)
+        }
+    };
+    if udp.is_empty() && tcp.is_empty() && tls.is_empty() {
         let default: SocketAddr = DEFAULT_LISTEN.parse()?;
         (udp, tcp) = (vec![default], vec![default]);
     }
@@ -221,10 +258,12 @@ pub fn resolve(file: File, args: &Args) -> anyhow::Result<Settings> {
 
     let mut server = server::Config::new(turn, credentials, relay);
     server.draining = args.drain || file.draining;
+    server.tls = tls_cert;
     Ok(Settings {
         server,
         udp,
         tcp,
+        tls,
         status,
     })
 }
@@ -321,6 +360,19 @@ draining: true
         );
         let bad_secret = err(&["--realm=r", "--relay-ip=192.0.2.1", "--auth-secret=hunter2"]);
         assert!(!bad_secret.contains("hunter2"), "{bad_secret}");
+        assert!(
+            err(&["--realm=r", "--relay-ip=192.0.2.1", "--cert=/nonexistent.pem"])
+                .starts_with("a certificate is given but nothing listens for TLS")
+        );
+        assert_eq!(
+            err(&[
+                "--realm=r",
+                "--relay-ip=192.0.2.1",
+                "--listen-tls=127.0.0.1:0",
+                "--cert=/nonexistent.pem"
+            ]),
+            "cannot serve TLS: cannot read /nonexistent.pem: No such file or directory (os error 2)"
+        );
         let typo = File::parse("realm: r\nrelays: []\n").unwrap_err();
         assert!(format!("{typo:#}").contains("relays"), "{typo:#}");
     }

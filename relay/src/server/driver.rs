@@ -13,8 +13,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{Config, Ctx, Input, RelayAddress, tasks};
-use crate::status::StatusPort;
+use super::{Config, Ctx, Input, RelayAddress, Tls, tasks};
+use crate::status::{self, Command, StatusPort};
 use crate::turn::{BindFailure, Event, Family, FiveTuple, Server, Transmit, Transport};
 
 /// How many ports to draw before an EVEN-PORT allocation gives up.
@@ -37,6 +37,7 @@ pub(super) struct Driver {
     /// Keyed by the advertised relayed address, the core's name for it.
     relays: HashMap<SocketAddr, Relay>,
     status: Option<(Arc<UdpSocket>, StatusPort)>,
+    tls: Option<Arc<Tls>>,
     ctx: Ctx,
 }
 
@@ -59,6 +60,7 @@ impl Driver {
             tcp: HashMap::new(),
             relays: HashMap::new(),
             status: status.map(|s| (s, StatusPort::new())),
+            tls: config.tls,
             ctx,
         }
     }
@@ -110,7 +112,18 @@ impl Driver {
         let Some((socket, port)) = &mut self.status else {
             return;
         };
-        let replies = port.handle(now, bytes, &mut self.core);
+        let command = port.command(bytes);
+        let mut text = match (&command, &self.tls) {
+            (Command::ReloadCert, Some(tls)) => match tls.reload() {
+                Ok(now_serving) => format!("reload_cert: ok, serving {now_serving}\n"),
+                Err(e) => format!("reload_cert: refused: {e}; still serving {}\n", tls.summary()),
+            },
+            _ => status::reply(&command, now, &mut self.core),
+        };
+        if let (Command::Status, Some(tls)) = (&command, &self.tls) {
+            text.push_str(&format!("certificate: {}\n", tls.summary()));
+        }
+        let replies: Vec<Vec<u8>> = status::slices(text.as_bytes()).map(<[u8]>::to_vec).collect();
         let socket = socket.clone();
         // A long `turn` listing may not fit the socket buffer at once; waiting
         // for it here would stall the relay.
@@ -163,7 +176,7 @@ impl Driver {
                     send_dropping(socket, &bytes, tuple.client);
                 }
             }
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Tls => {
                 // A full queue means the client reads slower than it is sent
                 // to; dropping a whole frame keeps the stream in sync.
                 if let Some(writer) = self.tcp.get(&tuple) {

@@ -1,5 +1,5 @@
-//! The tokio I/O layer around [`crate::turn::Server`]: TURN listeners (UDP
-//! and TCP), one relayed UDP socket per allocation, the status port, the
+//! The tokio I/O layer around [`crate::turn::Server`]: TURN listeners (UDP,
+//! TCP and TLS), one relayed UDP socket per allocation, the status port, the
 //! timer that drives expiry, and graceful shutdown.
 //!
 //! The caller binds every listening socket and hands them in with a
@@ -12,6 +12,9 @@
 
 mod driver;
 mod tasks;
+mod tls;
+
+pub use tls::Tls;
 
 use std::future::Future;
 use std::io;
@@ -33,7 +36,7 @@ pub enum Error {
     /// A handed-in socket could not say what it is bound to.
     #[error("cannot read the local address of a {what} socket")]
     LocalAddr {
-        /// Which socket (`turn udp`, `turn tcp`, `status`).
+        /// Which socket (`turn udp`, `turn tcp`, `turn tls`, `status`).
         what: &'static str,
         /// The operating system's error.
         #[source]
@@ -42,6 +45,9 @@ pub enum Error {
     /// No address to bind relayed sockets on.
     #[error("no relay address is configured; set one for IPv4 or IPv6")]
     NoRelayAddress,
+    /// TLS listeners without a certificate to serve.
+    #[error("TLS listeners are given but no certificate")]
+    NoCertificate,
 }
 
 /// An address relayed sockets are bound on.
@@ -79,6 +85,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Start in drain mode.
     pub draining: bool,
+    /// The certificate TLS listeners serve.
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl Config {
@@ -91,6 +99,7 @@ impl Config {
             relay,
             max_connections: 4096,
             draining: false,
+            tls: None,
         }
     }
 }
@@ -102,6 +111,8 @@ pub struct Listeners {
     pub udp: Vec<UdpSocket>,
     /// TURN over TCP.
     pub tcp: Vec<TcpListener>,
+    /// TURN over TLS (`turns:`); needs [`Config::tls`].
+    pub tls: Vec<TcpListener>,
     /// The restund-compatible status port (usually 127.0.0.1:33000).
     pub status: Option<UdpSocket>,
 }
@@ -154,11 +165,17 @@ impl Ctx {
 /// # Errors
 ///
 /// [`Error::LocalAddr`] if a handed-in socket cannot tell its address,
-/// [`Error::NoRelayAddress`] if `config.relay` is empty.
+/// [`Error::NoRelayAddress`] if `config.relay` is empty,
+/// [`Error::NoCertificate`] if there are TLS listeners and no certificate.
 pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future) -> Result<(), Error> {
     if config.relay.is_empty() {
         return Err(Error::NoRelayAddress);
     }
+    let acceptor = match (&config.tls, listeners.tls.is_empty()) {
+        (_, true) => None,
+        (Some(tls), false) => Some(tls.acceptor()),
+        (None, false) => return Err(Error::NoCertificate),
+    };
     let local =
         |what: &'static str, r: io::Result<SocketAddr>| r.map_err(|source| Error::LocalAddr { what, source });
     let (notify, shutdown_rx) = broadcast::channel::<()>(1);
@@ -185,12 +202,23 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future) ->
         udp.push((addr, socket));
     }
     let connections = Arc::new(Semaphore::new(config.max_connections));
-    for listener in listeners.tcp {
-        let addr = local("turn tcp", listener.local_addr())?;
-        tracing::info!(%addr, "serving TURN over TCP");
+    let streams = listeners
+        .tcp
+        .into_iter()
+        .map(|l| (l, None))
+        .chain(listeners.tls.into_iter().map(|l| (l, acceptor.clone())));
+    for (listener, acceptor) in streams {
+        let what = if acceptor.is_some() {
+            "turn tls"
+        } else {
+            "turn tcp"
+        };
+        let addr = local(what, listener.local_addr())?;
+        tracing::info!(%addr, "serving TURN over {}", if acceptor.is_some() { "TLS" } else { "TCP" });
         let task = tasks::tcp_listener(
             listener,
             addr,
+            acceptor,
             connections.clone(),
             max_packet,
             ctx.clone_for_task(),

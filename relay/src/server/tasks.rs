@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_rustls::TlsAcceptor;
 
 use super::{Ctx, Input};
 use crate::stun::frame_len;
@@ -17,6 +18,8 @@ use crate::turn::{FiveTuple, Transport};
 const WRITE_QUEUE: usize = 256;
 /// Longest status command datagram read; restund reads 32 bytes of it.
 const STATUS_DATAGRAM: usize = 2048;
+/// How long a TLS client has to finish its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads TURN datagrams from clients.
 pub(super) async fn udp_listener(socket: Arc<UdpSocket>, local: SocketAddr, max_packet: usize, ctx: Ctx) {
@@ -77,10 +80,12 @@ async fn datagrams(
     }
 }
 
-/// Accepts TURN connections, at most as many at once as `connections` allows.
+/// Accepts TURN connections, at most as many at once as `connections`
+/// allows; over TLS when given an acceptor.
 pub(super) async fn tcp_listener(
     listener: TcpListener,
     local: SocketAddr,
+    tls: Option<TlsAcceptor>,
     connections: Arc<Semaphore>,
     max_packet: usize,
     mut ctx: Ctx,
@@ -99,18 +104,25 @@ pub(super) async fn tcp_listener(
         };
         match accepted {
             Ok((stream, client)) => {
+                let _ = stream.set_nodelay(true);
+                let transport = if tls.is_some() {
+                    Transport::Tls
+                } else {
+                    Transport::Tcp
+                };
                 let tuple = FiveTuple {
                     client,
                     server: local,
-                    transport: Transport::Tcp,
+                    transport,
                 };
-                tokio::spawn(connection(
-                    stream,
-                    tuple,
-                    max_packet,
-                    permit,
-                    ctx.clone_for_task(),
-                ));
+                let ctx = ctx.clone_for_task();
+                match &tls {
+                    None => tokio::spawn(connection(stream, tuple, max_packet, permit, ctx)),
+                    Some(tls) => {
+                        let handshake = tls.accept(stream);
+                        tokio::spawn(tls_connection(handshake, tuple, max_packet, permit, ctx))
+                    }
+                };
             }
             Err(e) => {
                 // Out of file descriptors, typically: back off instead of spinning.
@@ -121,10 +133,30 @@ pub(super) async fn tcp_listener(
     }
 }
 
+/// A TLS connection: the handshake (bounded in time, abandoned on
+/// shutdown), then TURN as over TCP.
+async fn tls_connection(
+    handshake: tokio_rustls::Accept<TcpStream>,
+    tuple: FiveTuple,
+    max_packet: usize,
+    permit: OwnedSemaphorePermit,
+    mut ctx: Ctx,
+) {
+    let done = tokio::select! {
+        done = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake) => done,
+        _ = ctx.shutdown.recv() => return,
+    };
+    match done {
+        Ok(Ok(stream)) => connection(stream, tuple, max_packet, permit, ctx).await,
+        Ok(Err(e)) => tracing::debug!(%tuple, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%tuple, "TLS handshake timed out"),
+    }
+}
+
 /// One TURN connection: frames in, frames out, until either side closes,
 /// the framing is lost, or shutdown.
 async fn connection(
-    stream: TcpStream,
+    stream: impl AsyncRead + AsyncWrite + Send + 'static,
     tuple: FiveTuple,
     max_packet: usize,
     _permit: OwnedSemaphorePermit,
@@ -135,7 +167,7 @@ async fn connection(
         return;
     }
     tracing::debug!(%tuple, "connection opened");
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0; 16 * 1024];
     'conn: loop {

@@ -13,7 +13,7 @@ use super::config::Config;
 use super::counters::Counters;
 use super::nonce::Nonces;
 use super::request::ReplyTo;
-use super::{AllocationId, Event, FiveTuple, Transmit, Transport};
+use super::{AllocationId, Event, FiveTuple, Transmit};
 use crate::stun::{
     Attribute, Builder, ChannelData, Class, Datagram, Key, Message, Method, TransactionId, classify,
 };
@@ -202,7 +202,7 @@ impl Server {
         }
         let tuple = alloc.tuple;
         let encoded = match alloc.peer_channel(peer, now) {
-            Some(channel) => ChannelData { channel, data: bytes }.encode(tuple.transport == Transport::Tcp),
+            Some(channel) => ChannelData { channel, data: bytes }.encode(tuple.transport.is_stream()),
             None => {
                 self.indications += 1;
                 let mut tid = [0; 12];

@@ -43,6 +43,17 @@ pub enum Transport {
     Udp,
     /// TCP: messages framed on a stream; ChannelData padded to 4 bytes.
     Tcp,
+    /// TLS over TCP (`turns:`): framed as over TCP.
+    Tls,
+}
+
+impl Transport {
+    /// Whether messages are framed on a stream (TCP or TLS) rather than
+    /// sent one per datagram.
+    #[must_use]
+    pub fn is_stream(self) -> bool {
+        matches!(self, Transport::Tcp | Transport::Tls)
+    }
 }
 
 impl fmt::Display for Transport {
@@ -50,6 +61,7 @@ impl fmt::Display for Transport {
         f.write_str(match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         })
     }
 }
@@ -62,7 +74,7 @@ pub struct FiveTuple {
     pub client: SocketAddr,
     /// The server's listening address the client reached.
     pub server: SocketAddr,
-    /// UDP or TCP.
+    /// UDP, TCP or TLS.
     pub transport: Transport,
 }
 

@@ -75,6 +75,13 @@ impl Running {
             .unwrap_or_else(|| panic!("no address in {line:?}"))
     }
 
+    /// Sends the process a signal (`-HUP`, `-TERM`) with kill(1).
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(sent.success(), "kill {signal} {pid}: {sent}");
+    }
+
     /// Waits (bounded) for the process to exit on its own.
     fn wait(&mut self) -> std::process::ExitStatus {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -137,22 +144,9 @@ async fn serves_from_a_config_file_and_exits_cleanly_on_sigterm() {
     );
     assert_eq!(stats.unwrap().allocations, 1);
 
-    let pid = relayd.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    relayd.signal("-HUP");
     relayd.wait_for("SIGHUP");
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    relayd.signal("-TERM");
     assert!(relayd.wait().success());
     relayd.wait_for("shut down");
 }
@@ -165,5 +159,90 @@ fn refuses_to_start_without_a_realm_with_exit_status_2() {
     assert_eq!(
         line,
         "relayd: error: no realm: set `realm` in the config file or pass --realm"
+    );
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_certificate_and_logs_a_refusal_with_its_reason() {
+    use crate::certs::{CURRENT, Ca, SERVER_NAME, install, scratch};
+    let ca = Ca::new("Lab CA");
+    let first = ca.leaf(CURRENT);
+    let bundle = scratch("binary-sighup").join("relayd.pem");
+    install(&bundle, &first.bundle(&ca));
+    let mut relayd = Running::start(&[
+        "--realm=lab.example",
+        "--relay-ip=127.0.0.1",
+        "--user=alice=alice-pw",
+        "--listen-udp=127.0.0.1:0",
+        "--listen-tls=127.0.0.1:0",
+        "--status=off",
+        "--cert",
+        bundle.to_str().unwrap(),
+    ]);
+    relayd.wait_for("serving certificate CN=turn.lab.example, issued by CN=Lab CA");
+    let tls = relayd.addr("serving TURN over TLS");
+    let connect = async || {
+        let name = rustls_pki_types::ServerName::try_from(SERVER_NAME).unwrap();
+        Client::tls(tls, name, ca.client_config()).await.unwrap()
+    };
+    let served = async || relay::pem::fingerprint(connect().await.server_certificate().unwrap());
+    assert_eq!(served().await, first.fingerprint());
+    let mut allocated = connect().await;
+    allocated.allocate("alice", "alice-pw", None).await.unwrap();
+
+    let second = ca.leaf(CURRENT);
+    install(&bundle, &second.bundle(&ca));
+    relayd.signal("-HUP");
+    let line = relayd.wait_for("certificate reloaded");
+    assert!(line.contains(&second.fingerprint()), "{line}");
+    assert_eq!(served().await, second.fingerprint());
+
+    install(&bundle, &format!("{}{}", ca.leaf(CURRENT).pem, ca.pem));
+    relayd.signal("-HUP");
+    let line = relayd.wait_for("certificate not reloaded");
+    assert!(
+        line.contains("holds no private key")
+            && line.contains("still serving CN=turn.lab.example")
+            && line.contains(&second.fingerprint()),
+        "{line}"
+    );
+    assert_eq!(served().await, second.fingerprint());
+    // The allocation made before both reloads is still there.
+    allocated.refresh(600).await.unwrap();
+}
+
+#[test]
+fn refuses_to_start_with_a_bad_certificate_naming_the_file() {
+    use crate::certs::{Ca, EXPIRED, scratch};
+    let ca = Ca::new("Lab CA");
+    let bundle = scratch("binary-expired").join("relayd.pem");
+    std::fs::write(&bundle, ca.leaf(EXPIRED).bundle(&ca)).unwrap();
+    let mut relayd = Running::start(&[
+        "--realm=lab.example",
+        "--relay-ip=127.0.0.1",
+        "--listen-tls=127.0.0.1:0",
+        "--status=off",
+        "--cert",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(relayd.wait().code(), Some(2));
+    let line = relayd.wait_for("error");
+    assert_eq!(
+        line,
+        format!(
+            "relayd: error: cannot serve TLS: {}: the certificate (CN=turn.lab.example) expired on Jan  1 00:00:00 2020 +00:00",
+            bundle.display()
+        )
+    );
+    let mut relayd = Running::start(&[
+        "--realm=lab.example",
+        "--relay-ip=127.0.0.1",
+        "--listen-tls=127.0.0.1:0",
+        "--status=off",
+    ]);
+    assert_eq!(relayd.wait().code(), Some(2));
+    assert_eq!(
+        relayd.wait_for("error"),
+        "relayd: error: TLS listeners are given but no certificate: set `tls.cert` in the config file or pass --cert"
     );
 }

@@ -23,6 +23,8 @@ pub struct Relayd {
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
     pub status: SocketAddr,
+    /// Set when the tweak gave the server a certificate.
+    pub tls: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), server::Error>>>,
 }
@@ -57,11 +59,18 @@ impl Relayd {
             tcp.local_addr().unwrap(),
             status.local_addr().unwrap(),
         );
-        let listeners = Listeners {
+        let mut listeners = Listeners {
             udp: vec![udp],
             tcp: vec![tcp],
+            tls: Vec::new(),
             status: Some(status),
         };
+        let mut tls = None;
+        if config.tls.is_some() {
+            let listener = TcpListener::bind(loopback()).await.unwrap();
+            tls = Some(listener.local_addr().unwrap());
+            listeners.tls.push(listener);
+        }
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server::run(config, listeners, async move {
             let _ = stopped.await;
@@ -70,6 +79,7 @@ impl Relayd {
             udp: addrs.0,
             tcp: addrs.1,
             status: addrs.2,
+            tls,
             stop: Some(stop),
             task: Some(task),
         }

@@ -3,10 +3,13 @@
 //! parsers opsctl uses.
 
 mod binary;
+mod certs;
 mod client_coturn;
 mod coturn;
 mod harness;
+mod pem;
 mod relaying;
 mod status;
+mod tls;
 mod turn;
 mod turnutils;

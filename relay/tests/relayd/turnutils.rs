@@ -1,7 +1,7 @@
 //! coturn's own test tools against the real `relayd` binary:
 //! `turnutils_stunclient` gets a binding answer, and `turnutils_uclient`
 //! allocates, binds channels and relays its messages client to client over
-//! UDP and TCP, with static and with time-limited (`-W`) credentials.
+//! UDP, TCP and TLS, with static and with time-limited (`-W`) credentials.
 //!
 //! uclient runs with `-c` (no RTCP allocations): without it every Allocate
 //! asks for an even port with the next one reserved (EVEN-PORT with R=1),
@@ -21,11 +21,13 @@ const STUNCLIENT: &str = "/usr/bin/turnutils_stunclient";
 /// uclient's message size (`-l`).
 const MESSAGE_LEN: u64 = 120;
 
-/// relayd from a config file: user alice, two shared secrets.
+/// relayd from a config file: user alice, two shared secrets, TLS with a
+/// lab CA's certificate.
 struct Relayd {
     process: Running,
     udp: SocketAddr,
     tcp: SocketAddr,
+    tls: SocketAddr,
     status: SocketAddr,
     _dir: Dir,
 }
@@ -49,16 +51,23 @@ fn relayd() -> Relayd {
          allow_loopback_peers: true\n",
     )
     .unwrap();
+    let ca = crate::certs::Ca::new("Lab CA");
+    let bundle = dir.0.join("relayd.pem");
+    std::fs::write(&bundle, ca.leaf(crate::certs::CURRENT).bundle(&ca)).unwrap();
     let mut process = Running::start(&[
         "--config",
         config.to_str().unwrap(),
         "--listen-udp=127.0.0.1:0",
         "--listen-tcp=127.0.0.1:0",
+        "--listen-tls=127.0.0.1:0",
+        "--cert",
+        bundle.to_str().unwrap(),
         "--status=127.0.0.1:0",
     ]);
     Relayd {
         udp: process.addr("serving TURN over UDP"),
         tcp: process.addr("serving TURN over TCP"),
+        tls: process.addr("serving TURN over TLS"),
         status: process.addr("serving the status port"),
         process,
         _dir: dir,
@@ -173,10 +182,21 @@ fn uclient(server: SocketAddr, extra: &[&str], clients: u64, messages: u64) -> (
     let output = &ran.output;
     assert!(ran.status.success(), "uclient {args:?}: {}\n{output}", ran.status);
     // A 437 is uclient meeting its own earlier allocation on a reused port:
-    // it opens another socket and tries again. Anything else is an error.
-    let errors = output
-        .lines()
-        .filter(|l| l.to_ascii_lowercase().contains("error") && !l.contains("error 437"));
+    // it opens another socket and tries again. Over TLS, uclient draws each
+    // connection's method at random: its TLS 1.0 and 1.1 methods (ctx 1 and
+    // 2) are refused, since relayd speaks TLS 1.2 and 1.3 only, and uclient
+    // draws again. Anything else is an error.
+    let old_tls = |l: &str| {
+        args.contains(&"-S")
+            && (l.contains("tls_connect: cannot connect: rc=-1, ctx=1")
+                || l.contains("tls_connect: cannot connect: rc=-1, ctx=2")
+                || l.ends_with("SSL routines::sslv3 alert handshake failure (1)"))
+    };
+    let errors = output.lines().filter(|l| {
+        (l.to_ascii_lowercase().contains("error") || l.contains("cannot connect"))
+            && !l.contains("error 437")
+            && !old_tls(l)
+    });
     assert_eq!(errors.count(), 0, "uclient {args:?} reported an error:\n{output}");
     let (sent, received) = totals(output).unwrap_or_else(|| panic!("no totals from uclient:\n{output}"));
     // Clients pair up and each sends `messages` (a lone client gets a partner).
@@ -211,6 +231,14 @@ fn uclient_relays_over_udp_with_a_static_user() {
 fn uclient_relays_over_tcp_with_a_static_user() {
     let relayd = relayd();
     let (_, received) = uclient(relayd.tcp, &["-t", "-u", "alice", "-w", "alice-pw"], 4, 20);
+    relayd.relayed_at_least(4, received);
+}
+
+#[test]
+fn uclient_relays_over_tls_with_a_static_user() {
+    let relayd = relayd();
+    // `-S` is TLS over TCP (uclient does not check the certificate).
+    let (_, received) = uclient(relayd.tls, &["-t", "-S", "-u", "alice", "-w", "alice-pw"], 4, 20);
     relayd.relayed_at_least(4, received);
 }
 

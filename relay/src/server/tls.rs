@@ -1,0 +1,100 @@
+//! The certificate relayd serves on its TLS listeners, and its reload.
+//!
+//! Every handshake asks [`Tls`] for the certificate in service at that
+//! moment, so a reload changes what new connections are served and nothing
+//! else: established connections keep their session and every allocation
+//! keeps working. A reload reads the files again and swaps only when the new
+//! certificate passes [`crate::pem::load`]'s checks; otherwise the old one
+//! keeps serving and the log says why.
+
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio_rustls::TlsAcceptor;
+
+use crate::pem::{self, Certificate, Source, Summary};
+
+/// A certificate in service that can be replaced while serving.
+#[derive(Debug)]
+pub struct Tls {
+    source: Source,
+    current: RwLock<Certificate>,
+}
+
+impl Tls {
+    /// Loads the certificate `source` names to start serving it.
+    ///
+    /// # Errors
+    ///
+    /// The certificate fails [`pem::load`]'s checks.
+    pub fn load(source: Source) -> Result<Arc<Tls>, pem::Error> {
+        let certificate = pem::load(&source, unix_now())?;
+        tracing::info!(from = %source, "serving certificate {}", certificate.summary());
+        Ok(Arc::new(Tls {
+            source,
+            current: RwLock::new(certificate),
+        }))
+    }
+
+    /// Reads the files again and serves the new certificate if it passes
+    /// every check; otherwise keeps the current one. Logs either way.
+    ///
+    /// # Errors
+    ///
+    /// Why the new certificate was refused; the old one is still served.
+    pub fn reload(&self) -> Result<Summary, pem::Error> {
+        match pem::load(&self.source, unix_now()) {
+            Ok(new) => {
+                let summary = new.summary().clone();
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = new;
+                tracing::info!(from = %self.source, "certificate reloaded: now serving {summary}");
+                Ok(summary)
+            }
+            Err(e) => {
+                tracing::warn!("certificate not reloaded: {e}; still serving {}", self.summary());
+                Err(e)
+            }
+        }
+    }
+
+    /// What is being served.
+    #[must_use]
+    pub fn summary(&self) -> Summary {
+        self.current().summary().clone()
+    }
+
+    /// Where the certificate is read from.
+    #[must_use]
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// An acceptor whose handshakes serve whatever is current.
+    pub(super) fn acceptor(self: &Arc<Tls>) -> TlsAcceptor {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports TLS 1.2 and 1.3")
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        TlsAcceptor::from(Arc::new(config))
+    }
+
+    fn current(&self) -> std::sync::RwLockReadGuard<'_, Certificate> {
+        self.current.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ResolvesServerCert for Tls {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current().certified_key())
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

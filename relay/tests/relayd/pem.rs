@@ -1,0 +1,141 @@
+//! `relay::pem`: what a bundle must be before it is served, and what an
+//! operator is told when it is not.
+
+use std::path::Path;
+
+use relay::pem::{self, Source};
+
+use crate::certs::{CURRENT, Ca, EXPIRED, SERVER_NAME, scratch};
+
+/// 2026-11-23, a time inside [`CURRENT`].
+const NOW: i64 = 1_795_392_000;
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn refused(source: &Source) -> String {
+    pem::load(source, NOW).unwrap_err().to_string()
+}
+
+#[test]
+fn a_bundle_and_a_split_pair_load_with_their_summary() {
+    let dir = scratch("pem-good");
+    let ca = Ca::new("Lab CA");
+    let leaf = ca.leaf(CURRENT);
+    let bundle = write(&dir, "relayd.pem", &leaf.bundle(&ca));
+    let cert = pem::load(&Source::Bundle(bundle), NOW).unwrap();
+    let s = cert.summary();
+    assert_eq!(
+        (s.subject.as_str(), s.issuer.as_str(), s.chain_len),
+        ("CN=turn.lab.example", "CN=Lab CA", 2)
+    );
+    assert_eq!(s.fingerprint, leaf.fingerprint());
+    assert_eq!(s.fingerprint.len(), 32 * 3 - 1);
+    // 2090-01-01 is 23,050 days after 2026-11-23.
+    assert_eq!(s.days_left(NOW), 23_050);
+    assert_eq!(cert.certified_key().cert.len(), 2);
+
+    let chain = write(&dir, "chain.pem", &format!("{}{}", leaf.pem, ca.pem));
+    let key = write(&dir, "key.pem", &leaf.key_pem);
+    let split = pem::load(&Source::Pair { chain, key }, NOW).unwrap();
+    assert_eq!(split.summary(), s);
+}
+
+#[test]
+fn each_bad_bundle_is_refused_with_what_to_change() {
+    let dir = scratch("pem-bad");
+    let ca = Ca::new("Lab CA");
+    let leaf = ca.leaf(CURRENT);
+    let other = ca.leaf(CURRENT);
+    let at = |name: &str, text: &str| Source::Bundle(write(&dir, name, text));
+    let path = |name: &str| dir.join(name).display().to_string();
+
+    assert_eq!(
+        refused(&at("no-key.pem", &format!("{}{}", leaf.pem, ca.pem))),
+        format!(
+            "{} holds no private key; a bundle ends with the server's `-----BEGIN PRIVATE KEY-----` section",
+            path("no-key.pem")
+        )
+    );
+    assert_eq!(
+        refused(&at("empty.pem", "")),
+        format!(
+            "{} holds no certificate; expected `-----BEGIN CERTIFICATE-----` sections, the server's certificate first",
+            path("empty.pem")
+        )
+    );
+    assert_eq!(
+        refused(&at(
+            "wrong-key.pem",
+            &format!("{}{}{}", leaf.pem, ca.pem, other.key_pem)
+        )),
+        format!(
+            "the private key in {} does not belong to the first certificate (CN={SERVER_NAME}); \
+             the server's own certificate comes first, then its issuers",
+            path("wrong-key.pem")
+        )
+    );
+    assert_eq!(
+        refused(&at(
+            "reversed.pem",
+            &format!("{}{}{}", ca.pem, leaf.pem, leaf.key_pem)
+        )),
+        format!(
+            "{}: certificate 1 (CN=Lab CA) is issued by CN=Lab CA, but certificate 2 is CN={SERVER_NAME}; \
+             order the chain: the server's certificate, then each issuer",
+            path("reversed.pem")
+        )
+    );
+    assert_eq!(
+        refused(&at(
+            "two-keys.pem",
+            &format!("{}{}{}", leaf.bundle(&ca), "", leaf.key_pem)
+        )),
+        format!(
+            "{} holds 2 private keys; keep only the server certificate's own",
+            path("two-keys.pem")
+        )
+    );
+    let expired = ca.leaf(EXPIRED);
+    assert_eq!(
+        refused(&at("expired.pem", &expired.bundle(&ca))),
+        format!(
+            "{}: the certificate (CN={SERVER_NAME}) expired on Jan  1 00:00:00 2020 +00:00",
+            path("expired.pem")
+        )
+    );
+    let cut = leaf.bundle(&ca);
+    let cut = &cut[..cut.len() / 2];
+    let truncated = refused(&at("truncated.pem", cut));
+    assert!(
+        truncated.starts_with(&format!("{} is not valid PEM: ", path("truncated.pem"))),
+        "{truncated}"
+    );
+    assert_eq!(
+        refused(&Source::Bundle(dir.join("missing.pem"))),
+        format!(
+            "cannot read {}: No such file or directory (os error 2)",
+            path("missing.pem")
+        )
+    );
+}
+
+#[test]
+fn a_split_pair_names_the_key_file_when_the_key_is_wrong() {
+    let dir = scratch("pem-split");
+    let ca = Ca::new("Lab CA");
+    let leaf = ca.leaf(CURRENT);
+    let chain = write(&dir, "chain.pem", &format!("{}{}", leaf.pem, ca.pem));
+    let key = write(&dir, "key.pem", &ca.leaf(CURRENT).key_pem);
+    let err = refused(&Source::Pair {
+        chain,
+        key: key.clone(),
+    });
+    assert!(
+        err.starts_with(&format!("the private key in {} does not belong", key.display())),
+        "{err}"
+    );
+}
