@@ -3,11 +3,11 @@
 //! bind or close relayed sockets, send datagrams and frames.
 
 use std::collections::HashMap;
-use std::future::{Future, pending};
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -19,6 +19,8 @@ use crate::turn::{BindFailure, Event, Family, FiveTuple, Server, Transmit, Trans
 
 /// How many ports to draw before an EVEN-PORT allocation gives up.
 const EVEN_PORT_TRIES: usize = 32;
+/// Most queued inputs handled before the core's sends are made.
+const BATCH: usize = 64;
 
 /// A relayed socket and the task reading it.
 #[derive(Debug)]
@@ -68,22 +70,39 @@ impl Driver {
     /// Runs until `shutdown` completes or every reader is gone.
     pub(super) async fn run(&mut self, mut input: mpsc::Receiver<Input>, shutdown: impl Future) {
         tokio::pin!(shutdown);
+        // One timer, moved only when the core's next deadline changes:
+        // arming a fresh one per packet costs a timer registration, and an
+        // earlier deadline wakes the runtime's driver with a syscall.
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut armed = None;
         loop {
             let wake = self.core.poll_timeout();
-            let timer = async {
-                match wake {
-                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
-                    None => pending().await,
+            if wake != armed {
+                if let Some(at) = wake {
+                    timer.as_mut().reset(tokio::time::Instant::from_std(at));
                 }
-            };
+                armed = wake;
+            }
             tokio::select! {
-                () = timer => {
+                () = &mut timer, if armed.is_some() => {
+                    armed = None;
                     let now = tokio::time::Instant::now().into_std();
                     self.core.set_wall_clock(now, unix_now());
                     self.core.handle_timeout(now);
                 }
                 received = input.recv() => match received {
-                    Some(received) => self.input(received),
+                    Some(received) => {
+                        self.input(received);
+                        // Whatever else is queued goes through the core
+                        // before the sends it asks for are made.
+                        for _ in 1..BATCH {
+                            match input.try_recv() {
+                                Ok(received) => self.input(received),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     None => return,
                 },
                 _ = &mut shutdown => return,
