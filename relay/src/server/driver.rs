@@ -1,26 +1,25 @@
-//! The one task that owns the TURN core: it feeds the core what readers
-//! queue, wakes it when its timer is due, and carries out what it asks:
-//! bind or close relayed sockets, send datagrams and frames.
+//! The TURN core behind its lock: readers hand it what they read through
+//! [`Ctx::drive`], which then carries out what the core asks (bind or close
+//! relayed sockets, send datagrams and frames), and [`run_timer`] wakes it
+//! when its next deadline is due.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-use super::{Config, Ctx, Input, RelayAddress, Tls, tasks};
+use super::{Config, Ctx, RelayAddress, Tls, tasks};
 use crate::status::{self, Command, StatusPort};
 use crate::turn::{BindFailure, Event, Family, FiveTuple, Server, Transmit, Transport};
 
 /// How many ports to draw before an EVEN-PORT allocation gives up.
 const EVEN_PORT_TRIES: usize = 32;
-/// Most queued inputs handled before the core's sends are made.
-const BATCH: usize = 64;
 
 /// A relayed socket and the task reading it.
 #[derive(Debug)]
@@ -29,26 +28,100 @@ struct Relay {
     reader: JoinHandle<()>,
 }
 
+/// The core and its sockets, shared by every task.
+#[derive(Debug)]
+pub(super) struct Shared {
+    driver: Mutex<Driver>,
+    /// Tells the timer task that the core's next deadline moved earlier.
+    rearm: Notify,
+}
+
+impl Shared {
+    pub(super) fn new(driver: Driver) -> Shared {
+        Shared {
+            driver: Mutex::new(driver),
+            rearm: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Driver> {
+        self.driver.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Closes every relayed socket and connection queue, at shutdown.
+    pub(super) fn close(&self) {
+        let mut driver = self.lock();
+        for (_, relay) in driver.relays.drain() {
+            relay.reader.abort();
+        }
+        driver.tcp.clear();
+    }
+}
+
+impl Ctx {
+    /// Runs `f` on the core (with the time now), then makes the sends and
+    /// socket changes it asked for, and tells the timer task if the core's
+    /// next deadline moved earlier. Never waits while holding the lock.
+    pub(super) fn drive<R>(&self, f: impl FnOnce(&mut Driver, Instant) -> R) -> R {
+        let mut driver = self.shared.lock();
+        let now = tokio::time::Instant::now().into_std();
+        let out = f(&mut driver, now);
+        driver.flush(self);
+        if let Some(wake) = driver.core.poll_timeout()
+            && driver.armed.is_none_or(|armed| wake < armed)
+        {
+            driver.armed = Some(wake);
+            self.shared.rearm.notify_one();
+        }
+        out
+    }
+}
+
+/// Wakes the core at its deadlines until `shutdown` completes.
+pub(super) async fn run_timer(ctx: &Ctx, shutdown: impl Future) {
+    tokio::pin!(shutdown);
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
+    loop {
+        let wake = {
+            let mut driver = ctx.shared.lock();
+            driver.armed = driver.core.poll_timeout();
+            driver.armed
+        };
+        if let Some(at) = wake {
+            timer.as_mut().reset(tokio::time::Instant::from_std(at));
+        }
+        tokio::select! {
+            () = &mut timer, if wake.is_some() => ctx.drive(|driver, now| {
+                driver.core.set_wall_clock(now, unix_now());
+                driver.core.handle_timeout(now);
+            }),
+            () = ctx.shared.rearm.notified() => {}
+            _ = &mut shutdown => return,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct Driver {
-    core: Server,
+    pub(super) core: Server,
     relay_addrs: Vec<RelayAddress>,
     max_packet: usize,
     udp: HashMap<SocketAddr, Arc<UdpSocket>>,
-    tcp: HashMap<FiveTuple, mpsc::Sender<Vec<u8>>>,
+    pub(super) tcp: HashMap<FiveTuple, mpsc::Sender<Vec<u8>>>,
     /// Keyed by the advertised relayed address, the core's name for it.
     relays: HashMap<SocketAddr, Relay>,
     status: Option<(Arc<UdpSocket>, StatusPort)>,
     tls: Option<Arc<Tls>>,
-    ctx: Ctx,
+    /// The deadline the timer task waits for.
+    armed: Option<Instant>,
 }
 
 impl Driver {
     pub(super) fn new(
         config: Config,
-        udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
+        udp: &[(SocketAddr, Arc<UdpSocket>)],
         status: Option<Arc<UdpSocket>>,
-        ctx: Ctx,
     ) -> Driver {
         let now = tokio::time::Instant::now().into_std();
         let max_packet = config.turn.max_packet;
@@ -58,76 +131,16 @@ impl Driver {
             core,
             relay_addrs: config.relay,
             max_packet,
-            udp: udp.into_iter().collect(),
+            udp: udp.iter().cloned().collect(),
             tcp: HashMap::new(),
             relays: HashMap::new(),
             status: status.map(|s| (s, StatusPort::new())),
             tls: config.tls,
-            ctx,
+            armed: None,
         }
     }
 
-    /// Runs until `shutdown` completes or every reader is gone.
-    pub(super) async fn run(&mut self, mut input: mpsc::Receiver<Input>, shutdown: impl Future) {
-        tokio::pin!(shutdown);
-        // One timer, moved only when the core's next deadline changes:
-        // arming a fresh one per packet costs a timer registration, and an
-        // earlier deadline wakes the runtime's driver with a syscall.
-        let timer = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(timer);
-        let mut armed = None;
-        loop {
-            let wake = self.core.poll_timeout();
-            if wake != armed {
-                if let Some(at) = wake {
-                    timer.as_mut().reset(tokio::time::Instant::from_std(at));
-                }
-                armed = wake;
-            }
-            tokio::select! {
-                () = &mut timer, if armed.is_some() => {
-                    armed = None;
-                    let now = tokio::time::Instant::now().into_std();
-                    self.core.set_wall_clock(now, unix_now());
-                    self.core.handle_timeout(now);
-                }
-                received = input.recv() => match received {
-                    Some(received) => {
-                        self.input(received);
-                        // Whatever else is queued goes through the core
-                        // before the sends it asks for are made.
-                        for _ in 1..BATCH {
-                            match input.try_recv() {
-                                Ok(received) => self.input(received),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                    None => return,
-                },
-                _ = &mut shutdown => return,
-            }
-            self.flush();
-        }
-    }
-
-    fn input(&mut self, input: Input) {
-        let now = tokio::time::Instant::now().into_std();
-        match input {
-            Input::Client { tuple, bytes } => self.core.handle_client(now, tuple, &bytes),
-            Input::Peer { relayed, peer, bytes } => self.core.handle_peer(now, relayed, peer, &bytes),
-            Input::Connected { tuple, writer } => {
-                self.tcp.insert(tuple, writer);
-            }
-            Input::Disconnected { tuple } => {
-                self.tcp.remove(&tuple);
-                self.core.connection_closed(tuple);
-            }
-            Input::Status { from, bytes } => self.status(now, from, &bytes),
-        }
-    }
-
-    fn status(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+    pub(super) fn status(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         let Some((socket, port)) = &mut self.status else {
             return;
         };
@@ -157,7 +170,7 @@ impl Driver {
     }
 
     /// Carries out the core's socket chores, then sends what it queued.
-    fn flush(&mut self) {
+    fn flush(&mut self, ctx: &Ctx) {
         while let Some(event) = self.core.poll_event() {
             match event {
                 Event::BindRelay {
@@ -166,7 +179,7 @@ impl Driver {
                     even_port,
                 } => {
                     let now = tokio::time::Instant::now().into_std();
-                    let result = self.bind_relay(family, even_port);
+                    let result = self.bind_relay(family, even_port, ctx);
                     self.core.relay_bound(now, id, result);
                 }
                 Event::Released { relayed, .. } => {
@@ -205,7 +218,7 @@ impl Driver {
         }
     }
 
-    fn bind_relay(&mut self, family: Family, even_port: bool) -> Result<SocketAddr, BindFailure> {
+    fn bind_relay(&mut self, family: Family, even_port: bool, ctx: &Ctx) -> Result<SocketAddr, BindFailure> {
         let Some(addr) = self
             .relay_addrs
             .iter()
@@ -235,12 +248,7 @@ impl Driver {
         drop(odd);
         let relayed = SocketAddr::new(addr.advertise.unwrap_or(addr.bind), local.port());
         let socket = Arc::new(socket);
-        let task = tasks::relay_listener(
-            socket.clone(),
-            relayed,
-            self.max_packet,
-            self.ctx.clone_for_task(),
-        );
+        let task = tasks::relay_listener(socket.clone(), relayed, self.max_packet, ctx.clone_for_task());
         let reader = tokio::spawn(task);
         self.relays.insert(relayed, Relay { socket, reader });
         Ok(relayed)

@@ -5,10 +5,13 @@
 //! The caller binds every listening socket and hands them in with a
 //! shutdown signal (`server::run(config, listeners, shutdown)`, as in
 //! mini-redis), so tests run it on `127.0.0.1:0` and a binary decides the
-//! addresses. One task owns the TURN core and the sockets it sends from;
-//! reader tasks feed it what arrives over a bounded queue. The core is never
-//! blocked by a slow socket: UDP sends that would block are dropped (UDP
-//! may lose them anyway) and each TCP connection has its own write queue.
+//! addresses. The TURN core and the sockets it sends from sit behind one
+//! lock; each reader task hands the core what it reads right there, from
+//! its own buffer, and makes the sends the core asks for, so a packet is
+//! relayed without crossing to another task. A timer task drives expiry.
+//! Nothing waits while holding the lock: UDP sends that would block are
+//! dropped (UDP may lose them anyway) and each TCP connection has its own
+//! write queue.
 
 mod driver;
 mod tasks;
@@ -24,10 +27,7 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, broadcast, mpsc};
 
-use crate::turn::{self, Credentials, FiveTuple};
-
-/// Packets queued from reader tasks to the core before readers wait.
-const INPUT_QUEUE: usize = 4096;
+use crate::turn::{self, Credentials};
 
 /// Errors that stop the server from starting.
 #[derive(Debug, thiserror::Error)]
@@ -117,34 +117,12 @@ pub struct Listeners {
     pub status: Option<UdpSocket>,
 }
 
-/// What reader tasks hand the core.
-#[derive(Debug)]
-enum Input {
-    /// A datagram or frame from a client.
-    Client { tuple: FiveTuple, bytes: Vec<u8> },
-    /// A datagram from a peer to a relayed socket.
-    Peer {
-        relayed: SocketAddr,
-        peer: SocketAddr,
-        bytes: Vec<u8>,
-    },
-    /// A TCP connection opened; frames for it go to `writer`.
-    Connected {
-        tuple: FiveTuple,
-        writer: mpsc::Sender<Vec<u8>>,
-    },
-    /// A TCP connection closed.
-    Disconnected { tuple: FiveTuple },
-    /// A datagram to the status port.
-    Status { from: SocketAddr, bytes: Vec<u8> },
-}
-
-/// What every task holds: the stop signal, the queue to the core, and a
-/// token whose drop tells `run` the task has finished.
+/// What every task holds: the stop signal, the core they hand what they
+/// read to, and a token whose drop tells `run` the task has finished.
 #[derive(Debug)]
 struct Ctx {
     shutdown: broadcast::Receiver<()>,
-    input: mpsc::Sender<Input>,
+    shared: Arc<driver::Shared>,
     _done: mpsc::Sender<()>,
 }
 
@@ -152,7 +130,7 @@ impl Ctx {
     fn clone_for_task(&self) -> Ctx {
         Ctx {
             shutdown: self.shutdown.resubscribe(),
-            input: self.input.clone(),
+            shared: self.shared.clone(),
             _done: self._done.clone(),
         }
     }
@@ -178,42 +156,48 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future) ->
     };
     let local =
         |what: &'static str, r: io::Result<SocketAddr>| r.map_err(|source| Error::LocalAddr { what, source });
-    let (notify, shutdown_rx) = broadcast::channel::<()>(1);
-    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
-    let ctx = Ctx {
-        shutdown: shutdown_rx,
-        input: input_tx,
-        _done: done_tx,
-    };
-    let max_packet = config.turn.max_packet;
-
     let mut udp = Vec::new();
     for socket in listeners.udp {
-        let addr = local("turn udp", socket.local_addr())?;
-        let socket = Arc::new(socket);
+        udp.push((local("turn udp", socket.local_addr())?, Arc::new(socket)));
+    }
+    let mut streams = Vec::new();
+    for listener in listeners.tcp {
+        streams.push((local("turn tcp", listener.local_addr())?, listener, None));
+    }
+    for listener in listeners.tls {
+        streams.push((
+            local("turn tls", listener.local_addr())?,
+            listener,
+            acceptor.clone(),
+        ));
+    }
+    let status = match listeners.status {
+        Some(socket) => Some((local("status", socket.local_addr())?, Arc::new(socket))),
+        None => None,
+    };
+
+    let (notify, shutdown_rx) = broadcast::channel::<()>(1);
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let max_packet = config.turn.max_packet;
+    let max_connections = config.max_connections;
+    let core = driver::Driver::new(config, &udp, status.as_ref().map(|(_, s)| s.clone()));
+    let ctx = Ctx {
+        shutdown: shutdown_rx,
+        shared: Arc::new(driver::Shared::new(core)),
+        _done: done_tx,
+    };
+
+    for (addr, socket) in udp {
         tracing::info!(%addr, "serving TURN over UDP");
         tokio::spawn(tasks::udp_listener(
-            socket.clone(),
+            socket,
             addr,
             max_packet,
             ctx.clone_for_task(),
         ));
-        udp.push((addr, socket));
     }
-    let connections = Arc::new(Semaphore::new(config.max_connections));
-    let streams = listeners
-        .tcp
-        .into_iter()
-        .map(|l| (l, None))
-        .chain(listeners.tls.into_iter().map(|l| (l, acceptor.clone())));
-    for (listener, acceptor) in streams {
-        let what = if acceptor.is_some() {
-            "turn tls"
-        } else {
-            "turn tcp"
-        };
-        let addr = local(what, listener.local_addr())?;
+    let connections = Arc::new(Semaphore::new(max_connections));
+    for (addr, listener, acceptor) in streams {
         tracing::info!(%addr, "serving TURN over {}", if acceptor.is_some() { "TLS" } else { "TCP" });
         let task = tasks::tcp_listener(
             listener,
@@ -225,24 +209,17 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future) ->
         );
         tokio::spawn(task);
     }
-    let status = match listeners.status {
-        Some(socket) => {
-            let addr = local("status", socket.local_addr())?;
-            tracing::info!(%addr, "serving the status port");
-            let socket = Arc::new(socket);
-            tokio::spawn(tasks::status_listener(socket.clone(), ctx.clone_for_task()));
-            Some(socket)
-        }
-        None => None,
-    };
+    if let Some((addr, socket)) = status {
+        tracing::info!(%addr, "serving the status port");
+        tokio::spawn(tasks::status_listener(socket, ctx.clone_for_task()));
+    }
 
-    let mut driver = driver::Driver::new(config, udp, status, ctx.clone_for_task());
-    driver.run(input_rx, shutdown).await;
+    driver::run_timer(&ctx, shutdown).await;
     tracing::info!("shutting down");
-    // Closing the signal stops every task; dropping the driver closes the
-    // relayed sockets and the queue, so no task waits on a full one.
+    // Closing the signal stops every task; closing the core's sockets and
+    // connection queues ends the tasks that wait on them.
     drop(notify);
-    drop(driver);
+    ctx.shared.close();
     drop(ctx);
     let _ = done_rx.recv().await;
     tracing::info!("shut down");

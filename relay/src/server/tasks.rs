@@ -1,16 +1,17 @@
 //! Reader tasks: each waits on one socket (or accepts connections) and
-//! queues what arrives for the driver, until the shutdown signal.
+//! hands what arrives to the core, until the shutdown signal.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 
-use super::{Ctx, Input};
+use super::Ctx;
+use super::driver::Driver;
 use crate::stun::frame_len;
 use crate::turn::{FiveTuple, Transport};
 
@@ -23,44 +24,41 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads TURN datagrams from clients.
 pub(super) async fn udp_listener(socket: Arc<UdpSocket>, local: SocketAddr, max_packet: usize, ctx: Ctx) {
-    datagrams(&socket, max_packet, ctx, |from, bytes| Input::Client {
-        tuple: FiveTuple {
+    datagrams(&socket, max_packet, ctx, |driver, now, from, bytes| {
+        let tuple = FiveTuple {
             client: from,
             server: local,
             transport: Transport::Udp,
-        },
-        bytes,
+        };
+        driver.core.handle_client(now, tuple, bytes);
     })
     .await;
 }
 
 /// Reads datagrams from peers to one relayed socket.
 pub(super) async fn relay_listener(socket: Arc<UdpSocket>, relayed: SocketAddr, max_packet: usize, ctx: Ctx) {
-    datagrams(&socket, max_packet, ctx, |peer, bytes| Input::Peer {
-        relayed,
-        peer,
-        bytes,
+    datagrams(&socket, max_packet, ctx, |driver, now, peer, bytes| {
+        driver.core.handle_peer(now, relayed, peer, bytes);
     })
     .await;
 }
 
 /// Reads status commands.
 pub(super) async fn status_listener(socket: Arc<UdpSocket>, ctx: Ctx) {
-    datagrams(&socket, STATUS_DATAGRAM, ctx, |from, bytes| Input::Status {
-        from,
-        bytes,
+    datagrams(&socket, STATUS_DATAGRAM, ctx, |driver, now, from, bytes| {
+        driver.status(now, from, bytes);
     })
     .await;
 }
 
-/// Queues each datagram until shutdown. The buffer is one byte longer than
-/// `max` so that a longer datagram arrives truncated but still too long, and
-/// the core counts it as oversized.
+/// Hands each datagram to the core until shutdown. The buffer is one byte
+/// longer than `max` so that a longer datagram arrives truncated but still
+/// too long, and the core counts it as oversized.
 async fn datagrams(
     socket: &UdpSocket,
     max: usize,
     mut ctx: Ctx,
-    input: impl Fn(SocketAddr, Vec<u8>) -> Input,
+    handle: impl Fn(&mut Driver, Instant, SocketAddr, &[u8]),
 ) {
     let mut buf = vec![0; max + 1];
     loop {
@@ -69,11 +67,7 @@ async fn datagrams(
             _ = ctx.shutdown.recv() => return,
         };
         match received {
-            Ok((len, from)) => {
-                if ctx.input.send(input(from, buf[..len].to_vec())).await.is_err() {
-                    return;
-                }
-            }
+            Ok((len, from)) => ctx.drive(|driver, now| handle(driver, now, from, &buf[..len])),
             // ICMP errors surface here on some systems; the socket still works.
             Err(e) => tracing::debug!(error = %e, "receive failed"),
         }
@@ -163,9 +157,7 @@ async fn connection(
     mut ctx: Ctx,
 ) {
     let (writer, mut frames) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
-    if ctx.input.send(Input::Connected { tuple, writer }).await.is_err() {
-        return;
-    }
+    ctx.drive(|driver, _| driver.tcp.insert(tuple, writer));
     tracing::debug!(%tuple, "connection opened");
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
@@ -181,17 +173,15 @@ async fn connection(
                 loop {
                     match frame_len(&buf) {
                         Ok(Some(len)) if len <= buf.len() => {
-                            let frame: Vec<u8> = buf.drain(..len).collect();
-                            if ctx.input.send(Input::Client { tuple, bytes: frame }).await.is_err() {
-                                break 'conn;
-                            }
+                            ctx.drive(|driver, now| driver.core.handle_client(now, tuple, &buf[..len]));
+                            buf.drain(..len);
                         }
                         Ok(_) => break,
                         Err(_) => {
                             // Framing is lost: hand the core what came (it
                             // counts it as malformed) and hang up.
                             buf.truncate(max_packet);
-                            let _ = ctx.input.send(Input::Client { tuple, bytes: buf }).await;
+                            ctx.drive(|driver, now| driver.core.handle_client(now, tuple, &buf));
                             break 'conn;
                         }
                     }
@@ -210,5 +200,8 @@ async fn connection(
     }
     let _ = wr.shutdown().await;
     tracing::debug!(%tuple, "connection closed");
-    let _ = ctx.input.send(Input::Disconnected { tuple }).await;
+    ctx.drive(|driver, _| {
+        driver.tcp.remove(&tuple);
+        driver.core.connection_closed(tuple);
+    });
 }
