@@ -18,6 +18,9 @@ use crate::stun::{
     Attribute, Builder, ChannelData, Class, Datagram, Key, Message, Method, TransactionId, classify,
 };
 
+/// Stale wake-ups tolerated beyond twice the live ones before the heap is compacted.
+const STALE_TIMERS: usize = 64;
+
 /// An Allocate that passed every check and waits for the I/O layer to bind
 /// its relayed socket.
 #[derive(Debug)]
@@ -299,7 +302,28 @@ impl Server {
         {
             alloc.scheduled = Some(at);
             self.timers.push(Reverse((at, id)));
+            self.compact_timers();
         }
+    }
+
+    /// Drops wake-ups that no longer wake anything (their allocation was
+    /// released, or an earlier one superseded them) once they outnumber the
+    /// live ones, so the heap follows the allocations held rather than all
+    /// those made over the last lifetime. Amortized O(1) per wake-up.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= 2 * self.allocations.len() + STALE_TIMERS {
+            return;
+        }
+        let allocations = &self.allocations;
+        self.timers
+            .retain(|Reverse((at, id))| allocations.get(id).is_some_and(|a| a.scheduled == Some(*at)));
+        self.timers.shrink_to(2 * self.timers.len() + STALE_TIMERS);
+    }
+
+    /// How many wake-ups are queued, live and stale (for tests).
+    #[cfg(test)]
+    pub(super) fn queued_timers(&self) -> usize {
+        self.timers.len()
     }
 
     pub(super) fn insert(&mut self, alloc: Allocation) {

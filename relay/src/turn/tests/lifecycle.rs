@@ -229,3 +229,27 @@ fn allocations_are_listed_for_the_status_port() {
         (relayed, "alice", Duration::from_secs(590))
     );
 }
+
+#[test]
+fn released_allocations_leave_no_wake_ups_behind() {
+    // A relay making and releasing allocations all day holds wake-ups for
+    // the allocations it has, not for every one made in the last lifetime.
+    let mut h = Harness::new(config());
+    let mut held = Client::new(udp(3999), "alice", "alice-pw");
+    held.relayed(&mut h);
+    for port in 0..2000 {
+        let mut c = Client::new(udp(4000 + port), "alice", "alice-pw");
+        c.relayed(&mut h);
+        c.call(&mut h, Method::REFRESH, &[Attribute::Lifetime(0)]);
+        // At most twice the live ones (2 while the new one is held) plus 64.
+        assert!(
+            h.server.queued_timers() <= 2 * 2 + 64,
+            "{}",
+            h.server.queued_timers()
+        );
+    }
+    assert_eq!(h.server.counters().allocs_cur, 1);
+    // The one still held still expires on time.
+    h.advance(600);
+    assert_eq!(h.server.counters().allocs_cur, 0);
+}
