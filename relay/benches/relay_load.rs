@@ -385,12 +385,7 @@ impl Session {
     fn allocate(&mut self) -> Result<SocketAddr, String> {
         let reply = self.request(Method::ALLOCATE, &[Attribute::RequestedTransport(TRANSPORT_UDP)])?;
         reply
-            .attributes
-            .iter()
-            .find_map(|a| match a {
-                Attribute::XorRelayedAddress(r) => Some(*r),
-                _ => None,
-            })
+            .xor_relayed_address()
             .ok_or_else(|| format!("{} answered Allocate without XOR-RELAYED-ADDRESS", self.server))
     }
 

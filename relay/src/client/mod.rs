@@ -250,12 +250,7 @@ impl Client {
             attribute,
         };
         let relayed = response
-            .attributes
-            .iter()
-            .find_map(|a| match a {
-                Attribute::XorRelayedAddress(r) => Some(*r),
-                _ => None,
-            })
+            .xor_relayed_address()
             .ok_or_else(|| missing("XOR-RELAYED-ADDRESS"))?;
         let allocation = Allocation {
             relayed,

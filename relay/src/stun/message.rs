@@ -314,6 +314,18 @@ impl Message {
         })
     }
 
+    /// XOR-RELAYED-ADDRESS, if present (an Allocate's answer).
+    #[must_use]
+    pub fn xor_relayed_address(&self) -> Option<SocketAddr> {
+        self.attributes.iter().find_map(|a| {
+            if let Attribute::XorRelayedAddress(s) = a {
+                Some(*s)
+            } else {
+                None
+            }
+        })
+    }
+
     /// Every XOR-PEER-ADDRESS, in order (CreatePermission may carry several).
     #[must_use]
     pub fn xor_peer_addresses(&self) -> Vec<SocketAddr> {

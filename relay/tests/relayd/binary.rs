@@ -164,10 +164,11 @@ fn refuses_to_start_without_a_realm_with_exit_status_2() {
 
 #[tokio::test]
 async fn sighup_reloads_the_certificate_and_logs_a_refusal_with_its_reason() {
-    use crate::certs::{CURRENT, Ca, SERVER_NAME, install, scratch};
+    use crate::certs::{CURRENT, Ca, SERVER_NAME, install};
+    use crate::harness::fresh_dir;
     let ca = Ca::new("Lab CA");
     let first = ca.leaf(CURRENT);
-    let bundle = scratch("binary-sighup").join("relayd.pem");
+    let bundle = fresh_dir("binary-sighup").join("relayd.pem");
     install(&bundle, &first.bundle(&ca));
     let mut relayd = Running::start(&[
         "--realm=lab.example",
@@ -213,9 +214,10 @@ async fn sighup_reloads_the_certificate_and_logs_a_refusal_with_its_reason() {
 
 #[test]
 fn refuses_to_start_with_a_bad_certificate_naming_the_file() {
-    use crate::certs::{Ca, EXPIRED, scratch};
+    use crate::certs::{Ca, EXPIRED};
+    use crate::harness::fresh_dir;
     let ca = Ca::new("Lab CA");
-    let bundle = scratch("binary-expired").join("relayd.pem");
+    let bundle = fresh_dir("binary-expired").join("relayd.pem");
     std::fs::write(&bundle, ca.leaf(EXPIRED).bundle(&ca)).unwrap();
     let mut relayd = Running::start(&[
         "--realm=lab.example",

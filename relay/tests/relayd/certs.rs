@@ -2,7 +2,7 @@
 //! it signs (valid, expired, or for another key), bundles in restund's
 //! layout, and a client configuration that trusts the CA.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, date_time_ymd};
@@ -82,14 +82,6 @@ impl Leaf {
     pub fn fingerprint(&self) -> String {
         relay::pem::fingerprint(&self.der)
     }
-}
-
-/// A fresh directory for one test's files under cargo's test scratch space.
-pub fn scratch(test: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// Replaces `path` the way deployments do: a new file renamed over it.

@@ -13,7 +13,7 @@ use relay::client::Client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{LOCALHOST, REALM, loopback};
+use crate::harness::{LOCALHOST, REALM, fresh_dir, loopback};
 
 const TURNSERVER: &str = "/usr/bin/turnserver";
 const CLI_PASSWORD: &str = "cli-test-pw";
@@ -191,16 +191,6 @@ async fn read_until(stream: &mut TcpStream, buf: &mut Vec<u8>, end: &[u8]) -> St
         );
         buf.extend_from_slice(&chunk[..n]);
     }
-}
-
-/// A new directory under the target's temp dir, unique to this process and call.
-pub fn fresh_dir(what: &str) -> PathBuf {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{what}-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// A loopback port free for both TCP and UDP just now.

@@ -2,6 +2,8 @@
 //! and the small helpers every test needs.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use relay::client::Client;
@@ -167,4 +169,14 @@ impl Peer {
             .unwrap();
         (buf[..n].to_vec(), from)
     }
+}
+
+/// A new directory under the target's temp dir, unique to this process and call.
+pub fn fresh_dir(what: &str) -> PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{what}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

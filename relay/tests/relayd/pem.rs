@@ -5,7 +5,8 @@ use std::path::Path;
 
 use relay::pem::{self, Source};
 
-use crate::certs::{CURRENT, Ca, EXPIRED, SERVER_NAME, scratch};
+use crate::certs::{CURRENT, Ca, EXPIRED, SERVER_NAME};
+use crate::harness::fresh_dir;
 
 /// 2026-11-23, a time inside [`CURRENT`].
 const NOW: i64 = 1_795_392_000;
@@ -22,7 +23,7 @@ fn refused(source: &Source) -> String {
 
 #[test]
 fn a_bundle_and_a_split_pair_load_with_their_summary() {
-    let dir = scratch("pem-good");
+    let dir = fresh_dir("pem-good");
     let ca = Ca::new("Lab CA");
     let leaf = ca.leaf(CURRENT);
     let bundle = write(&dir, "relayd.pem", &leaf.bundle(&ca));
@@ -46,7 +47,7 @@ fn a_bundle_and_a_split_pair_load_with_their_summary() {
 
 #[test]
 fn each_bad_bundle_is_refused_with_what_to_change() {
-    let dir = scratch("pem-bad");
+    let dir = fresh_dir("pem-bad");
     let ca = Ca::new("Lab CA");
     let leaf = ca.leaf(CURRENT);
     let other = ca.leaf(CURRENT);
@@ -92,7 +93,7 @@ fn each_bad_bundle_is_refused_with_what_to_change() {
     assert_eq!(
         refused(&at(
             "two-keys.pem",
-            &format!("{}{}{}", leaf.bundle(&ca), "", leaf.key_pem)
+            &format!("{}{}", leaf.bundle(&ca), leaf.key_pem)
         )),
         format!(
             "{} holds 2 private keys; keep only the server certificate's own",
@@ -125,7 +126,7 @@ fn each_bad_bundle_is_refused_with_what_to_change() {
 
 #[test]
 fn a_split_pair_names_the_key_file_when_the_key_is_wrong() {
-    let dir = scratch("pem-split");
+    let dir = fresh_dir("pem-split");
     let ca = Ca::new("Lab CA");
     let leaf = ca.leaf(CURRENT);
     let chain = write(&dir, "chain.pem", &format!("{}{}", leaf.pem, ca.pem));

@@ -9,8 +9,8 @@ use relay::pem::Source;
 use relay::server::Tls;
 use rustls_pki_types::ServerName;
 
-use crate::certs::{CURRENT, Ca, EXPIRED, Leaf, SERVER_NAME, install, scratch};
-use crate::harness::{Peer, Relayd};
+use crate::certs::{CURRENT, Ca, EXPIRED, Leaf, SERVER_NAME, install};
+use crate::harness::{Peer, Relayd, fresh_dir};
 
 struct Lab {
     ca: Ca,
@@ -22,7 +22,7 @@ struct Lab {
 async fn lab(test: &str) -> Lab {
     let ca = Ca::new("Lab CA");
     let first = ca.leaf(CURRENT);
-    let bundle = scratch(test).join("relayd.pem");
+    let bundle = fresh_dir(test).join("relayd.pem");
     install(&bundle, &first.bundle(&ca));
     let tls = Tls::load(Source::Bundle(bundle.clone())).unwrap();
     let relayd = Relayd::start(|c| c.tls = Some(tls)).await;

@@ -184,10 +184,7 @@ async fn even_port_is_granted_and_reservations_are_refused() {
         let socket = UdpSocket::bind(loopback()).await.unwrap();
         let reply = allocate_raw(&relayd, &socket, &[Attribute::EvenPort { reserve: false }]).await;
         assert_eq!(reply.class, Class::Success, "{reply:?}");
-        let relayed = reply.attributes.iter().find_map(|a| match a {
-            Attribute::XorRelayedAddress(r) => Some(*r),
-            _ => None,
-        });
+        let relayed = reply.xor_relayed_address();
         assert_eq!(relayed.map(|r| r.port() % 2), Some(0), "{reply:?}");
     }
     let socket = UdpSocket::bind(loopback()).await.unwrap();

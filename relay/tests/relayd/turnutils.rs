@@ -14,7 +14,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::binary::Running;
-use crate::coturn::fresh_dir;
+use crate::harness::fresh_dir;
 
 const UCLIENT: &str = "/usr/bin/turnutils_uclient";
 const STUNCLIENT: &str = "/usr/bin/turnutils_stunclient";

@@ -214,14 +214,7 @@ impl Client {
 }
 
 pub(super) fn relayed_of(reply: &Message) -> SocketAddr {
-    reply
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            Attribute::XorRelayedAddress(r) => Some(*r),
-            _ => None,
-        })
-        .expect("XOR-RELAYED-ADDRESS")
+    reply.xor_relayed_address().expect("XOR-RELAYED-ADDRESS")
 }
 
 pub(super) fn code(reply: &Message) -> Option<u16> {
