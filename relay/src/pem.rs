@@ -21,7 +21,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::{PemObject, SectionKind};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
-use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::prelude::{ASN1Time, FromDer, X509Certificate};
 
 /// Where a certificate and its key are read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,8 +175,6 @@ pub struct Summary {
     pub not_before: i64,
     /// End of validity, seconds since the Unix epoch.
     pub not_after: i64,
-    /// End of validity as X.509 tools print it.
-    pub not_after_text: String,
     /// SHA-256 of the server certificate's DER, upper-case hex pairs joined by `:`.
     pub fingerprint: String,
     /// How many certificates the chain has, the server's included.
@@ -194,10 +192,13 @@ impl Summary {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // As X.509 tools print it (every time x509-parser reads converts back).
+        let until = ASN1Time::from_timestamp(self.not_after)
+            .map_or_else(|_| format!("Unix time {}", self.not_after), |t| t.to_string());
         write!(
             f,
-            "{}, issued by {}, valid until {}, chain of {}, sha256 {}",
-            self.subject, self.issuer, self.not_after_text, self.chain_len, self.fingerprint
+            "{}, issued by {}, valid until {until}, chain of {}, sha256 {}",
+            self.subject, self.issuer, self.chain_len, self.fingerprint
         )
     }
 }
@@ -351,7 +352,6 @@ fn check_chain(path: &Path, chain: &[CertificateDer<'_>], now: i64) -> Result<Su
         issuer: leaf.issuer().to_string(),
         not_before: validity.not_before.timestamp(),
         not_after: validity.not_after.timestamp(),
-        not_after_text: validity.not_after.to_string(),
         fingerprint: fingerprint(&chain[0]),
         chain_len: chain.len(),
     })

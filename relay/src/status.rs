@@ -7,8 +7,8 @@
 //! (plus an `is_draining:` line), `turn` (one line per allocation), Wire's
 //! drain commands `drain_enable`, `drain_disable` and `drain_state` (with
 //! `drain` and `undrain` as short aliases), `status`, a summary for
-//! people, and `reload_cert` (or `reload`), which the server answers itself
-//! since the certificate lives there. So [`crate::stats::parse_turnstats`] and
+//! people, and `reload_cert` (or `reload`), which reloads the TLS
+//! certificate through the [`Certificate`] the server hands in. So [`crate::stats::parse_turnstats`] and
 //! [`crate::stats::parse_drain_reply`] read relayd and restund alike.
 //!
 //! The socket that carries the datagrams lives in `server`.
@@ -39,8 +39,7 @@ pub enum Command {
     DrainState,
     /// `status`: a summary for people.
     Status,
-    /// `reload_cert` or `reload`: read the TLS certificate again; answered
-    /// by the server, which holds it.
+    /// `reload_cert` or `reload`: read the TLS certificate again.
     ReloadCert,
     /// Anything else, as received.
     Unknown(String),
@@ -61,6 +60,20 @@ impl Command {
             other => Command::Unknown(other.to_owned()),
         }
     }
+}
+
+/// The TLS certificate a server serves, as the status port reloads and
+/// shows it.
+pub trait Certificate {
+    /// Reads the certificate again: what now serves, or why the new one was
+    /// refused (and what still serves).
+    ///
+    /// # Errors
+    ///
+    /// Why the new certificate was refused, with what still serves.
+    fn reload(&self) -> Result<String, String>;
+    /// What serves now.
+    fn describe(&self) -> String;
 }
 
 /// One status socket's memory: the previous command, which a datagram
@@ -95,17 +108,25 @@ impl StatusPort {
     }
 
     /// Answers one datagram: runs its command against `server` (drain
-    /// commands change it) and returns the reply datagrams to send back.
-    pub fn handle(&mut self, now: Instant, datagram: &[u8], server: &mut Server) -> Vec<Vec<u8>> {
+    /// commands change it) and `cert`, if the server serves TLS, and returns
+    /// the reply datagrams to send back.
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        server: &mut Server,
+        cert: Option<&dyn Certificate>,
+    ) -> Vec<Vec<u8>> {
         let command = self.command(datagram);
-        let text = reply(&command, now, server);
+        let text = reply(&command, now, server, cert);
         slices(text.as_bytes()).map(<[u8]>::to_vec).collect()
     }
 }
 
-/// The reply text to `command`, changing `server`'s drain mode if asked.
+/// The reply text to `command`, changing `server`'s drain mode or
+/// reloading `cert` if asked.
 #[must_use]
-pub fn reply(command: &Command, now: Instant, server: &mut Server) -> String {
+pub fn reply(command: &Command, now: Instant, server: &mut Server, cert: Option<&dyn Certificate>) -> String {
     let draining = |s: &Server| format!("is_draining: {}\n", u8::from(s.is_draining()));
     match command {
         Command::Turnstats => {
@@ -134,9 +155,18 @@ pub fn reply(command: &Command, now: Instant, server: &mut Server) -> String {
         }
         Command::DrainState => draining(server),
         Command::Turn => turn(now, server),
-        Command::Status => summary(server),
-        // The server answers this itself when it serves TLS.
-        Command::ReloadCert => "reload_cert: no TLS listener, no certificate to reload\n".to_owned(),
+        Command::Status => {
+            let mut out = summary(server);
+            if let Some(cert) = cert {
+                let _ = writeln!(out, "certificate: {}", cert.describe());
+            }
+            out
+        }
+        Command::ReloadCert => match cert.map(Certificate::reload) {
+            None => "reload_cert: no TLS listener, no certificate to reload\n".to_owned(),
+            Some(Ok(serving)) => format!("reload_cert: ok, serving {serving}\n"),
+            Some(Err(why)) => format!("reload_cert: refused: {why}\n"),
+        },
         Command::Unknown(name) => format!("{name}: command not found\n"),
     }
 }
@@ -209,7 +239,7 @@ mod tests {
     }
 
     fn ask(port: &mut StatusPort, server: &mut Server, datagram: &[u8]) -> String {
-        let out = port.handle(Instant::now(), datagram, server);
+        let out = port.handle(Instant::now(), datagram, server, None);
         String::from_utf8(out.concat()).unwrap()
     }
 

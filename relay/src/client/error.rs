@@ -69,6 +69,16 @@ pub enum Error {
         /// What was asked.
         what: &'static str,
     },
+    /// No TCP connection, or no finished TLS handshake, in time.
+    #[error("cannot {what} {server}: no answer within {after:?}")]
+    Unanswered {
+        /// What was being done (`connect to`, `finish a TLS handshake with`).
+        what: &'static str,
+        /// The server.
+        server: SocketAddr,
+        /// How long the client waited.
+        after: Duration,
+    },
     /// The TCP connection closed.
     #[error("the connection to {server} closed")]
     Closed {

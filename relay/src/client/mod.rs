@@ -111,8 +111,8 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the connection fails, [`Error::Timeout`] if it takes
-    /// longer than the default timeout.
+    /// [`Error::Io`] if the connection fails, [`Error::Unanswered`] if it
+    /// takes longer than the default timeout.
     pub async fn tcp(server: SocketAddr) -> Result<Client, Error> {
         let (stream, local) = connect(server).await?;
         Ok(Client::stream(Box::new(stream), local, server))
@@ -125,8 +125,8 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::Io`] if the connection or the handshake fails (an untrusted
-    /// certificate included), [`Error::Timeout`] if either takes longer than
-    /// the default timeout.
+    /// certificate included), [`Error::Unanswered`] if either takes longer
+    /// than the default timeout.
     pub async fn tls(
         server: SocketAddr,
         name: ServerName<'static>,
@@ -136,7 +136,7 @@ impl Client {
         let handshake = tokio_rustls::TlsConnector::from(config).connect(name, stream);
         let stream = tokio::time::timeout(DEFAULT_TIMEOUT, handshake)
             .await
-            .map_err(|_| timed_out(server))?
+            .map_err(|_| unanswered("finish a TLS handshake with", server))?
             .map_err(io_error("finish a TLS handshake with", server))?;
         let leaf = stream
             .get_ref()
@@ -537,16 +537,16 @@ fn random_tid() -> Result<TransactionId, Error> {
 async fn connect(server: SocketAddr) -> Result<(TcpStream, SocketAddr), Error> {
     let stream = tokio::time::timeout(DEFAULT_TIMEOUT, TcpStream::connect(server))
         .await
-        .map_err(|_| timed_out(server))?
+        .map_err(|_| unanswered("connect to", server))?
         .map_err(io_error("connect to", server))?;
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().map_err(io_error("connect to", server))?;
     Ok((stream, local))
 }
 
-fn timed_out(server: SocketAddr) -> Error {
-    Error::Timeout {
-        method: Method::ALLOCATE,
+fn unanswered(what: &'static str, server: SocketAddr) -> Error {
+    Error::Unanswered {
+        what,
         server,
         after: DEFAULT_TIMEOUT,
     }

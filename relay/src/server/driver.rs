@@ -15,7 +15,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use super::{Config, Ctx, RelayAddress, Tls, tasks};
-use crate::status::{self, Command, StatusPort};
+use crate::status::{self, StatusPort};
 use crate::turn::{BindFailure, Event, Family, FiveTuple, Server, Transmit, Transport};
 
 /// How many ports to draw before an EVEN-PORT allocation gives up.
@@ -144,18 +144,8 @@ impl Driver {
         let Some((socket, port)) = &mut self.status else {
             return;
         };
-        let command = port.command(bytes);
-        let mut text = match (&command, &self.tls) {
-            (Command::ReloadCert, Some(tls)) => match tls.reload() {
-                Ok(now_serving) => format!("reload_cert: ok, serving {now_serving}\n"),
-                Err(e) => format!("reload_cert: refused: {e}; still serving {}\n", tls.summary()),
-            },
-            _ => status::reply(&command, now, &mut self.core),
-        };
-        if let (Command::Status, Some(tls)) = (&command, &self.tls) {
-            text.push_str(&format!("certificate: {}\n", tls.summary()));
-        }
-        let replies: Vec<Vec<u8>> = status::slices(text.as_bytes()).map(<[u8]>::to_vec).collect();
+        let cert = self.tls.as_deref().map(|tls| tls as &dyn status::Certificate);
+        let replies = port.handle(now, bytes, &mut self.core, cert);
         let socket = socket.clone();
         // A long `turn` listing may not fit the socket buffer at once; waiting
         // for it here would stall the relay.

@@ -87,6 +87,18 @@ impl Tls {
     }
 }
 
+impl crate::status::Certificate for Tls {
+    fn reload(&self) -> Result<String, String> {
+        Tls::reload(self)
+            .map(|serving| serving.to_string())
+            .map_err(|e| format!("{e}; still serving {}", self.summary()))
+    }
+
+    fn describe(&self) -> String {
+        self.summary().to_string()
+    }
+}
+
 impl ResolvesServerCert for Tls {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.current().certified_key())
