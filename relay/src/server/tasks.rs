@@ -1,6 +1,7 @@
 //! Reader tasks: each waits on one socket (or accepts connections) and
 //! hands what arrives to the core, until the shutdown signal.
 
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +20,14 @@ use crate::turn::{FiveTuple, Transport};
 const WRITE_QUEUE: usize = 256;
 /// Longest status command datagram read; restund reads 32 bytes of it.
 const STATUS_DATAGRAM: usize = 2048;
+/// Most datagrams one socket hands the core before others get a turn.
+const BURST: usize = 32;
+
+thread_local! {
+    /// The receive buffer every datagram socket on this thread reads into.
+    static RECEIVE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// How long a TLS client has to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -51,25 +60,55 @@ pub(super) async fn status_listener(socket: Arc<UdpSocket>, ctx: Ctx) {
     .await;
 }
 
-/// Hands each datagram to the core until shutdown. The buffer is one byte
-/// longer than `max` so that a longer datagram arrives truncated but still
-/// too long, and the core counts it as oversized.
+/// Hands each datagram to the core until shutdown. Datagrams are read
+/// into the thread's one receive buffer rather than one per socket: a relay
+/// holds a socket per allocation, and a buffer each (64 KiB) would cost more
+/// than the allocation itself. The buffer is one byte longer than `max` so
+/// that a longer datagram arrives truncated but still too long, and the
+/// core counts it as oversized.
 async fn datagrams(
     socket: &UdpSocket,
     max: usize,
     mut ctx: Ctx,
     handle: impl Fn(&mut Driver, Instant, SocketAddr, &[u8]),
 ) {
-    let mut buf = vec![0; max + 1];
     loop {
-        let received = tokio::select! {
-            r = socket.recv_from(&mut buf) => r,
+        let ready = tokio::select! {
+            r = socket.readable() => r,
             _ = ctx.shutdown.recv() => return,
         };
-        match received {
-            Ok((len, from)) => ctx.drive(|driver, now| handle(driver, now, from, &buf[..len])),
-            // ICMP errors surface here on some systems; the socket still works.
-            Err(e) => tracing::debug!(error = %e, "receive failed"),
+        if let Err(e) = ready {
+            tracing::warn!(error = %e, "socket no longer readable");
+            return;
+        }
+        // What is queued now, in a bounded burst: a socket that still has
+        // more after it lets the other tasks run first.
+        let mut drained = false;
+        for _ in 0..BURST {
+            let more = RECEIVE.with_borrow_mut(|buf| {
+                if buf.len() < max + 1 {
+                    buf.resize(max + 1, 0);
+                }
+                match socket.try_recv_from(&mut buf[..=max]) {
+                    Ok((len, from)) => {
+                        ctx.drive(|driver, now| handle(driver, now, from, &buf[..len]));
+                        true
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => false,
+                    // ICMP errors surface here on some systems; the socket still works.
+                    Err(e) => {
+                        tracing::debug!(error = %e, "receive failed");
+                        true
+                    }
+                }
+            });
+            if !more {
+                drained = true;
+                break;
+            }
+        }
+        if !drained {
+            tokio::task::yield_now().await;
         }
     }
 }
