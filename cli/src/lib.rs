@@ -3,6 +3,7 @@
 
 pub mod advertise;
 pub mod args;
+pub mod command;
 pub mod commands;
 pub mod config;
 pub mod duration;

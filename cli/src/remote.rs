@@ -18,8 +18,8 @@ use openssh::{KnownHosts as SshKnownHosts, Session, SessionBuilder};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
+use crate::command::Command;
 use crate::inventory::{Access, KnownHosts, Transport};
-use crate::plan::Command;
 
 /// What a command printed and how it ended.
 #[derive(Debug, Clone)]
@@ -111,26 +111,11 @@ pub struct Node {
 
 impl Node {
     /// This machine, for the commands a plan runs "here" (apply commands,
-    /// advertise checks). They may run long: an hour before they are stopped.
+    /// advertise checks).
     pub fn here() -> Node {
-        use crate::inventory::{KnownHosts, Ssh};
         Node {
             name: "local".into(),
-            access: Access {
-                host: "localhost".into(),
-                transport: Transport::Local,
-                ssh: Ssh {
-                    user: None,
-                    port: 22,
-                    identity_file: None,
-                    known_hosts: KnownHosts::Strict,
-                    known_hosts_file: None,
-                    connect_timeout: Duration::from_secs(10),
-                    command_timeout: Duration::from_secs(3600),
-                    jump_host: None,
-                    sudo: false,
-                },
-            },
+            access: Access::here(),
         }
     }
 }
@@ -350,7 +335,7 @@ impl Remote {
         if let Some(j) = &a.ssh.jump_host {
             b.jump_hosts([j]);
         }
-        let address = crate::plan::host_of(&node.name, a).address;
+        let address = crate::command::Host::of(&node.name, a).address;
         let session = b
             .connect(&a.host)
             .await
@@ -548,7 +533,7 @@ impl Remote {
             .map(|b| format!("{b:02x}"))
             .collect();
         let cmd = |argv: &[&str]| {
-            crate::plan::remote_command(
+            crate::command::Command::remote(
                 &node.name,
                 &node.access,
                 argv.iter().map(|s| (*s).to_owned()).collect(),
@@ -595,7 +580,7 @@ impl Remote {
     /// The content of a text file on a node (bytes that are not UTF-8 are
     /// replaced: command output is read as text).
     pub async fn download(&self, node: &Node, path: &str, timeout: Duration) -> Result<Vec<u8>, ExecError> {
-        let cat = crate::plan::remote_command(
+        let cat = crate::command::Command::remote(
             &node.name,
             &node.access,
             vec!["cat".into(), "--".into(), path.into()],

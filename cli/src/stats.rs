@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use relay::StatsSource;
 
-use crate::inventory::{ReadOn, Relay, SecretRef, Transport};
-use crate::plan::remote_command;
+use crate::command::Command;
+use crate::inventory::{ReadOn, Relay, Transport};
 use crate::remote::{Node, Remote};
 
 /// How long the node-side probe listens for the status port's datagrams.
@@ -51,17 +51,6 @@ fn split_addr(addr: &str) -> anyhow::Result<(String, String)> {
     Ok((host.trim_matches(['[', ']']).to_owned(), port.to_owned()))
 }
 
-fn secret(p: &SecretRef) -> anyhow::Result<String> {
-    match p {
-        SecretRef::Env(name) => std::env::var(name)
-            .with_context(|| format!("the stats password comes from ${name}, which is not set; export it, or name a file with `password_file`")),
-        SecretRef::File(path) => Ok(std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the stats password file {}", path.display()))?
-            .trim_end_matches(['\n', '\r'])
-            .to_owned()),
-    }
-}
-
 /// Reads the relay's stats once.
 pub async fn read(remote: &Remote, r: &Relay, timeout: Duration) -> anyhow::Result<relay::Stats> {
     let local = r.stats.read_on == ReadOn::Local || r.access.transport == Transport::Local;
@@ -86,7 +75,7 @@ pub async fn read(remote: &Remote, r: &Relay, timeout: Duration) -> anyhow::Resu
                 .stats
                 .password
                 .as_ref()
-                .map(secret)
+                .map(|p| p.read("the stats password"))
                 .transpose()?
                 .context("the coturn CLI needs a password")?;
             let (host, port) = split_addr(addr)?;
@@ -192,7 +181,7 @@ async fn run(
         name: r.name.clone(),
         access: r.access.clone(),
     };
-    let cmd = remote_command(&r.name, &r.access, argv);
+    let cmd = Command::remote(&r.name, &r.access, argv);
     let out = remote.probe(&node, &cmd, timeout, stdin.as_deref()).await?;
     match out.code {
         0 => Ok(out.stdout),

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use opsctl::command::Command;
 use opsctl::inventory;
-use opsctl::plan::remote_command;
 use opsctl::remote::{ExecError, Node, Remote, Upload};
 
 use crate::lab::Lab;
@@ -30,8 +30,8 @@ fn nodes(lab: &Lab, scratch: &Scratch) -> Vec<Node> {
         .collect()
 }
 
-fn cmd(n: &Node, argv: &[&str]) -> opsctl::plan::Command {
-    remote_command(&n.name, &n.access, argv.iter().map(|s| (*s).to_owned()).collect())
+fn cmd(n: &Node, argv: &[&str]) -> opsctl::command::Command {
+    Command::remote(&n.name, &n.access, argv.iter().map(|s| (*s).to_owned()).collect())
 }
 
 #[test]

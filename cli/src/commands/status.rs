@@ -12,9 +12,9 @@ use tokio::task::JoinSet;
 
 use crate::advertise::{self, State, ValuesFile};
 use crate::args::Output;
+use crate::command::{Command, Host};
 use crate::config::{Config, UsageError};
 use crate::inventory::{Access, Flavor, Inventory, MemberRole, Relay};
-use crate::plan::{Command, host_of};
 use crate::remote::{Node, Remote};
 use crate::stats;
 
@@ -129,7 +129,7 @@ impl Row {
             node: node.to_owned(),
             site: site.to_owned(),
             kind,
-            address: host_of(node, access).address,
+            address: Host::of(node, access).address,
             reachable: false,
             service_up: None,
             allocations: None,
@@ -162,7 +162,7 @@ impl Row {
 
 fn command(name: &str, access: &Access, argv: Vec<String>) -> Command {
     // The same construction the plan uses, so `sudo` and quoting match.
-    crate::plan::remote_command(name, access, argv)
+    crate::command::Command::remote(name, access, argv)
 }
 
 async fn read_relay(remote: &Remote, r: &Relay) -> Row {

@@ -240,7 +240,7 @@ async fn drained(
 
 async fn service_up(ex: &Executor<'_>, node: &Node, r: Option<&Relay>) -> anyhow::Result<Poll> {
     let r = r.context("the service-up gate reads a relay's service")?;
-    let status = crate::plan::remote_command(&node.name, &node.access, r.service.status.clone());
+    let status = crate::command::Command::remote(&node.name, &node.access, r.service.status.clone());
     let out = ex
         .remote
         .probe(node, &status, node.access.ssh.command_timeout, None)
@@ -276,7 +276,7 @@ async fn listed(ex: &Executor<'_>, r: Option<&Relay>, present: bool) -> anyhow::
         ],
         None => bail!("no `advertise.check` in the inventory"),
     };
-    let cmd = crate::plan::local_command(argv, &ex.inv.dir);
+    let cmd = crate::command::Command::local(argv, &ex.inv.dir);
     let here = Node::here();
     let out = ex.remote.run(&here, &cmd, Duration::from_secs(30)).await?;
     let urls = ice_urls(&out.stdout)
@@ -338,7 +338,7 @@ async fn new_boot(ex: &Executor<'_>, node: &Node) -> anyhow::Result<Poll> {
         ));
     }
     let r = ex.relay(&node.name)?;
-    let cmd = crate::plan::remote_command(&node.name, &node.access, r.reboot.boot_id.clone());
+    let cmd = crate::command::Command::remote(&node.name, &node.access, r.reboot.boot_id.clone());
     let now = ex
         .remote
         .run(node, &cmd, node.access.ssh.command_timeout)

@@ -200,7 +200,7 @@ async fn health(remote: Arc<Remote>, r: Relay) -> Result<(), String> {
         access: r.access.clone(),
     };
     remote.reachable(&node).await.map_err(|e| e.to_string())?;
-    let status = crate::plan::remote_command(&r.name, &r.access, r.service.status.clone());
+    let status = crate::command::Command::remote(&r.name, &r.access, r.service.status.clone());
     let out = remote
         .probe(&node, &status, r.access.ssh.command_timeout, None)
         .await

@@ -107,7 +107,7 @@ pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
             let text =
                 String::from_utf8(current).with_context(|| format!("{path} on {} is not text", step.node))?;
             let edited = crate::envfile::edit(&text, set, unset);
-            let stat = crate::plan::remote_command(
+            let stat = crate::command::Command::remote(
                 &node.name,
                 &node.access,
                 vec!["stat".into(), "-c".into(), "%a".into(), path.clone()],

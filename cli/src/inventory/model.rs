@@ -11,6 +11,8 @@ use relay::{CertLayout, Kind, StatsSource};
 
 use crate::template::Template;
 
+pub use crate::command::{Access, KnownHosts, SecretRef, Ssh, Transport};
+
 #[derive(Debug, Clone)]
 pub struct Inventory {
     /// The file as the user named it (for messages).
@@ -28,44 +30,6 @@ pub struct Site {
     pub min_healthy_relays: usize,
     pub relays: Vec<Relay>,
     pub cluster: Option<Cluster>,
-}
-
-/// How opsctl reaches a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Ssh,
-    /// Commands run on this machine (the lab, or opsctl running on the node).
-    Local,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KnownHosts {
-    Strict,
-    AcceptNew,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ssh {
-    pub user: Option<String>,
-    pub port: u16,
-    pub identity_file: Option<PathBuf>,
-    pub known_hosts: KnownHosts,
-    /// A known_hosts file other than ssh's default (`~/.ssh/known_hosts`).
-    pub known_hosts_file: Option<PathBuf>,
-    pub connect_timeout: Duration,
-    /// How long one command may run before it is stopped (gates poll with their own timeouts).
-    pub command_timeout: Duration,
-    pub jump_host: Option<String>,
-    /// Prefix every remote command with `sudo -n` (never prompts).
-    pub sudo: bool,
-}
-
-/// Where and how a node is reached; shared by relays and config-cluster members.
-#[derive(Debug, Clone)]
-pub struct Access {
-    pub host: String,
-    pub transport: Transport,
-    pub ssh: Ssh,
 }
 
 #[derive(Debug, Clone)]
@@ -98,22 +62,6 @@ pub struct Stats {
 pub enum ReadOn {
     Node,
     Local,
-}
-
-/// A secret named by where it lives, so plans and logs can show the name only.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretRef {
-    Env(String),
-    File(PathBuf),
-}
-
-impl std::fmt::Display for SecretRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SecretRef::Env(name) => write!(f, "${name}"),
-            SecretRef::File(path) => write!(f, "file {}", path.display()),
-        }
-    }
 }
 
 /// Commands that control a service. Each is an argument vector run on the node.

@@ -126,70 +126,6 @@ struct Builder<'a> {
     continues: BTreeMap<String, String>,
 }
 
-pub fn host_of(name: &str, a: &Access) -> Host {
-    match a.transport {
-        Transport::Local => Host {
-            node: name.to_owned(),
-            address: "local".into(),
-        },
-        Transport::Ssh => {
-            let user = a.ssh.user.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
-            let host = if a.host.contains(':') {
-                format!("[{}]", a.host)
-            } else {
-                a.host.clone()
-            };
-            let port = if a.ssh.port == 22 {
-                String::new()
-            } else {
-                format!(":{}", a.ssh.port)
-            };
-            Host {
-                node: name.to_owned(),
-                address: format!("ssh://{user}{host}{port}"),
-            }
-        }
-    }
-}
-
-fn local_host() -> Host {
-    Host {
-        node: "local".into(),
-        address: "local".into(),
-    }
-}
-
-fn quote(argv: &[String]) -> String {
-    crate::shell::join(argv)
-}
-
-pub fn remote_command(name: &str, a: &Access, argv: Vec<String>) -> Command {
-    let argv = if a.ssh.sudo && a.transport == Transport::Ssh {
-        ["sudo".to_owned(), "-n".to_owned()]
-            .into_iter()
-            .chain(argv)
-            .collect()
-    } else {
-        argv
-    };
-    Command {
-        on: host_of(name, a),
-        line: quote(&argv),
-        argv,
-        cwd: None,
-    }
-}
-
-/// A command run here (not on a node), in `cwd`.
-pub fn local_command(argv: Vec<String>, cwd: &std::path::Path) -> Command {
-    Command {
-        on: local_host(),
-        line: quote(&argv),
-        argv,
-        cwd: Some(cwd.display().to_string()),
-    }
-}
-
 fn gate_defaults(g: Gate) -> (Duration, Duration) {
     let s = Duration::from_secs;
     match g {
@@ -302,7 +238,7 @@ impl<'a> Builder<'a> {
                     r.name,
                     r.site,
                     r.kind,
-                    host_of(&r.name, &r.access).address
+                    Host::of(&r.name, &r.access).address
                 ),
                 steps: Vec::new(),
             };
@@ -349,7 +285,7 @@ impl<'a> Builder<'a> {
                     "every target answers: {}",
                     relays
                         .iter()
-                        .map(|r| format!("{} ({})", r.name, host_of(&r.name, &r.access).address))
+                        .map(|r| format!("{} ({})", r.name, Host::of(&r.name, &r.access).address))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -523,7 +459,7 @@ impl<'a> Builder<'a> {
         cert: Option<&(PathBuf, Option<PathBuf>)>,
     ) -> anyhow::Result<Vec<Action>> {
         let vars = self.relay_vars(r);
-        let host = host_of(&r.name, &r.access);
+        let host = Host::of(&r.name, &r.access);
         Ok(match &step.kind {
             StepKind::Confirm {
                 message,
@@ -584,25 +520,25 @@ impl<'a> Builder<'a> {
                     })?,
                 };
                 vec![Action::Run {
-                    command: remote_command(&r.name, &r.access, argv),
+                    command: Command::remote(&r.name, &r.access, argv),
                 }]
             }
             StepKind::Run { argv, on } => {
                 let argv: Vec<String> = argv.iter().map(|t| t.render(&vars)).collect();
                 vec![Action::Run {
                     command: match on {
-                        RunOn::Local => local_command(argv, &self.inv.dir),
-                        _ => remote_command(&r.name, &r.access, argv),
+                        RunOn::Local => Command::local(argv, &self.inv.dir),
+                        _ => Command::remote(&r.name, &r.access, argv),
                     },
                 }]
             }
             StepKind::Reboot => vec![
                 Action::Record {
                     name: "boot_id".into(),
-                    command: remote_command(&r.name, &r.access, r.reboot.boot_id.clone()),
+                    command: Command::remote(&r.name, &r.access, r.reboot.boot_id.clone()),
                 },
                 Action::Run {
-                    command: remote_command(&r.name, &r.access, r.reboot.command.clone()),
+                    command: Command::remote(&r.name, &r.access, r.reboot.command.clone()),
                 },
             ],
             StepKind::UploadCert => self.upload_cert(r, cert)?,
@@ -646,13 +582,13 @@ impl<'a> Builder<'a> {
                 } else {
                     (taken_out, listed)
                 };
-                let mut commands = vec![local_command(apply.clone(), workdir)];
-                commands.extend(then.iter().map(|c| local_command(c.clone(), workdir)));
+                let mut commands = vec![Command::local(apply.clone(), workdir)];
+                commands.extend(then.iter().map(|c| Command::local(c.clone(), workdir)));
                 Some(Action::Advertise {
                     out,
                     backend: "values-file",
                     edit: Some(FileEdit {
-                        on: local_host(),
+                        on: Host::here(),
                         path: v.path.display().to_string(),
                         diff: adv::diff(&v.label, &old, &new),
                     }),
@@ -669,8 +605,8 @@ impl<'a> Builder<'a> {
                     .iter()
                     .map(|t| t.render(&vars))
                     .collect();
-                let mut commands = vec![local_command(argv, workdir)];
-                commands.extend(then.iter().map(|c| local_command(c.clone(), workdir)));
+                let mut commands = vec![Command::local(argv, workdir)];
+                commands.extend(then.iter().map(|c| Command::local(c.clone(), workdir)));
                 Some(Action::Advertise {
                     out,
                     backend: "command",
@@ -720,7 +656,11 @@ impl<'a> Builder<'a> {
                     .unwrap_or_else(|| ", which must exit 0".into());
                 (
                     format!("the relay service on {} is up", r.name),
-                    format!("`{}` on {}{expect}", quote(&r.service.status), r.name),
+                    format!(
+                        "`{}` on {}{expect}",
+                        crate::shell::join(&r.service.status),
+                        r.name
+                    ),
                 )
             }
             Gate::StatsAnswer => (format!("the stats of {} answer", r.name), stats_source(r)),
@@ -743,7 +683,7 @@ impl<'a> Builder<'a> {
                 };
                 let how = match check {
                     AdvertiseCheck::Url(u) => format!("GET {u}"),
-                    AdvertiseCheck::Command(c) => format!("`{}`", quote(c)),
+                    AdvertiseCheck::Command(c) => format!("`{}`", crate::shell::join(c)),
                 };
                 let verb = if spec.gate == Gate::Unadvertised {
                     "lists none of"
@@ -754,7 +694,7 @@ impl<'a> Builder<'a> {
             }
             Gate::SshDown => (
                 format!("{} stops answering SSH (the old boot is going down)", r.name),
-                format!("connecting to {}", host_of(&r.name, &r.access).address),
+                format!("connecting to {}", Host::of(&r.name, &r.access).address),
             ),
             Gate::NewBoot => {
                 timeout = r.reboot.timeout;
@@ -763,7 +703,7 @@ impl<'a> Builder<'a> {
                         "{} answers SSH again with a boot id other than the one read before the reboot",
                         r.name
                     ),
-                    format!("`{}` on {}", quote(&r.reboot.boot_id), r.name),
+                    format!("`{}` on {}", crate::shell::join(&r.reboot.boot_id), r.name),
                 )
             }
             Gate::ServedCert => {
@@ -818,7 +758,7 @@ impl<'a> Builder<'a> {
             .unwrap_or_else(|| b.clone());
         let upload = |content: String, from: Vec<String>, cut: Option<&'static str>, to: &str, mode: &str| {
             Action::Upload {
-                on: host_of(&r.name, &r.access),
+                on: Host::of(&r.name, &r.access),
                 content,
                 from,
                 cut,
@@ -868,7 +808,7 @@ impl<'a> Builder<'a> {
 
     fn backup(&self, node: &str, a: &Access, path: &str) -> Action {
         Action::Run {
-            command: remote_command(
+            command: Command::remote(
                 node,
                 a,
                 ["cp", "-a", "--", path, &format!("{path}.opsctl-{}", self.req.run)]
@@ -880,7 +820,7 @@ impl<'a> Builder<'a> {
 
     fn move_aside(&self, node: &str, a: &Access, path: &str) -> Action {
         Action::Run {
-            command: remote_command(
+            command: Command::remote(
                 node,
                 a,
                 ["mv", "-T", "--", path, &format!("{path}.opsctl-{}", self.req.run)]
@@ -953,7 +893,7 @@ impl<'a> Builder<'a> {
                     cluster
                         .members
                         .iter()
-                        .map(|m| format!("{} ({})", m.name, host_of(&m.name, &m.access).address))
+                        .map(|m| format!("{} ({})", m.name, Host::of(&m.name, &m.access).address))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -1020,9 +960,9 @@ impl<'a> Builder<'a> {
             }],
             StepKind::Run { argv, on } => vec![Action::Run {
                 command: match on {
-                    RunOn::Node => remote_command(&m.name, &m.access, render(argv)),
-                    RunOn::First => remote_command(&first.name, &first.access, render(argv)),
-                    RunOn::Local => local_command(render(argv), &self.inv.dir),
+                    RunOn::Node => Command::remote(&m.name, &m.access, render(argv)),
+                    RunOn::First => Command::remote(&first.name, &first.access, render(argv)),
+                    RunOn::Local => Command::local(render(argv), &self.inv.dir),
                 },
             }],
             StepKind::Service(action) => {
@@ -1036,14 +976,14 @@ impl<'a> Builder<'a> {
                 let argv = service_argv(service, *action)
                     .with_context(|| format!("etcd member `{}` has no reload command", m.name))?;
                 vec![Action::Run {
-                    command: remote_command(&m.name, &m.access, argv),
+                    command: Command::remote(&m.name, &m.access, argv),
                 }]
             }
             StepKind::Wait(spec) => vec![self.member_gate(cluster, order, m, spec)?],
             StepKind::Backup(path) => vec![self.backup(&m.name, &m.access, &path.render(vars))],
             StepKind::MoveAside(path) => vec![self.move_aside(&m.name, &m.access, &path.render(vars))],
             StepKind::SetConfig { file, values, unset } => vec![Action::SetConfig {
-                on: host_of(&m.name, &m.access),
+                on: Host::of(&m.name, &m.access),
                 path: file.render(vars),
                 set: values.iter().map(|(k, v)| (k.clone(), v.render(vars))).collect(),
                 unset: unset.clone(),

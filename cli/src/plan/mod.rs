@@ -12,7 +12,8 @@ mod render;
 
 use serde::Serialize;
 
-pub use build::{Procedure, Request, build, host_of, local_command, remote_command, stun_target};
+pub use crate::command::{Command, Host};
+pub use build::{Procedure, Request, build, stun_target};
 pub use render::text;
 
 /// The version of the JSON shape; bumped on any incompatible change.
@@ -74,25 +75,6 @@ pub struct Step {
     pub source: String,
     #[serde(flatten)]
     pub action: Action,
-}
-
-/// Where a command runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Host {
-    /// `local`, or the inventory name of the node.
-    pub node: String,
-    /// `local`, or `ssh://[user@]host[:port]`.
-    pub address: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Command {
-    pub on: Host,
-    pub argv: Vec<String>,
-    /// The command line exactly as sent (remote) or shown (local), arguments quoted.
-    pub line: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cwd: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
