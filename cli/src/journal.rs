@@ -20,6 +20,9 @@ pub enum Event {
         inventory: String,
         targets: Vec<String>,
         at: u64,
+        /// The plan the run executes, exactly: what a later run can replay.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plan: Option<Box<crate::plan::Plan>>,
     },
     Step {
         number: usize,
@@ -149,6 +152,7 @@ mod tests {
             inventory: "inv.yaml".into(),
             targets: vec![],
             at,
+            plan: None,
         };
         let adv = |node: &str, out| Event::Advertised {
             node: node.into(),

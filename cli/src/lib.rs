@@ -9,6 +9,7 @@ pub mod config;
 pub mod duration;
 pub mod envfile;
 pub mod executor;
+pub mod health;
 pub mod inventory;
 pub mod journal;
 pub mod lab;

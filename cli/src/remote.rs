@@ -18,8 +18,9 @@ use openssh::{KnownHosts as SshKnownHosts, Session, SessionBuilder};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
-use crate::command::Command;
-use crate::inventory::{Access, KnownHosts, Transport};
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Access, Command, KnownHosts, Transport};
 
 /// What a command printed and how it ended.
 #[derive(Debug, Clone)]
@@ -504,88 +505,121 @@ pub fn default_control_dir() -> PathBuf {
     home.join(".cache/opsctl/ssh")
 }
 
-/// A file to put on a node, atomically.
-pub struct Upload<'a> {
-    pub content: &'a [u8],
-    pub to: &'a str,
-    /// Octal mode of the new file, e.g. `0o600`.
-    pub mode: u32,
-    /// Written and checked here first, then renamed over `to`.
-    pub temp: &'a str,
-    /// The current file is copied here (with its owner and mode) before the rename.
-    pub backup: Option<&'a str>,
+/// The commands that put a file on a node atomically: write a temporary file
+/// beside the target (content on stdin), check its SHA-256 there, keep the
+/// current file, rename into place; `cleanup` removes the temporary file
+/// when any of them fails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadCommands {
+    pub temp: String,
+    pub write: Command,
+    pub check: Command,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<Command>,
+    pub rename: Command,
+    pub cleanup: Command,
 }
 
 /// Writes the content to the temporary name with a umask that keeps it
-/// private from the first byte, syncs it, and gives it the owner of the file
-/// it replaces. Content arrives on stdin, never on a command line.
-const WRITE_TEMP: &str = r#"umask 077 && cat > "$1" && sync "$1" && chmod "$3" "$1" && if [ -e "$2" ]; then chown --reference="$2" "$1"; fi"#;
+/// private from the first byte, syncs it, gives it the mode `$3` (or, for
+/// `keep`, the mode of the file it replaces) and the owner of that file.
+/// Content arrives on stdin, never on a command line.
+const WRITE_TEMP: &str = r#"umask 077 && cat > "$1" && sync "$1" && if [ "$3" = keep ]; then chmod --reference="$2" "$1"; else chmod "$3" "$1"; fi && if [ -e "$2" ]; then chown --reference="$2" "$1"; fi"#;
+
+impl UploadCommands {
+    /// `mode`: octal like `600`, or `None` to keep the current file's mode.
+    pub fn new(
+        name: &str,
+        a: &Access,
+        to: &str,
+        temp: &str,
+        backup: Option<&str>,
+        mode: Option<&str>,
+    ) -> Self {
+        let cmd = |argv: &[&str]| Command::remote_str(name, a, argv);
+        UploadCommands {
+            temp: temp.to_owned(),
+            write: cmd(&[
+                "sh",
+                "-c",
+                WRITE_TEMP,
+                "opsctl-upload",
+                temp,
+                to,
+                mode.unwrap_or("keep"),
+            ]),
+            check: cmd(&["sha256sum", "--", temp]),
+            backup: backup.map(|b| {
+                cmd(&[
+                    "sh",
+                    "-c",
+                    r#"if [ -e "$1" ]; then cp -a -- "$1" "$2"; fi"#,
+                    "opsctl-backup",
+                    to,
+                    b,
+                ])
+            }),
+            rename: cmd(&["mv", "-T", "--", temp, to]),
+            cleanup: cmd(&["rm", "-f", "--", temp]),
+        }
+    }
+
+    /// Every command, in the order they may run.
+    pub fn all(&self) -> Vec<&Command> {
+        [
+            Some(&self.write),
+            Some(&self.check),
+            self.backup.as_ref(),
+            Some(&self.rename),
+            Some(&self.cleanup),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
 
 impl Remote {
-    /// Uploads a file: write a temporary file beside the target, sync it, set
-    /// its mode and owner, check its SHA-256 on the node, keep the current file
-    /// as a backup, rename into place. The temporary file is removed if any
-    /// step fails; the target is never left half-written.
-    pub async fn upload(&self, node: &Node, up: &Upload<'_>, timeout: Duration) -> anyhow::Result<()> {
+    /// Uploads `content` with the plan's commands. The temporary file is
+    /// removed if any step fails; the target is never left half-written.
+    pub async fn upload(&self, node: &Node, content: &[u8], up: &UploadCommands) -> anyhow::Result<()> {
         use sha2::Digest;
-        let want: String = sha2::Sha256::digest(up.content)
+        let timeout = node.access.ssh.command_timeout;
+        let want: String = sha2::Sha256::digest(content)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let cmd = |argv: &[&str]| {
-            crate::command::Command::remote(
-                &node.name,
-                &node.access,
-                argv.iter().map(|s| (*s).to_owned()).collect(),
-            )
-        };
-        let mode = format!("{:o}", up.mode);
         let result = async {
-            let write = cmd(&["sh", "-c", WRITE_TEMP, "opsctl-upload", up.temp, up.to, &mode]);
-            let out = self.probe(node, &write, timeout, Some(up.content)).await?;
+            let out = self.probe(node, &up.write, timeout, Some(content)).await?;
             if out.code != 0 {
                 return Err(ExecError::Failed {
                     node: node.name.clone(),
-                    command: write.line,
+                    command: up.write.line.clone(),
                     code: out.code,
                     stderr: out.stderr,
                 }
                 .into());
             }
-            let sum = self.run(node, &cmd(&["sha256sum", "--", up.temp]), timeout).await?;
+            let sum = self.run(node, &up.check, timeout).await?;
             let got = sum.stdout.split_whitespace().next().unwrap_or("");
             if got != want {
                 anyhow::bail!(
-                    "the copy of {} on `{}` has SHA-256 {got}, not {want}: the upload was damaged; nothing was replaced",
-                    up.to,
+                    "the copy {} on `{}` has SHA-256 {got}, not {want}: the upload was damaged; nothing was replaced",
+                    up.temp,
                     node.name
                 );
             }
-            if let Some(backup) = up.backup {
-                let keep = cmd(&["sh", "-c", r#"if [ -e "$1" ]; then cp -a -- "$1" "$2"; fi"#, "opsctl-backup", up.to, backup]);
-                self.run(node, &keep, timeout).await?;
+            if let Some(keep) = &up.backup {
+                self.run(node, keep, timeout).await?;
             }
-            self.run(node, &cmd(&["mv", "-T", "--", up.temp, up.to]), timeout).await?;
+            self.run(node, &up.rename, timeout).await?;
             Ok(())
         }
         .await;
         if result.is_err() {
-            let _ = self
-                .probe(node, &cmd(&["rm", "-f", "--", up.temp]), timeout, None)
-                .await;
+            let _ = self.probe(node, &up.cleanup, timeout, None).await;
         }
         result
-    }
-
-    /// The content of a text file on a node (bytes that are not UTF-8 are
-    /// replaced: command output is read as text).
-    pub async fn download(&self, node: &Node, path: &str, timeout: Duration) -> Result<Vec<u8>, ExecError> {
-        let cat = crate::command::Command::remote(
-            &node.name,
-            &node.access,
-            vec!["cat".into(), "--".into(), path.into()],
-        );
-        Ok(self.run(node, &cat, timeout).await?.stdout.into_bytes())
     }
 }
 

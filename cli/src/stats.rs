@@ -13,13 +13,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use relay::StatsSource;
+use serde::{Deserialize, Serialize};
 
-use crate::command::Command;
+use crate::command::{Command, SecretRef};
 use crate::inventory::{ReadOn, Relay, Transport};
 use crate::remote::{Node, Remote};
-
-/// How long the node-side probe listens for the status port's datagrams.
-const LISTEN: &str = "0.5";
 
 /// restund slices a reply into datagrams of at most this many bytes, so a
 /// shorter one is the last: the reader stops there instead of waiting out a
@@ -51,55 +49,176 @@ fn split_addr(addr: &str) -> anyhow::Result<(String, String)> {
     Ok((host.trim_matches(['[', ']']).to_owned(), port.to_owned()))
 }
 
-/// Reads the relay's stats once.
-pub async fn read(remote: &Remote, r: &Relay, timeout: Duration) -> anyhow::Result<relay::Stats> {
-    let local = r.stats.read_on == ReadOn::Local || r.access.transport == Transport::Local;
-    let text = match &r.stats.source {
-        StatsSource::Turnstats { addr } if local => query_udp(addr, "turnstats", timeout).await?,
-        StatsSource::Turnstats { addr } => {
-            let (host, port) = split_addr(addr)?;
-            let argv = [
-                "bash",
-                "-c",
-                UDP_PROBE,
-                "opsctl-stats",
-                &host,
-                &port,
-                "turnstats",
-                LISTEN,
-            ];
-            run(remote, r, argv.map(String::from).to_vec(), None, timeout).await?
-        }
+/// How a relay's stats (or one of its status-port commands) are read: what
+/// the plan shows and the executor runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsRead {
+    pub relay: String,
+    pub source: StatsSource,
+    /// In words, for plans and messages: "turnstats on udp 127.0.0.1:33000 (on relay-1, through SSH)".
+    pub described: String,
+    /// How long the port may stay silent before the read fails.
+    #[serde(with = "crate::command::secs")]
+    pub reply_within: Duration,
+    #[serde(flatten)]
+    pub how: How,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "from", rename_all = "kebab-case")]
+pub enum How {
+    /// opsctl sends `message` to the UDP status port `addr` itself.
+    Here { addr: String, message: String },
+    /// A command prints the reply; with `stdin`, that secret is fed to it,
+    /// never put on its command line.
+    Command {
+        command: Command,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stdin: Option<SecretRef>,
+    },
+}
+
+/// How long a status port or CLI gets to answer.
+const REPLY_WITHIN: Duration = Duration::from_secs(1);
+
+fn described(r: &Relay) -> String {
+    let on = if reads_here(r) {
+        "from here".to_owned()
+    } else {
+        format!("on {}, through SSH", r.name)
+    };
+    let pw = r
+        .stats
+        .password
+        .as_ref()
+        .map(|p| format!(", password from {p}"))
+        .unwrap_or_default();
+    format!("{} ({on}{pw})", r.stats.source)
+}
+
+fn reads_here(r: &Relay) -> bool {
+    r.stats.read_on == ReadOn::Local || r.access.transport == Transport::Local
+}
+
+/// How the relay's stats are read.
+pub fn plan(r: &Relay) -> anyhow::Result<StatsRead> {
+    let command = |argv: &[&str]| Command::remote_str(&r.name, &r.access, argv);
+    let mut reply_within = REPLY_WITHIN;
+    let how = match &r.stats.source {
+        StatsSource::Turnstats { .. } => return status_port(r, "turnstats"),
         StatsSource::CoturnCli { addr } => {
-            let password = r
-                .stats
-                .password
-                .as_ref()
-                .map(|p| p.read("the stats password"))
-                .transpose()?
-                .context("the coturn CLI needs a password")?;
             let (host, port) = split_addr(addr)?;
-            let argv = ["bash", "-c", TCP_CLI_PROBE, "opsctl-stats", &host, &port, "2"];
-            let stdin = Some(format!("{password}\n").into_bytes());
-            run(remote, r, argv.map(String::from).to_vec(), stdin, timeout).await?
+            // coturn takes its time to print each prompt.
+            reply_within = Duration::from_secs(2);
+            let secs = reply_within.as_secs().to_string();
+            How::Command {
+                command: command(&["bash", "-c", TCP_CLI_PROBE, "opsctl-stats", &host, &port, &secs]),
+                stdin: Some(
+                    r.stats
+                        .password
+                        .clone()
+                        .context("the coturn CLI needs a password")?,
+                ),
+            }
         }
-        StatsSource::RtpengineCtl { command } => run(remote, r, command.clone(), None, timeout).await?,
-        StatsSource::Prometheus { url } => {
-            let argv = ["curl", "-fsS", "--max-time", "5", url.as_str()];
-            run(remote, r, argv.map(String::from).to_vec(), None, timeout).await?
-        }
+        StatsSource::RtpengineCtl { command: c } => How::Command {
+            command: Command::remote(&r.name, &r.access, c.clone()),
+            stdin: None,
+        },
+        StatsSource::Prometheus { url } => How::Command {
+            command: command(&["curl", "-fsS", "--max-time", "5", url.as_str()]),
+            stdin: None,
+        },
         other => bail!("reading stats via {} is not supported", other.via()),
     };
-    if text.trim().is_empty() {
-        bail!("{} did not answer (no reply within {LISTEN}s)", r.stats.source);
+    Ok(StatsRead {
+        relay: r.name.clone(),
+        source: r.stats.source.clone(),
+        described: described(r),
+        reply_within,
+        how,
+    })
+}
+
+/// How `message` (`turnstats`, `drain_enable`, `drain_state`, ...) is sent to
+/// the relay's UDP status port.
+pub fn status_port(r: &Relay, message: &str) -> anyhow::Result<StatsRead> {
+    let StatsSource::Turnstats { addr } = &r.stats.source else {
+        bail!("{} has no status port to send `{message}` to", r.name);
+    };
+    let how = if reads_here(r) {
+        How::Here {
+            addr: addr.clone(),
+            message: message.to_owned(),
+        }
+    } else {
+        let (host, port) = split_addr(addr)?;
+        let name = if message == "turnstats" {
+            "opsctl-stats"
+        } else {
+            "opsctl-status"
+        };
+        let listen = REPLY_WITHIN.as_secs_f64().to_string();
+        How::Command {
+            command: Command::remote_str(
+                &r.name,
+                &r.access,
+                &["bash", "-c", UDP_PROBE, name, &host, &port, message, &listen],
+            ),
+            stdin: None,
+        }
+    };
+    Ok(StatsRead {
+        relay: r.name.clone(),
+        source: r.stats.source.clone(),
+        described: described(r),
+        reply_within: REPLY_WITHIN,
+        how,
+    })
+}
+
+impl StatsRead {
+    /// The command this read runs (none when opsctl asks the port itself).
+    pub fn command(&self) -> Option<&Command> {
+        match &self.how {
+            How::Command { command, .. } => Some(command),
+            How::Here { .. } => None,
+        }
     }
-    relay::stats::parse(&r.stats.source, &text).with_context(|| format!("{}", r.stats.source))
+}
+
+/// Reads the relay's stats once. `node` is where the read's command runs.
+pub async fn read(remote: &Remote, node: &Node, s: &StatsRead) -> anyhow::Result<relay::Stats> {
+    let text = send(remote, node, s).await?;
+    relay::stats::parse(&s.source, &text).with_context(|| format!("{}", s.source))
+}
+
+/// Sends what `s` says and returns the reply text; a silent port is an error.
+pub async fn send(remote: &Remote, node: &Node, s: &StatsRead) -> anyhow::Result<String> {
+    let text = match &s.how {
+        How::Here { addr, message } => query_udp(addr, message, s.reply_within).await?,
+        How::Command { command, stdin } => {
+            let stdin = match stdin {
+                Some(secret) => Some(format!("{}\n", secret.read("the stats password")?).into_bytes()),
+                None => None,
+            };
+            run(remote, node, s, command, stdin).await?
+        }
+    };
+    if text.trim().is_empty() {
+        bail!(
+            "{} did not answer (no reply within {})",
+            s.described,
+            crate::duration::format(s.reply_within)
+        );
+    }
+    Ok(text)
 }
 
 /// Sends `command` to a restund-style UDP status port from here and collects
 /// the reply: datagrams of at most 1024 bytes that may split a line, with no
 /// terminator, so the reply ends at a short quiet gap.
-pub async fn query_udp(addr: &str, command: &str, timeout: Duration) -> anyhow::Result<String> {
+pub async fn query_udp(addr: &str, command: &str, reply_within: Duration) -> anyhow::Result<String> {
     const QUIET: Duration = Duration::from_millis(200);
     let target = tokio::net::lookup_host(addr)
         .await
@@ -112,7 +231,7 @@ pub async fn query_udp(addr: &str, command: &str, timeout: Duration) -> anyhow::
     sock.send(command.as_bytes()).await?;
     let mut collector = relay::stats::Collector::new();
     let mut buf = [0u8; 2048];
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = tokio::time::Instant::now() + reply_within;
     loop {
         let wait = if collector.datagrams() == 0 {
             deadline
@@ -136,78 +255,40 @@ pub async fn query_udp(addr: &str, command: &str, timeout: Duration) -> anyhow::
     Ok(collector.text()?.to_owned())
 }
 
-/// Sends a status-port command (restund's `drain_enable`, ...) to the relay
-/// and returns its reply text.
-pub async fn status_command(
-    remote: &Remote,
-    r: &Relay,
-    command: &str,
-    timeout: Duration,
-) -> anyhow::Result<String> {
-    let StatsSource::Turnstats { addr } = &r.stats.source else {
-        bail!("{} has no status port to send `{command}` to", r.name);
-    };
-    let local = r.stats.read_on == ReadOn::Local || r.access.transport == Transport::Local;
-    let text = if local {
-        query_udp(addr, command, timeout).await?
-    } else {
-        let (host, port) = split_addr(addr)?;
-        let argv = [
-            "bash",
-            "-c",
-            UDP_PROBE,
-            "opsctl-status",
-            &host,
-            &port,
-            command,
-            LISTEN,
-        ];
-        run(remote, r, argv.map(String::from).to_vec(), None, timeout).await?
-    };
-    if text.trim().is_empty() {
-        bail!("{} did not answer `{command}`", r.stats.source);
-    }
-    Ok(text)
-}
-
 async fn run(
     remote: &Remote,
-    r: &Relay,
-    argv: Vec<String>,
+    node: &Node,
+    s: &StatsRead,
+    cmd: &Command,
     stdin: Option<Vec<u8>>,
-    timeout: Duration,
 ) -> anyhow::Result<String> {
-    let node = Node {
-        name: r.name.clone(),
-        access: r.access.clone(),
-    };
-    let cmd = Command::remote(&r.name, &r.access, argv);
-    let out = remote.probe(&node, &cmd, timeout, stdin.as_deref()).await?;
+    // The probe's own listening bounds the wait for the relay; this bounds
+    // the connection too, a few seconds past it.
+    let timeout =
+        (s.reply_within * 2 + std::time::Duration::from_secs(10)).min(node.access.ssh.command_timeout);
+    let out = remote.probe(node, cmd, timeout, stdin.as_deref()).await?;
+    let (source, relay) = (&s.source, &s.relay);
     match out.code {
         0 => Ok(out.stdout),
         70 => bail!(
-            "{} cannot be reached on {}: {}",
-            r.stats.source,
-            r.name,
+            "{source} cannot be reached on {relay}: {}",
             crate::remote::trim_output(&out.stderr)
         ),
-        71 => bail!("{} on {} sent no password prompt", r.stats.source, r.name),
-        124 => bail!("{} on {} did not answer within {LISTEN}s", r.stats.source, r.name),
-        72 => bail!(
-            "{} on {} did not accept the password (check `cli-password` and {})",
-            r.stats.source,
-            r.name,
-            r.stats
-                .password
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default()
+        71 => bail!("{source} on {relay} sent no password prompt"),
+        124 => bail!(
+            "{source} on {relay} did not answer within {}",
+            crate::duration::format(s.reply_within)
         ),
-        73 => bail!("{} on {} did not answer `ps`", r.stats.source, r.name),
+        72 => bail!(
+            "{source} on {relay} did not accept the password (check `cli-password` and {})",
+            match &s.how {
+                How::Command { stdin: Some(p), .. } => p.to_string(),
+                _ => String::new(),
+            }
+        ),
+        73 => bail!("{source} on {relay} did not answer `ps`"),
         code => bail!(
-            "{} on {} failed (exit status {code}): {}",
-            r.stats.source,
-            r.name,
+            "{source} on {relay} failed (exit status {code}): {}",
             crate::remote::trim_output(&out.stderr)
         ),
     }

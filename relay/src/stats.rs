@@ -25,7 +25,8 @@ pub use turnstats::{
 };
 
 /// A relay's stats interface.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "via", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Source {
     /// restund's (and relayd's) `turnstats` command on the UDP status port.

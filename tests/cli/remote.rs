@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use opsctl::command::Command;
 use opsctl::inventory;
-use opsctl::remote::{ExecError, Node, Remote, Upload};
+use opsctl::remote::{ExecError, Node, Remote, UploadCommands};
 
 use crate::lab::Lab;
 use crate::util::Scratch;
@@ -118,16 +118,16 @@ fn uploads_are_atomic_private_checked_and_keep_a_backup() {
     let to = target.display().to_string();
     let (temp, backup) = (format!("{to}.opsctl-t.tmp"), format!("{to}.opsctl-t"));
     block(async {
-        let up = Upload {
-            content: b"-----BEGIN PRIVATE KEY-----\nnew\n",
-            to: &to,
-            mode: 0o600,
-            temp: &temp,
-            backup: Some(&backup),
-        };
-        remote.upload(n, &up, Duration::from_secs(10)).await.unwrap();
-        let back = remote.download(n, &to, Duration::from_secs(10)).await.unwrap();
-        assert_eq!(back, b"-----BEGIN PRIVATE KEY-----\nnew\n");
+        let up = UploadCommands::new(&n.name, &n.access, &to, &temp, Some(&backup), Some("600"));
+        remote
+            .upload(n, b"-----BEGIN PRIVATE KEY-----\nnew\n", &up)
+            .await
+            .unwrap();
+        let back = remote
+            .run(n, &cmd(n, &["cat", "--", &to]), Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(back.stdout, "-----BEGIN PRIVATE KEY-----\nnew\n");
         remote.close().await;
     });
     use std::os::unix::fs::PermissionsExt;

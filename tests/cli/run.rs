@@ -171,7 +171,7 @@ fn restart_no_downtime_restarts_every_relay_and_restores_the_values_file() {
     for n in ["node-1", "node-2", "node-3"] {
         assert!(
             out.stderr
-                .contains(&format!("{n}: 7/7 steps, back in the advertised list")),
+                .contains(&format!("{n}: 8/8 steps, back in the advertised list")),
             "{}",
             out.dump()
         );
@@ -271,10 +271,10 @@ fn ctrl_c_during_the_drain_stops_and_says_where() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("node-1: 1/6 steps, OUT of the advertised list"),
+        stderr.contains("node-1: 2/7 steps, OUT of the advertised list"),
         "{stderr}"
     );
-    assert!(stderr.contains("to put node-1 back in service: restore its lines in values.yaml as step 6 of the plan shows (`--dry-run`), then run `true`"), "{stderr}");
+    assert!(stderr.contains("to put node-1 back in service: restore its lines in values.yaml as step 7 of the plan shows (`--dry-run`), then run `true`"), "{stderr}");
     // The file says the same as the summary: node-1 is out, nothing else changed.
     let now = std::fs::read_to_string(scratch.0.join("values.yaml")).unwrap();
     assert_ne!(now, values);
@@ -330,7 +330,7 @@ fn a_drain_that_times_out_leaves_the_relay_out_and_says_so() {
     );
     assert!(
         out.stderr
-            .contains("node-1: 1/6 steps, OUT of the advertised list"),
+            .contains("node-1: 2/7 steps, OUT of the advertised list"),
         "{}",
         out.dump()
     );
@@ -369,7 +369,7 @@ fn readvertise_on_timeout_puts_the_relay_back() {
     );
     assert!(
         out.stderr
-            .contains("node-1: 2/6 steps, back in the advertised list"),
+            .contains("node-1: 3/7 steps, back in the advertised list"),
         "{}",
         out.dump()
     );
@@ -424,4 +424,58 @@ fn unreadable_stats_are_refused_before_anything_changes() {
         std::fs::read_to_string(scratch.0.join("values.yaml")).unwrap(),
         values
     );
+}
+
+/// kubectl drain checks its budget before every eviction: here, the relays
+/// staying in service are re-checked before each relay goes out. A peer that
+/// fails while relay 1 drains stops the rollout before relay 2 is taken out.
+#[test]
+fn a_peer_that_fails_mid_rollout_stops_it_before_the_next_relay_goes_out() {
+    let (lab, scratch, values) = coturn_lab_with(3, "true", ", drain: {poll: 1s, timeout: 6s}");
+    // node-1 keeps allocations: its drain runs out and `--force --yes` restarts it.
+    lab.coturn_idle_allocations(0, 1);
+    let node2_before = pid(&lab, 1);
+    let child = Command::new(env!("CARGO_BIN_EXE_opsctl"))
+        .current_dir(&scratch.0)
+        .args(["--yes", "restart", "--no-downtime", "--force", "--all"])
+        .env("LAB_CLI_PW", CLI_PW)
+        .env("OPSCTL_SSH_PERSIST", "0s")
+        .env("OPSCTL_CONTROL_DIR", scratch.0.join(".opsctl-ssh"))
+        .env("OPSCTL_STATE_DIR", scratch.0.join(".opsctl-state"))
+        .env("OPSCTL_RUN_ID", "test")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(scratch.0.join("values.yaml"))
+        .unwrap()
+        .contains("# - turn:")
+    {
+        assert!(std::time::Instant::now() < deadline, "node-1 was never taken out");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // During node-1's drain, node-3's relay stops.
+    let stopped = lab.systemctl(2, "stop coturn");
+    assert!(stopped.status.success(), "{stopped:?}");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("relays of site `lab` that stay in service while node-2 is out are not healthy:\n  `node-3`: service is not up"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("node-2 was not taken out of service"), "{stderr}");
+    // node-1 finished and is back; node-2 was never touched; the file says so.
+    assert!(
+        stderr.contains("node-1: 7/7 steps, back in the advertised list"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Withdrawing 9. node-2"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(scratch.0.join("values.yaml")).unwrap(),
+        values
+    );
+    assert_eq!(pid(&lab, 1), node2_before, "node-2 was not restarted");
 }

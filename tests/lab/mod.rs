@@ -133,7 +133,8 @@ impl Lab {
              AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
              PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              MaxSessions 200\nMaxStartups 200\nLogLevel ERROR\n\
-             SetEnv PATH={d}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LAB_NODE={d}\n"
+             SetEnv PATH={d}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LAB_NODE={d}\n\
+             ForceCommand {d}/bin/lab-record\n"
         );
         std::fs::write(dir.join("sshd_config"), config).map_err(|e| e.to_string())?;
         Ok(LabNode {
@@ -388,6 +389,15 @@ impl Lab {
             );
         }
         inv
+    }
+
+    /// Every command line node `i`'s sshd ran since the last call, in order,
+    /// exactly as it arrived; the record starts again empty.
+    pub fn commands_run(&self, i: usize) -> Vec<String> {
+        let path = self.nodes[i].dir.join("log/commands");
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let _ = std::fs::remove_file(&path);
+        text.split_terminator('\0').map(str::to_owned).collect()
     }
 
     /// `systemctl` on node `i` (the node's shim, over SSH).

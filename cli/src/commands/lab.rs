@@ -175,20 +175,24 @@ fn demo(dir: &std::path::Path, global: &Global) -> anyhow::Result<()> {
         "lab: `opsctl restart --no-downtime --all` on the lab, with {} calls going on\n",
         calls_before.active
     );
-    let outcome = executor::run(
-        &plan,
-        &inv,
-        executor::Options {
-            forks: 32,
-            state_dir: lab.dir.join("state"),
-            inventory_id: lab.inventory().display().to_string(),
-            yes: true,
-            quiet: global.quiet,
-            progress: global.verbose == 0,
-            control_dir: lab.dir.join("ssh"),
-            ssh_persist: None,
-        },
-    );
+    let options = executor::Options {
+        forks: 32,
+        state_dir: lab.dir.join("state"),
+        inventory_id: lab.inventory().display().to_string(),
+        yes: true,
+        quiet: global.quiet,
+        progress: global.verbose == 0,
+        control_dir: lab.dir.join("ssh"),
+        ssh_persist: None,
+    };
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let stop = executor::Stop::default();
+            stop.on_ctrl_c();
+            executor::run(&plan, options, stop).await
+        });
     // Calls that were going on finish before the count.
     std::thread::sleep(Duration::from_millis(500));
     let calls_after = simulator::read_counts(&lab.dir).unwrap_or_default();

@@ -19,6 +19,14 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
             Output::Text => print!("{}", plan::text(&plan)),
             Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
         }
+        // The plan is shown either way; whether it could run is the exit status.
+        if !plan.not_built.is_empty() {
+            return Err(Refused(format!(
+                "this plan cannot run yet: it needs parts of opsctl that are not built:\n  - {}",
+                plan.not_built.join("\n  - ")
+            ))
+            .into());
+        }
         return Ok(());
     }
     let opts = executor::Options {
@@ -32,5 +40,12 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
         control_dir: cfg.control_dir.clone(),
         ssh_persist: cfg.ssh_persist,
     };
-    executor::run(&plan, &cfg.inventory, opts)
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let stop = executor::Stop::default();
+        stop.on_ctrl_c();
+        executor::run(&plan, opts, stop).await
+    })
 }

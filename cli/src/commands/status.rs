@@ -14,9 +14,9 @@ use crate::advertise::{self, State, ValuesFile};
 use crate::args::Output;
 use crate::command::{Command, Host};
 use crate::config::{Config, UsageError};
+use crate::health::{self, Health, Probe};
 use crate::inventory::{Access, Flavor, Inventory, MemberRole, Relay};
 use crate::remote::{Node, Remote};
-use crate::stats;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
@@ -34,11 +34,18 @@ pub struct Row {
     pub advertised: Option<&'static str>,
     /// Days until the certificate served on the relay's `turns:` port expires.
     pub cert_days_left: Option<i64>,
+    /// The relay's own drain mode: `true` while it refuses new allocations;
+    /// `null` where it has none or it could not be read.
+    pub draining: Option<bool>,
     /// etcd member health for cluster members: `healthy` or `unhealthy`.
     pub etcd: Option<&'static str>,
     pub healthy: bool,
     /// What went wrong, for each thing that could not be read.
     pub problems: Vec<String>,
+    #[serde(skip)]
+    health: Option<Health>,
+    #[serde(skip)]
+    cert_ok: bool,
 }
 
 pub fn run(cfg: &Config) -> anyhow::Result<()> {
@@ -61,6 +68,14 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
             State::Unadvertised => "unadvertised",
             State::Partial => "partial",
         });
+        // One definition of a healthy relay, with whether clients are sent to it.
+        if let Some(h) = &row.health {
+            let listed = row.advertised.is_none_or(|a| a != "unadvertised");
+            row.healthy = h.healthy(listed) && row.cert_ok;
+            if listed && h.draining == Some(true) {
+                row.problems.push(health::DRAINING_WHILE_ADVERTISED.into());
+            }
+        }
     }
     match cfg.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
@@ -135,9 +150,12 @@ impl Row {
             allocations: None,
             advertised: None,
             cert_days_left: None,
+            draining: None,
             etcd: None,
             healthy: false,
             problems: Vec::new(),
+            health: None,
+            cert_ok: true,
         }
     }
 
@@ -161,45 +179,33 @@ impl Row {
 }
 
 fn command(name: &str, access: &Access, argv: Vec<String>) -> Command {
-    // The same construction the plan uses, so `sudo` and quoting match.
-    crate::command::Command::remote(name, access, argv)
+    Command::remote(name, access, argv)
 }
 
 async fn read_relay(remote: &Remote, r: &Relay) -> Row {
     let mut row = Row::new(&r.name, &r.site, r.kind.to_string(), &r.access);
-    let Some(n) = row.connect(remote, &r.access).await else {
-        return row;
-    };
-    let status = command(&r.name, &r.access, r.service.status.clone());
-    let timeout = r.access.ssh.command_timeout;
-    // Both reads go over the same master connection at once.
-    let (service, reading) = tokio::join!(
-        remote.probe(&n, &status, timeout, None),
-        stats::read(remote, r, timeout)
-    );
-    match service {
-        Ok(out) => {
-            let up = out.code == 0
-                && r.service
-                    .status_expect
-                    .as_ref()
-                    .is_none_or(|want| out.stdout.trim() == want);
-            row.service_up = Some(up);
-            if !up {
-                row.problems.push(format!(
-                    "service is not up: `{}` exited {} and printed `{}`",
-                    status.line,
-                    out.code,
-                    out.stdout.trim()
-                ));
-            }
+    let probe = match Probe::of(r) {
+        Ok(p) => p,
+        Err(e) => {
+            row.problems.push(format!("{e:#}"));
+            return row;
         }
-        Err(e) => row.problems.push(e.to_string()),
+    };
+    let node = Node {
+        name: r.name.clone(),
+        access: r.access.clone(),
+    };
+    let h = health::read(remote, &node, &probe).await;
+    row.reachable = h.reachable;
+    if !h.reachable {
+        row.problems = h.problems;
+        return row;
     }
-    match reading {
-        Ok(s) => row.allocations = Some(s.allocations),
-        Err(e) => row.problems.push(format!("stats: {e:#}")),
-    }
+    row.service_up = h.service_up;
+    row.allocations = h.allocations;
+    row.draining = h.draining;
+    row.problems = h.problems.clone();
+    row.health = Some(h);
     // A relay advertised under `turns:` must serve a certificate that is valid now.
     let mut cert_ok = true;
     if let Some(hostport) = r
@@ -235,7 +241,7 @@ async fn read_relay(remote: &Remote, r: &Relay) -> Row {
             }
         }
     }
-    row.healthy = row.service_up == Some(true) && row.allocations.is_some() && cert_ok;
+    row.cert_ok = cert_ok;
     row
 }
 

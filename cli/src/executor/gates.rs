@@ -1,78 +1,127 @@
 //! Waiting on facts read from nodes. A gate polls until its fact holds, its
-//! timeout passes, or Ctrl-C asks the run to stop. A fact that cannot be read
-//! is not satisfied: the gate keeps trying and shows why, and if the timeout
+//! timeout passes, or the run is asked to stop. A fact that cannot be read is
+//! not satisfied: the gate keeps trying and shows why, and if the timeout
 //! comes first the last reason is the error.
+//!
+//! The decisions are pure ([`decide`], [`DrainProgress::observe`]): a function
+//! of the time since the gate started, the reading, and the readings before;
+//! tested with virtual time. Reading the fact is the thin I/O around them.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
 use super::{Executor, Stopped};
-use crate::inventory::{AdvertiseCheck, Relay};
-use crate::plan::{Action, Step};
-use crate::remote::Node;
+use crate::plan::{Action, Gate, OnTimeout, Step};
 
-/// The gates this version can wait on.
-pub const SUPPORTED: &[&str] = &[
-    "drained",
-    "service-up",
-    "stats-answer",
-    "stun-binding",
-    "unadvertised",
-    "advertised",
-    "ssh-down",
-    "new-boot",
-];
-
-/// What one poll found.
-enum Poll {
+/// What one reading found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Poll {
     Holds(String),
     NotYet(String),
+}
+
+/// What the gate does after a reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Holds(String),
+    /// Poll again; the reason is shown on the progress line.
+    NotYet(String),
+    /// The timeout has passed; the last reason says why.
+    TimedOut(String),
+}
+
+/// The gate's decision after a reading at `elapsed` (a reading that failed
+/// is `Err` with why): fail closed, and time out only once the whole timeout
+/// has passed.
+pub fn decide(elapsed: Duration, timeout: Duration, reading: Result<Poll, String>) -> Verdict {
+    let why = match reading {
+        Ok(Poll::Holds(what)) => return Verdict::Holds(what),
+        Ok(Poll::NotYet(why)) | Err(why) => why,
+    };
+    if elapsed >= timeout {
+        Verdict::TimedOut(why)
+    } else {
+        Verdict::NotYet(why)
+    }
+}
+
+/// A drain's history: how fast the count falls, how long until it reaches
+/// the threshold, and whether it has stopped falling.
+#[derive(Debug, Clone, Default)]
+pub struct DrainProgress {
+    first: Option<(Duration, u64)>,
+    /// When the count last fell (or was first read), and to what.
+    last_fall: Option<(Duration, u64)>,
+}
+
+/// How long a count may stay put before the drain line says it is not falling.
+pub const STUCK_AFTER: Duration = Duration::from_secs(120);
+
+impl DrainProgress {
+    pub fn observe(&mut self, elapsed: Duration, count: u64, threshold: u64) -> Poll {
+        if count <= threshold {
+            return Poll::Holds(format!("{count} allocations"));
+        }
+        let (t0, start) = *self.first.get_or_insert((elapsed, count));
+        match self.last_fall {
+            Some((_, c)) if count >= c => {}
+            _ => self.last_fall = Some((elapsed, count)),
+        }
+        let mins = (elapsed.saturating_sub(t0)).as_secs_f64() / 60.0;
+        let fallen = start.saturating_sub(count) as f64;
+        let rate = if mins > 0.0 { fallen / mins } else { 0.0 };
+        let eta = if rate > 0.0 {
+            let left = (count - threshold) as f64 / rate * 60.0;
+            format!(
+                ", about {} left",
+                crate::duration::format(Duration::from_secs((left as u64).max(1)))
+            )
+        } else {
+            String::new()
+        };
+        let mut line = format!("{count} allocations (from {start}, -{rate:.1}/min{eta})");
+        if let Some((since, _)) = self.last_fall {
+            let flat = elapsed.saturating_sub(since);
+            if flat >= STUCK_AFTER {
+                line.push_str(&format!(
+                    "; not falling for {}: allocations of clients that left without deallocating stay counted until their lifetime ends (up to 10 min)",
+                    crate::duration::format(Duration::from_secs(flat.as_secs()))
+                ));
+            }
+        }
+        Poll::NotYet(line)
+    }
 }
 
 pub async fn wait(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
     let Action::Gate {
         gate,
         fact,
-        threshold,
-        poll_secs,
-        timeout_secs,
+        poll,
+        timeout,
         on_timeout,
-        ..
     } = &step.action
     else {
         unreachable!("gates::wait is called for gates")
     };
-    let poll = Duration::from_secs_f64(*poll_secs);
-    let timeout = Duration::from_secs_f64(*timeout_secs);
-    let relay = ex.relay(&step.node).ok().cloned();
-    let node = ex.node(&step.node)?;
+    let (poll, timeout) = (*poll, *timeout);
     let bar = ex.out.wait(&format!("{}: waiting until {fact}", step.node));
     let started = Instant::now();
-    let mut first: Option<u64> = None;
-    let mut last_reason;
+    let mut drain = DrainProgress::default();
     loop {
-        let found = match *gate {
-            "drained" => drained(ex, relay.as_ref(), threshold.unwrap_or(0), &mut first, started).await,
-            "service-up" => service_up(ex, &node, relay.as_ref()).await,
-            "stats-answer" => match relay.as_ref() {
-                Some(r) => match crate::stats::read(&ex.remote, r, r.access.ssh.command_timeout).await {
-                    Ok(s) => Ok(Poll::Holds(format!("{} allocations", s.allocations))),
-                    Err(e) => Ok(Poll::NotYet(format!("{e:#}"))),
-                },
-                None => bail!("`{}` has no stats to read", step.node),
-            },
-            "unadvertised" | "advertised" => listed(ex, relay.as_ref(), *gate == "advertised").await,
-            "stun-binding" => match relay.as_ref() {
-                Some(r) => stun_binding(r).await,
-                None => bail!("`{}` is not a relay", step.node),
-            },
-            "ssh-down" => ssh_down(ex, &node).await,
-            "new-boot" => new_boot(ex, &node).await,
-            other => bail!("the `{other}` gate is not built yet"),
+        // A reading never runs past the timeout by more than one poll.
+        let bound = timeout.saturating_sub(started.elapsed()) + poll.max(Duration::from_secs(1));
+        let reading = match tokio::time::timeout(bound, read(ex, step, gate, &mut drain, started)).await {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(e)) => Err(format!("{e:#}")),
+            Err(_) => Err(format!(
+                "no answer within {}",
+                crate::duration::format(Duration::from_secs(bound.as_secs().max(1)))
+            )),
         };
-        match found {
-            Ok(Poll::Holds(what)) => {
+        match decide(started.elapsed(), timeout, reading) {
+            Verdict::Holds(what) => {
                 bar.finish_and_clear();
                 ex.out.note(&format!(
                     "{}: {fact} ({what}, after {})",
@@ -81,33 +130,25 @@ pub async fn wait(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
                 ));
                 return Ok(());
             }
-            Ok(Poll::NotYet(why)) => last_reason = why,
-            Err(e) => last_reason = format!("{e:#}"),
-        }
-        bar.set_message(format!(
-            "{}: waiting until {fact}: {last_reason} [{} of {}]",
-            step.node,
-            elapsed(started),
-            crate::duration::format(timeout)
-        ));
-        if started.elapsed() >= timeout {
-            bar.finish_and_clear();
-            if *gate == "drained" {
-                return drain_timed_out(ex, step, fact, &last_reason, timeout).await;
+            Verdict::TimedOut(last) => {
+                bar.finish_and_clear();
+                return timed_out(ex, step, gate, fact, &last, timeout, *on_timeout).await;
             }
-            bail!(
-                "timed out after {} waiting until {fact}: {last_reason}\non timeout: {on_timeout}",
+            Verdict::NotYet(why) => bar.set_message(format!(
+                "{}: waiting until {fact}: {why} [{} of {}]",
+                step.node,
+                elapsed(started),
                 crate::duration::format(timeout)
-            );
+            )),
         }
-        // Sleep in short slices so Ctrl-C is honoured within a second.
+        // Sleep in short slices so a stop is honoured within a fraction of a second.
         let until = Instant::now() + poll.min(timeout.saturating_sub(started.elapsed()));
         while Instant::now() < until {
-            if ex.interrupt.requested() {
+            if ex.stop.requested() {
                 bar.finish_and_clear();
-                return Err(anyhow::Error::new(Stopped).context(format!(
-                    "stopped while waiting until {fact} (last read: {last_reason})"
-                )));
+                return Err(
+                    anyhow::Error::new(Stopped).context(format!("stopped while waiting until {fact}"))
+                );
             }
             tokio::time::sleep((until - Instant::now()).min(Duration::from_millis(200))).await;
         }
@@ -118,176 +159,167 @@ fn elapsed(since: Instant) -> String {
     crate::duration::format(Duration::from_secs(since.elapsed().as_secs()))
 }
 
-/// What a drain that timed out ends in: a confirmed restart with `--force`,
-/// else the inventory's `on_timeout` (put the relay back, or leave it out),
-/// and the rollout stops.
-async fn drain_timed_out(
+/// One reading of the gate's fact, exactly as the plan says to read it.
+async fn read(
+    ex: &Executor<'_>,
+    step: &Step,
+    gate: &Gate,
+    drain: &mut DrainProgress,
+    started: Instant,
+) -> anyhow::Result<Poll> {
+    Ok(match gate {
+        Gate::Drained { stats, threshold } => {
+            let node = ex.node(&stats.relay)?;
+            let count = crate::stats::read(&ex.remote, &node, stats).await?.allocations;
+            drain.observe(started.elapsed(), count, *threshold)
+        }
+        Gate::ServiceUp { service } => {
+            let node = ex.plan.node(&service.command.on)?;
+            let (up, seen) = service.read(&ex.remote, &node).await?;
+            if up { Poll::Holds(seen) } else { Poll::NotYet(seen) }
+        }
+        Gate::StatsAnswer { stats } => {
+            let node = ex.node(&stats.relay)?;
+            match crate::stats::read(&ex.remote, &node, stats).await {
+                Ok(s) => Poll::Holds(format!("{} allocations", s.allocations)),
+                Err(e) => Poll::NotYet(format!("{e:#}")),
+            }
+        }
+        Gate::StunBinding { target } => match crate::health::stun_binding(target).await {
+            Ok(mapped) => Poll::Holds(format!("{target} answered, mapped address {mapped}")),
+            Err(e) => Poll::NotYet(format!("{e:#}")),
+        },
+        Gate::Unadvertised { check, urls } => listed(ex, check, urls, false).await?,
+        Gate::Advertised { check, urls } => listed(ex, check, urls, true).await?,
+        Gate::SshDown { on } => {
+            let node = ex.plan.node(on)?;
+            ex.remote.forget_node(&node.name).await;
+            match ex.remote.reachable(&node).await {
+                Ok(()) => Poll::NotYet("still answers SSH".into()),
+                Err(e) => Poll::Holds(format!("{e}").lines().next().unwrap_or("").to_owned()),
+            }
+        }
+        Gate::NewBoot { command, record } => {
+            let before = ex
+                .records
+                .get(&(step.node.clone(), record.clone()))
+                .with_context(|| format!("no `{record}` was read before the reboot"))?
+                .clone();
+            let node = ex.plan.node(&command.on)?;
+            ex.remote.forget_node(&node.name).await;
+            if let Err(e) = ex.remote.reachable(&node).await {
+                return Ok(Poll::NotYet(
+                    format!("{e}").lines().next().unwrap_or("").to_owned(),
+                ));
+            }
+            let now = super::steps::run(ex, command).await?.trim().to_owned();
+            if now != before {
+                Poll::Holds(format!("boot id {now}"))
+            } else {
+                Poll::NotYet("answers, with the same boot id".into())
+            }
+        }
+        Gate::ServedCert { .. }
+        | Gate::MemberHealthy { .. }
+        | Gate::ClusterHealthy { .. }
+        | Gate::KeysPreserved { .. } => {
+            bail!("the `{}` gate is not built yet", gate.name())
+        }
+    })
+}
+
+/// What a gate that timed out ends in, as the plan's `on_timeout` says:
+/// with `--force`, a confirmed go-on; with `readvertise`, the relay's own
+/// drain mode switched off and the relay put back (the plan's own later
+/// steps); and the run stops.
+async fn timed_out(
     ex: &mut Executor<'_>,
     step: &Step,
+    gate: &Gate,
     fact: &str,
     last: &str,
     timeout: Duration,
+    on_timeout: OnTimeout,
 ) -> anyhow::Result<()> {
-    let r = ex.relay(&step.node)?.clone();
     let waited = crate::duration::format(timeout);
-    if ex.plan.force {
-        let n = crate::stats::read(&ex.remote, &r, r.access.ssh.command_timeout)
+    let node = &step.node;
+    if let (OnTimeout::Force | OnTimeout::ForceElseReadvertise, Gate::Drained { stats, .. }) =
+        (on_timeout, gate)
+    {
+        let n = crate::stats::read(&ex.remote, &ex.node(&stats.relay)?, stats)
             .await
             .map(|s| s.allocations);
         let question = match n {
             Ok(n) => format!(
-                "the drain of {} timed out after {waited}; restart it anyway, dropping its {n} allocations",
-                r.name
+                "the drain of {node} timed out after {waited}; restart it anyway, dropping its {n} allocations"
             ),
             Err(e) => bail!(
-                "the drain of {} timed out and its allocations cannot be read ({e:#}): not restarting",
-                r.name
+                "the drain of {node} timed out and its allocations cannot be read ({e:#}): not restarting"
             ),
         };
         if super::steps::ask(ex, &question).await.is_ok() {
             return Ok(());
         }
     }
-    if r.drain.on_timeout == crate::inventory::OnTimeout::Readvertise {
+    if matches!(
+        on_timeout,
+        OnTimeout::Readvertise | OnTimeout::ForceElseReadvertise
+    ) {
         let plan = ex.plan;
-        let back = plan.steps().find(|s| {
-            s.node == r.name
-                && s.number > step.number
-                && matches!(s.action, Action::Advertise { out: false, .. })
-        });
-        if let Some(back) = back {
-            ex.out.status(
-                "Advertising",
-                &format!(
-                    "{}. {}: {} (the drain timed out)",
-                    back.number, back.node, back.title
-                ),
-            );
-            // Boxed: performing a step may wait on a gate, which is where this came from.
-            Box::pin(super::steps::perform(ex, back)).await?;
-            ex.done(back)?;
+        // Undo the relay's own drain mode first: a relay advertised while
+        // draining refuses every new call.
+        let later = plan.steps().filter(|s| s.node == *node && s.number > step.number);
+        let undo: Vec<&Step> = later
+            .filter(|s| match &s.action {
+                Action::StatusCommand { command, .. } => command == "drain_disable" && ex.draining(node),
+                Action::Advertise { out: false, .. } => true,
+                _ => false,
+            })
+            .collect();
+        if undo.iter().any(|s| matches!(s.action, Action::Advertise { .. })) {
+            for back in undo {
+                ex.out.status(
+                    super::verb(&back.action),
+                    &format!(
+                        "{}. {}: {} ({fact}: timed out)",
+                        back.number, back.node, back.title
+                    ),
+                );
+                // Boxed: performing a step may wait on a gate, which is where this came from.
+                Box::pin(super::steps::perform(ex, back)).await?;
+                ex.done(back)?;
+            }
             bail!(
-                "timed out after {waited} waiting until {fact} ({last}); {} was put back in the advertised list and the rollout stops",
-                r.name
+                "timed out after {waited} waiting until {fact} ({last}); {node} was put back in the advertised list and the rollout stops"
             );
         }
     }
-    bail!(
-        "timed out after {waited} waiting until {fact} ({last}); {} stays out of the advertised list and the rollout stops",
-        r.name
-    )
-}
-
-/// One STUN binding request from here, for the health checks.
-pub async fn stun_answers(r: &Relay) -> anyhow::Result<()> {
-    match stun_binding(r).await? {
-        Poll::Holds(_) => Ok(()),
-        Poll::NotYet(why) => bail!("{why}"),
-    }
-}
-
-/// A STUN binding request from here to the relay's UDP address gets an answer.
-async fn stun_binding(r: &Relay) -> anyhow::Result<Poll> {
-    let target =
-        crate::plan::stun_target(r).with_context(|| format!("{} has no UDP turn: or stun: URL", r.name))?;
-    let addr = tokio::net::lookup_host(&target)
-        .await
-        .with_context(|| format!("cannot resolve {target}"))?
-        .next()
-        .with_context(|| format!("{target} resolves to nothing"))?;
-    let mut client = relay::client::Client::udp(addr)
-        .await?
-        .with_timeout(Duration::from_secs(2));
-    Ok(match client.binding().await {
-        Ok(mapped) => Poll::Holds(format!("{target} answered, mapped address {mapped}")),
-        Err(e) => Poll::NotYet(format!("{target}: {e}")),
-    })
-}
-
-/// Allocations at or below the threshold, with the rate they fall at and an
-/// estimate of the time left.
-async fn drained(
-    ex: &Executor<'_>,
-    r: Option<&Relay>,
-    threshold: u64,
-    first: &mut Option<u64>,
-    started: Instant,
-) -> anyhow::Result<Poll> {
-    let r = r.context("the drained gate reads a relay")?;
-    let now = crate::stats::read(&ex.remote, r, r.access.ssh.command_timeout)
-        .await?
-        .allocations;
-    if now <= threshold {
-        return Ok(Poll::Holds(format!("{now} allocations")));
-    }
-    let start = *first.get_or_insert(now);
-    let mins = started.elapsed().as_secs_f64() / 60.0;
-    let fallen = start.saturating_sub(now) as f64;
-    let rate = if mins > 0.0 { fallen / mins } else { 0.0 };
-    let eta = if rate > 0.0 {
-        let left = Duration::from_secs_f64((now - threshold) as f64 / rate * 60.0);
-        format!(
-            ", about {} left",
-            crate::duration::format(Duration::from_secs(left.as_secs().max(1)))
+    if matches!(gate, Gate::Drained { .. }) {
+        bail!(
+            "timed out after {waited} waiting until {fact} ({last}); {node} stays out of the advertised list and the rollout stops"
         )
-    } else {
-        String::new()
-    };
-    Ok(Poll::NotYet(format!(
-        "{now} allocations (from {start}, -{rate:.1}/min{eta})"
-    )))
+    }
+    bail!("timed out after {waited} waiting until {fact}: {last}\nthe run stops here")
 }
 
-async fn service_up(ex: &Executor<'_>, node: &Node, r: Option<&Relay>) -> anyhow::Result<Poll> {
-    let r = r.context("the service-up gate reads a relay's service")?;
-    let status = crate::command::Command::remote(&node.name, &node.access, r.service.status.clone());
-    let out = ex
-        .remote
-        .probe(node, &status, node.access.ssh.command_timeout, None)
-        .await?;
-    let printed = out.stdout.trim();
-    let up = out.code == 0
-        && r.service
-            .status_expect
-            .as_deref()
-            .is_none_or(|want| printed == want);
-    Ok(if up {
-        Poll::Holds(format!("`{}`: {printed}", status.line))
-    } else {
-        Poll::NotYet(format!(
-            "`{}` exited {} and printed `{printed}`",
-            status.line, out.code
-        ))
-    })
-}
-
-/// Whether the list clients receive (brig's `/calls/config/v2` JSON) holds the
-/// relay's URLs: all of them (`present`) or none.
-async fn listed(ex: &Executor<'_>, r: Option<&Relay>, present: bool) -> anyhow::Result<Poll> {
-    let r = r.context("the advertised gates read a relay's URLs")?;
-    let argv = match &ex.inv.advertise.check {
-        Some(AdvertiseCheck::Command(c)) => c.clone(),
-        Some(AdvertiseCheck::Url(u)) => vec![
-            "curl".into(),
-            "-fsS".into(),
-            "--max-time".into(),
-            "10".into(),
-            u.clone(),
-        ],
-        None => bail!("no `advertise.check` in the inventory"),
-    };
-    let cmd = crate::command::Command::local(argv, &ex.inv.dir);
-    let here = Node::here();
-    let out = ex.remote.run(&here, &cmd, Duration::from_secs(30)).await?;
-    let urls = ice_urls(&out.stdout)
-        .with_context(|| format!("`{}` did not print the calls config JSON", cmd.line))?;
-    let listed: Vec<&String> = r.urls.iter().filter(|u| urls.contains(u)).collect();
+/// Whether the list clients receive (brig's `/calls/config/v2` JSON, printed
+/// by `check`) holds all of `urls` (`present`) or none.
+async fn listed(
+    ex: &Executor<'_>,
+    check: &crate::plan::Command,
+    urls: &[String],
+    present: bool,
+) -> anyhow::Result<Poll> {
+    let out = super::steps::run(ex, check).await?;
+    let got =
+        ice_urls(&out).with_context(|| format!("`{}` did not print the calls config JSON", check.line))?;
+    let listed = urls.iter().filter(|u| got.contains(u)).count();
     let holds = if present {
-        listed.len() == r.urls.len()
+        listed == urls.len()
     } else {
-        listed.is_empty()
+        listed == 0
     };
-    let what = format!("{} of its {} URLs listed", listed.len(), r.urls.len());
+    let what = format!("{listed} of its {} URLs listed", urls.len());
     Ok(if holds {
         Poll::Holds(what)
     } else {
@@ -315,47 +347,11 @@ pub fn ice_urls(json: &str) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
-/// The old boot going down: a fresh connection is refused or times out.
-async fn ssh_down(ex: &Executor<'_>, node: &Node) -> anyhow::Result<Poll> {
-    ex.remote.forget_node(&node.name).await;
-    Ok(match ex.remote.reachable(node).await {
-        Ok(()) => Poll::NotYet("still answers SSH".into()),
-        Err(e) => Poll::Holds(format!("{e}").lines().next().unwrap_or("").to_owned()),
-    })
-}
-
-/// The node answers again, with a boot id other than the one recorded.
-async fn new_boot(ex: &Executor<'_>, node: &Node) -> anyhow::Result<Poll> {
-    let before = ex
-        .records
-        .get(&(node.name.clone(), "boot_id".to_owned()))
-        .context("no boot id was read before the reboot")?
-        .clone();
-    ex.remote.forget_node(&node.name).await;
-    if let Err(e) = ex.remote.reachable(node).await {
-        return Ok(Poll::NotYet(
-            format!("{e}").lines().next().unwrap_or("").to_owned(),
-        ));
-    }
-    let r = ex.relay(&node.name)?;
-    let cmd = crate::command::Command::remote(&node.name, &node.access, r.reboot.boot_id.clone());
-    let now = ex
-        .remote
-        .run(node, &cmd, node.access.ssh.command_timeout)
-        .await?
-        .stdout
-        .trim()
-        .to_owned();
-    Ok(if now != before {
-        Poll::Holds(format!("boot id {now}"))
-    } else {
-        Poll::NotYet("answers, with the same boot id".into())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
 
     #[test]
     fn reads_brig_s_calls_config() {
@@ -370,5 +366,84 @@ mod tests {
         );
         assert!(ice_urls("{}").is_err());
         assert!(ice_urls("not json").is_err());
+    }
+
+    #[test]
+    fn a_gate_times_out_only_after_its_whole_timeout_and_fails_closed() {
+        let t = S(60);
+        assert_eq!(
+            decide(S(10), t, Ok(Poll::Holds("ok".into()))),
+            Verdict::Holds("ok".into())
+        );
+        assert_eq!(
+            decide(S(59), t, Err("silent".into())),
+            Verdict::NotYet("silent".into())
+        );
+        assert_eq!(
+            decide(S(60), t, Err("silent".into())),
+            Verdict::TimedOut("silent".into())
+        );
+        assert_eq!(
+            decide(S(61), t, Ok(Poll::NotYet("3 allocations".into()))),
+            Verdict::TimedOut("3 allocations".into())
+        );
+        // A fact that holds at the last moment holds.
+        assert_eq!(
+            decide(S(600), t, Ok(Poll::Holds("0".into()))),
+            Verdict::Holds("0".into())
+        );
+    }
+
+    #[test]
+    fn the_drain_line_gives_rate_and_time_left() {
+        let mut d = DrainProgress::default();
+        assert_eq!(
+            d.observe(S(0), 100, 0),
+            Poll::NotYet("100 allocations (from 100, -0.0/min)".into())
+        );
+        // 100 -> 80 in two minutes: 10/min, 8 minutes left.
+        assert_eq!(
+            d.observe(S(120), 80, 0),
+            Poll::NotYet("80 allocations (from 100, -10.0/min, about 8m left)".into())
+        );
+        assert_eq!(d.observe(S(600), 0, 0), Poll::Holds("0 allocations".into()));
+    }
+
+    #[test]
+    fn a_threshold_above_zero_holds_at_the_threshold() {
+        let mut d = DrainProgress::default();
+        assert_eq!(
+            d.observe(S(0), 5, 2).clone(),
+            Poll::NotYet("5 allocations (from 5, -0.0/min)".into())
+        );
+        assert_eq!(d.observe(S(30), 2, 2), Poll::Holds("2 allocations".into()));
+    }
+
+    #[test]
+    fn a_count_that_stops_falling_is_called_out_but_never_treated_as_gone() {
+        let mut d = DrainProgress::default();
+        d.observe(S(0), 10, 0);
+        d.observe(S(60), 3, 0);
+        // Three allocations stay put: within two minutes nothing is said...
+        let Poll::NotYet(line) = d.observe(S(170), 3, 0) else {
+            panic!()
+        };
+        assert!(!line.contains("not falling"), "{line}");
+        // ...after, the line says why they may linger, and the gate still waits.
+        let Poll::NotYet(line) = d.observe(S(181), 3, 0) else {
+            panic!()
+        };
+        assert!(line.contains("not falling for 2m"), "{line}");
+        assert!(line.contains("until their lifetime ends"), "{line}");
+        // A rise is not a fall: the clock keeps running from the last fall.
+        let Poll::NotYet(line) = d.observe(S(300), 4, 0) else {
+            panic!()
+        };
+        assert!(line.contains("not falling for 4m"), "{line}");
+        // Once it falls again the note goes away.
+        let Poll::NotYet(line) = d.observe(S(310), 1, 0) else {
+            panic!()
+        };
+        assert!(!line.contains("not falling"), "{line}");
     }
 }

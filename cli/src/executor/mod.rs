@@ -8,8 +8,8 @@
 //! once. Whatever happens, the summary says where the run stopped and what
 //! state every node was left in.
 
+mod checks;
 mod gates;
-mod preflight;
 pub mod printer;
 mod steps;
 
@@ -19,9 +19,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
-use crate::inventory::{Backend, Inventory, NodeRef, Relay};
 use crate::journal::{self, Event, Journal};
 use crate::plan::{Action, Plan, Refused, Step};
 use crate::remote::{Node, Remote};
@@ -41,21 +40,52 @@ pub struct Options {
     pub ssh_persist: Option<Duration>,
 }
 
-/// How many times Ctrl-C was pressed.
+/// The stop signal a run is handed: the first press stops at the next safe
+/// point, the second at once (the running remote command is abandoned, and
+/// the journal and summary still run).
 #[derive(Clone, Default)]
-pub struct Interrupt(Arc<AtomicU8>);
+pub struct Stop {
+    presses: Arc<AtomicU8>,
+    hard: Arc<tokio::sync::Notify>,
+}
 
-impl Interrupt {
+impl Stop {
     pub fn requested(&self) -> bool {
-        self.0.load(Ordering::SeqCst) > 0
+        self.presses.load(Ordering::SeqCst) > 0
     }
 
-    fn press(&self) -> u8 {
-        self.0.fetch_add(1, Ordering::SeqCst) + 1
+    /// Asks the run to stop; returns how many times it has been asked.
+    pub fn press(&self) -> u8 {
+        let n = self.presses.fetch_add(1, Ordering::SeqCst).saturating_add(1);
+        if n >= 2 {
+            self.hard.notify_one();
+        }
+        n
+    }
+
+    /// Resolves once a stop at once is asked for.
+    async fn at_once(&self) {
+        self.hard.notified().await;
+    }
+
+    /// Presses this stop on every Ctrl-C, saying what each press does.
+    /// Call from inside the runtime the run uses.
+    pub fn on_ctrl_c(&self) {
+        let stop = self.clone();
+        tokio::spawn(async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                if stop.press() == 1 {
+                    eprintln!(
+                        "\n{:>12} finishing the running command, then stopping at the next safe point (Ctrl-C again stops at once)",
+                        console::style("Interrupted").yellow().bold()
+                    );
+                }
+            }
+        });
     }
 }
 
-/// The run was stopped by Ctrl-C.
+/// The run was stopped (Ctrl-C).
 #[derive(Debug)]
 pub struct Stopped;
 
@@ -79,99 +109,87 @@ struct NodeState {
 
 pub struct Executor<'a> {
     plan: &'a Plan,
-    inv: &'a Inventory,
     remote: Arc<Remote>,
     opts: Options,
     out: Printer,
-    interrupt: Interrupt,
+    stop: Stop,
     journal: Option<Journal>,
     /// Outputs kept by `record` steps, by (node, name).
     records: BTreeMap<(String, String), String>,
     state: BTreeMap<String, NodeState>,
 }
 
-/// Runs the plan; the error says why it did not finish.
-pub fn run(plan: &Plan, inv: &Inventory, opts: Options) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let interrupt = Interrupt::default();
-        let remote = Arc::new(Remote::with_persist(opts.control_dir.clone(), opts.ssh_persist)?);
-        let out = Printer::new(opts.quiet, opts.progress);
-        let mut state = BTreeMap::new();
-        for step in plan.steps() {
-            state.entry(step.node.clone()).or_insert_with(NodeState::default).steps_total += 1;
-        }
-        let mut journal = Journal::create(&opts.state_dir, &plan.run)?;
-        journal.record(&Event::Start {
-            run: plan.run.clone(),
-            procedure: plan.procedure.clone(),
-            inventory: opts.inventory_id.clone(),
-            targets: plan.targets.clone(),
+/// Runs the plan, and only the plan; the error says why it did not finish.
+pub async fn run(plan: &Plan, opts: Options, stop: Stop) -> anyhow::Result<()> {
+    let remote = Arc::new(Remote::with_persist(opts.control_dir.clone(), opts.ssh_persist)?);
+    let out = Printer::new(opts.quiet, opts.progress);
+    let mut state = BTreeMap::new();
+    for step in plan.steps() {
+        state
+            .entry(step.node.clone())
+            .or_insert_with(NodeState::default)
+            .steps_total += 1;
+    }
+    let mut journal = Journal::create(&opts.state_dir, &plan.run)?;
+    journal.record(&Event::Start {
+        run: plan.run.clone(),
+        procedure: plan.procedure.clone(),
+        inventory: opts.inventory_id.clone(),
+        targets: plan.targets.clone(),
+        at: journal::now(),
+        plan: Some(Box::new(plan.clone())),
+    })?;
+    let mut ex = Executor {
+        journal: Some(journal),
+        plan,
+        remote,
+        opts,
+        out,
+        stop: stop.clone(),
+        records: BTreeMap::new(),
+        state,
+    };
+    let started = Instant::now();
+    let result = tokio::select! {
+        r = ex.execute() => r,
+        _ = stop.at_once() => Err(anyhow::Error::new(Stopped).context("stopped at once by a second Ctrl-C, in the middle of a step")),
+    };
+    ex.summary(&result, started.elapsed());
+    let outcome = match &result {
+        Ok(()) => "done",
+        Err(e) if e.is::<Refused>() => "refused",
+        Err(e) if e.chain().any(|c| c.is::<Stopped>()) => "stopped",
+        Err(_) => "failed",
+    };
+    if let Some(j) = &mut ex.journal {
+        let message = result
+            .as_ref()
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        if let Err(e) = j.record(&Event::End {
+            outcome: outcome.into(),
+            message,
             at: journal::now(),
-        })?;
-        let mut ex = Executor {
-            journal: Some(journal),
-            plan,
-            inv,
-            remote,
-            opts,
-            out,
-            interrupt: interrupt.clone(),
-            records: BTreeMap::new(),
-            state,
-        };
-        let started = Instant::now();
-        let signals = interrupt.clone();
-        let (abort_tx, abort_rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let mut abort = Some(abort_tx);
-            while tokio::signal::ctrl_c().await.is_ok() {
-                if signals.press() == 1 {
-                    eprintln!(
-                        "\n{:>12} finishing the running command, then stopping at the next safe point (Ctrl-C again stops at once)",
-                        console::style("Interrupted").yellow().bold()
-                    );
-                } else if let Some(tx) = abort.take() {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        let result = tokio::select! {
-            r = ex.execute() => r,
-            _ = abort_rx => Err(anyhow::Error::new(Stopped).context("stopped at once by a second Ctrl-C, in the middle of a step")),
-        };
-        ex.summary(&result, started.elapsed());
-        let outcome = match &result {
-            Ok(()) => "done",
-            Err(e) if e.is::<Refused>() => "refused",
-            Err(e) if e.chain().any(|c| c.is::<Stopped>()) => "stopped",
-            Err(_) => "failed",
-        };
-        if let Some(j) = &mut ex.journal {
-            let message = result.as_ref().err().map(|e| format!("{e:#}")).unwrap_or_default();
-            if let Err(e) = j.record(&Event::End { outcome: outcome.into(), message, at: journal::now() }) {
-                tracing::warn!("cannot write the journal: {e:#}");
-            }
-            if outcome != "refused" {
-                ex.out.note(&format!("journal: {}", j.path().display()));
-            }
+        }) {
+            tracing::warn!("cannot write the journal: {e:#}");
         }
-        if let Ok(remote) = Arc::try_unwrap(ex.remote) {
-            remote.close().await;
+        if outcome != "refused" {
+            ex.out.note(&format!("journal: {}", j.path().display()));
         }
-        result
-    })
+    }
+    if let Ok(remote) = Arc::try_unwrap(ex.remote) {
+        remote.close().await;
+    }
+    result
 }
 
 impl Executor<'_> {
     async fn execute(&mut self) -> anyhow::Result<()> {
-        let missing = steps::unsupported(self.plan, self.inv);
-        if !missing.is_empty() {
+        if !self.plan.not_built.is_empty() {
             return Err(Refused(format!(
                 "refusing: this plan needs parts of opsctl that are not built yet, so nothing was run or changed:\n  - {}",
-                missing.join("\n  - ")
+                self.plan.not_built.join("\n  - ")
             ))
             .into());
         }
@@ -180,20 +198,20 @@ impl Executor<'_> {
             &format!("{} safety checks before any change", self.plan.preflight.len()),
         );
         for check in &self.plan.preflight {
-            if let Err(e) = preflight::check(self, check.check).await {
+            let name = check.kind.name();
+            if let Err(e) = checks::preflight(self, &check.kind).await {
                 return Err(Refused(format!(
-                    "refusing: safety check `{}` failed; nothing was changed: {e:#}",
-                    check.check
+                    "refusing: safety check `{name}` failed; nothing was changed: {e:#}"
                 ))
                 .into());
             }
-            self.out.note(&format!("ok: {}", check.check));
+            self.out.note(&format!("ok: {name}"));
         }
         let plan = self.plan;
         for section in &plan.sections {
             self.out.status("Starting", &section.title);
             for step in &section.steps {
-                if self.interrupt.requested() {
+                if self.stop.requested() {
                     return Err(
                         anyhow::Error::new(Stopped).context(format!("stopped before step {}", step.number))
                     );
@@ -238,27 +256,16 @@ impl Executor<'_> {
         Ok(())
     }
 
-    fn relay(&self, name: &str) -> anyhow::Result<&Relay> {
-        self.inv
-            .relays()
-            .find(|r| r.name == name)
-            .with_context(|| format!("`{name}` is not a relay"))
+    /// Whether the run switched `node`'s own drain mode on and not yet off.
+    fn draining(&self, node: &str) -> bool {
+        self.state.get(node).is_some_and(|s| s.relay_drain)
     }
 
+    /// How to reach node `name`, as the plan says.
     fn node(&self, name: &str) -> anyhow::Result<Node> {
-        let access = match self.inv.node(name) {
-            Some(NodeRef::Relay) => self.relay(name)?.access.clone(),
-            Some(NodeRef::Member { .. }) => self
-                .inv
-                .members()
-                .find(|(_, m)| m.name == name)
-                .map(|(_, m)| m.access.clone())
-                .context("member")?,
-            None => bail!("no node `{name}` in {}", self.inv.file),
-        };
-        Ok(Node {
-            name: name.to_owned(),
-            access,
+        self.plan.node(&crate::plan::Host {
+            node: name.to_owned(),
+            address: String::new(),
         })
     }
 
@@ -350,29 +357,36 @@ impl Executor<'_> {
             .plan
             .steps()
             .find(|s| s.node == node && matches!(s.action, Action::Advertise { out: false, .. }));
-        match (&self.inv.advertise.backend, step) {
-            (Backend::ValuesFile { file, apply, .. }, Some(s)) => format!(
-                "restore its lines in {} as step {} of the plan shows (`--dry-run`), then run `{}`",
-                file.display(),
-                s.number,
-                crate::shell::join(apply)
+        match step {
+            Some(Step {
+                number,
+                action:
+                    Action::Advertise {
+                        edit: Some(e),
+                        commands,
+                        ..
+                    },
+                ..
+            }) => format!(
+                "restore its lines in {} as step {number} of the plan shows (`--dry-run`), then run {}",
+                e.path,
+                commands
+                    .iter()
+                    .map(|c| format!("`{}`", c.line))
+                    .collect::<Vec<_>>()
+                    .join(", then ")
             ),
-            (
-                _,
-                Some(Step {
-                    action: Action::Advertise { commands, .. },
-                    ..
-                }),
-            ) => {
-                format!(
-                    "run {}",
-                    commands
-                        .iter()
-                        .map(|c| format!("`{}`", c.line))
-                        .collect::<Vec<_>>()
-                        .join(", then ")
-                )
-            }
+            Some(Step {
+                action: Action::Advertise { commands, .. },
+                ..
+            }) => format!(
+                "run {}",
+                commands
+                    .iter()
+                    .map(|c| format!("`{}`", c.line))
+                    .collect::<Vec<_>>()
+                    .join(", then ")
+            ),
             _ => "put it back in the list clients receive".into(),
         }
     }
@@ -382,8 +396,12 @@ fn verb(a: &Action) -> &'static str {
     match a {
         Action::Run { .. } => "Running",
         Action::Record { .. } => "Reading",
-        Action::Gate { gate: "drained", .. } => "Draining",
+        Action::Gate {
+            gate: crate::plan::Gate::Drained { .. },
+            ..
+        } => "Draining",
         Action::Gate { .. } => "Waiting",
+        Action::Safety { .. } => "Checking",
         Action::Advertise { out: true, .. } => "Withdrawing",
         Action::Advertise { out: false, .. } => "Advertising",
         Action::StatusCommand { .. } => "Signalling",

@@ -1,58 +1,15 @@
-//! Performing one plan step.
+//! Performing one plan step, with the commands the step carries.
 
 use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use relay::StatsSource;
 
-use super::{Executor, gates};
-use crate::advertise::{self, ValuesFile};
-use crate::inventory::Backend;
-use crate::plan::{Action, Command, Plan, Step};
-
-/// What in this plan opsctl cannot do yet; a plan that needs any of it is
-/// refused before anything runs, rather than stopped half-way.
-pub fn unsupported(plan: &Plan, inv: &crate::inventory::Inventory) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut add = |what: String| {
-        if !out.contains(&what) {
-            out.push(what);
-        }
-    };
-    for c in &plan.preflight {
-        if !super::preflight::SUPPORTED.contains(&c.check) {
-            add(format!("the safety check `{}`", c.check));
-        }
-    }
-    for s in plan.steps() {
-        match &s.action {
-            Action::Gate { gate, .. } if !gates::SUPPORTED.contains(gate) => {
-                add(format!("the `{gate}` gate"))
-            }
-            Action::Upload { cut: Some(_), .. } => add(
-                "cutting the certificate chain and the key out of one bundle file (coturn's two files)"
-                    .into(),
-            ),
-            Action::StatusCommand { .. } => {
-                if let Some(r) = inv.relays().find(|r| r.name == s.node)
-                    && !matches!(r.stats.source, StatsSource::Turnstats { .. })
-                {
-                    add(format!("switching {}'s drain mode", r.name));
-                }
-            }
-            _ => {}
-        }
-    }
-    out
-}
+use super::{Executor, checks, gates};
+use crate::advertise;
+use crate::plan::{Action, Command, Step};
 
 pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
-    let timeout_of = |ex: &Executor, node: &str| {
-        ex.node(node)
-            .map(|n| n.access.ssh.command_timeout)
-            .unwrap_or(std::time::Duration::from_secs(60))
-    };
     match &step.action {
         Action::Run { command } => {
             let out = run(ex, command).await?;
@@ -66,11 +23,14 @@ pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
                 .insert((step.node.clone(), name.clone()), out.trim().to_owned());
         }
         Action::Gate { .. } => gates::wait(ex, step).await?,
-        Action::Advertise { out, .. } => advertise(ex, step, *out).await?,
-        Action::StatusCommand { command, .. } => {
-            let r = ex.relay(&step.node)?.clone();
-            let t = timeout_of(ex, &step.node);
-            let reply = crate::stats::status_command(&ex.remote, &r, command, t).await?;
+        Action::Safety { safety } => {
+            let seen = checks::safety(ex, safety).await?;
+            ex.out.note(&seen);
+        }
+        Action::Advertise { .. } => advertise(ex, step).await?,
+        Action::StatusCommand { command, send, .. } => {
+            let node = ex.node(&send.relay)?;
+            let reply = crate::stats::send(&ex.remote, &node, send).await?;
             let draining = relay::stats::parse_drain_reply(&reply)
                 .with_context(|| format!("the reply to `{command}`"))?;
             if draining != (command == "drain_enable") {
@@ -78,67 +38,51 @@ pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
             }
         }
         Action::Upload {
-            from,
-            to,
-            mode,
-            temp,
-            backup,
-            ..
+            on, from, commands, ..
         } => {
             let mut content = Vec::new();
             for f in from {
                 content.extend(std::fs::read(f).with_context(|| format!("cannot read {f}"))?);
             }
-            let mode = u32::from_str_radix(mode, 8).with_context(|| format!("mode `{mode}`"))?;
-            let node = ex.node(&step.node)?;
-            let up = crate::remote::Upload {
-                content: &content,
-                to,
-                mode,
-                temp,
-                backup: Some(backup),
-            };
-            ex.remote.upload(&node, &up, timeout_of(ex, &step.node)).await?;
+            let node = ex.plan.node(on)?;
+            ex.remote.upload(&node, &content, commands).await?;
         }
-        Action::SetConfig { path, set, unset, .. } => {
-            let node = ex.node(&step.node)?;
-            let t = node.access.ssh.command_timeout;
-            let current = ex.remote.download(&node, path, t).await?;
-            let text =
-                String::from_utf8(current).with_context(|| format!("{path} on {} is not text", step.node))?;
-            let edited = crate::envfile::edit(&text, set, unset);
-            let stat = crate::command::Command::remote(
-                &node.name,
-                &node.access,
-                vec!["stat".into(), "-c".into(), "%a".into(), path.clone()],
-            );
-            let mode = ex.remote.run(&node, &stat, t).await?.stdout;
-            let mode = u32::from_str_radix(mode.trim(), 8).unwrap_or(0o644);
-            let temp = format!("{path}.opsctl-{}.tmp", ex.plan.run);
-            let up = crate::remote::Upload {
-                content: edited.as_bytes(),
-                to: path,
-                mode,
-                temp: &temp,
-                backup: None,
-            };
-            ex.remote.upload(&node, &up, t).await?;
+        Action::SetConfig {
+            on,
+            path,
+            set,
+            unset,
+            read,
+            commands,
+        } => {
+            let node = ex.plan.node(on)?;
+            let current = ex
+                .remote
+                .run(&node, read, node.access.ssh.command_timeout)
+                .await?
+                .stdout;
+            if current.contains('\u{fffd}') {
+                bail!("{path} on {} is not text", step.node);
+            }
+            let edited = crate::envfile::edit(&current, set, unset);
+            ex.remote.upload(&node, edited.as_bytes(), commands).await?;
         }
-        Action::Confirm {
-            prompt,
-            show_allocations,
-        } => confirm(ex, step, prompt, *show_allocations).await?,
+        Action::Confirm { prompt, allocations } => {
+            let mut question = prompt.clone();
+            if let Some(read) = allocations {
+                let node = ex.node(&read.relay)?;
+                let reading = crate::stats::read(&ex.remote, &node, read).await?;
+                question = format!("{question} ({} allocations now)", reading.allocations);
+            }
+            ask(ex, &question).await?;
+        }
     }
     Ok(())
 }
 
 /// Runs a command where the plan says: on a node, or here.
-async fn run(ex: &Executor<'_>, c: &Command) -> anyhow::Result<String> {
-    let node = if c.on.address == "local" && c.on.node == "local" {
-        crate::remote::Node::here()
-    } else {
-        ex.node(&c.on.node)?
-    };
+pub async fn run(ex: &Executor<'_>, c: &Command) -> anyhow::Result<String> {
+    let node = ex.plan.node(&c.on)?;
     let t = node.access.ssh.command_timeout;
     Ok(ex.remote.run(&node, c, t).await?.stdout)
 }
@@ -147,48 +91,52 @@ async fn run(ex: &Executor<'_>, c: &Command) -> anyhow::Result<String> {
 /// values file atomically (a backup of the original is kept once per run),
 /// then run the apply commands. If one fails, the file is put back as it was
 /// and the run stops.
-async fn advertise(ex: &mut Executor<'_>, step: &Step, out: bool) -> anyhow::Result<()> {
-    let Action::Advertise { edit, commands, .. } = &step.action else {
-        unreachable!()
+async fn advertise(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
+    let Action::Advertise {
+        out, edit, commands, ..
+    } = &step.action
+    else {
+        unreachable!("advertise performs advertise steps")
     };
-    let inv = ex.inv;
     let mut restore: Option<(std::path::PathBuf, String)> = None;
-    if let (Backend::ValuesFile { .. }, Some(planned)) = (&inv.advertise.backend, edit) {
-        let values = ValuesFile::load(inv)?.context("the values file")?;
-        let r = ex.relay(&step.node)?;
-        let entries = values
-            .relay_entries(inv, std::iter::once(r))?
-            .remove(&r.name)
-            .unwrap_or_default();
-        let wanted = advertise::edit(&values.text, &entries, out);
-        let diff = advertise::diff(&values.label, &values.text, &wanted);
+    if let Some(planned) = edit {
+        let path = std::path::PathBuf::from(&planned.path);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read the values file {}", planned.path))?;
+        let entries = advertise::Listing::parse(&text)
+            .entries(&planned.urls)
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "{} no longer lists every URL of {}; nothing was edited\nhelp: run the command again to plan against the file as it is now",
+                    planned.path,
+                    step.node
+                )
+            })?;
+        let wanted = advertise::edit(&text, &entries, *out);
+        let diff = advertise::diff(&planned.path, &text, &wanted);
         if diff != planned.diff {
             bail!(
                 "{} changed since the plan was made; nothing was edited\nhelp: run the command again to plan against the file as it is now",
-                values.label
+                planned.path
             );
         }
         if !diff.is_empty() {
-            let backup = values.path.with_file_name(format!(
+            let backup = path.with_file_name(format!(
                 "{}.opsctl-{}",
-                values
-                    .path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or("values"),
+                path.file_name().and_then(|n| n.to_str()).unwrap_or("values"),
                 ex.plan.run
             ));
             if !backup.exists() {
-                std::fs::copy(&values.path, &backup)
+                std::fs::copy(&path, &backup)
                     .with_context(|| format!("cannot keep a backup as {}", backup.display()))?;
             }
-            write_atomically(&values.path, &wanted)?;
+            write_atomically(&path, &wanted)?;
             for line in diff.lines().filter(|l| {
                 (l.starts_with('-') || l.starts_with('+')) && !l.starts_with("---") && !l.starts_with("+++")
             }) {
                 ex.out.note(line);
             }
-            restore = Some((values.path.clone(), values.text.clone()));
+            restore = Some((path, text));
         }
     }
     for c in commands {
@@ -220,16 +168,6 @@ fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
     Ok(())
-}
-
-async fn confirm(ex: &Executor<'_>, step: &Step, prompt: &str, show_allocations: bool) -> anyhow::Result<()> {
-    let mut question = prompt.to_owned();
-    if show_allocations {
-        let r = ex.relay(&step.node)?;
-        let reading = crate::stats::read(&ex.remote, r, r.access.ssh.command_timeout).await?;
-        question = format!("{question} ({} allocations now)", reading.allocations);
-    }
-    ask(ex, &question).await
 }
 
 /// Asks a yes/no question: `--yes` answers yes; with no terminal, refuse.

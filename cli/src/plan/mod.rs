@@ -1,25 +1,37 @@
 //! The plan: a playbook expanded for concrete nodes.
 //!
-//! Every command with its arguments, every gate with its threshold, poll
-//! interval and timeout, every file edit as a diff. `--dry-run` prints this
-//! value; a real run executes this same value, and nothing else.
+//! Every action, gate and check holds the exact commands it runs (the line as
+//! sent, with `sudo -n` where it applies, and the host) and the decision it
+//! makes: threshold, expected output, poll, timeout, what a timeout ends in.
+//! `--dry-run` prints this value; a real run executes this same value and
+//! reads nothing else: the executor never sees the inventory.
 //!
-//! The JSON form (`--output json`) is this structure serialized; its shape is
-//! documented in README.md and versioned by `schema`.
+//! The plan serializes and deserializes (`--output json`, and the first event
+//! of a run's journal); its shape is documented in README.md and versioned by
+//! `schema`.
 
-mod build;
+mod cluster;
 mod render;
+mod request;
+mod safety;
+mod steps;
 
-use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
 
-pub use crate::command::{Command, Host};
-pub use build::{Procedure, Request, build, stun_target};
+use serde::{Deserialize, Serialize};
+
+pub use crate::command::{Access, Command, Host};
+use crate::health::{Probe, ServiceProbe};
+use crate::remote::UploadCommands;
+use crate::stats::StatsRead;
 pub use render::text;
+pub use request::{Procedure, Request, build, stun_target};
 
 /// The version of the JSON shape; bumped on any incompatible change.
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
     pub schema: u32,
     pub procedure: String,
@@ -29,6 +41,8 @@ pub struct Plan {
     /// Names this run: backups and the journal carry it.
     pub run: String,
     pub targets: Vec<String>,
+    /// How each node the plan works on is reached.
+    pub nodes: BTreeMap<String, Access>,
     /// Safety checks that run, in this order, before the first step changes anything.
     pub preflight: Vec<Check>,
     /// Steps in execution order, grouped per node (relays) or per phase (clusters).
@@ -37,33 +51,128 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// Relays found out of the advertised list, left so by an earlier run
     /// (its id) that this run continues: taken out again is no change.
-    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub continues: std::collections::BTreeMap<String, String>,
-    /// `--force`: a drain that times out may end in a confirmed restart.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub force: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub continues: BTreeMap<String, String>,
+    /// What this plan needs that opsctl cannot do yet. A plan with any is
+    /// refused before it runs, and `--dry-run` says so.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_built: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlaybookRef {
     pub name: String,
     /// `built-in` or the path of the override file.
     pub origin: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A safety check: what it reads and what must hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Check {
-    pub check: &'static str,
     pub description: String,
+    #[serde(flatten)]
+    pub kind: CheckKind,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "check", rename_all = "kebab-case")]
+pub enum CheckKind {
+    /// Every target answers SSH.
+    Reachable {
+        nodes: Vec<Host>,
+    },
+    /// Every target's stats answer.
+    StatsReadable {
+        reads: Vec<StatsRead>,
+    },
+    /// The relays that stay in service (the advertised peers) are healthy.
+    PeersHealthy {
+        peers: Vec<Probe>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        values: Option<ValuesRef>,
+    },
+    /// Taking any one target out leaves its site its minimum: the very
+    /// re-check each relay gets before it goes out, done for all up front.
+    MinHealthy {
+        each: Vec<Safety>,
+    },
+    /// Every target is in the advertised list now (or was left out by a run
+    /// this one continues).
+    Advertised {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        values: Option<ValuesRef>,
+        relays: BTreeMap<String, Vec<String>>,
+    },
+    /// Not built yet: the certificate bundle checks of `renew-cert`.
+    BundleValid {
+        bundle: String,
+        key: Option<String>,
+    },
+    /// Not built yet: the etcd checks of `recover-quorum`.
+    QuorumLost,
+    SeedLatest,
+    KeysCounted,
+    ConfigPresent,
+}
+
+impl CheckKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            CheckKind::Reachable { .. } => "reachable",
+            CheckKind::StatsReadable { .. } => "stats-readable",
+            CheckKind::PeersHealthy { .. } => "peers-healthy",
+            CheckKind::MinHealthy { .. } => "min-healthy",
+            CheckKind::Advertised { .. } => "advertised",
+            CheckKind::BundleValid { .. } => "bundle-valid",
+            CheckKind::QuorumLost => "quorum-lost",
+            CheckKind::SeedLatest => "seed-latest",
+            CheckKind::KeysCounted => "keys-counted",
+            CheckKind::ConfigPresent => "config-present",
+        }
+    }
+
+    /// Whether the executor can run it.
+    pub fn built(&self) -> bool {
+        match self {
+            CheckKind::Reachable { .. }
+            | CheckKind::StatsReadable { .. }
+            | CheckKind::PeersHealthy { .. }
+            | CheckKind::MinHealthy { .. }
+            | CheckKind::Advertised { .. } => true,
+            CheckKind::BundleValid { .. }
+            | CheckKind::QuorumLost
+            | CheckKind::SeedLatest
+            | CheckKind::KeysCounted
+            | CheckKind::ConfigPresent => false,
+        }
+    }
+}
+
+/// The values file that holds the advertised list, as the plan found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValuesRef {
+    pub path: String,
+}
+
+/// Before `out` is taken out of service: every other relay of its site that
+/// is advertised must be healthy, and at least `min` of them must be.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Safety {
+    pub site: String,
+    pub out: String,
+    pub min: usize,
+    pub others: Vec<Probe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<ValuesRef>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Section {
     pub title: String,
     pub steps: Vec<Step>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Step {
     /// 1-based, counted across the whole plan.
     pub number: usize,
@@ -77,15 +186,17 @@ pub struct Step {
     pub action: Action,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FileEdit {
     pub on: Host,
     pub path: String,
+    /// The URLs whose entries are commented out or restored.
+    pub urls: Vec<String>,
     /// Unified diff of the real file; empty when the file is already as wanted.
     pub diff: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
     Run {
@@ -98,35 +209,38 @@ pub enum Action {
         command: Command,
     },
     Gate {
-        gate: &'static str,
+        #[serde(flatten)]
+        gate: Gate,
         /// The fact, in words: "allocations on relay-1 <= 0".
         fact: String,
-        /// Where the fact is read from.
-        source: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        threshold: Option<u64>,
-        poll: String,
-        poll_secs: f64,
-        timeout: String,
-        timeout_secs: f64,
-        on_timeout: String,
+        #[serde(with = "crate::command::secs", rename = "poll_secs")]
+        poll: Duration,
+        #[serde(with = "crate::command::secs", rename = "timeout_secs")]
+        timeout: Duration,
+        on_timeout: OnTimeout,
+    },
+    /// Re-checks, just before the relay goes out of service, that the relays
+    /// staying in service are healthy and the site keeps its minimum.
+    Safety {
+        #[serde(flatten)]
+        safety: Safety,
     },
     /// Take a relay out of (or put it back into) the advertised list: the file
     /// edit and the commands that apply it, as one unit: if a command fails the
     /// file is restored.
     Advertise {
         out: bool,
-        backend: &'static str,
-        #[serde(skip_serializing_if = "Option::is_none")]
+        backend: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         edit: Option<FileEdit>,
         commands: Vec<Command>,
     },
     /// A command sent to the relay's status port (restund's `drain_enable`).
     StatusCommand {
-        on: Host,
-        via: String,
+        /// `drain_enable` or `drain_disable`.
         command: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
+        send: StatsRead,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         cost: Option<String>,
     },
     Upload {
@@ -136,32 +250,233 @@ pub enum Action {
         /// Local files, written one after the other.
         from: Vec<String>,
         /// `chain` or `key`: only that part of `from` goes into the file
-        /// (a bundle split into coturn's two files).
-        #[serde(skip_serializing_if = "Option::is_none")]
-        cut: Option<&'static str>,
+        /// (a bundle split into coturn's two files). Not built yet.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cut: Option<String>,
         to: String,
         mode: String,
-        /// Written beside `to`, synced and checked by SHA-256, then renamed over it.
-        temp: String,
-        /// The file now at `to` is kept under this name.
-        backup: String,
+        /// Written beside `to`, synced, checked by SHA-256 and renamed over it;
+        /// the file now at `to` is kept first.
+        commands: UploadCommands,
     },
+    /// Set (and remove) `KEY=value` lines in a shell-style config file on the
+    /// node: read it, edit it here, write the result beside it with the same
+    /// mode and owner, rename.
     SetConfig {
         on: Host,
         path: String,
         set: Vec<(String, String)>,
         unset: Vec<String>,
+        read: Command,
+        commands: UploadCommands,
     },
     Confirm {
         prompt: String,
-        show_allocations: bool,
+        /// Read first and shown in the question.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        allocations: Option<StatsRead>,
     },
+}
+
+/// A fact read from a node (or from the advertised list) that must hold,
+/// with the exact way it is read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "gate", rename_all = "kebab-case")]
+pub enum Gate {
+    Drained {
+        stats: StatsRead,
+        threshold: u64,
+    },
+    ServiceUp {
+        service: ServiceProbe,
+    },
+    StatsAnswer {
+        stats: StatsRead,
+    },
+    StunBinding {
+        /// `host:port`, sent from here over UDP.
+        target: String,
+    },
+    /// The list clients receive holds none (`Unadvertised`) or all
+    /// (`Advertised`) of `urls`; `check` prints brig's calls-config JSON.
+    Unadvertised {
+        check: Command,
+        urls: Vec<String>,
+    },
+    Advertised {
+        check: Command,
+        urls: Vec<String>,
+    },
+    /// A fresh SSH connection to the node fails: the old boot is going down.
+    SshDown {
+        on: Host,
+    },
+    /// The node answers SSH again and `command` prints something other
+    /// than what the `record` step kept as `record`.
+    NewBoot {
+        command: Command,
+        record: String,
+    },
+    /// Not built yet.
+    ServedCert {
+        target: String,
+    },
+    MemberHealthy {
+        command: Command,
+    },
+    ClusterHealthy {
+        command: Command,
+    },
+    KeysPreserved {
+        command: Command,
+    },
+}
+
+impl Gate {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Gate::Drained { .. } => "drained",
+            Gate::ServiceUp { .. } => "service-up",
+            Gate::StatsAnswer { .. } => "stats-answer",
+            Gate::StunBinding { .. } => "stun-binding",
+            Gate::Unadvertised { .. } => "unadvertised",
+            Gate::Advertised { .. } => "advertised",
+            Gate::SshDown { .. } => "ssh-down",
+            Gate::NewBoot { .. } => "new-boot",
+            Gate::ServedCert { .. } => "served-cert",
+            Gate::MemberHealthy { .. } => "member-healthy",
+            Gate::ClusterHealthy { .. } => "cluster-healthy",
+            Gate::KeysPreserved { .. } => "keys-preserved",
+        }
+    }
+
+    /// Whether the executor can wait on it.
+    pub fn built(&self) -> bool {
+        match self {
+            Gate::Drained { .. }
+            | Gate::ServiceUp { .. }
+            | Gate::StatsAnswer { .. }
+            | Gate::StunBinding { .. }
+            | Gate::Unadvertised { .. }
+            | Gate::Advertised { .. }
+            | Gate::SshDown { .. }
+            | Gate::NewBoot { .. } => true,
+            Gate::ServedCert { .. }
+            | Gate::MemberHealthy { .. }
+            | Gate::ClusterHealthy { .. }
+            | Gate::KeysPreserved { .. } => false,
+        }
+    }
+}
+
+/// What a gate that times out ends in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnTimeout {
+    /// The run stops; a relay out of the advertised list stays out.
+    Stop,
+    /// The relay's own drain mode is switched off and it is put back in the
+    /// advertised list (the plan's own later steps), then the run stops.
+    Readvertise,
+    /// `--force`: ask whether to go on with the allocations left (`--yes`
+    /// answers yes); if not, stop and leave the relay out.
+    Force,
+    /// `--force` with `readvertise` for the answer no.
+    ForceElseReadvertise,
 }
 
 impl Plan {
     /// Every step, in execution order.
     pub fn steps(&self) -> impl Iterator<Item = &Step> {
         self.sections.iter().flat_map(|s| s.steps.iter())
+    }
+
+    /// How to reach the node a command runs on.
+    pub fn node(&self, host: &Host) -> anyhow::Result<crate::remote::Node> {
+        if host.is_here() {
+            return Ok(crate::remote::Node::here());
+        }
+        let access = self
+            .nodes
+            .get(&host.node)
+            .ok_or_else(|| anyhow::anyhow!("the plan has no access settings for `{}`", host.node))?;
+        Ok(crate::remote::Node {
+            name: host.node.clone(),
+            access: access.clone(),
+        })
+    }
+
+    /// Every command the plan can run, in plan order: what `--dry-run` shows
+    /// and a run may send, and nothing else.
+    pub fn commands(&self) -> Vec<&Command> {
+        let mut out = Vec::new();
+        for c in &self.preflight {
+            c.kind.commands(&mut out);
+        }
+        for s in self.steps() {
+            s.action.commands(&mut out);
+        }
+        out
+    }
+}
+
+impl CheckKind {
+    fn commands<'a>(&'a self, out: &mut Vec<&'a Command>) {
+        match self {
+            CheckKind::Reachable { .. } => {}
+            CheckKind::StatsReadable { reads } => out.extend(reads.iter().filter_map(StatsRead::command)),
+            CheckKind::PeersHealthy { peers, .. } => {
+                for p in peers {
+                    out.extend(p.commands());
+                }
+            }
+            CheckKind::MinHealthy { each } => {
+                for s in each {
+                    for p in &s.others {
+                        out.extend(p.commands());
+                    }
+                }
+            }
+            CheckKind::Advertised { .. }
+            | CheckKind::BundleValid { .. }
+            | CheckKind::QuorumLost
+            | CheckKind::SeedLatest
+            | CheckKind::KeysCounted
+            | CheckKind::ConfigPresent => {}
+        }
+    }
+}
+
+impl Action {
+    fn commands<'a>(&'a self, out: &mut Vec<&'a Command>) {
+        match self {
+            Action::Run { command } | Action::Record { command, .. } => out.push(command),
+            Action::Gate { gate, .. } => match gate {
+                Gate::Drained { stats, .. } | Gate::StatsAnswer { stats } => out.extend(stats.command()),
+                Gate::ServiceUp { service } => out.push(&service.command),
+                Gate::Unadvertised { check, .. } | Gate::Advertised { check, .. } => out.push(check),
+                Gate::NewBoot { command, .. }
+                | Gate::MemberHealthy { command }
+                | Gate::ClusterHealthy { command }
+                | Gate::KeysPreserved { command } => out.push(command),
+                Gate::StunBinding { .. } | Gate::SshDown { .. } | Gate::ServedCert { .. } => {}
+            },
+            Action::Safety { safety } => {
+                for p in &safety.others {
+                    out.extend(p.commands());
+                }
+            }
+            Action::Advertise { commands, .. } => out.extend(commands),
+            Action::StatusCommand { send, .. } => out.extend(send.command()),
+            Action::Upload { commands, .. } => out.extend(commands.all()),
+            Action::SetConfig { read, commands, .. } => {
+                out.push(read);
+                out.extend(commands.all());
+            }
+            Action::Confirm { allocations, .. } => {
+                out.extend(allocations.as_ref().and_then(StatsRead::command))
+            }
+        }
     }
 }
 

@@ -1,170 +1,431 @@
-//! The plan as text, for people: what `--dry-run` prints.
+//! The plan as text, for people: what `--dry-run` prints. Every command a
+//! step, gate or check may run is shown with its host, as it is sent. A
+//! script passed as one argument (`bash -c SCRIPT`) is shown once, at the
+//! end, and named where it is used; `--output json` has every line whole.
 
 use std::fmt::Write as _;
 
-use super::{Action, Command, Plan};
+use super::{Action, Check, CheckKind, Command, Gate, OnTimeout, Plan, Safety};
+use crate::health::Probe;
+use crate::stats::{How, StatsRead};
 
 pub fn text(plan: &Plan) -> String {
-    let mut o = String::new();
-    let origin = if plan.playbook.origin == "built-in" {
-        "built-in playbook".to_owned()
-    } else {
-        format!("playbook {}", plan.playbook.origin)
-    };
-    let _ = writeln!(o, "plan: {} ({origin}), run {}", plan.procedure, plan.run);
-    if !plan.description.is_empty() {
-        let _ = writeln!(o, "  {}", plan.description);
-    }
-    let _ = writeln!(o, "inventory: {}", plan.inventory);
-    let _ = writeln!(o, "targets: {}", plan.targets.join(", "));
-    for (relay, run) in &plan.continues {
-        let _ = writeln!(
-            o,
-            "continues: run {run} left {relay} out of the advertised list; this run takes it from there"
-        );
-    }
-    if !plan.preflight.is_empty() {
-        let _ = writeln!(o, "\nsafety checks, all before anything changes:");
-        let width = plan.preflight.iter().map(|c| c.check.len()).max().unwrap_or(0);
-        for c in &plan.preflight {
-            let _ = writeln!(o, "  {:width$}  {}", c.check, c.description);
-        }
-    }
-    for section in &plan.sections {
-        let _ = writeln!(o, "\n{}", section.title);
-        if section.steps.is_empty() {
-            let _ = writeln!(o, "  (no steps apply)");
-        }
-        for step in &section.steps {
-            let n = format!("{:>4}. ", step.number);
-            let pad = " ".repeat(n.len());
-            let _ = writeln!(o, "{n}{}", step.title);
-            action(&mut o, &step.action, &pad);
-        }
-    }
-    if !plan.notes.is_empty() {
-        let _ = writeln!(o, "\nnotes:");
-        for n in &plan.notes {
-            let _ = writeln!(o, "  - {n}");
+    let mut r = Render::default();
+    r.plan(plan);
+    let mut o = r.out;
+    if !r.scripts.is_empty() {
+        let _ = writeln!(o, "\nscripts, each sent as one argument exactly as shown:");
+        for (i, s) in r.scripts.iter().enumerate() {
+            let _ = writeln!(o, "  <script {}>:", i + 1);
+            for line in s.lines() {
+                let _ = writeln!(o, "    {line}");
+            }
         }
     }
     o
 }
 
-fn command(o: &mut String, c: &Command, pad: &str) {
-    let place = if c.on.address == "local" {
+#[derive(Default)]
+struct Render {
+    out: String,
+    scripts: Vec<String>,
+    /// Relays whose health probe the safety checks already showed.
+    probed: Vec<String>,
+}
+
+impl Render {
+    fn plan(&mut self, plan: &Plan) {
+        let origin = if plan.playbook.origin == "built-in" {
+            "built-in playbook".to_owned()
+        } else {
+            format!("playbook {}", plan.playbook.origin)
+        };
+        let o = &mut self.out;
+        let _ = writeln!(o, "plan: {} ({origin}), run {}", plan.procedure, plan.run);
+        if !plan.description.is_empty() {
+            let _ = writeln!(o, "  {}", plan.description);
+        }
+        let _ = writeln!(o, "inventory: {}", plan.inventory);
+        let _ = writeln!(o, "targets: {}", plan.targets.join(", "));
+        for (relay, run) in &plan.continues {
+            let _ = writeln!(
+                o,
+                "continues: run {run} left {relay} out of the advertised list; this run takes it from there"
+            );
+        }
+        if !plan.not_built.is_empty() {
+            let _ = writeln!(
+                o,
+                "\nNOT RUNNABLE YET: this plan needs parts of opsctl that are not built, so a real run is refused before anything changes:"
+            );
+            for n in &plan.not_built {
+                let _ = writeln!(o, "  - {n}");
+            }
+        }
+        if !plan.preflight.is_empty() {
+            let _ = writeln!(self.out, "\nsafety checks, all before anything changes:");
+            let width = plan
+                .preflight
+                .iter()
+                .map(|c| c.kind.name().len())
+                .max()
+                .unwrap_or(0);
+            for c in &plan.preflight {
+                self.check(c, width);
+            }
+        }
+        for section in &plan.sections {
+            let _ = writeln!(self.out, "\n{}", section.title);
+            if section.steps.is_empty() {
+                let _ = writeln!(self.out, "  (no steps apply)");
+            }
+            for step in &section.steps {
+                let n = format!("{:>4}. ", step.number);
+                let pad = " ".repeat(n.len());
+                let _ = writeln!(self.out, "{n}{}", step.title);
+                self.action(&step.action, &step.node, &pad);
+            }
+        }
+        if !plan.notes.is_empty() {
+            let _ = writeln!(self.out, "\nnotes:");
+            for n in &plan.notes {
+                let _ = writeln!(self.out, "  - {n}");
+            }
+        }
+    }
+
+    fn check(&mut self, c: &Check, width: usize) {
+        let _ = writeln!(self.out, "  {:width$}  {}", c.kind.name(), c.description);
+        let pad = " ".repeat(width + 2);
+        match &c.kind {
+            CheckKind::StatsReadable { reads } => {
+                let cmds: Vec<&Command> = reads.iter().filter_map(StatsRead::command).collect();
+                self.commands(&cmds, &pad);
+            }
+            CheckKind::PeersHealthy { peers, .. } => self.preflight_probes(peers.iter(), &pad),
+            CheckKind::MinHealthy { each } => {
+                self.preflight_probes(each.iter().flat_map(|s| s.others.iter()), &pad)
+            }
+            CheckKind::Reachable { .. }
+            | CheckKind::Advertised { .. }
+            | CheckKind::BundleValid { .. }
+            | CheckKind::QuorumLost
+            | CheckKind::SeedLatest
+            | CheckKind::KeysCounted
+            | CheckKind::ConfigPresent => {}
+        }
+    }
+
+    /// Probes in the safety checks: each relay's once, later ones name it.
+    fn preflight_probes<'a>(&mut self, probes: impl Iterator<Item = &'a Probe>, pad: &str) {
+        let mut again = Vec::new();
+        for p in probes {
+            if self.probed.contains(&p.relay) {
+                if !again.contains(&p.relay) {
+                    again.push(p.relay.clone());
+                }
+                continue;
+            }
+            self.probed.push(p.relay.clone());
+            self.probes(std::iter::once(p), pad);
+        }
+        if !again.is_empty() {
+            let _ = writeln!(self.out, "{pad}  {}: read as shown above", again.join(", "));
+        }
+    }
+
+    fn probes<'a>(&mut self, probes: impl Iterator<Item = &'a Probe>, pad: &str) {
+        for p in probes {
+            let _ = writeln!(self.out, "{pad}  {}", p.describe());
+            self.commands(&p.commands(), &format!("{pad}  "));
+        }
+    }
+
+    /// Commands with where they run, the place said once for a run of
+    /// commands on the same host.
+    fn commands(&mut self, cmds: &[&Command], pad: &str) {
+        let mut last: Option<String> = None;
+        for c in cmds {
+            let place = place(c);
+            if last.as_ref() != Some(&place) {
+                let _ = writeln!(self.out, "{pad}  on {place}:");
+            }
+            let line = self.shown(c);
+            let _ = writeln!(self.out, "{pad}    $ {line}");
+            last = Some(place);
+        }
+    }
+
+    fn command(&mut self, c: &Command, pad: &str) {
+        self.commands(&[c], pad);
+    }
+
+    /// The line as sent, with a multi-line script argument named instead.
+    fn shown(&mut self, c: &Command) -> String {
+        if !c.argv.iter().any(|a| a.contains('\n')) {
+            return c.line.clone();
+        }
+        let words: Vec<String> = c
+            .argv
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                if a.contains('\n') {
+                    let n = match self.scripts.iter().position(|s| s == a) {
+                        Some(n) => n,
+                        None => {
+                            self.scripts.push(a.clone());
+                            self.scripts.len() - 1
+                        }
+                    };
+                    format!("<script {}>", n + 1)
+                } else {
+                    crate::shell::join(&c.argv[i..=i])
+                }
+            })
+            .collect();
+        words.join(" ")
+    }
+
+    fn stats(&mut self, s: &StatsRead, pad: &str) {
+        match &s.how {
+            How::Command { command, stdin } => {
+                self.command(command, pad);
+                if let Some(secret) = stdin {
+                    let _ = writeln!(self.out, "{pad}    with the password from {secret} on its stdin");
+                }
+            }
+            How::Here { addr, message } => {
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  opsctl sends `{message}` to udp {addr} from here and reads the reply"
+                );
+            }
+        }
+    }
+
+    fn safety(&mut self, s: &Safety, pad: &str) {
+        let _ = writeln!(
+            self.out,
+            "{pad}  every relay of {} but {} that is advertised now{} must be healthy, and at least {} of them",
+            s.site,
+            s.out,
+            s.values
+                .as_ref()
+                .map(|v| format!(" (by {})", v.path))
+                .unwrap_or_default(),
+            s.min
+        );
+        self.probes(s.others.iter(), pad);
+    }
+
+    fn action(&mut self, a: &Action, node: &str, pad: &str) {
+        match a {
+            Action::Run { command } => self.command(command, pad),
+            Action::Record { name, command } => {
+                self.command(command, pad);
+                let _ = writeln!(self.out, "{pad}  keep its output as `{name}`");
+            }
+            Action::Gate {
+                gate,
+                fact,
+                poll,
+                timeout,
+                on_timeout,
+            } => {
+                let _ = writeln!(self.out, "{pad}  until {fact}");
+                self.gate(gate, pad);
+                let on_timeout = on_timeout_text(*on_timeout, gate, node);
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  poll every {}, timeout {}; on timeout: {on_timeout}",
+                    crate::duration::format(*poll),
+                    crate::duration::format(*timeout)
+                );
+            }
+            Action::Safety { safety } => self.safety(safety, pad),
+            Action::Advertise {
+                backend,
+                edit,
+                commands,
+                ..
+            } => {
+                let _ = writeln!(self.out, "{pad}  backend: {backend}");
+                if let Some(e) = edit {
+                    if e.diff.is_empty() {
+                        let _ = writeln!(self.out, "{pad}  edit {}: already as wanted, no change", e.path);
+                    } else {
+                        let _ = writeln!(self.out, "{pad}  edit {} (a backup is kept):", e.path);
+                        for line in e.diff.lines() {
+                            let _ = writeln!(self.out, "{pad}    {line}");
+                        }
+                    }
+                }
+                for c in commands {
+                    self.command(c, pad);
+                }
+                if edit.is_some() {
+                    let _ = writeln!(
+                        self.out,
+                        "{pad}  if a command fails, the file is restored and the run stops"
+                    );
+                }
+            }
+            Action::StatusCommand { command, send, cost } => {
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  send `{command}` to {}'s {}",
+                    send.relay, send.described
+                );
+                self.stats(send, pad);
+                let want = if command == "drain_enable" { 1 } else { 0 };
+                let _ = writeln!(self.out, "{pad}  the reply must be `is_draining: {want}`");
+                if let Some(c) = cost {
+                    let _ = writeln!(self.out, "{pad}  cost: {c}");
+                }
+            }
+            Action::Upload {
+                on,
+                content,
+                from,
+                to,
+                mode,
+                commands,
+                ..
+            } => {
+                let _ = writeln!(self.out, "{pad}  {content} to {}:{to} (mode {mode})", on.node);
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  from {}: written to {} (content on stdin), its SHA-256 checked, the current file kept, renamed into place:",
+                    from.join(" + "),
+                    commands.temp
+                );
+                self.commands(&commands.all(), pad);
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  (the last removes the temporary file if any of them fails)"
+                );
+            }
+            Action::SetConfig {
+                on,
+                path,
+                set,
+                unset,
+                read,
+                commands,
+            } => {
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  on {} ({}), {path}, read, edited here, written beside it with its mode and owner, renamed:",
+                    on.node, on.address
+                );
+                for (k, v) in set {
+                    let _ = writeln!(self.out, "{pad}  set   {k}={v}");
+                }
+                for k in unset {
+                    let _ = writeln!(self.out, "{pad}  unset {k}");
+                }
+                self.command(read, pad);
+                self.commands(&commands.all(), pad);
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  (the last removes the temporary file if any of them fails)"
+                );
+            }
+            Action::Confirm { prompt, allocations } => {
+                let extra = if allocations.is_some() {
+                    " (showing its current allocations)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(self.out, "{pad}  ask: {prompt}?{extra}; `--yes` answers yes");
+                if let Some(s) = allocations {
+                    self.stats(s, pad);
+                }
+            }
+        }
+    }
+
+    fn gate(&mut self, g: &Gate, pad: &str) {
+        match g {
+            Gate::Drained { stats, .. } | Gate::StatsAnswer { stats } => {
+                let _ = writeln!(self.out, "{pad}  read by {}", stats.described);
+                self.stats(stats, pad);
+            }
+            Gate::ServiceUp { service } => {
+                let _ = writeln!(self.out, "{pad}  read by {}", service.describe());
+                self.command(&service.command, pad);
+            }
+            Gate::StunBinding { target } => {
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  read by opsctl: a STUN binding request to {target} (udp) from here"
+                );
+            }
+            Gate::Unadvertised { check, .. } | Gate::Advertised { check, .. } => {
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  read by the calls config JSON (`ice_servers[].urls`) that this prints:"
+                );
+                self.command(check, pad);
+            }
+            Gate::SshDown { on } => {
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  read by opening a new SSH connection to {}",
+                    on.address
+                );
+            }
+            Gate::NewBoot { command, record } => {
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  read by a new SSH connection, then this, compared with `{record}`:"
+                );
+                self.command(command, pad);
+            }
+            Gate::ServedCert { target } => {
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  read by a TLS handshake with {target} from here (not built yet)"
+                );
+            }
+            Gate::MemberHealthy { command }
+            | Gate::ClusterHealthy { command }
+            | Gate::KeysPreserved { command } => {
+                let _ = writeln!(self.out, "{pad}  read by (not built yet):");
+                self.command(command, pad);
+            }
+        }
+    }
+}
+
+fn place(c: &Command) -> String {
+    if c.on.is_here() {
         match &c.cwd {
             Some(d) => format!("here, in {d}"),
             None => "here".to_owned(),
         }
     } else {
         format!("{} ({})", c.on.node, c.on.address)
-    };
-    let _ = writeln!(o, "{pad}  on {place}:");
-    let _ = writeln!(o, "{pad}    $ {}", c.line);
+    }
 }
 
-fn action(o: &mut String, a: &Action, pad: &str) {
-    match a {
-        Action::Run { command: c } => command(o, c, pad),
-        Action::Record { name, command: c } => {
-            command(o, c, pad);
-            let _ = writeln!(o, "{pad}  keep its output as `{name}`");
-        }
-        Action::Gate {
-            fact,
-            source,
-            poll,
-            timeout,
-            on_timeout,
-            ..
-        } => {
-            let _ = writeln!(o, "{pad}  until {fact}");
-            let _ = writeln!(o, "{pad}  read by {source}");
-            let _ = writeln!(
-                o,
-                "{pad}  poll every {poll}, timeout {timeout}; on timeout: {on_timeout}"
-            );
-        }
-        Action::Advertise {
-            backend,
-            edit,
-            commands,
-            ..
-        } => {
-            let _ = writeln!(o, "{pad}  backend: {backend}");
-            if let Some(e) = edit {
-                if e.diff.is_empty() {
-                    let _ = writeln!(o, "{pad}  edit {}: already as wanted, no change", e.path);
-                } else {
-                    let _ = writeln!(o, "{pad}  edit {} (a backup is kept):", e.path);
-                    for line in e.diff.lines() {
-                        let _ = writeln!(o, "{pad}    {line}");
-                    }
-                }
-            }
-            for c in commands {
-                command(o, c, pad);
-            }
-            if edit.is_some() {
-                let _ = writeln!(
-                    o,
-                    "{pad}  if a command fails, the file is restored and the run stops"
-                );
-            }
-        }
-        Action::StatusCommand {
-            on,
-            via,
-            command,
-            cost,
-        } => {
-            let _ = writeln!(o, "{pad}  send `{command}` to {}'s {via}", on.node);
-            if let Some(c) = cost {
-                let _ = writeln!(o, "{pad}  cost: {c}");
-            }
-        }
-        Action::Upload {
-            on,
-            content,
-            from,
-            to,
-            cut: _,
-            mode,
-            temp,
-            backup,
-        } => {
-            let _ = writeln!(o, "{pad}  {content} to {}:{to} (mode {mode})", on.node);
-            let _ = writeln!(
-                o,
-                "{pad}  from {}: write {temp}, sync, check its SHA-256 on the node,",
-                from.join(" + ")
-            );
-            let _ = writeln!(o, "{pad}  keep the current file as {backup}, rename into place");
-        }
-        Action::SetConfig { on, path, set, unset } => {
-            let _ = writeln!(
-                o,
-                "{pad}  on {} ({}), {path}, written to a temporary file and renamed:",
-                on.node, on.address
-            );
-            for (k, v) in set {
-                let _ = writeln!(o, "{pad}  set   {k}={v}");
-            }
-            for k in unset {
-                let _ = writeln!(o, "{pad}  unset {k}");
-            }
-        }
-        Action::Confirm {
-            prompt,
-            show_allocations,
-        } => {
-            let extra = if *show_allocations {
-                " (showing its current allocations)"
-            } else {
-                ""
-            };
-            let _ = writeln!(o, "{pad}  ask: {prompt}?{extra}; `--yes` answers yes");
-        }
+fn on_timeout_text(t: OnTimeout, gate: &Gate, node: &str) -> String {
+    let stays = if matches!(gate, Gate::Drained { .. }) {
+        format!("stop: the rollout stops and {node} stays out of the advertised list")
+    } else {
+        "stop".to_owned()
+    };
+    let back = format!(
+        "readvertise: {node}'s own drain mode is switched off and it is put back in the advertised list (its later steps), then the rollout stops"
+    );
+    let ask = format!(
+        "force: ask whether to restart {node} with the allocations it still carries (`--yes` answers yes); if not, "
+    );
+    match t {
+        OnTimeout::Stop => stays,
+        OnTimeout::Readvertise => back,
+        OnTimeout::Force => format!("{ask}{stays}"),
+        OnTimeout::ForceElseReadvertise => format!("{ask}{back}"),
     }
 }

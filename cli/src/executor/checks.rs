@@ -1,0 +1,269 @@
+//! The safety checks a plan lists, run before the first change, and the
+//! re-check before each relay goes out of service. They only read, so they
+//! read many relays at once (`--forks`). "Healthy" is [`crate::health`]'s.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::bail;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::Executor;
+use crate::advertise::{self, State};
+use crate::health::{self, Health, Probe};
+use crate::plan::{CheckKind, Safety, ValuesRef};
+use crate::remote::{Node, Remote};
+
+pub async fn preflight(ex: &mut Executor<'_>, check: &CheckKind) -> anyhow::Result<()> {
+    match check {
+        CheckKind::Reachable { nodes } => {
+            let nodes: Vec<Node> = nodes
+                .iter()
+                .map(|h| ex.plan.node(h))
+                .collect::<anyhow::Result<_>>()?;
+            let down = failures(
+                each(ex, nodes, |remote, node| async move {
+                    remote.reachable(&node).await.map_err(|e| e.to_string())
+                })
+                .await,
+            );
+            if !down.is_empty() {
+                bail!("{}", down.join("\n"));
+            }
+        }
+        CheckKind::StatsReadable { reads } => {
+            let work: Vec<(Node, crate::stats::StatsRead)> = reads
+                .iter()
+                .map(|r| Ok((ex.node(&r.relay)?, r.clone())))
+                .collect::<anyhow::Result<_>>()?;
+            let silent = failures(
+                each(ex, work, |remote, (node, read)| async move {
+                    crate::stats::read(&remote, &node, &read)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| format!("the stats of `{}` cannot be read: {e:#}", read.relay))
+                })
+                .await,
+            );
+            if !silent.is_empty() {
+                bail!("{}", silent.join("\n"));
+            }
+        }
+        CheckKind::PeersHealthy { peers, values } => {
+            let listed = advertised(values.as_ref(), peers)?;
+            let seen = read_health(ex, peers.iter().filter(|p| listed[&p.relay])).await?;
+            let sick: Vec<String> = seen
+                .iter()
+                .filter(|(_, h)| !h.healthy(true))
+                .map(|(name, h)| format!("`{name}`: {}", h.why(true)))
+                .collect();
+            if !sick.is_empty() {
+                bail!(
+                    "relays that stay in service are not healthy:\n  {}",
+                    sick.join("\n  ")
+                );
+            }
+        }
+        CheckKind::MinHealthy { each } => {
+            // Every relay of the sites is read once, then each target's
+            // turn is judged against those readings.
+            let mut probes: BTreeMap<&str, &Probe> = BTreeMap::new();
+            for s in each {
+                for p in &s.others {
+                    probes.insert(&p.relay, p);
+                }
+            }
+            let probes: Vec<&Probe> = probes.into_values().collect();
+            let values = each.first().and_then(|s| s.values.as_ref());
+            let listed = advertised(values, probes.iter().copied())?;
+            let seen = read_health(ex, probes.iter().copied().filter(|p| listed[&p.relay])).await?;
+            for s in each {
+                judge(s, &listed, &seen).map_err(anyhow::Error::msg)?;
+            }
+        }
+        CheckKind::Advertised { values, relays } => {
+            let Some(values) = values else { return Ok(()) };
+            let text = read_values(values)?;
+            let listing = advertise::Listing::parse(&text);
+            for (relay, urls) in relays {
+                // A relay an earlier run left out is where this run takes over.
+                if ex.plan.continues.contains_key(relay) {
+                    continue;
+                }
+                let ok = listing
+                    .entries(urls)
+                    .is_ok_and(|e| advertise::state(&e) == State::Advertised);
+                if !ok {
+                    bail!(
+                        "relay `{relay}` is not fully in the advertised list in {}",
+                        values.path
+                    );
+                }
+            }
+        }
+        CheckKind::BundleValid { .. }
+        | CheckKind::QuorumLost
+        | CheckKind::SeedLatest
+        | CheckKind::KeysCounted
+        | CheckKind::ConfigPresent => bail!("the safety check `{}` is not built yet", check.name()),
+    }
+    Ok(())
+}
+
+/// The re-check before `safety.out` goes out of service; what was seen when
+/// it passes.
+pub async fn safety(ex: &Executor<'_>, s: &Safety) -> anyhow::Result<String> {
+    let listed = advertised(s.values.as_ref(), &s.others)?;
+    let seen = read_health(ex, s.others.iter().filter(|p| listed[&p.relay])).await?;
+    judge(s, &listed, &seen).map_err(|why| anyhow::anyhow!("{why}; {} was not taken out of service", s.out))
+}
+
+/// The pure half of the safety re-check: every advertised relay staying in
+/// service is healthy, and at least `min` of them are.
+pub fn judge(
+    s: &Safety,
+    listed: &BTreeMap<String, bool>,
+    seen: &BTreeMap<String, Health>,
+) -> Result<String, String> {
+    let mut ok = Vec::new();
+    let mut sick = Vec::new();
+    let mut out_of_list = Vec::new();
+    for p in &s.others {
+        if p.relay == s.out {
+            continue;
+        }
+        if !listed.get(&p.relay).copied().unwrap_or(false) {
+            out_of_list.push(p.relay.clone());
+            continue;
+        }
+        match seen.get(&p.relay) {
+            Some(h) if h.healthy(true) => ok.push(p.relay.clone()),
+            Some(h) => sick.push(format!("`{}`: {}", p.relay, h.why(true))),
+            None => sick.push(format!("`{}`: not read", p.relay)),
+        }
+    }
+    if !sick.is_empty() {
+        return Err(format!(
+            "relays of site `{}` that stay in service while {} is out are not healthy:\n  {}",
+            s.site,
+            s.out,
+            sick.join("\n  ")
+        ));
+    }
+    if ok.len() < s.min {
+        return Err(format!(
+            "taking {} out of site `{}` would leave {} healthy advertised relay{} ({}), below its minimum of {}{}",
+            s.out,
+            s.site,
+            ok.len(),
+            if ok.len() == 1 { "" } else { "s" },
+            if ok.is_empty() {
+                "none".to_owned()
+            } else {
+                ok.join(", ")
+            },
+            s.min,
+            if out_of_list.is_empty() {
+                String::new()
+            } else {
+                format!("; not advertised: {}", out_of_list.join(", "))
+            }
+        ));
+    }
+    Ok(format!(
+        "{} healthy advertised relay{} in service while {} is out ({}; minimum {})",
+        ok.len(),
+        if ok.len() == 1 { " stays" } else { "s stay" },
+        s.out,
+        ok.join(", "),
+        s.min
+    ))
+}
+
+fn read_values(v: &ValuesRef) -> anyhow::Result<String> {
+    std::fs::read_to_string(&v.path)
+        .map_err(|e| anyhow::anyhow!("cannot read the values file {}: {e}", v.path))
+}
+
+/// Whether each relay is in the advertised list now: by the values file, or
+/// always without one (the other backends cannot be read back).
+fn advertised<'a>(
+    values: Option<&ValuesRef>,
+    probes: impl IntoIterator<Item = &'a Probe>,
+) -> anyhow::Result<BTreeMap<String, bool>> {
+    let listing = match values {
+        Some(v) => Some(advertise::Listing::parse(&read_values(v)?)),
+        None => None,
+    };
+    Ok(probes
+        .into_iter()
+        .map(|p| {
+            let listed = listing.as_ref().is_none_or(|l| {
+                l.entries(&p.urls)
+                    .is_ok_and(|e| advertise::state(&e) == State::Advertised)
+            });
+            (p.relay.clone(), listed)
+        })
+        .collect())
+}
+
+async fn read_health<'a>(
+    ex: &Executor<'_>,
+    probes: impl Iterator<Item = &'a Probe>,
+) -> anyhow::Result<BTreeMap<String, Health>> {
+    let work: Vec<(Node, Probe)> = probes
+        .map(|p| Ok((ex.node(&p.relay)?, p.clone())))
+        .collect::<anyhow::Result<_>>()?;
+    let names: Vec<String> = work.iter().map(|(_, p)| p.relay.clone()).collect();
+    let results = each(ex, work, |remote, (node, probe)| async move {
+        Ok::<Health, String>(health::read(&remote, &node, &probe).await)
+    })
+    .await;
+    Ok(names
+        .into_iter()
+        .zip(results)
+        .map(|(n, r)| {
+            let h = r.unwrap_or_else(|why| Health {
+                problems: vec![why],
+                ..Health::default()
+            });
+            (n, h)
+        })
+        .collect())
+}
+
+/// Runs `read` for every item, at most `--forks` at once; results in the
+/// items' order.
+async fn each<T, R, F, Fut>(ex: &Executor<'_>, items: Vec<T>, read: F) -> Vec<Result<R, String>>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(Arc<Remote>, T) -> Fut,
+    Fut: Future<Output = Result<R, String>> + Send + 'static,
+{
+    let limit = Arc::new(Semaphore::new(ex.opts.forks.max(1)));
+    let mut tasks = JoinSet::new();
+    let n = items.len();
+    for (i, item) in items.into_iter().enumerate() {
+        let (limit, fut) = (limit.clone(), read(ex.remote.clone(), item));
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            (i, fut.await)
+        });
+    }
+    let mut out: Vec<Option<Result<R, String>>> = (0..n).map(|_| None).collect();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok((i, r)) = done {
+            out[i] = Some(r);
+        }
+    }
+    out.into_iter()
+        .map(|r| r.unwrap_or_else(|| Err("a check failed to run".into())))
+        .collect()
+}
+
+fn failures<R>(results: Vec<Result<R, String>>) -> Vec<String> {
+    results.into_iter().filter_map(Result::err).collect()
+}

@@ -1,0 +1,559 @@
+//! What the operator asked for, and the playbook expanded for it: the
+//! builder the relay, safety and cluster parts add their steps to.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+
+use super::*;
+use crate::advertise::ValuesFile;
+use crate::inventory::{Backend, Flavor as InvFlavor, Inventory, Relay, Service};
+use crate::playbook::{self, Body, Condition, Playbook, ServiceAction, StepKind, Targets};
+
+/// What the operator asked for.
+#[derive(Debug, Clone)]
+pub enum Procedure {
+    RestartNoDowntime,
+    Restart,
+    RebootNode,
+    RenewCert {
+        bundle: PathBuf,
+        key: Option<PathBuf>,
+        reload: bool,
+    },
+    RecoverQuorum,
+}
+
+/// A procedure, its targets (already resolved to inventory names) and the run id.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub procedure: Procedure,
+    /// Relay names (relay procedures) or the site whose cluster is rebuilt.
+    pub targets: Vec<String>,
+    pub run: String,
+    /// Relays an earlier run took out of the advertised list and did not put
+    /// back, with that run's id (from the journal).
+    pub left_out: BTreeMap<String, String>,
+    /// On a drain timeout, restart anyway once the remaining count is confirmed.
+    pub force: bool,
+}
+
+impl Procedure {
+    fn playbook(&self, inv: &Inventory, targets: &[String]) -> anyhow::Result<&'static str> {
+        Ok(match self {
+            Procedure::RestartNoDowntime => "restart-no-downtime",
+            Procedure::Restart => "restart",
+            Procedure::RebootNode => "reboot-node",
+            Procedure::RenewCert { .. } => "renew-cert",
+            Procedure::RecoverQuorum => {
+                let site = targets
+                    .first()
+                    .and_then(|s| inv.site(s))
+                    .context("no site selected")?;
+                match site.cluster.as_ref().map(|c| &c.flavor) {
+                    Some(InvFlavor::Clearwater(_)) => "recover-quorum-clearwater",
+                    Some(InvFlavor::Etcd(_)) => "recover-quorum-etcd",
+                    None => bail!("site `{}` has no `cluster` in {}", site.name, inv.file),
+                }
+            }
+        })
+    }
+}
+
+pub fn build(inv: &Inventory, req: &Request) -> anyhow::Result<Plan> {
+    let name = req.procedure.playbook(inv, &req.targets)?;
+    let pb = playbook::load(name, inv.playbooks_dir.as_deref())?;
+    let mut b = Builder {
+        inv,
+        req,
+        pb: &pb,
+        sections: Vec::new(),
+        notes: Vec::new(),
+        number: 0,
+        continues: BTreeMap::new(),
+    };
+    let preflight = match (&pb.targets, &pb.body) {
+        (Targets::Relays, Body::PerRelay(steps)) => b.relays(steps)?,
+        (Targets::Cluster(f), Body::Phases(phases)) => b.cluster(*f, phases)?,
+        _ => bail!(
+            "playbook `{}` ({}) does not match the procedure: expected `targets: {}`",
+            pb.name,
+            pb.origin,
+            if matches!(req.procedure, Procedure::RecoverQuorum) {
+                "cluster"
+            } else {
+                "relays"
+            }
+        ),
+    };
+    let nodes = b.nodes();
+    Ok(Plan {
+        schema: SCHEMA,
+        procedure: name.to_owned(),
+        playbook: PlaybookRef {
+            name: pb.name.clone(),
+            origin: pb.origin.clone(),
+        },
+        description: pb.description.clone(),
+        inventory: inv.file.clone(),
+        run: req.run.clone(),
+        targets: req.targets.clone(),
+        preflight,
+        sections: b.sections,
+        notes: b.notes,
+        nodes,
+        continues: b.continues,
+        not_built: Vec::new(),
+    }
+    .with_not_built())
+}
+
+pub(super) struct Builder<'a> {
+    pub(super) inv: &'a Inventory,
+    pub(super) req: &'a Request,
+    pub(super) pb: &'a Playbook,
+    pub(super) sections: Vec<Section>,
+    pub(super) notes: Vec<String>,
+    pub(super) number: usize,
+    pub(super) continues: BTreeMap<String, String>,
+}
+
+impl Plan {
+    /// Lists what the plan needs that is not built, so that both `--dry-run`
+    /// and a real run say it before anything happens.
+    fn with_not_built(mut self) -> Plan {
+        let mut missing: Vec<String> = Vec::new();
+        let mut add = |what: String| {
+            if !missing.contains(&what) {
+                missing.push(what);
+            }
+        };
+        for c in &self.preflight {
+            if !c.kind.built() {
+                add(format!("the safety check `{}`", c.kind.name()));
+            }
+        }
+        for s in self.steps() {
+            match &s.action {
+                Action::Gate { gate, .. } if !gate.built() => add(format!("the `{}` gate", gate.name())),
+                Action::Upload { cut: Some(_), .. } => add(
+                    "cutting the certificate chain and the key out of one bundle file (coturn's two files)"
+                        .into(),
+                ),
+                _ => {}
+            }
+        }
+        self.not_built = missing;
+        self
+    }
+}
+
+impl<'a> Builder<'a> {
+    /// How every node the plan may touch is reached: the relays of the
+    /// targets' sites (peers are read too) and cluster members.
+    fn nodes(&self) -> BTreeMap<String, Access> {
+        let mut out = BTreeMap::new();
+        for site in &self.inv.sites {
+            let relays_used = site.relays.iter().any(|r| self.req.targets.contains(&r.name));
+            if relays_used {
+                for r in &site.relays {
+                    out.insert(r.name.clone(), r.access.clone());
+                }
+            }
+            if self.req.targets.contains(&site.name)
+                && let Some(c) = &site.cluster
+            {
+                for m in &c.members {
+                    out.insert(m.name.clone(), m.access.clone());
+                }
+            }
+        }
+        out
+    }
+
+    pub(super) fn push(
+        &mut self,
+        section: &mut Section,
+        node: &str,
+        step: &playbook::Step,
+        actions: Vec<Action>,
+    ) {
+        for (i, action) in actions.into_iter().enumerate() {
+            self.number += 1;
+            section.steps.push(Step {
+                number: self.number,
+                node: node.to_owned(),
+                title: step
+                    .title
+                    .clone()
+                    .unwrap_or_else(|| title(node, &step.kind, &action, i)),
+                source: format!("{}:{}", self.pb_file(), step.line),
+                action,
+            });
+        }
+    }
+
+    pub(super) fn pb_file(&self) -> String {
+        if self.pb.origin == "built-in" {
+            format!("playbooks/{}.yaml", self.pb.name)
+        } else {
+            self.pb.origin.clone()
+        }
+    }
+
+    pub(super) fn note(&mut self, n: String) {
+        if !self.notes.contains(&n) {
+            self.notes.push(n);
+        }
+    }
+
+    fn relays(&mut self, steps: &[playbook::Step]) -> anyhow::Result<Vec<Check>> {
+        let inv = self.inv;
+        let relays: Vec<&Relay> = self
+            .req
+            .targets
+            .iter()
+            .map(|n| {
+                inv.relays()
+                    .find(|r| &r.name == n)
+                    .with_context(|| format!("`{n}` is not a relay"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let values = ValuesFile::load(inv)?;
+        // Targets and the other relays of their sites (the minimum counts those).
+        let entries = match &values {
+            Some(v) => v.relay_entries(
+                inv,
+                self.sites_of(&relays).into_iter().flat_map(|s| s.relays.iter()),
+            )?,
+            None => BTreeMap::new(),
+        };
+        let (reload, cert_inputs) = match &self.req.procedure {
+            Procedure::RenewCert { bundle, key, reload } => (*reload, Some((bundle.clone(), key.clone()))),
+            _ => (false, None),
+        };
+        let preflight = self.relay_preflight(&relays, &entries, cert_inputs.as_ref())?;
+        for r in &relays {
+            let mut section = Section {
+                title: format!(
+                    "{} ({}, {}, {})",
+                    r.name,
+                    r.site,
+                    r.kind,
+                    Host::of(&r.name, &r.access).address
+                ),
+                steps: Vec::new(),
+            };
+            let mut checked = false;
+            for step in steps {
+                let applies = step.when.iter().all(|c| match c {
+                    Condition::RelayDrain => r.drain.relay_drain,
+                    Condition::StunCheck => r.stun_check,
+                    Condition::Reload => reload,
+                    Condition::Restart => !reload,
+                });
+                if applies && !checked && takes_out_of_service(&step.kind) {
+                    checked = true;
+                    let safety = self.safety(r)?;
+                    self.number += 1;
+                    section.steps.push(Step {
+                        number: self.number,
+                        node: r.name.clone(),
+                        title: format!("check the relays staying in service before {} goes out", r.name),
+                        source: format!("before {}:{}", self.pb_file(), step.line),
+                        action: Action::Safety { safety },
+                    });
+                }
+                if applies {
+                    let actions = self.relay_step(
+                        r,
+                        step,
+                        values.as_ref(),
+                        entries.get(&r.name),
+                        cert_inputs.as_ref(),
+                    )?;
+                    self.push(&mut section, &r.name, step, actions);
+                }
+            }
+            self.sections.push(section);
+        }
+        if matches!(inv.advertise.backend, Backend::None) {
+            self.note(
+                "advertise backend is `none`: relays stay in whatever list clients get, so a drain waits for clients to leave on their own".into(),
+            );
+        }
+        Ok(preflight)
+    }
+
+    pub(super) fn values_label(&self) -> String {
+        match &self.inv.advertise.backend {
+            Backend::ValuesFile { file, .. } => file.display().to_string(),
+            _ => String::new(),
+        }
+    }
+
+    pub(super) fn sites_of(&self, relays: &[&Relay]) -> Vec<&'a crate::inventory::Site> {
+        self.inv
+            .sites
+            .iter()
+            .filter(|s| relays.iter().any(|r| r.site == s.name))
+            .collect()
+    }
+
+    pub(super) fn relay_vars(&self, r: &Relay) -> BTreeMap<&'static str, String> {
+        BTreeMap::from([
+            ("node", r.name.clone()),
+            ("host", r.access.host.clone()),
+            ("site", r.site.clone()),
+            ("kind", r.kind.to_string()),
+            ("run", self.req.run.clone()),
+        ])
+    }
+}
+
+/// Steps after which the relay carries no new calls, or none at all.
+fn takes_out_of_service(k: &StepKind) -> bool {
+    match k {
+        StepKind::Unadvertise
+        | StepKind::RelayDrain(true)
+        | StepKind::Reboot
+        | StepKind::Service(ServiceAction::Stop | ServiceAction::Restart) => true,
+        StepKind::Confirm { .. }
+        | StepKind::Advertise
+        | StepKind::RelayDrain(false)
+        | StepKind::Wait(_)
+        | StepKind::Service(ServiceAction::Start | ServiceAction::Reload)
+        | StepKind::Run { .. }
+        | StepKind::UploadCert
+        | StepKind::Backup(_)
+        | StepKind::MoveAside(_)
+        | StepKind::SetConfig { .. } => false,
+    }
+}
+
+pub(super) fn service_argv(s: &Service, a: ServiceAction) -> Option<Vec<String>> {
+    match a {
+        ServiceAction::Stop => Some(s.stop.clone()),
+        ServiceAction::Start => Some(s.start.clone()),
+        ServiceAction::Restart => Some(s.restart.clone()),
+        ServiceAction::Reload => s.reload.clone(),
+    }
+}
+
+/// What a step does, in a few words, for progress lines and the plan.
+pub(super) fn title(node: &str, kind: &StepKind, action: &Action, i: usize) -> String {
+    match (kind, action) {
+        (StepKind::Service(a), _) => format!(
+            "{} the service",
+            match a {
+                ServiceAction::Stop => "stop",
+                ServiceAction::Start => "start",
+                ServiceAction::Restart => "restart",
+                ServiceAction::Reload => "reload",
+            }
+        ),
+        (StepKind::Reboot, _) if i == 0 => "read the boot id".into(),
+        (StepKind::Reboot, _) => "reboot".into(),
+        (StepKind::Backup(_), Action::Run { command }) => format!(
+            "back up {}",
+            command.argv.iter().rev().nth(1).map(String::as_str).unwrap_or("")
+        ),
+        (StepKind::MoveAside(_), Action::Run { command }) => format!(
+            "move {} aside",
+            command.argv.iter().rev().nth(1).map(String::as_str).unwrap_or("")
+        ),
+        (_, Action::Run { .. }) => "run".into(),
+        (_, Action::Record { name, .. }) => format!("read {name}"),
+        (_, Action::Gate { gate, .. }) => format!("wait: {}", gate.name()),
+        (_, Action::Safety { safety }) => format!(
+            "check the relays staying in service before {} goes out",
+            safety.out
+        ),
+        (_, Action::Advertise { out: true, .. }) => format!("take {node} out of the advertised list"),
+        (_, Action::Advertise { out: false, .. }) => format!("put {node} back in the advertised list"),
+        (_, Action::StatusCommand { command, .. }) => {
+            if command == "drain_enable" {
+                "switch the relay's drain mode on".into()
+            } else {
+                "switch the relay's drain mode off".into()
+            }
+        }
+        (_, Action::Upload { content, .. }) => {
+            format!("upload the {}", content.split(" from ").next().unwrap_or("file"))
+        }
+        (_, Action::SetConfig { path, .. }) => format!("edit {path}"),
+        (_, Action::Confirm { .. }) => "confirm".into(),
+    }
+}
+
+pub(super) fn step_name(k: &StepKind) -> &'static str {
+    match k {
+        StepKind::Confirm { .. } => "confirm",
+        StepKind::Unadvertise => "unadvertise",
+        StepKind::Advertise => "advertise",
+        StepKind::RelayDrain(_) => "relay-drain",
+        StepKind::Wait(_) => "wait",
+        StepKind::Service(_) => "service",
+        StepKind::Run { .. } => "run",
+        StepKind::Reboot => "reboot",
+        StepKind::UploadCert => "upload-cert",
+        StepKind::Backup(_) => "backup",
+        StepKind::MoveAside(_) => "move-aside",
+        StepKind::SetConfig { .. } => "set-config",
+    }
+}
+
+/// A UDP STUN/TURN address of the relay: `turn:host:port` without `transport=tcp`.
+pub fn stun_target(r: &Relay) -> Option<String> {
+    r.urls.iter().find_map(|u| {
+        let rest = u.strip_prefix("turn:").or_else(|| u.strip_prefix("stun:"))?;
+        let (hostport, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if query == "transport=tcp" {
+            return None;
+        }
+        let has_port = hostport
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.ends_with(':') && p.parse::<u16>().is_ok());
+        Some(if has_port {
+            hostport.to_owned()
+        } else {
+            format!("{hostport}:3478")
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::inventory;
+
+    fn inv(text: &str) -> Inventory {
+        inventory::parse(text, Path::new("inv.yaml")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn plan(inv: &Inventory, procedure: Procedure, targets: &[&str]) -> anyhow::Result<Plan> {
+        build(
+            inv,
+            &Request {
+                procedure,
+                targets: targets.iter().map(|s| (*s).to_owned()).collect(),
+                run: "t".into(),
+                left_out: BTreeMap::new(),
+                force: false,
+            },
+        )
+    }
+
+    fn gates(p: &Plan, node: &str) -> Vec<&'static str> {
+        p.steps()
+            .filter(|s| s.node == node)
+            .filter_map(|s| match &s.action {
+                Action::Gate { gate, .. } => Some(gate.name()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    const RELAYS: &str = r#"
+defaults: {relay: {kind: relayd}}
+sites:
+  - name: a
+    relays:
+      - {name: r1, host: 10.0.0.1, urls: ['turn:t1.example.com:3478'], stun_check: true, drain: {relay_drain: true}}
+      - {name: r2, host: 10.0.0.2, urls: ['turn:t2.example.com?transport=tcp']}
+      - {name: r3, host: 10.0.0.3, kind: coturn, stats: {via: coturn-cli, password_env: P}, drain: {relay_drain: true}}
+"#;
+
+    #[test]
+    fn conditional_steps_follow_each_node() {
+        let i = inv(RELAYS);
+        let p = plan(&i, Procedure::RestartNoDowntime, &["r1", "r2"]).unwrap();
+        assert_eq!(
+            gates(&p, "r1"),
+            ["drained", "service-up", "stats-answer", "stun-binding"]
+        );
+        assert_eq!(gates(&p, "r2"), ["drained", "service-up", "stats-answer"]);
+        let drains: Vec<(&str, &str)> = p
+            .steps()
+            .filter_map(|s| match &s.action {
+                Action::StatusCommand { command, .. } => Some((s.node.as_str(), command.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(drains, [("r1", "drain_enable"), ("r1", "drain_disable")]);
+        // No advertise backend: nothing to take out, and the plan says what that means.
+        assert!(p.notes.iter().any(|n| n.contains("advertise backend is `none`")));
+        let numbers: Vec<usize> = p.steps().map(|s| s.number).collect();
+        assert_eq!(numbers, (1..=numbers.len()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_relay_drain_the_relay_cannot_do_is_refused() {
+        let i = inv(RELAYS);
+        let e = plan(&i, Procedure::RestartNoDowntime, &["r3"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("relay `r3` (coturn) has no drain mode opsctl can use"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_minimum_is_a_refusal_not_a_usage_error() {
+        let i = inv(&RELAYS.replace(
+            "sites:\n  - name: a\n",
+            "sites:\n  - name: a\n    defaults: {min_healthy_relays: 3}\n",
+        ));
+        let e = plan(&i, Procedure::RestartNoDowntime, &["r1"]).unwrap_err();
+        assert!(e.is::<Refused>(), "{e}");
+        // Restarting at once takes nothing out of the list, so no minimum applies.
+        assert!(plan(&i, Procedure::Restart, &["r1"]).is_ok());
+    }
+
+    #[test]
+    fn etcd_members_rejoin_with_a_growing_initial_cluster() {
+        let i = inv(
+            "sites:\n  - name: s\n    cluster:\n      flavor: etcd\n      seed: e2\n      members:\n\
+             \x20       - {name: e1, host: 10.0.0.1}\n        - {name: e2, host: 10.0.0.2}\n        - {name: e3, host: 10.0.0.3}\n",
+        );
+        let p = plan(&i, Procedure::RecoverQuorum, &["s"]).unwrap();
+        let clusters: Vec<(String, String)> = p
+            .steps()
+            .filter_map(|s| match &s.action {
+                Action::SetConfig { set, .. } => set
+                    .iter()
+                    .find(|(k, _)| k == "ETCD_INITIAL_CLUSTER")
+                    .map(|(_, v)| (s.node.clone(), v.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            clusters,
+            [
+                ("e2".into(), "e2=http://10.0.0.2:2380".into()),
+                (
+                    "e1".into(),
+                    "e2=http://10.0.0.2:2380,e1=http://10.0.0.1:2380".into()
+                ),
+                (
+                    "e3".into(),
+                    "e2=http://10.0.0.2:2380,e1=http://10.0.0.1:2380,e3=http://10.0.0.3:2380".into()
+                ),
+            ]
+        );
+        // `member add` for a rejoining member runs on the seed.
+        let adds: Vec<(&str, &str)> = p
+            .steps()
+            .filter_map(|s| match &s.action {
+                Action::Run { command } if command.argv.contains(&"add".to_owned()) => {
+                    Some((s.node.as_str(), command.on.node.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(adds, [("e1", "e2"), ("e3", "e2")]);
+    }
+}

@@ -1,0 +1,445 @@
+//! The steps of a relay plan: each playbook step expanded for one relay,
+//! with the exact commands it runs and the gates it waits on.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use relay::{CertLayout, RelayDrain, StatsSource};
+
+use super::request::{Builder, stun_target};
+use super::*;
+use crate::advertise::{self as adv, Entry, ValuesFile};
+use crate::inventory::{AdvertiseCheck, Backend, OnTimeout as InvOnTimeout, Relay};
+use crate::playbook::{self, Gate as PbGate, GateSpec, RunOn, ServiceAction, StepKind};
+
+impl Builder<'_> {
+    pub(super) fn relay_step(
+        &mut self,
+        r: &Relay,
+        step: &playbook::Step,
+        values: Option<&ValuesFile>,
+        entries: Option<&Vec<Entry>>,
+        cert: Option<&(PathBuf, Option<PathBuf>)>,
+    ) -> anyhow::Result<Vec<Action>> {
+        let vars = self.relay_vars(r);
+        Ok(match &step.kind {
+            StepKind::Confirm {
+                message,
+                show_allocations,
+            } => vec![Action::Confirm {
+                prompt: message.render(&vars),
+                allocations: if *show_allocations {
+                    Some(crate::stats::plan(r)?)
+                } else {
+                    None
+                },
+            }],
+            StepKind::Unadvertise | StepKind::Advertise => {
+                let out = matches!(step.kind, StepKind::Unadvertise);
+                self.advertise(r, out, values, entries).into_iter().collect()
+            }
+            StepKind::RelayDrain(on) => {
+                let cost = match r.kind.relay_drain() {
+                    RelayDrain::Unsupported => bail!(
+                        "relay `{}` ({}) has no drain mode opsctl can use\nhelp: set `drain.relay_drain: false` for it in {}",
+                        r.name,
+                        r.kind,
+                        self.inv.file
+                    ),
+                    RelayDrain::RefusesRefresh => {
+                        let c = format!(
+                            "{} refuses refreshes while draining: its calls lose their allocation within its lifetime (at most 10 min) and re-allocate on another relay",
+                            r.kind
+                        );
+                        if *on {
+                            self.note(format!("{}: {c}", r.name));
+                        }
+                        Some(c)
+                    }
+                    RelayDrain::KeepsExisting => None,
+                };
+                if !matches!(r.stats.source, StatsSource::Turnstats { .. }) {
+                    bail!(
+                        "relay `{}`: the relay's drain mode is switched through the turnstats status port, but its stats are read via {}",
+                        r.name,
+                        r.stats.source.via()
+                    );
+                }
+                let command = if *on { "drain_enable" } else { "drain_disable" };
+                vec![Action::StatusCommand {
+                    command: command.into(),
+                    send: crate::stats::status_port(r, command)?,
+                    cost: cost.filter(|_| *on),
+                }]
+            }
+            StepKind::Wait(spec) => self.relay_gate(r, spec)?.into_iter().collect(),
+            StepKind::Service(action) => {
+                let argv = match action {
+                    ServiceAction::Stop => r.service.stop.clone(),
+                    ServiceAction::Start => r.service.start.clone(),
+                    ServiceAction::Restart => r.service.restart.clone(),
+                    ServiceAction::Reload => r.service.reload.clone().with_context(|| {
+                        format!(
+                            "relay `{}` ({}) cannot load a new certificate without a restart\nhelp: drop `--reload` (the certificate then goes into service by a drained restart), or set `service.reload` for it",
+                            r.name, r.kind
+                        )
+                    })?,
+                };
+                vec![Action::Run {
+                    command: Command::remote(&r.name, &r.access, argv),
+                }]
+            }
+            StepKind::Run { argv, on } => {
+                let argv: Vec<String> = argv.iter().map(|t| t.render(&vars)).collect();
+                vec![Action::Run {
+                    command: match on {
+                        RunOn::Local => Command::local(argv, &self.inv.dir),
+                        _ => Command::remote(&r.name, &r.access, argv),
+                    },
+                }]
+            }
+            StepKind::Reboot => vec![
+                Action::Record {
+                    name: "boot_id".into(),
+                    command: Command::remote(&r.name, &r.access, r.reboot.boot_id.clone()),
+                },
+                Action::Run {
+                    command: Command::remote(&r.name, &r.access, r.reboot.command.clone()),
+                },
+            ],
+            StepKind::UploadCert => self.upload_cert(r, cert)?,
+            StepKind::Backup(path) => vec![self.backup(&r.name, &r.access, &path.render(&vars))],
+            StepKind::MoveAside(path) => vec![self.move_aside(&r.name, &r.access, &path.render(&vars))],
+            StepKind::SetConfig { file, values, unset } => vec![self.set_config(
+                &r.name,
+                &r.access,
+                file.render(&vars),
+                values.iter().map(|(k, v)| (k.clone(), v.render(&vars))).collect(),
+                unset.clone(),
+            )],
+        })
+    }
+
+    pub(super) fn advertise(
+        &mut self,
+        r: &Relay,
+        out: bool,
+        values: Option<&ValuesFile>,
+        entries: Option<&Vec<Entry>>,
+    ) -> Option<Action> {
+        let vars = BTreeMap::from([
+            ("node", r.name.clone()),
+            ("host", r.access.host.clone()),
+            ("site", r.site.clone()),
+        ]);
+        match &self.inv.advertise.backend {
+            Backend::None => None,
+            Backend::ValuesFile {
+                apply, then, workdir, ..
+            } => {
+                let (v, e) = (values?, entries?);
+                // Each relay is put back before the next goes out, so every
+                // edit starts from the file as it is now.
+                let taken_out = adv::edit(&v.text, e, true);
+                // Put back means every entry listed again, also for a relay an
+                // earlier run left out.
+                let listed = adv::edit(&v.text, e, false);
+                let (old, new) = if out {
+                    (v.text.clone(), taken_out)
+                } else {
+                    (taken_out, listed)
+                };
+                let mut commands = vec![Command::local(apply.clone(), workdir)];
+                commands.extend(then.iter().map(|c| Command::local(c.clone(), workdir)));
+                Some(Action::Advertise {
+                    out,
+                    backend: "values-file".into(),
+                    edit: Some(FileEdit {
+                        on: Host::here(),
+                        path: v.path.display().to_string(),
+                        urls: r.urls.clone(),
+                        diff: adv::diff(&v.label, &old, &new),
+                    }),
+                    commands,
+                })
+            }
+            Backend::Command {
+                remove,
+                restore,
+                then,
+                workdir,
+            } => {
+                let argv: Vec<String> = if out { remove } else { restore }
+                    .iter()
+                    .map(|t| t.render(&vars))
+                    .collect();
+                let mut commands = vec![Command::local(argv, workdir)];
+                commands.extend(then.iter().map(|c| Command::local(c.clone(), workdir)));
+                Some(Action::Advertise {
+                    out,
+                    backend: "command".into(),
+                    edit: None,
+                    commands,
+                })
+            }
+        }
+    }
+
+    fn relay_gate(&mut self, r: &Relay, spec: &GateSpec) -> anyhow::Result<Option<Action>> {
+        let (mut poll, mut timeout) = gate_defaults(spec.gate);
+        let mut on_timeout = OnTimeout::Stop;
+        let (fact, gate) = match spec.gate {
+            PbGate::Drained => {
+                poll = r.drain.poll;
+                timeout = r.drain.timeout;
+                let readvertise = r.drain.on_timeout == InvOnTimeout::Readvertise;
+                on_timeout = match (self.req.force, readvertise) {
+                    (false, false) => OnTimeout::Stop,
+                    (false, true) => OnTimeout::Readvertise,
+                    (true, false) => OnTimeout::Force,
+                    (true, true) => OnTimeout::ForceElseReadvertise,
+                };
+                (
+                    format!("allocations on {} <= {}", r.name, r.drain.threshold),
+                    Gate::Drained {
+                        stats: crate::stats::plan(r)?,
+                        threshold: r.drain.threshold,
+                    },
+                )
+            }
+            PbGate::ServiceUp => (
+                format!("the relay service on {} is up", r.name),
+                Gate::ServiceUp {
+                    service: ServiceProbe::of(r),
+                },
+            ),
+            PbGate::StatsAnswer => (
+                format!("the stats of {} answer", r.name),
+                Gate::StatsAnswer {
+                    stats: crate::stats::plan(r)?,
+                },
+            ),
+            PbGate::StunBinding => {
+                let target = stun_target(r).with_context(|| {
+                    format!(
+                        "relay `{}` has `stun_check` on but no UDP `turn:` or `stun:` URL to send a binding request to\nhelp: add one to its `urls`, or set `stun_check: false`",
+                        r.name
+                    )
+                })?;
+                (
+                    format!("a STUN binding request to {target} (udp) gets an answer"),
+                    Gate::StunBinding { target },
+                )
+            }
+            PbGate::Unadvertised | PbGate::Advertised => {
+                let Some(check) = &self.inv.advertise.check else {
+                    self.note("no `advertise.check` in the inventory: the advertised list is not confirmed from the clients' side".into());
+                    return Ok(None);
+                };
+                let check = match check {
+                    AdvertiseCheck::Url(u) => Command::local(
+                        ["curl", "-fsS", "--max-time", "10", u.as_str()]
+                            .map(String::from)
+                            .to_vec(),
+                        &self.inv.dir,
+                    ),
+                    AdvertiseCheck::Command(c) => Command::local(c.clone(), &self.inv.dir),
+                };
+                let urls = r.urls.clone();
+                if spec.gate == PbGate::Unadvertised {
+                    (
+                        format!("the list clients receive lists none of {}'s URLs", r.name),
+                        Gate::Unadvertised { check, urls },
+                    )
+                } else {
+                    (
+                        format!("the list clients receive lists every one of {}'s URLs", r.name),
+                        Gate::Advertised { check, urls },
+                    )
+                }
+            }
+            PbGate::SshDown => (
+                format!("{} stops answering SSH (the old boot is going down)", r.name),
+                Gate::SshDown {
+                    on: Host::of(&r.name, &r.access),
+                },
+            ),
+            PbGate::NewBoot => {
+                timeout = r.reboot.timeout;
+                (
+                    format!(
+                        "{} answers SSH again with a boot id other than the one read before the reboot",
+                        r.name
+                    ),
+                    Gate::NewBoot {
+                        command: Command::remote(&r.name, &r.access, r.reboot.boot_id.clone()),
+                        record: "boot_id".into(),
+                    },
+                )
+            }
+            PbGate::ServedCert => {
+                let target = r
+                    .urls
+                    .iter()
+                    .find_map(|u| u.strip_prefix("turns:"))
+                    .map(|u| u.split('?').next().unwrap_or(u).to_owned())
+                    .with_context(|| {
+                        format!(
+                            "relay `{}` has no `turns:` URL, so the certificate it serves cannot be checked\nhelp: add its `turns:host:port?transport=tcp` URL to `urls`",
+                            r.name
+                        )
+                    })?;
+                (
+                    format!("TLS on {target} serves the new leaf certificate (same SHA-256 fingerprint)"),
+                    Gate::ServedCert { target },
+                )
+            }
+            PbGate::MemberHealthy | PbGate::ClusterHealthy | PbGate::KeysPreserved => bail!(
+                "playbook {}: gate `{}` applies to clusters, not relays",
+                self.pb_file(),
+                spec.gate.name()
+            ),
+        };
+        Ok(Some(Action::Gate {
+            gate,
+            fact,
+            poll: spec.poll.unwrap_or(poll),
+            timeout: spec.timeout.unwrap_or(timeout),
+            on_timeout,
+        }))
+    }
+
+    pub(super) fn upload_cert(
+        &mut self,
+        r: &Relay,
+        cert: Option<&(PathBuf, Option<PathBuf>)>,
+    ) -> anyhow::Result<Vec<Action>> {
+        let (bundle, key) = cert.context("upload-cert needs `--bundle`")?;
+        let layout = r.cert.clone().with_context(|| {
+            format!(
+                "relay `{}` ({}) has no `cert` in {}\nhelp: add `cert: {{cert: PATH, key: PATH}}` (or `bundle: PATH`) to it",
+                r.name, r.kind, self.inv.file
+            )
+        })?;
+        let b = bundle.display().to_string();
+        let key_from = key
+            .as_ref()
+            .map(|k| k.display().to_string())
+            .unwrap_or_else(|| b.clone());
+        let run = &self.req.run;
+        let upload = |content: String, from: Vec<String>, cut: Option<&'static str>, to: &str, mode: &str| {
+            Action::Upload {
+                on: Host::of(&r.name, &r.access),
+                content,
+                from,
+                cut: cut.map(str::to_owned),
+                to: to.to_owned(),
+                mode: mode.to_owned(),
+                commands: UploadCommands::new(
+                    &r.name,
+                    &r.access,
+                    to,
+                    &format!("{to}.opsctl-{run}.tmp"),
+                    Some(&format!("{to}.opsctl-{run}")),
+                    Some(mode.trim_start_matches('0')),
+                ),
+            }
+        };
+        Ok(match layout {
+            CertLayout::Bundle { path } => {
+                let content = match key {
+                    Some(_) => format!("certificate chain from {b}, then the private key from {key_from}"),
+                    None => format!("certificate chain and private key from {b}"),
+                };
+                let from = std::iter::once(b.clone())
+                    .chain(key.as_ref().map(|_| key_from.clone()))
+                    .collect();
+                vec![upload(content, from, None, &path, "0600")]
+            }
+            CertLayout::Split { cert, key: key_path } => {
+                // Without `--key` both parts come out of the one bundle file.
+                let (chain, private) = if key.is_none() {
+                    (Some("chain"), Some("key"))
+                } else {
+                    (None, None)
+                };
+                vec![
+                    upload(
+                        format!("certificate chain from {b}"),
+                        vec![b.clone()],
+                        chain,
+                        &cert,
+                        "0644",
+                    ),
+                    upload(
+                        format!("private key from {key_from}"),
+                        vec![key_from.clone()],
+                        private,
+                        &key_path,
+                        "0600",
+                    ),
+                ]
+            }
+        })
+    }
+
+    pub(super) fn backup(&self, node: &str, a: &Access, path: &str) -> Action {
+        Action::Run {
+            command: Command::remote(
+                node,
+                a,
+                ["cp", "-a", "--", path, &format!("{path}.opsctl-{}", self.req.run)]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+        }
+    }
+
+    pub(super) fn move_aside(&self, node: &str, a: &Access, path: &str) -> Action {
+        Action::Run {
+            command: Command::remote(
+                node,
+                a,
+                ["mv", "-T", "--", path, &format!("{path}.opsctl-{}", self.req.run)]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+        }
+    }
+
+    /// A `KEY=value` edit of a config file on a node: read it, edit it here,
+    /// write the result beside it with the same mode and owner, rename.
+    pub(super) fn set_config(
+        &self,
+        node: &str,
+        a: &Access,
+        path: String,
+        set: Vec<(String, String)>,
+        unset: Vec<String>,
+    ) -> Action {
+        let temp = format!("{path}.opsctl-{}.tmp", self.req.run);
+        Action::SetConfig {
+            on: Host::of(node, a),
+            read: Command::remote_str(node, a, &["cat", "--", &path]),
+            commands: UploadCommands::new(node, a, &path, &temp, None, None),
+            path,
+            set,
+            unset,
+        }
+    }
+}
+
+pub(super) fn gate_defaults(g: PbGate) -> (Duration, Duration) {
+    let s = Duration::from_secs;
+    match g {
+        PbGate::Drained => (s(10), s(12 * 3600)),
+        PbGate::ServiceUp | PbGate::StatsAnswer | PbGate::StunBinding | PbGate::SshDown => (s(1), s(120)),
+        PbGate::Unadvertised | PbGate::Advertised => (s(5), s(600)),
+        PbGate::NewBoot => (s(2), s(600)),
+        PbGate::ServedCert | PbGate::KeysPreserved => (s(2), s(60)),
+        PbGate::MemberHealthy => (s(2), s(120)),
+        PbGate::ClusterHealthy => (s(2), s(300)),
+    }
+}
