@@ -479,3 +479,79 @@ fn a_peer_that_fails_mid_rollout_stops_it_before_the_next_relay_goes_out() {
     );
     assert_eq!(pid(&lab, 1), node2_before, "node-2 was not restarted");
 }
+
+/// A second Ctrl-C abandons the command running inside a step, and the step
+/// still restores what it changed: an apply that hangs is stopped and the
+/// values file is put back. The next run starts from a clean file.
+#[test]
+fn a_second_ctrl_c_during_a_hanging_apply_restores_the_values_file() {
+    let (lab, scratch, values) = coturn_lab(2, "sleep 60");
+    let child = Command::new(env!("CARGO_BIN_EXE_opsctl"))
+        .current_dir(&scratch.0)
+        .args(["restart", "--no-downtime", "node-1"])
+        .env("LAB_CLI_PW", CLI_PW)
+        .env("OPSCTL_SSH_PERSIST", "0s")
+        .env("OPSCTL_CONTROL_DIR", scratch.0.join(".opsctl-ssh"))
+        .env("OPSCTL_STATE_DIR", scratch.0.join(".opsctl-state"))
+        .env("OPSCTL_RUN_ID", "test")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(scratch.0.join("values.yaml"))
+        .unwrap()
+        .contains("# - turn:")
+    {
+        assert!(std::time::Instant::now() < deadline, "the edit never happened");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let child_pid = child.id().to_string();
+    for _ in 0..2 {
+        let sent = Command::new("kill").args(["-INT", &child_pid]).status().unwrap();
+        assert!(sent.success());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the apply was not abandoned"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("     Stopped restart-no-downtime after "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("values.yaml was put back as it was"), "{stderr}");
+    assert!(stderr.contains("stopped at once by a second Ctrl-C"), "{stderr}");
+    assert!(!stderr.contains("OUT of the advertised list"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(scratch.0.join("values.yaml")).unwrap(),
+        values
+    );
+    let journal = std::fs::read_to_string(scratch.0.join(".opsctl-state/test.jsonl")).unwrap();
+    assert!(journal.contains("\"outcome\":\"stopped\""), "{journal}");
+    assert!(!journal.contains("\"event\":\"advertised\""), "{journal}");
+    // The next run (apply fixed) goes through from the file as it is.
+    let inv = std::fs::read_to_string(scratch.0.join("inventory.yaml")).unwrap();
+    scratch.write(
+        "inventory.yaml",
+        &inv.replace("apply: \"sleep 60\"", "apply: \"true\""),
+    );
+    let before = pid(&lab, 0);
+    let again = opsctl_env(
+        &scratch.0,
+        &["restart", "--no-downtime", "node-1"],
+        &[("LAB_CLI_PW", CLI_PW), ("OPSCTL_RUN_ID", "test-2")],
+    );
+    assert_eq!(again.code, 0, "{}", again.dump());
+    assert_ne!(pid(&lab, 0), before, "node-1 was restarted");
+    assert_eq!(
+        std::fs::read_to_string(scratch.0.join("values.yaml")).unwrap(),
+        values
+    );
+}

@@ -112,8 +112,13 @@ pub async fn wait(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
     loop {
         // A reading never runs past the timeout by more than one poll.
         let bound = timeout.saturating_sub(started.elapsed()) + poll.max(Duration::from_secs(1));
-        let reading = match tokio::time::timeout(bound, read(ex, step, gate, &mut drain, started)).await {
+        let one = super::unless_stopped(&ex.stop, read(ex, step, gate, &mut drain, started));
+        let reading = match tokio::time::timeout(bound, one).await {
             Ok(Ok(p)) => Ok(p),
+            Ok(Err(e)) if e.is::<Stopped>() || e.chain().any(|c| c.is::<Stopped>()) => {
+                bar.finish_and_clear();
+                return Err(e);
+            }
             Ok(Err(e)) => Err(format!("{e:#}")),
             Err(_) => Err(format!(
                 "no answer within {}",

@@ -16,7 +16,6 @@ mod steps;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -41,31 +40,40 @@ pub struct Options {
 }
 
 /// The stop signal a run is handed: the first press stops at the next safe
-/// point, the second at once (the running remote command is abandoned, and
-/// the journal and summary still run).
-#[derive(Clone, Default)]
+/// point; the second abandons the remote command running (a local one is
+/// killed), so the step's own restore, the journal and the summary still run.
+#[derive(Clone)]
 pub struct Stop {
-    presses: Arc<AtomicU8>,
-    hard: Arc<tokio::sync::Notify>,
+    presses: Arc<tokio::sync::watch::Sender<u8>>,
+}
+
+impl Default for Stop {
+    fn default() -> Stop {
+        Stop {
+            presses: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
+    }
 }
 
 impl Stop {
     pub fn requested(&self) -> bool {
-        self.presses.load(Ordering::SeqCst) > 0
+        *self.presses.borrow() > 0
     }
 
     /// Asks the run to stop; returns how many times it has been asked.
     pub fn press(&self) -> u8 {
-        let n = self.presses.fetch_add(1, Ordering::SeqCst).saturating_add(1);
-        if n >= 2 {
-            self.hard.notify_one();
-        }
+        let mut n = 0;
+        self.presses.send_modify(|p| {
+            *p = p.saturating_add(1);
+            n = *p;
+        });
         n
     }
 
     /// Resolves once a stop at once is asked for.
     async fn at_once(&self) {
-        self.hard.notified().await;
+        let mut rx = self.presses.subscribe();
+        let _ = rx.wait_for(|p| *p >= 2).await;
     }
 
     /// Presses this stop on every Ctrl-C, saying what each press does.
@@ -79,9 +87,26 @@ impl Stop {
                         "\n{:>12} finishing the running command, then stopping at the next safe point (Ctrl-C again stops at once)",
                         console::style("Interrupted").yellow().bold()
                     );
+                } else {
+                    eprintln!(
+                        "\n{:>12} abandoning the running command",
+                        console::style("Stopping").yellow().bold()
+                    );
                 }
             }
         });
+    }
+}
+
+/// Runs `fut` unless a stop at once comes first: then the future (and the
+/// command it runs) is dropped and the step sees [`Stopped`].
+async fn unless_stopped<T>(
+    stop: &Stop,
+    fut: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::select! {
+        r = fut => r,
+        _ = stop.at_once() => Err(anyhow::Error::new(Stopped).context("stopped at once by a second Ctrl-C; the running command was abandoned")),
     }
 }
 
@@ -145,15 +170,12 @@ pub async fn run(plan: &Plan, opts: Options, stop: Stop) -> anyhow::Result<()> {
         remote,
         opts,
         out,
-        stop: stop.clone(),
+        stop,
         records: BTreeMap::new(),
         state,
     };
     let started = Instant::now();
-    let result = tokio::select! {
-        r = ex.execute() => r,
-        _ = stop.at_once() => Err(anyhow::Error::new(Stopped).context("stopped at once by a second Ctrl-C, in the middle of a step")),
-    };
+    let result = ex.execute().await;
     ex.summary(&result, started.elapsed());
     let outcome = match &result {
         Ok(()) => "done",
@@ -199,7 +221,10 @@ impl Executor<'_> {
         );
         for check in &self.plan.preflight {
             let name = check.kind.name();
-            if let Err(e) = checks::preflight(self, &check.kind).await {
+            if let Err(e) = unless_stopped(&self.stop.clone(), checks::preflight(self, &check.kind)).await {
+                if e.is::<Stopped>() {
+                    return Err(e);
+                }
                 return Err(Refused(format!(
                     "refusing: safety check `{name}` failed; nothing was changed: {e:#}"
                 ))

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 
-use super::{Executor, checks, gates};
+use super::{Executor, checks, gates, unless_stopped};
 use crate::advertise;
 use crate::plan::{Action, Command, Step};
 
@@ -24,13 +24,13 @@ pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
         }
         Action::Gate { .. } => gates::wait(ex, step).await?,
         Action::Safety { safety } => {
-            let seen = checks::safety(ex, safety).await?;
+            let seen = unless_stopped(&ex.stop, checks::safety(ex, safety)).await?;
             ex.out.note(&seen);
         }
         Action::Advertise { .. } => advertise(ex, step).await?,
         Action::StatusCommand { command, send, .. } => {
             let node = ex.node(&send.relay)?;
-            let reply = crate::stats::send(&ex.remote, &node, send).await?;
+            let reply = unless_stopped(&ex.stop, crate::stats::send(&ex.remote, &node, send)).await?;
             let draining = relay::stats::parse_drain_reply(&reply)
                 .with_context(|| format!("the reply to `{command}`"))?;
             if draining != (command == "drain_enable") {
@@ -45,7 +45,7 @@ pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
                 content.extend(std::fs::read(f).with_context(|| format!("cannot read {f}"))?);
             }
             let node = ex.plan.node(on)?;
-            ex.remote.upload(&node, &content, commands).await?;
+            upload(ex, &node, &content, commands).await?;
         }
         Action::SetConfig {
             on,
@@ -56,22 +56,18 @@ pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
             commands,
         } => {
             let node = ex.plan.node(on)?;
-            let current = ex
-                .remote
-                .run(&node, read, node.access.ssh.command_timeout)
-                .await?
-                .stdout;
+            let current = run(ex, read).await?;
             if current.contains('\u{fffd}') {
                 bail!("{path} on {} is not text", step.node);
             }
             let edited = crate::envfile::edit(&current, set, unset);
-            ex.remote.upload(&node, edited.as_bytes(), commands).await?;
+            upload(ex, &node, edited.as_bytes(), commands).await?;
         }
         Action::Confirm { prompt, allocations } => {
             let mut question = prompt.clone();
             if let Some(read) = allocations {
                 let node = ex.node(&read.relay)?;
-                let reading = crate::stats::read(&ex.remote, &node, read).await?;
+                let reading = unless_stopped(&ex.stop, crate::stats::read(&ex.remote, &node, read)).await?;
                 question = format!("{question} ({} allocations now)", reading.allocations);
             }
             ask(ex, &question).await?;
@@ -80,11 +76,30 @@ pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs a command where the plan says: on a node, or here.
+/// Runs a command where the plan says: on a node, or here. A stop at once
+/// abandons it.
 pub async fn run(ex: &Executor<'_>, c: &Command) -> anyhow::Result<String> {
     let node = ex.plan.node(&c.on)?;
     let t = node.access.ssh.command_timeout;
-    Ok(ex.remote.run(&node, c, t).await?.stdout)
+    unless_stopped(&ex.stop, async { Ok(ex.remote.run(&node, c, t).await?.stdout) }).await
+}
+
+/// An upload a stop at once abandons; its temporary file is then removed
+/// with the plan's own cleanup command.
+async fn upload(
+    ex: &Executor<'_>,
+    node: &crate::remote::Node,
+    content: &[u8],
+    commands: &crate::remote::UploadCommands,
+) -> anyhow::Result<()> {
+    let result = unless_stopped(&ex.stop, ex.remote.upload(node, content, commands)).await;
+    if result.is_err() {
+        let _ = ex
+            .remote
+            .probe(node, &commands.cleanup, node.access.ssh.command_timeout, None)
+            .await;
+    }
+    result
 }
 
 /// Takes a relay out of (or puts it back into) the advertised list: edit the
