@@ -39,9 +39,14 @@ fn ran_here(out: &Output) -> Vec<String> {
         .collect()
 }
 
-/// A lab of relayd relays with their own drain mode, STUN checks, reboots,
-/// a values file and an advertise check that reads it.
-fn relayd_lab(n: usize) -> (Lab, Scratch) {
+/// How the lab's relayd relays are set up: their own drain mode, STUN
+/// checks, reboots (`{ip}` is the node's address).
+pub const RELAYD: &str = "stats: {addr: '{ip}:33000'}, drain: {poll: 1s, relay_drain: true}, stun_check: true, reboot: {command: reboot, boot_id: lab-boot-id, timeout: 1m}";
+
+/// A lab of relayd relays set up as `relay` says (see [`RELAYD`]), a values
+/// file, `apply` run after each edit, and an advertise check that reads the
+/// file.
+pub fn relayd_lab(n: usize, relay: &str, apply: &str) -> (Lab, Scratch) {
     let lab = Lab::start(n).unwrap_or_else(|why| panic!("cannot start the lab: {why}"));
     let scratch = Scratch::new();
     let mut values = String::from("brig:\n  turnStatic:\n    v2:\n");
@@ -54,7 +59,8 @@ fn relayd_lab(n: usize) -> (Lab, Scratch) {
         inv = inv.replace(
             &format!("host: {}}}", node.ip),
             &format!(
-                "host: {ip}, urls: ['turn:{ip}:3478'], stats: {{addr: '{ip}:33000'}}, drain: {{poll: 1s, relay_drain: true}}, stun_check: true, reboot: {{command: reboot, boot_id: lab-boot-id, timeout: 1m}}}}",
+                "host: {ip}, urls: ['turn:{ip}:3478'], {}}}",
+                relay.replace("{ip}", &node.ip.to_string()),
                 ip = node.ip
             ),
         );
@@ -69,7 +75,7 @@ fn relayd_lab(n: usize) -> (Lab, Scratch) {
     scratch.write(
         "inventory.yaml",
         &format!(
-            "advertise: {{backend: values-file, file: values.yaml, apply: 'true', then: [[sh, -c, 'exit 0']], check: {{command: [./calls-config.sh]}}}}\n{inv}"
+            "advertise: {{backend: values-file, file: values.yaml, apply: {apply:?}, then: [[sh, -c, 'exit 0']], check: {{command: [./calls-config.sh]}}}}\n{inv}"
         ),
     );
     (lab, scratch)
@@ -121,7 +127,7 @@ fn holds(lab: &Lab, scratch: &Scratch, args: &[&str]) -> usize {
 
 #[test]
 fn every_command_a_run_sends_is_in_its_dry_run() {
-    let (lab, scratch) = relayd_lab(3);
+    let (lab, scratch) = relayd_lab(3, RELAYD, "true");
     let rollout = holds(&lab, &scratch, &["restart", "--no-downtime", "--all"]);
     // Safety reads, the edits' apply commands, drains, restarts, checks: a
     // run that sent nothing would prove nothing.

@@ -5,6 +5,7 @@ mod contract;
 mod docker;
 mod errors;
 mod examples;
+mod gates;
 #[path = "../lab/mod.rs"]
 mod lab;
 #[path = "lab.rs"]

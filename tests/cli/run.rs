@@ -226,6 +226,55 @@ fn restart_at_once_needs_a_yes_without_a_terminal() {
     assert_ne!(pid(&lab, 1), before);
 }
 
+/// A relay that crashed is brought back by `restart`: the question says it
+/// is down and carries no calls. One that is up with stats that cannot be
+/// read is refused: what a restart would drop is unknown.
+#[test]
+fn restart_brings_back_a_relay_that_is_down() {
+    let (lab, scratch, _) = coturn_lab(2, "true");
+    let stopped = lab.systemctl(1, "stop coturn");
+    assert!(stopped.status.success(), "{stopped:?}");
+    assert_eq!(pid(&lab, 1), "", "node-2's coturn is down");
+    let out = run(&scratch, &["restart", "node-2", "--yes"]);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert!(
+        out.stderr.contains(
+            "restart node-2 now, dropping the calls it carries (it is down: `systemctl is-active coturn` exited 3 and printed `inactive`; it carries no calls): yes (--yes)"
+        ),
+        "{}",
+        out.dump()
+    );
+    assert_ne!(pid(&lab, 1), "", "node-2's coturn runs again");
+    // Up, but its CLI password is wrong: the count is unknown, so no restart.
+    let inv = std::fs::read_to_string(scratch.0.join("inventory.yaml")).unwrap();
+    let inv: Vec<String> = inv
+        .lines()
+        .map(|l| {
+            if l.contains("name: node-2") {
+                l.replace("LAB_CLI_PW", "NODE2_CLI_PW")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    scratch.write("inventory.yaml", &(inv.join("\n") + "\n"));
+    let before = pid(&lab, 1);
+    let out = opsctl_env(
+        &scratch.0,
+        &["restart", "node-2", "--yes"],
+        &[("LAB_CLI_PW", CLI_PW), ("NODE2_CLI_PW", "wrong")],
+    );
+    assert_eq!(out.code, 1, "{}", out.dump());
+    assert!(
+        out.stderr.contains(
+            "but its allocations cannot be read, so what a restart drops is unknown; not restarting"
+        ),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(pid(&lab, 1), before, "not restarted");
+}
+
 /// Ctrl-C during the drain: the run stops at once (a wait is a safe point),
 /// and the summary says where and that the relay is out of the list.
 #[test]

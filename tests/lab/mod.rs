@@ -245,7 +245,7 @@ impl Lab {
             i,
             unit,
             &format!(
-                "env RELAYD_USERS=caller=pw {opsctl} lab relayd -- --listen-udp {ip}:3478 --relay-ip {ip} --realm lab --status {ip}:33000",
+                "env RELAYD_USERS=caller=pw {opsctl} lab relayd -- --listen-udp {ip}:3478 --relay-ip {ip} --realm lab --status {ip}:33000 --allow-loopback-peers",
                 ip = self.nodes[i].ip
             ),
         );
@@ -336,18 +336,18 @@ impl Lab {
     /// coturn's own client with `clients` clients (each allocating an RTP and
     /// often an RTCP relay), killed before it releases them.
     pub fn coturn_idle_allocations(&self, i: usize, clients: usize) {
+        self.idle_allocations(i, clients, "alice", "secret", &[]);
+    }
+
+    /// Allocations left on node `i`'s relay (port 3478) by coturn's own
+    /// client logging in as `user` (with more of its flags in `extra`; `-c`:
+    /// no RTCP allocation, which relayd does not reserve), killed before it
+    /// releases them.
+    pub fn idle_allocations(&self, i: usize, clients: usize, user: &str, password: &str, extra: &[&str]) {
         let ip = self.nodes[i].ip.to_string();
         let out = Command::new("timeout")
-            .args([
-                "3",
-                "turnutils_uclient",
-                "-u",
-                "alice",
-                "-w",
-                "secret",
-                "-p",
-                "3478",
-            ])
+            .args(["3", "turnutils_uclient", "-u", user, "-w", password, "-p", "3478"])
+            .args(extra)
             .args([
                 "-m",
                 &clients.to_string(),

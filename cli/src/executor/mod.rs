@@ -350,6 +350,16 @@ impl Executor<'_> {
                 Tone::Good
             };
             self.out.line("", &format!("{node}: {}", words.join(", ")), tone);
+            if s.relay_drain {
+                self.out.line(
+                    "",
+                    &format!(
+                        "    before {node} is advertised again, switch its own drain mode off: {}",
+                        self.drain_off_hint(node)
+                    ),
+                    Tone::Warn,
+                );
+            }
             if s.advertised == Some(false) {
                 self.out.line(
                     "",
@@ -374,6 +384,23 @@ impl Executor<'_> {
                 ),
                 Tone::Warn,
             );
+        }
+    }
+
+    /// How the plan switches `node`'s own drain mode off.
+    fn drain_off_hint(&self, node: &str) -> String {
+        let off = self.plan.steps().find_map(|s| match &s.action {
+            Action::StatusCommand { command, send, .. } if s.node == node && command == "drain_disable" => {
+                Some(send)
+            }
+            _ => None,
+        });
+        match off.map(|s| &s.how) {
+            Some(crate::stats::How::Command { command, .. }) => {
+                format!("run `{}` on {}", command.line, command.on.node)
+            }
+            Some(crate::stats::How::Here { addr, message }) => format!("send `{message}` to udp {addr}"),
+            None => "send `drain_disable` to its status port".into(),
         }
     }
 

@@ -63,12 +63,29 @@ pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
             let edited = crate::envfile::edit(&current, set, unset);
             upload(ex, &node, edited.as_bytes(), commands).await?;
         }
-        Action::Confirm { prompt, allocations } => {
+        Action::Confirm {
+            prompt,
+            allocations,
+            service,
+        } => {
             let mut question = prompt.clone();
             if let Some(read) = allocations {
                 let node = ex.node(&read.relay)?;
-                let reading = unless_stopped(&ex.stop, crate::stats::read(&ex.remote, &node, read)).await?;
-                question = format!("{question} ({} allocations now)", reading.allocations);
+                let reading = unless_stopped(&ex.stop, crate::stats::read(&ex.remote, &node, read)).await;
+                question = match (reading, service) {
+                    (Ok(s), _) => format!("{question} ({} allocations now)", s.allocations),
+                    (Err(e), Some(service)) => {
+                        let (up, seen) = unless_stopped(&ex.stop, service.read(&ex.remote, &node)).await?;
+                        if up {
+                            return Err(e.context(format!(
+                                "the service of {} is up ({seen}) but its allocations cannot be read, so what a restart drops is unknown; not restarting",
+                                step.node
+                            )));
+                        }
+                        format!("{question} (it is down: {seen}; it carries no calls)")
+                    }
+                    (Err(e), None) => return Err(e),
+                };
             }
             ask(ex, &question).await?;
         }

@@ -155,6 +155,7 @@ impl Builder<'_> {
             } => vec![Action::Confirm {
                 prompt: message.render(vars),
                 allocations: None,
+                service: None,
             }],
             StepKind::Run { argv, on } => vec![Action::Run {
                 command: match on {

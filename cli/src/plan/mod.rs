@@ -275,6 +275,11 @@ pub enum Action {
         /// Read first and shown in the question.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         allocations: Option<StatsRead>,
+        /// When the allocations cannot be read: a service that is down
+        /// carries no calls and the question says so; one that is up is
+        /// refused, as what it carries is unknown.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<ServiceProbe>,
     },
 }
 
@@ -473,8 +478,11 @@ impl Action {
                 out.push(read);
                 out.extend(commands.all());
             }
-            Action::Confirm { allocations, .. } => {
-                out.extend(allocations.as_ref().and_then(StatsRead::command))
+            Action::Confirm {
+                allocations, service, ..
+            } => {
+                out.extend(allocations.as_ref().and_then(StatsRead::command));
+                out.extend(service.as_ref().map(|s| &s.command));
             }
         }
     }

@@ -332,7 +332,11 @@ impl Render {
                     "{pad}  (the last removes the temporary file if any of them fails)"
                 );
             }
-            Action::Confirm { prompt, allocations } => {
+            Action::Confirm {
+                prompt,
+                allocations,
+                service,
+            } => {
                 let extra = if allocations.is_some() {
                     " (showing its current allocations)"
                 } else {
@@ -341,6 +345,14 @@ impl Render {
                 let _ = writeln!(self.out, "{pad}  ask: {prompt}?{extra}; `--yes` answers yes");
                 if let Some(s) = allocations {
                     self.stats(s, pad);
+                }
+                if let Some(s) = service {
+                    let _ = writeln!(
+                        self.out,
+                        "{pad}  if they cannot be read: asks only when {} says it is down (no calls to drop), else refuses",
+                        s.describe()
+                    );
+                    self.command(&s.command, pad);
                 }
             }
         }

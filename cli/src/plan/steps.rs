@@ -35,6 +35,7 @@ impl Builder<'_> {
                 } else {
                     None
                 },
+                service: show_allocations.then(|| ServiceProbe::of(r)),
             }],
             StepKind::Unadvertise | StepKind::Advertise => {
                 let out = matches!(step.kind, StepKind::Unadvertise);
