@@ -20,7 +20,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Global {
     /// The inventory file.
     #[arg(
@@ -91,7 +91,7 @@ pub enum Output {
     Json,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Restart relays: with --no-downtime, drain each one first; without, at once.
     Restart(Restart),
@@ -118,14 +118,14 @@ pub enum Command {
     Lab(LabCmd),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct LabDir {
     /// The lab's directory (inventory, values file, logs, pids).
     #[arg(long, default_value = "lab", value_name = "DIR")]
     pub dir: PathBuf,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum LabCmd {
     /// Start three relays on loopback addresses and calls that come and go;
     /// writes DIR/inventory.yaml.
@@ -177,7 +177,7 @@ pub enum LabCmd {
 }
 
 /// Which relays a command works on.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Targets {
     /// Relays by name, worked on in the order given.
     #[arg(value_name = "NODE", conflicts_with_all = ["all", "site"])]
@@ -192,7 +192,7 @@ pub struct Targets {
     pub site: Option<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Restart {
     #[command(flatten)]
     pub targets: Targets,
@@ -207,19 +207,19 @@ pub struct Restart {
     pub force: bool,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Reboot {
     /// Drain a relay host, reboot it, wait for the new boot, verify, put it back.
     Node(RebootNode),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RebootNode {
     #[command(flatten)]
     pub targets: Targets,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RenewCert {
     /// The new certificate: the whole chain, followed by the private key unless --key is given.
     #[arg(long, value_name = "FILE")]
@@ -237,14 +237,14 @@ pub struct RenewCert {
     pub targets: Targets,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RecoverQuorum {
     /// The site whose cluster to rebuild (needed when several sites have one).
     #[arg(long, value_name = "SITE")]
     pub site: Option<String>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum InventoryCmd {
     /// Validate the inventory (and the advertised list it points at); report every problem.
     Check,

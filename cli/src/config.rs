@@ -1,14 +1,18 @@
 //! The command line resolved against the inventory: what to do, to which
 //! nodes, and how to report it. Commands read this, never the clap types.
 
-use std::fmt;
+use std::sync::Arc;
 
 use crate::args::{self, Cli, Command, Output};
 use crate::inventory::{self, Inventory, NodeRef};
 use crate::plan::{Procedure, Request};
+use crate::printer::Printer;
 
 pub struct Config {
-    pub inventory: Inventory,
+    /// Loaded for every command but `lab`, which makes its own.
+    inventory: Option<Inventory>,
+    /// Everything the command prints goes through it.
+    pub printer: Arc<Printer>,
     pub dry_run: bool,
     pub yes: bool,
     pub quiet: bool,
@@ -29,26 +33,42 @@ pub enum Action {
     Plan(Request),
     Status,
     InventoryCheck,
+    Lab(args::LabCmd),
 }
-
-/// A mistake in what was typed or in an input file: exit status 2.
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl fmt::Display for UsageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
 
 fn usage(msg: impl Into<String>) -> anyhow::Error {
-    UsageError(msg.into()).into()
+    crate::error::usage(msg)
 }
 
 impl Config {
-    pub fn resolve(cli: Cli) -> anyhow::Result<Config> {
+    /// The inventory this command works on.
+    pub fn inventory(&self) -> anyhow::Result<&Inventory> {
+        self.inventory
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("`opsctl lab` reads no inventory"))
+    }
+
+    pub fn resolve(cli: Cli, printer: Arc<Printer>) -> anyhow::Result<Config> {
+        if let Command::Lab(cmd) = cli.command {
+            return Ok(Config {
+                inventory: None,
+                printer,
+                dry_run: cli.global.dry_run,
+                yes: cli.global.yes,
+                quiet: cli.global.quiet,
+                verbose: cli.global.verbose > 0,
+                forks: usize::from(cli.global.forks),
+                state_dir: cli.global.state_dir.unwrap_or_else(crate::journal::default_dir),
+                inventory_id: String::new(),
+                ssh_persist: None,
+                control_dir: cli
+                    .global
+                    .control_dir
+                    .unwrap_or_else(crate::remote::default_control_dir),
+                output: cli.global.output,
+                action: Action::Lab(cmd),
+            });
+        }
         let inventory = inventory::load(&cli.global.inventory)?;
         let run = match cli.global.run_id {
             Some(id) => check_run_id(id)?,
@@ -124,11 +144,12 @@ impl Config {
                 vec![select_cluster_site(&inventory, r.site)?],
             ),
             Command::Status => Action::Status,
-            Command::Lab(_) => return Err(usage("`opsctl lab` needs no inventory: run it on its own")),
+            Command::Lab(_) => return Err(usage("`opsctl lab` reads no inventory")),
             Command::Inventory(args::InventoryCmd::Check) => Action::InventoryCheck,
         };
         Ok(Config {
-            inventory,
+            inventory: Some(inventory),
+            printer,
             dry_run: cli.global.dry_run,
             yes: cli.global.yes,
             quiet: cli.global.quiet,

@@ -5,41 +5,29 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use opsctl::config::{Action, Config, UsageError};
-use opsctl::reader::InputError;
+use std::sync::Arc;
+
+use opsctl::config::{Action, Config};
+use opsctl::printer::Printer;
 use opsctl::{args, commands};
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     init_output(&cli.global);
-    match run(cli) {
+    let json = matches!(cli.global.output, args::Output::Json);
+    let printer = Arc::new(Printer::new(cli.global.quiet, cli.global.verbose == 0, json));
+    match Config::resolve(cli, printer.clone()).and_then(|cfg| run(&cfg)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("opsctl: error: {e:#}");
-            ExitCode::from(exit_code(&e))
-        }
+        Err(e) => ExitCode::from(printer.error(&e).kind.exit_code()),
     }
 }
 
-fn run(cli: args::Cli) -> anyhow::Result<()> {
-    if let args::Command::Lab(cmd) = cli.command {
-        return commands::lab::run(cmd, &cli.global);
-    }
-    let cfg = Config::resolve(cli)?;
+fn run(cfg: &Config) -> anyhow::Result<()> {
     match &cfg.action {
-        Action::Plan(req) => commands::procedure::run(&cfg, req),
-        Action::Status => commands::status::run(&cfg),
-        Action::InventoryCheck => commands::inventory::check(&cfg),
-    }
-}
-
-/// 2 for a mistake in what was typed or in an input file; 1 for a procedure
-/// that failed or was refused.
-fn exit_code(e: &anyhow::Error) -> u8 {
-    if e.chain().any(|c| c.is::<InputError>() || c.is::<UsageError>()) {
-        2
-    } else {
-        1
+        Action::Plan(req) => commands::procedure::run(cfg, req),
+        Action::Status => commands::status::run(cfg),
+        Action::InventoryCheck => commands::inventory::check(cfg),
+        Action::Lab(cmd) => commands::lab::run(cfg, cmd),
     }
 }
 

@@ -148,3 +148,96 @@ fn the_record_sees_a_command_outside_any_plan() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(lab.commands_run(0), ["echo 'not in a plan'"]);
 }
+
+/// With `--output json` a real run writes one JSON event per line on
+/// stdout and nothing else: the plan first, every step and gate reading,
+/// the summary last.
+#[test]
+fn a_run_in_json_is_one_event_per_line() {
+    let (lab, scratch) = relayd_lab(2, RELAYD, "true");
+    let out = run(
+        &scratch,
+        &["--output", "json", "restart", "--no-downtime", "node-1"],
+    );
+    out.success();
+    let events: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n{}", out.dump())))
+        .collect();
+    assert_eq!(events[0]["event"], "start");
+    assert_eq!(events[0]["plan"]["schema"], 2);
+    assert_eq!(events[0]["plan"]["targets"][0], "node-1");
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "summary", "{}", out.dump());
+    assert_eq!(last["outcome"], "done");
+    assert_eq!(last["nodes"][0]["advertised"], true);
+    let kinds: BTreeSet<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from(["start", "check", "step-start", "step-end", "reading", "summary"])
+    );
+    let drained = events
+        .iter()
+        .find(|e| e["event"] == "reading" && e["gate"] == "drained")
+        .unwrap_or_else(|| panic!("{}", out.dump()));
+    assert_eq!(drained["verdict"], "holds");
+    assert_eq!(drained["reading"], "0 allocations");
+    let steps = events.iter().filter(|e| e["event"] == "step-end").count();
+    assert_eq!(steps, last["steps_total"].as_u64().unwrap() as usize);
+    drop(lab);
+}
+
+/// An error with `--output json` is a JSON object on stdout (and the
+/// message on stderr); a document already written is not followed by one.
+#[test]
+fn errors_in_json_are_json_on_stdout() {
+    let scratch = Scratch::new();
+    let out = scratch.opsctl(&["--output", "json", "-i", "missing.yaml", "status"]);
+    assert_eq!(out.code, 2, "{}", out.dump());
+    let doc: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|_| panic!("{}", out.dump()));
+    assert_eq!(doc["error"]["kind"], "usage");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot read inventory missing.yaml"),
+        "{}",
+        out.dump()
+    );
+    assert!(
+        out.stderr
+            .starts_with("opsctl: error: cannot read inventory missing.yaml")
+    );
+    // A refusal found while planning.
+    scratch.write(
+        "inventory.yaml",
+        "defaults: {relay: {kind: relayd}}\nsites:\n  - name: s\n    defaults: {min_healthy_relays: 2}\n    relays:\n      - {name: a, host: 127.0.0.1}\n      - {name: b, host: 127.0.0.2}\n",
+    );
+    let out = scratch.opsctl(&["-o", "json", "restart", "--no-downtime", "a"]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    let doc: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|_| panic!("{}", out.dump()));
+    assert_eq!(doc["error"]["kind"], "refused");
+    assert_eq!(
+        doc["error"]["help"],
+        "put the missing relays back in service first, or lower `min_healthy_relays` in inventory.yaml"
+    );
+    // A plan that cannot run yet: the plan is the document, the refusal on stderr.
+    let out = crate::util::opsctl(&[
+        "-i",
+        "inventory.example.yaml",
+        "-n",
+        "-o",
+        "json",
+        "recover-quorum",
+        "--site",
+        "dc2",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    let plan: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|_| panic!("{}", out.dump()));
+    assert_eq!(plan["procedure"], "recover-quorum-etcd");
+    assert!(out.stderr.contains("this plan cannot run yet"), "{}", out.dump());
+}

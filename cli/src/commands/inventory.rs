@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::advertise::{self, State, ValuesFile};
 use crate::args::Output;
-use crate::config::{Config, UsageError};
+use crate::config::Config;
+use crate::error::{self, Kind};
 use crate::inventory::MemberRole;
 
 #[derive(Serialize)]
@@ -50,12 +51,12 @@ struct MemberSummary<'a> {
 }
 
 pub fn check(cfg: &Config) -> anyhow::Result<()> {
-    let inv = &cfg.inventory;
-    let values = ValuesFile::load(inv).map_err(|e| UsageError(format!("{e:#}")))?;
+    let inv = cfg.inventory()?;
+    let values = ValuesFile::load(inv).map_err(|e| error::mark(Kind::Input, e))?;
     let entries = match &values {
         Some(v) => v
             .relay_entries(inv, inv.relays())
-            .map_err(|e| UsageError(format!("{e:#}")))?,
+            .map_err(|e| error::mark(Kind::Input, e))?,
         None => BTreeMap::new(),
     };
     let summary = Summary {
@@ -100,8 +101,10 @@ pub fn check(cfg: &Config) -> anyhow::Result<()> {
             .collect(),
     };
     match cfg.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+        Output::Json => cfg.printer.document(&summary)?,
         Output::Text => {
+            use std::fmt::Write as _;
+            let mut o = String::new();
             let relays: usize = summary.sites.iter().map(|s| s.relays.len()).sum();
             let members: usize = summary
                 .sites
@@ -109,21 +112,24 @@ pub fn check(cfg: &Config) -> anyhow::Result<()> {
                 .filter_map(|s| s.cluster.as_ref())
                 .map(|c| c.members.len())
                 .sum();
-            println!(
+            let _ = writeln!(
+                o,
                 "{}: ok: {} site{}, {relays} relays, {members} cluster members",
                 inv.file,
                 summary.sites.len(),
                 if summary.sites.len() == 1 { "" } else { "s" }
             );
             for s in &summary.sites {
-                println!(
+                let _ = writeln!(
+                    o,
                     "  {} (keeps at least {} relay{} in service)",
                     s.name,
                     s.min_healthy_relays,
                     if s.min_healthy_relays == 1 { "" } else { "s" }
                 );
                 for r in &s.relays {
-                    println!(
+                    let _ = writeln!(
+                        o,
                         "    {:<16} {:<10} {:<20} {}",
                         r.name, r.kind, r.host, r.advertised
                     );
@@ -137,12 +143,13 @@ pub fn check(cfg: &Config) -> anyhow::Result<()> {
                             None => m.name.to_owned(),
                         })
                         .collect();
-                    println!("    cluster ({}): {}", c.flavor, members.join(", "));
+                    let _ = writeln!(o, "    cluster ({}): {}", c.flavor, members.join(", "));
                 }
             }
             if let Some(v) = &values {
-                println!("advertised list: {} matches every relay's urls", v.label);
+                let _ = writeln!(o, "advertised list: {} matches every relay's urls", v.label);
             }
+            cfg.printer.text(&o);
         }
     }
     Ok(())

@@ -7,25 +7,28 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::args::{Global, LabCmd};
+use crate::args::LabCmd;
+use crate::config::Config;
 use crate::executor;
 use crate::inventory;
 use crate::lab::relays::{self, RELAYS, name};
 use crate::lab::{Lab, simulator};
 use crate::plan::{self, Procedure, Request};
+use crate::printer::Printer;
 
-pub fn run(cmd: LabCmd, global: &Global) -> anyhow::Result<()> {
-    match cmd {
+pub fn run(cfg: &Config, cmd: &LabCmd) -> anyhow::Result<()> {
+    let out = &cfg.printer;
+    match cmd.clone() {
         LabCmd::Up(d) => {
             let lab = Lab::new(&d.dir)?;
             lab.up(true)?;
-            eprintln!(
+            out.say(&format!(
                 "lab is up: {RELAYS} relays on {}-{RELAYS}, calls going on\n  inventory: {}\n  try: opsctl -i {} status\n  stop: opsctl lab down --dir {}",
                 relays::ip(&lab.dir, 0),
                 lab.inventory().display(),
                 lab.inventory().display(),
                 d.dir.display()
-            );
+            ));
             Ok(())
         }
         LabCmd::Down(d) => Lab::new(&d.dir)?.down(),
@@ -49,7 +52,7 @@ pub fn run(cmd: LabCmd, global: &Global) -> anyhow::Result<()> {
                 bail!("some lab nodes are unhealthy")
             }
         }
-        LabCmd::Demo(d) => demo(&d.dir, global),
+        LabCmd::Demo(d) => demo(&d.dir, cfg),
         LabCmd::Relayd { args } => {
             use clap::Parser;
             let args = relay::daemon::Args::parse_from(std::iter::once("relayd".to_owned()).chain(args));
@@ -60,7 +63,18 @@ pub fn run(cmd: LabCmd, global: &Global) -> anyhow::Result<()> {
                 bail!("relayd stopped with an error")
             }
         }
-        LabCmd::Service { dir, node, action } => Lab::new(&dir.dir)?.service(&node, &action),
+        LabCmd::Service { dir, node, action } => match Lab::new(&dir.dir)?.service(&node, &action)? {
+            // `status` answers as systemctl does: a word, and exit 3 when down.
+            Some(true) => {
+                out.text("active\n");
+                Ok(())
+            }
+            Some(false) => {
+                out.text("inactive\n");
+                std::process::exit(3)
+            }
+            None => Ok(()),
+        },
         LabCmd::Simulate {
             dir,
             concurrent,
@@ -86,35 +100,36 @@ pub fn run(cmd: LabCmd, global: &Global) -> anyhow::Result<()> {
         LabCmd::Apply(d) => {
             let lab = Lab::new(&d.dir)?;
             let listed = simulator::advertised(&lab.values());
-            println!(
-                "clients now get: {}",
+            out.text(&format!(
+                "clients now get: {}\n",
                 listed
                     .iter()
                     .map(|a| a.to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
-            );
+            ));
             Ok(())
         }
         LabCmd::CallsConfig(d) => {
-            println!("{}", Lab::new(&d.dir)?.calls_config()?);
+            out.text(&format!("{}\n", Lab::new(&d.dir)?.calls_config()?));
             Ok(())
         }
     }
 }
 
 /// Stops the lab however the demo ends: success, failure, or Ctrl-C.
-struct Down<'a>(&'a Lab);
+struct Down<'a>(&'a Lab, &'a Printer);
 
 impl Drop for Down<'_> {
     fn drop(&mut self) {
         if let Err(e) = self.0.down() {
-            eprintln!("opsctl: error: stopping the lab: {e:#}");
+            self.1.say(&format!("opsctl: error: stopping the lab: {e:#}"));
         }
     }
 }
 
-fn demo(dir: &std::path::Path, global: &Global) -> anyhow::Result<()> {
+fn demo(dir: &std::path::Path, cfg: &Config) -> anyhow::Result<()> {
+    let out = &cfg.printer;
     let started = Instant::now();
     let lab = Lab::new(dir)?;
     // Ctrl-C before the rollout starts must still stop the lab: catch it.
@@ -131,11 +146,11 @@ fn demo(dir: &std::path::Path, global: &Global) -> anyhow::Result<()> {
     });
     lab.down()?;
     let _ = std::fs::remove_file(lab.values());
-    let _down = Down(&lab);
-    eprintln!(
+    let _down = Down(&lab, out);
+    out.say(&format!(
         "lab: starting {RELAYS} relays and calls that come and go ({})",
         lab.dir.display()
-    );
+    ));
     lab.up(true)?;
     // Let calls get going on every relay.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -171,17 +186,16 @@ fn demo(dir: &std::path::Path, global: &Global) -> anyhow::Result<()> {
             force: false,
         },
     )?;
-    eprintln!(
+    out.say(&format!(
         "lab: `opsctl restart --no-downtime --all` on the lab, with {} calls going on\n",
         calls_before.active
-    );
+    ));
     let options = executor::Options {
         forks: 32,
         state_dir: lab.dir.join("state"),
         inventory_id: lab.inventory().display().to_string(),
         yes: true,
-        quiet: global.quiet,
-        progress: global.verbose == 0,
+        printer: cfg.printer.clone(),
         control_dir: lab.dir.join("ssh"),
         ssh_persist: None,
     };
@@ -190,7 +204,7 @@ fn demo(dir: &std::path::Path, global: &Global) -> anyhow::Result<()> {
         .build()?
         .block_on(async {
             let stop = executor::Stop::default();
-            stop.on_ctrl_c();
+            stop.on_ctrl_c(cfg.printer.clone());
             executor::run(&plan, options, stop).await
         });
     // Calls that were going on finish before the count.
@@ -201,36 +215,39 @@ fn demo(dir: &std::path::Path, global: &Global) -> anyhow::Result<()> {
     outcome.context("the rolling restart did not finish")?;
 
     let mut ok = true;
-    println!();
+    out.text("\n");
     for i in 0..RELAYS {
         let (b, a) = (pids_before[i], pids_after[i]);
         let restarted = b.is_some() && a.is_some() && b != a;
         ok &= restarted;
-        println!(
-            "proof: {} restarted: pid {} -> {}{}",
+        out.text(&format!(
+            "proof: {} restarted: pid {} -> {}{}\n",
             name(i),
             b.map_or("-".into(), |p| p.to_string()),
             a.map_or("-".into(), |p| p.to_string()),
             if restarted { "" } else { "  <- NOT restarted" }
-        );
+        ));
     }
     let completed = calls_after.completed - calls_before.completed;
     let dropped = calls_after.dropped - calls_before.dropped;
     let not_started = calls_after.not_started - calls_before.not_started;
     ok &= dropped == 0 && completed > 0;
-    println!(
-        "proof: calls during the rollout: {completed} completed, {dropped} dropped, {not_started} could not start"
-    );
+    out.text(&format!(
+        "proof: calls during the rollout: {completed} completed, {dropped} dropped, {not_started} could not start\n"
+    ));
     for why in calls_after.drops.iter().skip(calls_before.drops.len()) {
-        println!("       dropped: {why}");
+        out.text(&format!("       dropped: {why}\n"));
     }
     let same = values_before == values_after;
     ok &= same;
-    println!(
-        "proof: values.yaml back as it was, byte for byte: {}",
+    out.text(&format!(
+        "proof: values.yaml back as it was, byte for byte: {}\n",
         if same { "yes" } else { "NO" }
-    );
-    println!("lab demo finished in {}s", started.elapsed().as_secs());
+    ));
+    out.text(&format!(
+        "lab demo finished in {}s\n",
+        started.elapsed().as_secs()
+    ));
     if !ok {
         bail!("the demo's proof does not hold (see above)");
     }

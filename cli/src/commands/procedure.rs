@@ -2,30 +2,26 @@
 //! print it (`--dry-run`) or run it.
 
 use crate::args::Output;
-use crate::config::{Config, UsageError};
+use crate::config::Config;
+use crate::error::{self, Kind};
 use crate::executor;
-use crate::plan::{self, Refused, Request};
+use crate::plan::{self, Request};
 
 pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
-    let plan = plan::build(&cfg.inventory, req).map_err(|e| {
-        if e.is::<Refused>() {
-            e
-        } else {
-            UsageError(format!("{e:#}")).into()
-        }
-    })?;
+    // What the plan cannot be built from is a mistake in the input, unless
+    // the deployment's state refused it.
+    let plan = plan::build(cfg.inventory()?, req).map_err(|e| error::mark(Kind::Usage, e))?;
     if cfg.dry_run {
         match cfg.output {
-            Output::Text => print!("{}", plan::text(&plan)),
-            Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+            Output::Text => cfg.printer.text(&plan::text(&plan)),
+            Output::Json => cfg.printer.document(&plan)?,
         }
         // The plan is shown either way; whether it could run is the exit status.
         if !plan.not_built.is_empty() {
-            return Err(Refused(format!(
+            return Err(error::refused(format!(
                 "this plan cannot run yet: it needs parts of opsctl that are not built:\n  - {}",
                 plan.not_built.join("\n  - ")
-            ))
-            .into());
+            )));
         }
         return Ok(());
     }
@@ -34,9 +30,7 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
         state_dir: cfg.state_dir.clone(),
         inventory_id: cfg.inventory_id.clone(),
         yes: cfg.yes,
-        quiet: cfg.quiet,
-        progress: !cfg.verbose,
-
+        printer: cfg.printer.clone(),
         control_dir: cfg.control_dir.clone(),
         ssh_persist: cfg.ssh_persist,
     };
@@ -45,7 +39,7 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         let stop = executor::Stop::default();
-        stop.on_ctrl_c();
+        stop.on_ctrl_c(cfg.printer.clone());
         executor::run(&plan, opts, stop).await
     })
 }

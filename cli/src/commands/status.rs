@@ -13,7 +13,8 @@ use tokio::task::JoinSet;
 use crate::advertise::{self, State, ValuesFile};
 use crate::args::Output;
 use crate::command::{Command, Host};
-use crate::config::{Config, UsageError};
+use crate::config::Config;
+use crate::error::{self, Kind};
 use crate::health::{self, Health, Probe};
 use crate::inventory::{Access, Flavor, Inventory, MemberRole, Relay};
 use crate::remote::{Node, Remote};
@@ -49,12 +50,12 @@ pub struct Row {
 }
 
 pub fn run(cfg: &Config) -> anyhow::Result<()> {
-    let inv = &cfg.inventory;
-    let values = ValuesFile::load(inv).map_err(|e| UsageError(format!("{e:#}")))?;
+    let inv = cfg.inventory()?;
+    let values = ValuesFile::load(inv).map_err(|e| error::mark(Kind::Input, e))?;
     let advertised = match &values {
         Some(v) => v
             .relay_entries(inv, inv.relays())
-            .map_err(|e| UsageError(format!("{e:#}")))?,
+            .map_err(|e| error::mark(Kind::Input, e))?,
         None => Default::default(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -78,8 +79,8 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
         }
     }
     match cfg.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-        Output::Text => print!("{}", table(&rows)),
+        Output::Json => cfg.printer.document(&rows)?,
+        Output::Text => cfg.printer.text(&table(&rows)),
     }
     let unhealthy: Vec<&str> = rows
         .iter()

@@ -106,7 +106,8 @@ pub async fn wait(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
         unreachable!("gates::wait is called for gates")
     };
     let (poll, timeout) = (*poll, *timeout);
-    let bar = ex.out.wait(&format!("{}: waiting until {fact}", step.node));
+    let out = ex.out.clone();
+    let bar = out.wait(&format!("{}: waiting until {fact}", step.node));
     let started = Instant::now();
     let mut drain = DrainProgress::default();
     loop {
@@ -116,7 +117,7 @@ pub async fn wait(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
         let reading = match tokio::time::timeout(bound, one).await {
             Ok(Ok(p)) => Ok(p),
             Ok(Err(e)) if e.is::<Stopped>() || e.chain().any(|c| c.is::<Stopped>()) => {
-                bar.finish_and_clear();
+                drop(bar);
                 return Err(e);
             }
             Ok(Err(e)) => Err(format!("{e:#}")),
@@ -125,9 +126,23 @@ pub async fn wait(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
                 crate::duration::format(Duration::from_secs(bound.as_secs().max(1)))
             )),
         };
-        match decide(started.elapsed(), timeout, reading) {
+        let verdict = decide(started.elapsed(), timeout, reading);
+        let (word, text) = match &verdict {
+            Verdict::Holds(t) => ("holds", t),
+            Verdict::NotYet(t) => ("not-yet", t),
+            Verdict::TimedOut(t) => ("timed-out", t),
+        };
+        ex.out.event(&super::RunEvent::Reading {
+            number: step.number,
+            node: &step.node,
+            gate: gate.name(),
+            verdict: word,
+            reading: text,
+            elapsed_secs: started.elapsed().as_secs_f64(),
+        });
+        match verdict {
             Verdict::Holds(what) => {
-                bar.finish_and_clear();
+                drop(bar);
                 ex.out.note(&format!(
                     "{}: {fact} ({what}, after {})",
                     step.node,
@@ -136,7 +151,7 @@ pub async fn wait(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
                 return Ok(());
             }
             Verdict::TimedOut(last) => {
-                bar.finish_and_clear();
+                drop(bar);
                 return timed_out(ex, step, gate, fact, &last, timeout, *on_timeout).await;
             }
             Verdict::NotYet(why) => bar.set_message(format!(
@@ -150,7 +165,7 @@ pub async fn wait(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
         let until = Instant::now() + poll.min(timeout.saturating_sub(started.elapsed()));
         while Instant::now() < until {
             if ex.stop.requested() {
-                bar.finish_and_clear();
+                drop(bar);
                 return Err(
                     anyhow::Error::new(Stopped).context(format!("stopped while waiting until {fact}"))
                 );
@@ -291,8 +306,7 @@ async fn timed_out(
                     ),
                 );
                 // Boxed: performing a step may wait on a gate, which is where this came from.
-                Box::pin(super::steps::perform(ex, back)).await?;
-                ex.done(back)?;
+                Box::pin(ex.run_step(back)).await?;
             }
             bail!(
                 "timed out after {waited} waiting until {fact} ({last}); {node} was put back in the advertised list and the rollout stops"

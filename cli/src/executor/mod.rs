@@ -10,7 +10,6 @@
 
 mod checks;
 mod gates;
-pub mod printer;
 mod steps;
 
 use std::collections::BTreeMap;
@@ -20,10 +19,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::error::{self, Kind};
 use crate::journal::{self, Event, Journal};
-use crate::plan::{Action, Plan, Refused, Step};
+use crate::plan::{Action, Plan, Step};
+use crate::printer::{Printer, Tone};
 use crate::remote::{Node, Remote};
-use printer::{Printer, Tone};
 
 /// How a run is carried out.
 pub struct Options {
@@ -33,8 +33,8 @@ pub struct Options {
     pub state_dir: PathBuf,
     pub inventory_id: String,
     pub yes: bool,
-    pub quiet: bool,
-    pub progress: bool,
+    /// Where everything the run says goes.
+    pub printer: Arc<Printer>,
     pub control_dir: PathBuf,
     pub ssh_persist: Option<Duration>,
 }
@@ -78,20 +78,18 @@ impl Stop {
 
     /// Presses this stop on every Ctrl-C, saying what each press does.
     /// Call from inside the runtime the run uses.
-    pub fn on_ctrl_c(&self) {
+    pub fn on_ctrl_c(&self, out: Arc<Printer>) {
         let stop = self.clone();
         tokio::spawn(async move {
             while tokio::signal::ctrl_c().await.is_ok() {
                 if stop.press() == 1 {
-                    eprintln!(
-                        "\n{:>12} finishing the running command, then stopping at the next safe point (Ctrl-C again stops at once)",
-                        console::style("Interrupted").yellow().bold()
+                    out.line(
+                        "Interrupted",
+                        "finishing the running command, then stopping at the next safe point (Ctrl-C again stops at once)",
+                        Tone::Warn,
                     );
                 } else {
-                    eprintln!(
-                        "\n{:>12} abandoning the running command",
-                        console::style("Stopping").yellow().bold()
-                    );
+                    out.line("Stopping", "abandoning the running command", Tone::Warn);
                 }
             }
         });
@@ -122,6 +120,66 @@ impl std::fmt::Display for Stopped {
 
 impl std::error::Error for Stopped {}
 
+/// What a run says on stdout with `--output json`: one object per line.
+/// Its shape is documented in README.md.
+#[derive(Debug, serde::Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum RunEvent<'a> {
+    /// The run begins with the plan it executes, exactly.
+    Start { run: &'a str, plan: &'a Plan },
+    /// A safety check before anything changes.
+    Check {
+        check: &'a str,
+        ok: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    StepStart {
+        number: usize,
+        node: &'a str,
+        title: &'a str,
+    },
+    StepEnd {
+        number: usize,
+        node: &'a str,
+        ok: bool,
+        secs: f64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// Every reading a gate takes, with its verdict.
+    Reading {
+        number: usize,
+        node: &'a str,
+        gate: &'a str,
+        /// `holds`, `not-yet` or `timed-out`.
+        verdict: &'a str,
+        reading: &'a str,
+        elapsed_secs: f64,
+    },
+    /// How the run ended, and every node's state.
+    Summary {
+        outcome: &'a str,
+        secs: f64,
+        steps_done: usize,
+        steps_total: usize,
+        nodes: Vec<NodeSummary<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        journal: Option<String>,
+    },
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct NodeSummary<'a> {
+    pub node: &'a str,
+    pub steps_done: usize,
+    pub steps_total: usize,
+    /// `false`: out of the advertised list at the end; `null`: not touched.
+    pub advertised: Option<bool>,
+    /// The relay's own drain mode is still on.
+    pub relay_drain: bool,
+}
+
 /// What a run did to one node, for the summary.
 #[derive(Debug, Default, Clone)]
 struct NodeState {
@@ -136,7 +194,7 @@ pub struct Executor<'a> {
     plan: &'a Plan,
     remote: Arc<Remote>,
     opts: Options,
-    out: Printer,
+    out: Arc<Printer>,
     stop: Stop,
     journal: Option<Journal>,
     /// Outputs kept by `record` steps, by (node, name).
@@ -147,7 +205,7 @@ pub struct Executor<'a> {
 /// Runs the plan, and only the plan; the error says why it did not finish.
 pub async fn run(plan: &Plan, opts: Options, stop: Stop) -> anyhow::Result<()> {
     let remote = Arc::new(Remote::with_persist(opts.control_dir.clone(), opts.ssh_persist)?);
-    let out = Printer::new(opts.quiet, opts.progress);
+    let out = opts.printer.clone();
     let mut state = BTreeMap::new();
     for step in plan.steps() {
         state
@@ -175,14 +233,33 @@ pub async fn run(plan: &Plan, opts: Options, stop: Stop) -> anyhow::Result<()> {
         state,
     };
     let started = Instant::now();
+    ex.out.event(&RunEvent::Start { run: &plan.run, plan });
     let result = ex.execute().await;
     ex.summary(&result, started.elapsed());
     let outcome = match &result {
         Ok(()) => "done",
-        Err(e) if e.is::<Refused>() => "refused",
-        Err(e) if e.chain().any(|c| c.is::<Stopped>()) => "stopped",
+        Err(e) if error::is(e, Kind::Refused) => "refused",
+        Err(e) if error::is(e, Kind::Stopped) => "stopped",
         Err(_) => "failed",
     };
+    ex.out.event(&RunEvent::Summary {
+        outcome,
+        secs: started.elapsed().as_secs_f64(),
+        steps_done: ex.state.values().map(|s| s.steps_done).sum(),
+        steps_total: ex.state.values().map(|s| s.steps_total).sum(),
+        nodes: ex
+            .state
+            .iter()
+            .map(|(node, s)| NodeSummary {
+                node,
+                steps_done: s.steps_done,
+                steps_total: s.steps_total,
+                advertised: s.advertised,
+                relay_drain: s.relay_drain,
+            })
+            .collect(),
+        journal: ex.journal.as_ref().map(|j| j.path().display().to_string()),
+    });
     if let Some(j) = &mut ex.journal {
         let message = result
             .as_ref()
@@ -209,11 +286,10 @@ pub async fn run(plan: &Plan, opts: Options, stop: Stop) -> anyhow::Result<()> {
 impl Executor<'_> {
     async fn execute(&mut self) -> anyhow::Result<()> {
         if !self.plan.not_built.is_empty() {
-            return Err(Refused(format!(
+            return Err(error::refused(format!(
                 "refusing: this plan needs parts of opsctl that are not built yet, so nothing was run or changed:\n  - {}",
                 self.plan.not_built.join("\n  - ")
-            ))
-            .into());
+            )));
         }
         self.out.status(
             "Checking",
@@ -221,14 +297,19 @@ impl Executor<'_> {
         );
         for check in &self.plan.preflight {
             let name = check.kind.name();
-            if let Err(e) = unless_stopped(&self.stop.clone(), checks::preflight(self, &check.kind)).await {
+            let checked = unless_stopped(&self.stop.clone(), checks::preflight(self, &check.kind)).await;
+            self.out.event(&RunEvent::Check {
+                check: name,
+                ok: checked.is_ok(),
+                error: checked.as_ref().err().map(|e| format!("{e:#}")),
+            });
+            if let Err(e) = checked {
                 if e.is::<Stopped>() {
                     return Err(e);
                 }
-                return Err(Refused(format!(
+                return Err(error::refused(format!(
                     "refusing: safety check `{name}` failed; nothing was changed: {e:#}"
-                ))
-                .into());
+                )));
             }
             self.out.note(&format!("ok: {name}"));
         }
@@ -245,13 +326,32 @@ impl Executor<'_> {
                     verb(&step.action),
                     &format!("{}. {}: {}", step.number, step.node, step.title),
                 );
-                steps::perform(self, step).await.with_context(|| {
+                self.run_step(step).await.with_context(|| {
                     format!("step {} ({}: {}) failed", step.number, step.node, step.title)
                 })?;
-                self.done(step)?;
             }
         }
         Ok(())
+    }
+
+    /// Performs one step, with its events, and records it once done.
+    async fn run_step(&mut self, step: &Step) -> anyhow::Result<()> {
+        self.out.event(&RunEvent::StepStart {
+            number: step.number,
+            node: &step.node,
+            title: &step.title,
+        });
+        let began = Instant::now();
+        let result = steps::perform(self, step).await;
+        self.out.event(&RunEvent::StepEnd {
+            number: step.number,
+            node: &step.node,
+            ok: result.is_ok(),
+            secs: began.elapsed().as_secs_f64(),
+            error: result.as_ref().err().map(|e| format!("{e:#}")),
+        });
+        result?;
+        self.done(step)
     }
 
     /// Records a finished step: the journal, and the node's state for the summary.
@@ -301,7 +401,7 @@ impl Executor<'_> {
         let done: usize = self.state.values().map(|s| s.steps_done).sum();
         let total: usize = self.state.values().map(|s| s.steps_total).sum();
         match result {
-            Err(e) if e.is::<Refused>() => {
+            Err(e) if error::is(e, Kind::Refused) => {
                 self.out.line(
                     "Refused",
                     &format!("{}: nothing was changed", self.plan.procedure),

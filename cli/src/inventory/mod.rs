@@ -28,7 +28,7 @@ pub fn load(path: &Path) -> anyhow::Result<Inventory> {
         } else {
             ""
         };
-        crate::config::UsageError(format!("cannot read inventory {}: {e}{hint}", path.display()))
+        crate::error::usage(format!("cannot read inventory {}: {e}{hint}", path.display()))
     })?;
     let inv = parse(&text, path)?;
     tracing::debug!(

@@ -145,24 +145,17 @@ impl Lab {
     }
 
     /// `lab service NODE VERB`: what systemctl is for a real relay.
-    pub fn service(&self, node: &str, verb: &str) -> anyhow::Result<()> {
+    /// Whether the relay runs, for `status`; `None` for the other verbs.
+    pub fn service(&self, node: &str, verb: &str) -> anyhow::Result<Option<bool>> {
         let i = relays::index(node)?;
         match verb {
-            "start" => relays::start(&self.dir, i).map(|_| ()),
-            "stop" => relays::stop(&self.dir, i),
+            "start" => relays::start(&self.dir, i).map(|_| None),
+            "stop" => relays::stop(&self.dir, i).map(|_| None),
             "restart" => {
                 relays::stop(&self.dir, i)?;
-                relays::start(&self.dir, i).map(|_| ())
+                relays::start(&self.dir, i).map(|_| None)
             }
-            "status" => {
-                if relays::pid(&self.dir, i).is_some() {
-                    println!("active");
-                    Ok(())
-                } else {
-                    println!("inactive");
-                    std::process::exit(3)
-                }
-            }
+            "status" => Ok(Some(relays::pid(&self.dir, i).is_some())),
             other => bail!("unknown service action `{other}`: use start, stop, restart or status"),
         }
     }

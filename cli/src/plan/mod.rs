@@ -487,16 +487,3 @@ impl Action {
         }
     }
 }
-
-/// The procedure was refused because of the deployment's state (not a mistake
-/// in the input): exit status 1.
-#[derive(Debug)]
-pub struct Refused(pub String);
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Refused {}

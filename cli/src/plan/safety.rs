@@ -116,14 +116,18 @@ impl Builder<'_> {
                                 .copied()
                                 .filter(|r| !relays.iter().any(|t| t.name == r.name))
                                 .collect();
-                            return Err(Refused(format!(
+                            return Err(crate::error::refused(format!(
                                 "refusing: taking one relay out of site `{}` would leave {left} advertised relay{} ({}), below its minimum of {} (`min_healthy_relays`)\nhelp: put the missing relays back in service first, or lower `min_healthy_relays` in {}",
                                 site.name,
                                 if left == 1 { "" } else { "s" },
-                                if others.is_empty() { "none besides the target".into() } else { names(&others) },
+                                if others.is_empty() {
+                                    "none besides the target".into()
+                                } else {
+                                    names(&others)
+                                },
                                 site.min_healthy_relays,
                                 inv.file
-                            )).into());
+                            )));
                         }
                         parts.push(format!(
                             "{} keeps at least {} healthy advertised relay{} while one is out ({} advertised now)",
@@ -152,19 +156,26 @@ impl Builder<'_> {
                             State::Unadvertised if self.req.left_out.contains_key(&r.name) => {
                                 let run = &self.req.left_out[&r.name];
                                 self.continues.insert(r.name.clone(), run.clone());
-                                parts.push(format!("{} (lines {lines}, out since run {run}, which this run continues)", r.name));
+                                parts.push(format!(
+                                    "{} (lines {lines}, out since run {run}, which this run continues)",
+                                    r.name
+                                ));
                             }
-                            State::Unadvertised => return Err(Refused(format!(
-                                "refusing: relay `{}` is not in the advertised list now: its entries on lines {lines} of {} are commented out\nhelp: uncomment them if it should be in service, or leave `{}` out of this run",
-                                r.name,
-                                self.values_label(),
-                                r.name
-                            )).into()),
-                            State::Partial => return Err(Refused(format!(
-                                "refusing: relay `{}` is half advertised: some of its entries on lines {lines} of {} are commented out and some are not\nhelp: make them all commented or all uncommented first",
-                                r.name,
-                                self.values_label()
-                            )).into()),
+                            State::Unadvertised => {
+                                return Err(crate::error::refused(format!(
+                                    "refusing: relay `{}` is not in the advertised list now: its entries on lines {lines} of {} are commented out\nhelp: uncomment them if it should be in service, or leave `{}` out of this run",
+                                    r.name,
+                                    self.values_label(),
+                                    r.name
+                                )));
+                            }
+                            State::Partial => {
+                                return Err(crate::error::refused(format!(
+                                    "refusing: relay `{}` is half advertised: some of its entries on lines {lines} of {} are commented out and some are not\nhelp: make them all commented or all uncommented first",
+                                    r.name,
+                                    self.values_label()
+                                )));
+                            }
                         }
                     }
                     (
