@@ -177,6 +177,16 @@ pub fn status_port(r: &Relay, message: &str) -> anyhow::Result<StatsRead> {
     })
 }
 
+/// How the relay lists its allocations one by one, where it can: restund's
+/// `turn` status command, coturn's `ps` (the very read of its count).
+pub fn listing(r: &Relay) -> anyhow::Result<Option<StatsRead>> {
+    Ok(match &r.stats.source {
+        StatsSource::Turnstats { .. } => Some(status_port(r, "turn")?),
+        StatsSource::CoturnCli { .. } => Some(plan(r)?),
+        _ => None,
+    })
+}
+
 impl StatsRead {
     /// The command this read runs (none when opsctl asks the port itself).
     pub fn command(&self) -> Option<&Command> {

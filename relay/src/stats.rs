@@ -7,6 +7,7 @@
 //! because a drain gate must never proceed on a misread count. Reading the
 //! replies (UDP, telnet, HTTP, ssh) is I/O and lives with the caller.
 
+mod allocations;
 mod coturn;
 mod error;
 mod prometheus;
@@ -16,6 +17,7 @@ mod turnstats;
 use std::fmt;
 use std::time::SystemTime;
 
+pub use allocations::{Allocation, parse_allocations};
 pub use coturn::parse_coturn_ps;
 pub use error::ParseError;
 pub use prometheus::parse_prometheus;

@@ -137,3 +137,23 @@ fn status_calls_an_advertised_draining_relay_unhealthy() {
     );
     assert_eq!(rows[1]["healthy"], true, "{}", status.dump());
 }
+
+/// The same for a relay with restund's `turn` listing (relayd answers it as
+/// restund does): how many are listed and when the last expires.
+#[test]
+fn a_stuck_drain_on_a_turnstats_relay_reads_its_turn_listing() {
+    let relay = "stats: {addr: '{ip}:33000'}, drain: {poll: 1s, timeout: 5s, stuck_after: 2s}";
+    let (lab, scratch) = relayd_lab(2, relay, "true");
+    lab.idle_allocations(0, 1, "caller", "pw", &["-c"]);
+    let out = scratch.opsctl(&["--output", "json", "restart", "--no-downtime", "node-1"]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    let last = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .rfind(|e| e["event"] == "reading" && e["gate"] == "drained")
+        .unwrap_or_else(|| panic!("{}", out.dump()));
+    let reading = last["reading"].as_str().unwrap();
+    assert!(reading.contains("not falling for "), "{reading}");
+    assert!(reading.contains("2 listed; the last expires in "), "{reading}");
+}

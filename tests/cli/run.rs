@@ -604,3 +604,37 @@ fn a_second_ctrl_c_during_a_hanging_apply_restores_the_values_file() {
         values
     );
 }
+
+/// Allocations left by clients that vanished keep a drain waiting until their
+/// lifetime ends. When the count stops falling, the drain says so, with
+/// coturn's own list of them: how many carry no traffic and when they expire.
+#[test]
+fn a_stuck_drain_lists_the_idle_allocations_it_waits_on() {
+    let (lab, scratch, _) = coturn_lab_with(2, "true", ", drain: {poll: 1s, timeout: 5s, stuck_after: 2s}");
+    lab.coturn_idle_allocations(0, 1);
+    let out = run(
+        &scratch,
+        &["--output", "json", "restart", "--no-downtime", "node-1"],
+    );
+    assert_eq!(out.code, 1, "{}", out.dump());
+    let readings: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "reading" && e["gate"] == "drained")
+        .collect();
+    assert!(readings.len() >= 3, "{}", out.dump());
+    let first = readings[0]["reading"].as_str().unwrap();
+    assert!(!first.contains("not falling"), "{first}");
+    let last = readings.last().unwrap()["reading"].as_str().unwrap();
+    assert!(last.contains("not falling for "), "{last}");
+    assert!(
+        last.contains("of the 3 listed carry no traffic now; the last of those expires in "),
+        "{last}"
+    );
+    assert!(
+        out.stderr.contains("node-1 stays out of the advertised list"),
+        "{}",
+        out.dump()
+    );
+}

@@ -48,17 +48,30 @@ pub fn decide(elapsed: Duration, timeout: Duration, reading: Result<Poll, String
 
 /// A drain's history: how fast the count falls, how long until it reaches
 /// the threshold, and whether it has stopped falling.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DrainProgress {
+    /// How long the count may stay put before the line says so.
+    stuck_after: Duration,
     first: Option<(Duration, u64)>,
     /// When the count last fell (or was first read), and to what.
     last_fall: Option<(Duration, u64)>,
 }
 
-/// How long a count may stay put before the drain line says it is not falling.
-pub const STUCK_AFTER: Duration = Duration::from_secs(120);
-
 impl DrainProgress {
+    pub fn new(stuck_after: Duration) -> DrainProgress {
+        DrainProgress {
+            stuck_after,
+            first: None,
+            last_fall: None,
+        }
+    }
+
+    /// Whether the count has stayed put (or risen) for `stuck_after`.
+    pub fn stuck(&self, elapsed: Duration) -> bool {
+        self.last_fall
+            .is_some_and(|(since, _)| elapsed.saturating_sub(since) >= self.stuck_after)
+    }
+
     pub fn observe(&mut self, elapsed: Duration, count: u64, threshold: u64) -> Poll {
         if count <= threshold {
             return Poll::Holds(format!("{count} allocations"));
@@ -83,14 +96,42 @@ impl DrainProgress {
         let mut line = format!("{count} allocations (from {start}, -{rate:.1}/min{eta})");
         if let Some((since, _)) = self.last_fall {
             let flat = elapsed.saturating_sub(since);
-            if flat >= STUCK_AFTER {
+            if flat >= self.stuck_after {
                 line.push_str(&format!(
-                    "; not falling for {}: allocations of clients that left without deallocating stay counted until their lifetime ends (up to 10 min)",
+                    "; not falling for {}: allocations of clients that left without deallocating stay counted until their lifetime ends",
                     crate::duration::format(Duration::from_secs(flat.as_secs()))
                 ));
             }
         }
         Poll::NotYet(line)
+    }
+}
+
+/// What a relay's listing says of the allocations a drain still waits on.
+pub fn listing_note(allocs: &[relay::stats::Allocation]) -> String {
+    let last = |a: &[&relay::stats::Allocation]| {
+        a.iter()
+            .map(|x| x.expires_in)
+            .max()
+            .map(|d| crate::duration::format(Duration::from_secs(d.as_secs().max(1))))
+    };
+    let all: Vec<&relay::stats::Allocation> = allocs.iter().collect();
+    if all.iter().any(|a| a.idle.is_some()) {
+        let idle: Vec<&relay::stats::Allocation> =
+            all.iter().copied().filter(|a| a.idle == Some(true)).collect();
+        match last(&idle) {
+            Some(t) => format!(
+                "{} of the {} listed carry no traffic now; the last of those expires in {t} unless refreshed",
+                idle.len(),
+                all.len()
+            ),
+            None => format!("all {} listed carry traffic", all.len()),
+        }
+    } else {
+        match last(&all) {
+            Some(t) => format!("{} listed; the last expires in {t} unless refreshed", all.len()),
+            None => "none listed".to_owned(),
+        }
     }
 }
 
@@ -109,7 +150,10 @@ pub async fn wait(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
     let out = ex.out.clone();
     let bar = out.wait(&format!("{}: waiting until {fact}", step.node));
     let started = Instant::now();
-    let mut drain = DrainProgress::default();
+    let mut drain = DrainProgress::new(match gate {
+        Gate::Drained { stuck_after, .. } => *stuck_after,
+        _ => Duration::MAX,
+    });
     loop {
         // A reading never runs past the timeout by more than one poll.
         let bound = timeout.saturating_sub(started.elapsed()) + poll.max(Duration::from_secs(1));
@@ -188,10 +232,28 @@ async fn read(
     started: Instant,
 ) -> anyhow::Result<Poll> {
     Ok(match gate {
-        Gate::Drained { stats, threshold } => {
+        Gate::Drained {
+            stats,
+            threshold,
+            list,
+            ..
+        } => {
             let node = ex.node(&stats.relay)?;
             let count = crate::stats::read(&ex.remote, &node, stats).await?.allocations;
-            drain.observe(started.elapsed(), count, *threshold)
+            let poll = drain.observe(started.elapsed(), count, *threshold);
+            match (poll, list) {
+                (Poll::NotYet(line), Some(list)) if drain.stuck(started.elapsed()) => {
+                    // Told, never acted on: they still count until they expire.
+                    let listed = crate::stats::send(&ex.remote, &node, list)
+                        .await
+                        .and_then(|t| Ok(relay::stats::parse_allocations(list.source.kind(), &t)?));
+                    match listed {
+                        Ok(allocs) => Poll::NotYet(format!("{line}; {}", listing_note(&allocs))),
+                        Err(e) => Poll::NotYet(format!("{line}; its allocations cannot be listed: {e:#}")),
+                    }
+                }
+                (poll, _) => poll,
+            }
         }
         Gate::ServiceUp { service } => {
             let node = ex.plan.node(&service.command.on)?;
@@ -415,7 +477,7 @@ mod tests {
 
     #[test]
     fn the_drain_line_gives_rate_and_time_left() {
-        let mut d = DrainProgress::default();
+        let mut d = DrainProgress::new(S(120));
         assert_eq!(
             d.observe(S(0), 100, 0),
             Poll::NotYet("100 allocations (from 100, -0.0/min)".into())
@@ -430,7 +492,7 @@ mod tests {
 
     #[test]
     fn a_threshold_above_zero_holds_at_the_threshold() {
-        let mut d = DrainProgress::default();
+        let mut d = DrainProgress::new(S(120));
         assert_eq!(
             d.observe(S(0), 5, 2).clone(),
             Poll::NotYet("5 allocations (from 5, -0.0/min)".into())
@@ -439,8 +501,27 @@ mod tests {
     }
 
     #[test]
+    fn a_listing_says_which_allocations_are_idle_and_when_they_go() {
+        use relay::stats::Allocation;
+        let a = |secs, idle| Allocation {
+            expires_in: S(secs),
+            idle,
+        };
+        assert_eq!(
+            listing_note(&[a(300, Some(true)), a(30, Some(false)), a(540, Some(true))]),
+            "2 of the 3 listed carry no traffic now; the last of those expires in 9m unless refreshed"
+        );
+        assert_eq!(listing_note(&[a(30, Some(false))]), "all 1 listed carry traffic");
+        assert_eq!(
+            listing_note(&[a(90, None), a(20, None)]),
+            "2 listed; the last expires in 1m30s unless refreshed"
+        );
+        assert_eq!(listing_note(&[]), "none listed");
+    }
+
+    #[test]
     fn a_count_that_stops_falling_is_called_out_but_never_treated_as_gone() {
-        let mut d = DrainProgress::default();
+        let mut d = DrainProgress::new(S(120));
         d.observe(S(0), 10, 0);
         d.observe(S(60), 3, 0);
         // Three allocations stay put: within two minutes nothing is said...

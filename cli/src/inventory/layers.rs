@@ -59,6 +59,7 @@ layer!(
         drain_timeout: Duration,
         drain_poll: Duration,
         drain_threshold: u64,
+        drain_stuck_after: Duration,
         drain_on_timeout: OnTimeout,
         relay_drain: bool,
         reboot_command: Vec<String>,

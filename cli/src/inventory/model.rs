@@ -91,6 +91,9 @@ pub struct Drain {
     pub poll: Duration,
     /// The rollout proceeds once allocations are at or below this.
     pub threshold: u64,
+    /// A count that has not fallen for this long is called out, with the
+    /// relay's own listing of what is left where it has one.
+    pub stuck_after: Duration,
     pub on_timeout: OnTimeout,
     /// Also switch on the relay's own drain mode while waiting.
     pub relay_drain: bool,

@@ -82,6 +82,7 @@ pub fn relay_settings(m: &mut MapReader) -> RelayLayer {
         r.drain_threshold = d
             .get("threshold")
             .and_then(|a| a.int::<u64>("a number of allocations"));
+        r.drain_stuck_after = d.get("stuck_after").and_then(|a| a.duration());
         r.drain_on_timeout = d
             .get("on_timeout")
             .and_then(|a| a.choice(&[("stop", OnTimeout::Stop), ("readvertise", OnTimeout::Readvertise)]));

@@ -270,6 +270,8 @@ fn relay(at: &At, defaults: &Defaults, site: &str, walk: &Walk) -> Option<Relay>
             timeout: l.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
             poll: l.drain_poll.unwrap_or(DEFAULT_DRAIN_POLL),
             threshold: l.drain_threshold.unwrap_or(0),
+            // Allocations of vanished clients live up to 10 min; say so well before.
+            stuck_after: l.drain_stuck_after.unwrap_or(std::time::Duration::from_secs(120)),
             on_timeout: l.drain_on_timeout.unwrap_or(OnTimeout::Stop),
             relay_drain: l.relay_drain.unwrap_or(false),
         },

@@ -291,6 +291,13 @@ pub enum Gate {
     Drained {
         stats: StatsRead,
         threshold: u64,
+        /// How the relay lists its allocations one by one, read when the
+        /// count stops falling: restund's `turn`, coturn's `ps`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        list: Option<Box<StatsRead>>,
+        /// How long the count may stay put before that.
+        #[serde(with = "crate::command::secs", rename = "stuck_after_secs")]
+        stuck_after: Duration,
     },
     ServiceUp {
         service: ServiceProbe,
@@ -457,7 +464,11 @@ impl Action {
         match self {
             Action::Run { command } | Action::Record { command, .. } => out.push(command),
             Action::Gate { gate, .. } => match gate {
-                Gate::Drained { stats, .. } | Gate::StatsAnswer { stats } => out.extend(stats.command()),
+                Gate::Drained { stats, list, .. } => {
+                    out.extend(stats.command());
+                    out.extend(list.as_ref().and_then(|l| l.command()));
+                }
+                Gate::StatsAnswer { stats } => out.extend(stats.command()),
                 Gate::ServiceUp { service } => out.push(&service.command),
                 Gate::Unadvertised { check, .. } | Gate::Advertised { check, .. } => out.push(check),
                 Gate::NewBoot { command, .. }

@@ -360,7 +360,18 @@ impl Render {
 
     fn gate(&mut self, g: &Gate, pad: &str) {
         match g {
-            Gate::Drained { stats, .. } | Gate::StatsAnswer { stats } => {
+            Gate::Drained { stats, list, .. } => {
+                let _ = writeln!(self.out, "{pad}  read by {}", stats.described);
+                self.stats(stats, pad);
+                if let Some(l) = list {
+                    let _ = writeln!(
+                        self.out,
+                        "{pad}  when the count stops falling, its allocations are listed (which carry no traffic, when they expire):"
+                    );
+                    self.stats(l, pad);
+                }
+            }
+            Gate::StatsAnswer { stats } => {
                 let _ = writeln!(self.out, "{pad}  read by {}", stats.described);
                 self.stats(stats, pad);
             }

@@ -207,6 +207,8 @@ impl Builder<'_> {
                     Gate::Drained {
                         stats: crate::stats::plan(r)?,
                         threshold: r.drain.threshold,
+                        list: crate::stats::listing(r)?.map(Box::new),
+                        stuck_after: r.drain.stuck_after,
                     },
                 )
             }
