@@ -92,7 +92,7 @@ fn marked(e: &anyhow::Error) -> Option<Kind> {
             Some(x.kind)
         } else if c.is::<InputError>() {
             Some(Kind::Input)
-        } else if c.is::<crate::executor::Stopped>() {
+        } else if c.is::<Stopped>() {
             Some(Kind::Stopped)
         } else {
             None
@@ -104,6 +104,18 @@ fn marked(e: &anyhow::Error) -> Option<Kind> {
 pub fn is(e: &anyhow::Error, kind: Kind) -> bool {
     marked(e).unwrap_or(Kind::Failed) == kind
 }
+
+/// The run was stopped (Ctrl-C).
+#[derive(Debug)]
+pub struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped by Ctrl-C")
+    }
+}
+
+impl std::error::Error for Stopped {}
 
 /// An error as it is shown: text on stderr, or JSON on stdout.
 #[derive(Debug, Serialize)]

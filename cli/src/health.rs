@@ -89,11 +89,7 @@ impl Probe {
                 relay::RelayDrain::Unsupported => None,
                 _ => stats::status_port(r, "drain_state").ok(),
             },
-            stun: if r.stun_check {
-                crate::plan::stun_target(r)
-            } else {
-                None
-            },
+            stun: if r.stun_check { r.stun_target() } else { None },
             urls: r.urls.clone(),
         })
     }

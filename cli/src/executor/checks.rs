@@ -10,7 +10,7 @@ use anyhow::bail;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::Executor;
+use super::core::Executor;
 use crate::advertise::{self, State};
 use crate::health::{self, Health, Probe};
 use crate::plan::{CheckKind, Safety, ValuesRef};

@@ -11,8 +11,25 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::{Executor, Stopped};
-use crate::plan::{Action, Gate, OnTimeout, Step};
+use super::core::{Executor, RunEvent, unless_stopped};
+use crate::error::Stopped;
+use crate::plan::{Action, Gate, Step};
+
+/// A gate that timed out; what that ends in (the plan's `on_timeout`) is
+/// the executor's to carry out.
+#[derive(Debug)]
+pub struct TimedOut {
+    /// What the last reading said.
+    pub last: String,
+}
+
+impl std::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "timed out: {}", self.last)
+    }
+}
+
+impl std::error::Error for TimedOut {}
 
 /// What one reading found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +158,7 @@ pub async fn wait(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
         fact,
         poll,
         timeout,
-        on_timeout,
+        ..
     } = &step.action
     else {
         unreachable!("gates::wait is called for gates")
@@ -157,7 +174,7 @@ pub async fn wait(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
     loop {
         // A reading never runs past the timeout by more than one poll.
         let bound = timeout.saturating_sub(started.elapsed()) + poll.max(Duration::from_secs(1));
-        let one = super::unless_stopped(&ex.stop, read(ex, step, gate, &mut drain, started));
+        let one = unless_stopped(&ex.stop, read(ex, step, gate, &mut drain, started));
         let reading = match tokio::time::timeout(bound, one).await {
             Ok(Ok(p)) => Ok(p),
             Ok(Err(e)) if e.is::<Stopped>() || e.chain().any(|c| c.is::<Stopped>()) => {
@@ -176,7 +193,7 @@ pub async fn wait(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
             Verdict::NotYet(t) => ("not-yet", t),
             Verdict::TimedOut(t) => ("timed-out", t),
         };
-        ex.out.event(&super::RunEvent::Reading {
+        ex.out.event(&RunEvent::Reading {
             number: step.number,
             node: &step.node,
             gate: gate.name(),
@@ -196,7 +213,7 @@ pub async fn wait(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
             }
             Verdict::TimedOut(last) => {
                 drop(bar);
-                return timed_out(ex, step, gate, fact, &last, timeout, *on_timeout).await;
+                return Err(TimedOut { last }.into());
             }
             Verdict::NotYet(why) => bar.set_message(format!(
                 "{}: waiting until {fact}: {why} [{} of {}]",
@@ -294,7 +311,7 @@ async fn read(
                     format!("{e}").lines().next().unwrap_or("").to_owned(),
                 ));
             }
-            let now = super::steps::run(ex, command).await?.trim().to_owned();
+            let now = ex.run(command).await?.trim().to_owned();
             if now != before {
                 Poll::Holds(format!("boot id {now}"))
             } else {
@@ -310,79 +327,6 @@ async fn read(
     })
 }
 
-/// What a gate that timed out ends in, as the plan's `on_timeout` says:
-/// with `--force`, a confirmed go-on; with `readvertise`, the relay's own
-/// drain mode switched off and the relay put back (the plan's own later
-/// steps); and the run stops.
-async fn timed_out(
-    ex: &mut Executor<'_>,
-    step: &Step,
-    gate: &Gate,
-    fact: &str,
-    last: &str,
-    timeout: Duration,
-    on_timeout: OnTimeout,
-) -> anyhow::Result<()> {
-    let waited = crate::duration::format(timeout);
-    let node = &step.node;
-    if let (OnTimeout::Force | OnTimeout::ForceElseReadvertise, Gate::Drained { stats, .. }) =
-        (on_timeout, gate)
-    {
-        let n = crate::stats::read(&ex.remote, &ex.node(&stats.relay)?, stats)
-            .await
-            .map(|s| s.allocations);
-        let question = match n {
-            Ok(n) => format!(
-                "the drain of {node} timed out after {waited}; restart it anyway, dropping its {n} allocations"
-            ),
-            Err(e) => bail!(
-                "the drain of {node} timed out and its allocations cannot be read ({e:#}): not restarting"
-            ),
-        };
-        if super::steps::ask(ex, &question).await.is_ok() {
-            return Ok(());
-        }
-    }
-    if matches!(
-        on_timeout,
-        OnTimeout::Readvertise | OnTimeout::ForceElseReadvertise
-    ) {
-        let plan = ex.plan;
-        // Undo the relay's own drain mode first: a relay advertised while
-        // draining refuses every new call.
-        let later = plan.steps().filter(|s| s.node == *node && s.number > step.number);
-        let undo: Vec<&Step> = later
-            .filter(|s| match &s.action {
-                Action::StatusCommand { command, .. } => command == "drain_disable" && ex.draining(node),
-                Action::Advertise { out: false, .. } => true,
-                _ => false,
-            })
-            .collect();
-        if undo.iter().any(|s| matches!(s.action, Action::Advertise { .. })) {
-            for back in undo {
-                ex.out.status(
-                    super::verb(&back.action),
-                    &format!(
-                        "{}. {}: {} ({fact}: timed out)",
-                        back.number, back.node, back.title
-                    ),
-                );
-                // Boxed: performing a step may wait on a gate, which is where this came from.
-                Box::pin(ex.run_step(back)).await?;
-            }
-            bail!(
-                "timed out after {waited} waiting until {fact} ({last}); {node} was put back in the advertised list and the rollout stops"
-            );
-        }
-    }
-    if matches!(gate, Gate::Drained { .. }) {
-        bail!(
-            "timed out after {waited} waiting until {fact} ({last}); {node} stays out of the advertised list and the rollout stops"
-        )
-    }
-    bail!("timed out after {waited} waiting until {fact}: {last}\nthe run stops here")
-}
-
 /// Whether the list clients receive (brig's `/calls/config/v2` JSON, printed
 /// by `check`) holds all of `urls` (`present`) or none.
 async fn listed(
@@ -391,7 +335,7 @@ async fn listed(
     urls: &[String],
     present: bool,
 ) -> anyhow::Result<Poll> {
-    let out = super::steps::run(ex, check).await?;
+    let out = ex.run(check).await?;
     let got =
         ice_urls(&out).with_context(|| format!("`{}` did not print the calls config JSON", check.line))?;
     let listed = urls.iter().filter(|u| got.contains(u)).count();

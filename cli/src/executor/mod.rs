@@ -9,198 +9,24 @@
 //! state every node was left in.
 
 mod checks;
+mod core;
 mod gates;
 mod steps;
+mod summary;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
+pub use self::core::{Executor, NodeSummary, Options, RunEvent, Stop};
+use self::core::{NodeState, unless_stopped, verb};
+pub use crate::error::Stopped;
 use crate::error::{self, Kind};
 use crate::journal::{self, Event, Journal};
-use crate::plan::{Action, Plan, Step};
-use crate::printer::{Printer, Tone};
-use crate::remote::{Node, Remote};
-
-/// How a run is carried out.
-pub struct Options {
-    /// How many nodes the safety checks read at once.
-    pub forks: usize,
-    /// Where the run's journal goes, and the inventory's name in it.
-    pub state_dir: PathBuf,
-    pub inventory_id: String,
-    pub yes: bool,
-    /// Where everything the run says goes.
-    pub printer: Arc<Printer>,
-    pub control_dir: PathBuf,
-    pub ssh_persist: Option<Duration>,
-}
-
-/// The stop signal a run is handed: the first press stops at the next safe
-/// point; the second abandons the remote command running (a local one is
-/// killed), so the step's own restore, the journal and the summary still run.
-#[derive(Clone)]
-pub struct Stop {
-    presses: Arc<tokio::sync::watch::Sender<u8>>,
-}
-
-impl Default for Stop {
-    fn default() -> Stop {
-        Stop {
-            presses: Arc::new(tokio::sync::watch::Sender::new(0)),
-        }
-    }
-}
-
-impl Stop {
-    pub fn requested(&self) -> bool {
-        *self.presses.borrow() > 0
-    }
-
-    /// Asks the run to stop; returns how many times it has been asked.
-    pub fn press(&self) -> u8 {
-        let mut n = 0;
-        self.presses.send_modify(|p| {
-            *p = p.saturating_add(1);
-            n = *p;
-        });
-        n
-    }
-
-    /// Resolves once a stop at once is asked for.
-    async fn at_once(&self) {
-        let mut rx = self.presses.subscribe();
-        let _ = rx.wait_for(|p| *p >= 2).await;
-    }
-
-    /// Presses this stop on every Ctrl-C, saying what each press does.
-    /// Call from inside the runtime the run uses.
-    pub fn on_ctrl_c(&self, out: Arc<Printer>) {
-        let stop = self.clone();
-        tokio::spawn(async move {
-            while tokio::signal::ctrl_c().await.is_ok() {
-                if stop.press() == 1 {
-                    out.line(
-                        "Interrupted",
-                        "finishing the running command, then stopping at the next safe point (Ctrl-C again stops at once)",
-                        Tone::Warn,
-                    );
-                } else {
-                    out.line("Stopping", "abandoning the running command", Tone::Warn);
-                }
-            }
-        });
-    }
-}
-
-/// Runs `fut` unless a stop at once comes first: then the future (and the
-/// command it runs) is dropped and the step sees [`Stopped`].
-async fn unless_stopped<T>(
-    stop: &Stop,
-    fut: impl std::future::Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<T> {
-    tokio::select! {
-        r = fut => r,
-        _ = stop.at_once() => Err(anyhow::Error::new(Stopped).context("stopped at once by a second Ctrl-C; the running command was abandoned")),
-    }
-}
-
-/// The run was stopped (Ctrl-C).
-#[derive(Debug)]
-pub struct Stopped;
-
-impl std::fmt::Display for Stopped {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("stopped by Ctrl-C")
-    }
-}
-
-impl std::error::Error for Stopped {}
-
-/// What a run says on stdout with `--output json`: one object per line.
-/// Its shape is documented in README.md.
-#[derive(Debug, serde::Serialize)]
-#[serde(tag = "event", rename_all = "kebab-case")]
-pub enum RunEvent<'a> {
-    /// The run begins with the plan it executes, exactly.
-    Start { run: &'a str, plan: &'a Plan },
-    /// A safety check before anything changes.
-    Check {
-        check: &'a str,
-        ok: bool,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        error: Option<String>,
-    },
-    StepStart {
-        number: usize,
-        node: &'a str,
-        title: &'a str,
-    },
-    StepEnd {
-        number: usize,
-        node: &'a str,
-        ok: bool,
-        secs: f64,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        error: Option<String>,
-    },
-    /// Every reading a gate takes, with its verdict.
-    Reading {
-        number: usize,
-        node: &'a str,
-        gate: &'a str,
-        /// `holds`, `not-yet` or `timed-out`.
-        verdict: &'a str,
-        reading: &'a str,
-        elapsed_secs: f64,
-    },
-    /// How the run ended, and every node's state.
-    Summary {
-        outcome: &'a str,
-        secs: f64,
-        steps_done: usize,
-        steps_total: usize,
-        nodes: Vec<NodeSummary<'a>>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        journal: Option<String>,
-    },
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct NodeSummary<'a> {
-    pub node: &'a str,
-    pub steps_done: usize,
-    pub steps_total: usize,
-    /// `false`: out of the advertised list at the end; `null`: not touched.
-    pub advertised: Option<bool>,
-    /// The relay's own drain mode is still on.
-    pub relay_drain: bool,
-}
-
-/// What a run did to one node, for the summary.
-#[derive(Debug, Default, Clone)]
-struct NodeState {
-    /// `Some(false)` once taken out of the advertised list, `Some(true)` once back.
-    advertised: Option<bool>,
-    relay_drain: bool,
-    steps_done: usize,
-    steps_total: usize,
-}
-
-pub struct Executor<'a> {
-    plan: &'a Plan,
-    remote: Arc<Remote>,
-    opts: Options,
-    out: Arc<Printer>,
-    stop: Stop,
-    journal: Option<Journal>,
-    /// Outputs kept by `record` steps, by (node, name).
-    records: BTreeMap<(String, String), String>,
-    state: BTreeMap<String, NodeState>,
-}
+use crate::plan::{Action, Gate, OnTimeout, Plan, Step};
+use crate::remote::Remote;
 
 /// Runs the plan, and only the plan; the error says why it did not finish.
 pub async fn run(plan: &Plan, opts: Options, stop: Stop) -> anyhow::Result<()> {
@@ -342,7 +168,14 @@ impl Executor<'_> {
             title: &step.title,
         });
         let began = Instant::now();
-        let result = steps::perform(self, step).await;
+        let result = match steps::perform(self, step).await {
+            Err(e) => match e.downcast_ref::<gates::TimedOut>().map(|t| t.last.clone()) {
+                // Boxed: what a timeout ends in may run later steps of the plan.
+                Some(last) => Box::pin(self.timed_out(step, &last)).await,
+                None => Err(e),
+            },
+            ok => ok,
+        };
         self.out.event(&RunEvent::StepEnd {
             number: step.number,
             node: &step.node,
@@ -354,211 +187,80 @@ impl Executor<'_> {
         self.done(step)
     }
 
-    /// Records a finished step: the journal, and the node's state for the summary.
-    fn done(&mut self, step: &Step) -> anyhow::Result<()> {
-        if let Some(j) = &mut self.journal {
-            j.record(&Event::Step {
-                number: step.number,
-                node: step.node.clone(),
-                title: step.title.clone(),
-                at: journal::now(),
-            })?;
-            if let Action::Advertise { out, .. } = &step.action {
-                j.record(&Event::Advertised {
-                    node: step.node.clone(),
-                    out: *out,
-                    at: journal::now(),
-                })?;
-            }
-        }
-        let s = self.state.entry(step.node.clone()).or_default();
-        s.steps_done += 1;
-        match &step.action {
-            Action::Advertise { out, .. } => s.advertised = Some(!out),
-            Action::StatusCommand { command, .. } => s.relay_drain = command == "drain_enable",
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// Whether the run switched `node`'s own drain mode on and not yet off.
-    fn draining(&self, node: &str) -> bool {
-        self.state.get(node).is_some_and(|s| s.relay_drain)
-    }
-
-    /// How to reach node `name`, as the plan says.
-    fn node(&self, name: &str) -> anyhow::Result<Node> {
-        self.plan.node(&crate::plan::Host {
-            node: name.to_owned(),
-            address: String::new(),
-        })
-    }
-
-    /// The closing report: how long, how far, and every node's state with
-    /// what to do about a relay left out of service.
-    fn summary(&self, result: &anyhow::Result<()>, elapsed: Duration) {
-        let took = crate::duration::format(Duration::from_secs(elapsed.as_secs()));
-        let done: usize = self.state.values().map(|s| s.steps_done).sum();
-        let total: usize = self.state.values().map(|s| s.steps_total).sum();
-        match result {
-            Err(e) if error::is(e, Kind::Refused) => {
-                self.out.line(
-                    "Refused",
-                    &format!("{}: nothing was changed", self.plan.procedure),
-                    Tone::Bad,
-                );
-                return;
-            }
-            Ok(()) => self.out.status(
-                "Finished",
-                &format!(
-                    "{} on {} in {took}: {done} of {total} steps",
-                    self.plan.procedure,
-                    self.plan.targets.join(", ")
-                ),
-            ),
-            Err(e) if e.is::<Stopped>() || e.chain().any(|c| c.is::<Stopped>()) => self.out.line(
-                "Stopped",
-                &format!(
-                    "{} after {took}: {done} of {total} steps done",
-                    self.plan.procedure
-                ),
-                Tone::Warn,
-            ),
-            Err(_) => self.out.line(
-                "Failed",
-                &format!(
-                    "{} after {took}: {done} of {total} steps done",
-                    self.plan.procedure
-                ),
-                Tone::Bad,
-            ),
-        }
-        for (node, s) in &self.state {
-            let mut words = vec![format!("{}/{} steps", s.steps_done, s.steps_total)];
-            match s.advertised {
-                Some(false) => words.push("OUT of the advertised list".into()),
-                Some(true) => words.push("back in the advertised list".into()),
-                None => {}
-            }
-            if s.relay_drain {
-                words.push("its own drain mode is ON".into());
-            }
-            let tone = if s.advertised == Some(false) || s.relay_drain {
-                Tone::Warn
-            } else {
-                Tone::Good
-            };
-            self.out.line("", &format!("{node}: {}", words.join(", ")), tone);
-            if s.relay_drain {
-                self.out.line(
-                    "",
-                    &format!(
-                        "    before {node} is advertised again, switch its own drain mode off: {}",
-                        self.drain_off_hint(node)
-                    ),
-                    Tone::Warn,
-                );
-            }
-            if s.advertised == Some(false) {
-                self.out.line(
-                    "",
-                    &format!(
-                        "    to put {node} back in service: {}",
-                        self.readvertise_hint(node)
-                    ),
-                    Tone::Warn,
-                );
-            }
-        }
-        if result.is_err() && done < total {
-            // The journal lets the same command pick up where this one stopped.
-            let again: Vec<String> = std::iter::once("opsctl".to_owned())
-                .chain(std::env::args().skip(1))
-                .collect();
-            self.out.line(
-                "",
-                &format!(
-                    "to continue where this run stopped: fix the cause, then run `{}` again",
-                    crate::shell::join(&again)
-                ),
-                Tone::Warn,
-            );
-        }
-    }
-
-    /// How the plan switches `node`'s own drain mode off.
-    fn drain_off_hint(&self, node: &str) -> String {
-        let off = self.plan.steps().find_map(|s| match &s.action {
-            Action::StatusCommand { command, send, .. } if s.node == node && command == "drain_disable" => {
-                Some(send)
-            }
-            _ => None,
-        });
-        match off.map(|s| &s.how) {
-            Some(crate::stats::How::Command { command, .. }) => {
-                format!("run `{}` on {}", command.line, command.on.node)
-            }
-            Some(crate::stats::How::Here { addr, message }) => format!("send `{message}` to udp {addr}"),
-            None => "send `drain_disable` to its status port".into(),
-        }
-    }
-
-    fn readvertise_hint(&self, node: &str) -> String {
-        let step = self
-            .plan
-            .steps()
-            .find(|s| s.node == node && matches!(s.action, Action::Advertise { out: false, .. }));
-        match step {
-            Some(Step {
-                number,
-                action:
-                    Action::Advertise {
-                        edit: Some(e),
-                        commands,
-                        ..
-                    },
-                ..
-            }) => format!(
-                "restore its lines in {} as step {number} of the plan shows (`--dry-run`), then run {}",
-                e.path,
-                commands
-                    .iter()
-                    .map(|c| format!("`{}`", c.line))
-                    .collect::<Vec<_>>()
-                    .join(", then ")
-            ),
-            Some(Step {
-                action: Action::Advertise { commands, .. },
-                ..
-            }) => format!(
-                "run {}",
-                commands
-                    .iter()
-                    .map(|c| format!("`{}`", c.line))
-                    .collect::<Vec<_>>()
-                    .join(", then ")
-            ),
-            _ => "put it back in the list clients receive".into(),
-        }
-    }
-}
-
-fn verb(a: &Action) -> &'static str {
-    match a {
-        Action::Run { .. } => "Running",
-        Action::Record { .. } => "Reading",
-        Action::Gate {
-            gate: crate::plan::Gate::Drained { .. },
+    /// What a gate that timed out ends in, as the plan's `on_timeout` says:
+    /// with `--force`, a confirmed go-on; with `readvertise`, the relay's own
+    /// drain mode switched off and the relay put back (the plan's own later
+    /// steps); and the run stops.
+    async fn timed_out(&mut self, step: &Step, last: &str) -> anyhow::Result<()> {
+        let ex = self;
+        let Action::Gate {
+            gate,
+            fact,
+            timeout,
+            on_timeout,
             ..
-        } => "Draining",
-        Action::Gate { .. } => "Waiting",
-        Action::Safety { .. } => "Checking",
-        Action::Advertise { out: true, .. } => "Withdrawing",
-        Action::Advertise { out: false, .. } => "Advertising",
-        Action::StatusCommand { .. } => "Signalling",
-        Action::Upload { .. } => "Uploading",
-        Action::SetConfig { .. } => "Editing",
-        Action::Confirm { .. } => "Confirming",
+        } = &step.action
+        else {
+            bail!("step {} is not a gate", step.number)
+        };
+        let (timeout, on_timeout) = (*timeout, *on_timeout);
+        let waited = crate::duration::format(timeout);
+        let node = &step.node;
+        if let (OnTimeout::Force | OnTimeout::ForceElseReadvertise, Gate::Drained { stats, .. }) =
+            (on_timeout, gate)
+        {
+            let n = crate::stats::read(&ex.remote, &ex.node(&stats.relay)?, stats)
+                .await
+                .map(|s| s.allocations);
+            let question = match n {
+                Ok(n) => format!(
+                    "the drain of {node} timed out after {waited}; restart it anyway, dropping its {n} allocations"
+                ),
+                Err(e) => bail!(
+                    "the drain of {node} timed out and its allocations cannot be read ({e:#}): not restarting"
+                ),
+            };
+            if ex.ask(&question).await.is_ok() {
+                return Ok(());
+            }
+        }
+        if matches!(
+            on_timeout,
+            OnTimeout::Readvertise | OnTimeout::ForceElseReadvertise
+        ) {
+            let plan = ex.plan;
+            // Undo the relay's own drain mode first: a relay advertised while
+            // draining refuses every new call.
+            let later = plan.steps().filter(|s| s.node == *node && s.number > step.number);
+            let undo: Vec<&Step> = later
+                .filter(|s| match &s.action {
+                    Action::StatusCommand { command, .. } => command == "drain_disable" && ex.draining(node),
+                    Action::Advertise { out: false, .. } => true,
+                    _ => false,
+                })
+                .collect();
+            if undo.iter().any(|s| matches!(s.action, Action::Advertise { .. })) {
+                for back in undo {
+                    ex.out.status(
+                        verb(&back.action),
+                        &format!(
+                            "{}. {}: {} ({fact}: timed out)",
+                            back.number, back.node, back.title
+                        ),
+                    );
+                    // Boxed: performing a step may wait on a gate, which is where this came from.
+                    Box::pin(ex.run_step(back)).await?;
+                }
+                bail!(
+                    "timed out after {waited} waiting until {fact} ({last}); {node} was put back in the advertised list and the rollout stops"
+                );
+            }
+        }
+        if matches!(gate, Gate::Drained { .. }) {
+            bail!(
+                "timed out after {waited} waiting until {fact} ({last}); {node} stays out of the advertised list and the rollout stops"
+            )
+        }
+        bail!("timed out after {waited} waiting until {fact}: {last}\nthe run stops here")
     }
 }

@@ -1,24 +1,24 @@
 //! Performing one plan step, with the commands the step carries.
 
-use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::{Context, bail};
 
-use super::{Executor, checks, gates, unless_stopped};
+use super::core::{Executor, unless_stopped};
+use super::{checks, gates};
 use crate::advertise;
-use crate::plan::{Action, Command, Step};
+use crate::plan::{Action, Step};
 
 pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
     match &step.action {
         Action::Run { command } => {
-            let out = run(ex, command).await?;
+            let out = ex.run(command).await?;
             if !out.trim().is_empty() {
                 ex.out.note(&crate::remote::trim_output(&out));
             }
         }
         Action::Record { name, command } => {
-            let out = run(ex, command).await?;
+            let out = ex.run(command).await?;
             ex.records
                 .insert((step.node.clone(), name.clone()), out.trim().to_owned());
         }
@@ -56,7 +56,7 @@ pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
             commands,
         } => {
             let node = ex.plan.node(on)?;
-            let current = run(ex, read).await?;
+            let current = ex.run(read).await?;
             if current.contains('\u{fffd}') {
                 bail!("{path} on {} is not text", step.node);
             }
@@ -87,18 +87,10 @@ pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
                     (Err(e), None) => return Err(e),
                 };
             }
-            ask(ex, &question).await?;
+            ex.ask(&question).await?;
         }
     }
     Ok(())
-}
-
-/// Runs a command where the plan says: on a node, or here. A stop at once
-/// abandons it.
-pub async fn run(ex: &Executor<'_>, c: &Command) -> anyhow::Result<String> {
-    let node = ex.plan.node(&c.on)?;
-    let t = node.access.ssh.command_timeout;
-    unless_stopped(&ex.stop, async { Ok(ex.remote.run(&node, c, t).await?.stdout) }).await
 }
 
 /// An upload a stop at once abandons; its temporary file is then removed
@@ -172,7 +164,7 @@ async fn advertise(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
         }
     }
     for c in commands {
-        if let Err(e) = run(ex, c).await {
+        if let Err(e) = ex.run(c).await {
             if let Some((path, text)) = &restore {
                 write_atomically(path, text)?;
                 return Err(e.context(format!("{} was put back as it was", path.display())));
@@ -199,27 +191,5 @@ fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
         std::fs::set_permissions(&tmp, p)?;
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
-    Ok(())
-}
-
-/// Asks a yes/no question: `--yes` answers yes; with no terminal, refuse.
-pub async fn ask(ex: &Executor<'_>, question: &str) -> anyhow::Result<()> {
-    if ex.opts.yes {
-        ex.out.note(&format!("{question}: yes (--yes)"));
-        return Ok(());
-    }
-    if !std::io::stdin().is_terminal() || !console::Term::stderr().is_term() {
-        bail!(
-            "`{question}?` needs an answer, and there is no terminal to ask on\nhelp: pass `--yes` to answer yes in automation"
-        );
-    }
-    let yes = dialoguer::Confirm::new()
-        .with_prompt(question.to_owned())
-        .default(false)
-        .interact_on(&console::Term::stderr())
-        .context("asking for confirmation")?;
-    if !yes {
-        bail!("not confirmed: {question}");
-    }
     Ok(())
 }

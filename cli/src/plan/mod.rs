@@ -26,7 +26,7 @@ use crate::health::{Probe, ServiceProbe};
 use crate::remote::UploadCommands;
 use crate::stats::StatsRead;
 pub use render::text;
-pub use request::{Procedure, Request, build, stun_target};
+pub use request::{Procedure, Request, build};
 
 /// The version of the JSON shape; bumped on any incompatible change.
 pub const SCHEMA: u32 = 2;

@@ -404,25 +404,6 @@ pub(super) fn step_name(k: &StepKind) -> &'static str {
     }
 }
 
-/// A UDP STUN/TURN address of the relay: `turn:host:port` without `transport=tcp`.
-pub fn stun_target(r: &Relay) -> Option<String> {
-    r.urls.iter().find_map(|u| {
-        let rest = u.strip_prefix("turn:").or_else(|| u.strip_prefix("stun:"))?;
-        let (hostport, query) = rest.split_once('?').unwrap_or((rest, ""));
-        if query == "transport=tcp" {
-            return None;
-        }
-        let has_port = hostport
-            .rsplit_once(':')
-            .is_some_and(|(h, p)| !h.ends_with(':') && p.parse::<u16>().is_ok());
-        Some(if has_port {
-            hostport.to_owned()
-        } else {
-            format!("{hostport}:3478")
-        })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use relay::{CertLayout, RelayDrain, StatsSource};
 
-use super::request::{Builder, stun_target};
+use super::request::Builder;
 use super::*;
 use crate::advertise::{self as adv, Entry, ValuesFile};
 use crate::inventory::{AdvertiseCheck, Backend, OnTimeout as InvOnTimeout, Relay};
@@ -225,7 +225,7 @@ impl Builder<'_> {
                 },
             ),
             PbGate::StunBinding => {
-                let target = stun_target(r).with_context(|| {
+                let target = r.stun_target().with_context(|| {
                     format!(
                         "relay `{}` has `stun_check` on but no UDP `turn:` or `stun:` URL to send a binding request to\nhelp: add one to its `urls`, or set `stun_check: false`",
                         r.name

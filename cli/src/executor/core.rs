@@ -1,0 +1,276 @@
+//! The executor's state and what every part of it uses: the options, the
+//! stop signal, the events a run reports, and running one of the plan's
+//! commands or asking the operator.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::error::Stopped;
+use crate::journal::{self, Event, Journal};
+use crate::plan::{Action, Command, Plan, Step};
+use crate::printer::{Printer, Tone};
+use crate::remote::{Node, Remote};
+
+/// How a run is carried out.
+pub struct Options {
+    /// How many nodes the safety checks read at once.
+    pub forks: usize,
+    /// Where the run's journal goes, and the inventory's name in it.
+    pub state_dir: PathBuf,
+    pub inventory_id: String,
+    pub yes: bool,
+    /// Where everything the run says goes.
+    pub printer: Arc<Printer>,
+    pub control_dir: PathBuf,
+    pub ssh_persist: Option<Duration>,
+}
+
+/// The stop signal a run is handed: the first press stops at the next safe
+/// point; the second abandons the remote command running (a local one is
+/// killed), so the step's own restore, the journal and the summary still run.
+#[derive(Clone)]
+pub struct Stop {
+    presses: Arc<tokio::sync::watch::Sender<u8>>,
+}
+
+impl Default for Stop {
+    fn default() -> Stop {
+        Stop {
+            presses: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
+    }
+}
+
+impl Stop {
+    pub fn requested(&self) -> bool {
+        *self.presses.borrow() > 0
+    }
+
+    /// Asks the run to stop; returns how many times it has been asked.
+    pub fn press(&self) -> u8 {
+        let mut n = 0;
+        self.presses.send_modify(|p| {
+            *p = p.saturating_add(1);
+            n = *p;
+        });
+        n
+    }
+
+    /// Resolves once a stop at once is asked for.
+    pub(super) async fn at_once(&self) {
+        let mut rx = self.presses.subscribe();
+        let _ = rx.wait_for(|p| *p >= 2).await;
+    }
+
+    /// Presses this stop on every Ctrl-C, saying what each press does.
+    /// Call from inside the runtime the run uses.
+    pub fn on_ctrl_c(&self, out: Arc<Printer>) {
+        let stop = self.clone();
+        tokio::spawn(async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                if stop.press() == 1 {
+                    out.line(
+                        "Interrupted",
+                        "finishing the running command, then stopping at the next safe point (Ctrl-C again stops at once)",
+                        Tone::Warn,
+                    );
+                } else {
+                    out.line("Stopping", "abandoning the running command", Tone::Warn);
+                }
+            }
+        });
+    }
+}
+
+/// Runs `fut` unless a stop at once comes first: then the future (and the
+/// command it runs) is dropped and the step sees [`Stopped`].
+pub(super) async fn unless_stopped<T>(
+    stop: &Stop,
+    fut: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::select! {
+        r = fut => r,
+        _ = stop.at_once() => Err(anyhow::Error::new(Stopped).context("stopped at once by a second Ctrl-C; the running command was abandoned")),
+    }
+}
+
+/// What a run says on stdout with `--output json`: one object per line.
+/// Its shape is documented in README.md.
+#[derive(Debug, serde::Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum RunEvent<'a> {
+    /// The run begins with the plan it executes, exactly.
+    Start { run: &'a str, plan: &'a Plan },
+    /// A safety check before anything changes.
+    Check {
+        check: &'a str,
+        ok: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    StepStart {
+        number: usize,
+        node: &'a str,
+        title: &'a str,
+    },
+    StepEnd {
+        number: usize,
+        node: &'a str,
+        ok: bool,
+        secs: f64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// Every reading a gate takes, with its verdict.
+    Reading {
+        number: usize,
+        node: &'a str,
+        gate: &'a str,
+        /// `holds`, `not-yet` or `timed-out`.
+        verdict: &'a str,
+        reading: &'a str,
+        elapsed_secs: f64,
+    },
+    /// How the run ended, and every node's state.
+    Summary {
+        outcome: &'a str,
+        secs: f64,
+        steps_done: usize,
+        steps_total: usize,
+        nodes: Vec<NodeSummary<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        journal: Option<String>,
+    },
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct NodeSummary<'a> {
+    pub node: &'a str,
+    pub steps_done: usize,
+    pub steps_total: usize,
+    /// `false`: out of the advertised list at the end; `null`: not touched.
+    pub advertised: Option<bool>,
+    /// The relay's own drain mode is still on.
+    pub relay_drain: bool,
+}
+
+/// What a run did to one node, for the summary.
+#[derive(Debug, Default, Clone)]
+pub(super) struct NodeState {
+    /// `Some(false)` once taken out of the advertised list, `Some(true)` once back.
+    pub(super) advertised: Option<bool>,
+    pub(super) relay_drain: bool,
+    pub(super) steps_done: usize,
+    pub(super) steps_total: usize,
+}
+
+pub struct Executor<'a> {
+    pub(super) plan: &'a Plan,
+    pub(super) remote: Arc<Remote>,
+    pub(super) opts: Options,
+    pub(super) out: Arc<Printer>,
+    pub(super) stop: Stop,
+    pub(super) journal: Option<Journal>,
+    /// Outputs kept by `record` steps, by (node, name).
+    pub(super) records: BTreeMap<(String, String), String>,
+    pub(super) state: BTreeMap<String, NodeState>,
+}
+
+impl Executor<'_> {
+    /// Records a finished step: the journal, and the node's state for the summary.
+    pub(super) fn done(&mut self, step: &Step) -> anyhow::Result<()> {
+        if let Some(j) = &mut self.journal {
+            j.record(&Event::Step {
+                number: step.number,
+                node: step.node.clone(),
+                title: step.title.clone(),
+                at: journal::now(),
+            })?;
+            if let Action::Advertise { out, .. } = &step.action {
+                j.record(&Event::Advertised {
+                    node: step.node.clone(),
+                    out: *out,
+                    at: journal::now(),
+                })?;
+            }
+        }
+        let s = self.state.entry(step.node.clone()).or_default();
+        s.steps_done += 1;
+        match &step.action {
+            Action::Advertise { out, .. } => s.advertised = Some(!out),
+            Action::StatusCommand { command, .. } => s.relay_drain = command == "drain_enable",
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Whether the run switched `node`'s own drain mode on and not yet off.
+    pub(super) fn draining(&self, node: &str) -> bool {
+        self.state.get(node).is_some_and(|s| s.relay_drain)
+    }
+
+    /// How to reach node `name`, as the plan says.
+    pub(super) fn node(&self, name: &str) -> anyhow::Result<Node> {
+        self.plan.node(&crate::plan::Host {
+            node: name.to_owned(),
+            address: String::new(),
+        })
+    }
+
+    /// Runs a command where the plan says: on a node, or here. A stop at once
+    /// abandons it.
+    pub(super) async fn run(&self, c: &Command) -> anyhow::Result<String> {
+        let node = self.plan.node(&c.on)?;
+        let t = node.access.ssh.command_timeout;
+        unless_stopped(&self.stop, async {
+            Ok(self.remote.run(&node, c, t).await?.stdout)
+        })
+        .await
+    }
+
+    /// Asks a yes/no question: `--yes` answers yes; with no terminal, refuse.
+    pub(super) async fn ask(&self, question: &str) -> anyhow::Result<()> {
+        if self.opts.yes {
+            self.out.note(&format!("{question}: yes (--yes)"));
+            return Ok(());
+        }
+        if !std::io::stdin().is_terminal() || !console::Term::stderr().is_term() {
+            bail!(
+                "`{question}?` needs an answer, and there is no terminal to ask on\nhelp: pass `--yes` to answer yes in automation"
+            );
+        }
+        let yes = dialoguer::Confirm::new()
+            .with_prompt(question.to_owned())
+            .default(false)
+            .interact_on(&console::Term::stderr())
+            .context("asking for confirmation")?;
+        if !yes {
+            bail!("not confirmed: {question}");
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn verb(a: &Action) -> &'static str {
+    match a {
+        Action::Run { .. } => "Running",
+        Action::Record { .. } => "Reading",
+        Action::Gate {
+            gate: crate::plan::Gate::Drained { .. },
+            ..
+        } => "Draining",
+        Action::Gate { .. } => "Waiting",
+        Action::Safety { .. } => "Checking",
+        Action::Advertise { out: true, .. } => "Withdrawing",
+        Action::Advertise { out: false, .. } => "Advertising",
+        Action::StatusCommand { .. } => "Signalling",
+        Action::Upload { .. } => "Uploading",
+        Action::SetConfig { .. } => "Editing",
+        Action::Confirm { .. } => "Confirming",
+    }
+}
