@@ -183,6 +183,11 @@ fn a_run_in_json_is_one_event_per_line() {
         .unwrap_or_else(|| panic!("{}", out.dump()));
     assert_eq!(drained["verdict"], "holds");
     assert_eq!(drained["reading"], "0 allocations");
+    // The journal's first event holds the same plan.
+    let journal = std::fs::read_to_string(scratch.0.join(".opsctl-state/test.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(journal.lines().next().unwrap()).unwrap();
+    assert_eq!(first["event"], "start");
+    assert_eq!(first["plan"], events[0]["plan"]);
     let steps = events.iter().filter(|e| e["event"] == "step-end").count();
     assert_eq!(steps, last["steps_total"].as_u64().unwrap() as usize);
     drop(lab);

@@ -133,9 +133,13 @@ impl Executor<'_> {
                 if e.is::<Stopped>() {
                     return Err(e);
                 }
-                return Err(error::refused(format!(
-                    "refusing: safety check `{name}` failed; nothing was changed: {e:#}"
-                )));
+                // The cause stays an error of its own under the refusal.
+                return Err(error::mark(
+                    Kind::Refused,
+                    e.context(format!(
+                        "refusing: safety check `{name}` failed; nothing was changed"
+                    )),
+                ));
             }
             self.out.note(&format!("ok: {name}"));
         }

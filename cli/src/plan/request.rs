@@ -448,6 +448,19 @@ sites:
       - {name: r3, host: 10.0.0.3, kind: coturn, stats: {via: coturn-cli, password_env: P}, drain: {relay_drain: true}}
 "#;
 
+    /// The plan is data: what a run stores in its journal reads back as the
+    /// very same plan.
+    #[test]
+    fn a_plan_reads_back_as_it_was_written() {
+        let i = inv(RELAYS);
+        let p = plan(&i, Procedure::RestartNoDowntime, &["r1", "r2"]).unwrap();
+        let text = serde_json::to_string(&p).unwrap();
+        let back: Plan = serde_json::from_str(&text).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), text);
+        assert_eq!(back.commands().len(), p.commands().len());
+        assert!(p.commands().len() > 10);
+    }
+
     #[test]
     fn conditional_steps_follow_each_node() {
         let i = inv(RELAYS);
