@@ -49,123 +49,113 @@ impl Config {
     }
 
     pub fn resolve(cli: Cli, printer: Arc<Printer>) -> anyhow::Result<Config> {
-        if let Command::Lab(cmd) = cli.command {
-            return Ok(Config {
-                inventory: None,
-                printer,
-                dry_run: cli.global.dry_run,
-                yes: cli.global.yes,
-                quiet: cli.global.quiet,
-                verbose: cli.global.verbose > 0,
-                forks: usize::from(cli.global.forks),
-                state_dir: cli.global.state_dir.unwrap_or_else(crate::journal::default_dir),
-                inventory_id: String::new(),
-                ssh_persist: None,
-                control_dir: cli
-                    .global
-                    .control_dir
-                    .unwrap_or_else(crate::remote::default_control_dir),
-                output: cli.global.output,
-                action: Action::Lab(cmd),
-            });
-        }
-        let inventory = inventory::load(&cli.global.inventory)?;
-        let run = match cli.global.run_id {
-            Some(id) => check_run_id(id)?,
-            None => utc_stamp(std::time::SystemTime::now()),
-        };
-        let state_dir = cli
-            .global
-            .state_dir
-            .clone()
-            .unwrap_or_else(crate::journal::default_dir);
-        let inventory_id = inventory_id(&cli.global.inventory);
-        // Journals are read only for the procedures, which plan against them.
-        let procedure = matches!(
-            cli.command,
-            Command::Restart(_) | Command::Reboot(_) | Command::RenewCert(_) | Command::RecoverQuorum(_)
-        );
-        let left_out = if procedure {
-            crate::journal::left_out(&state_dir, &inventory_id)
-        } else {
-            Default::default()
-        };
-        let force = matches!(&cli.command, Command::Restart(r) if r.force);
-        let plan = |procedure, targets| {
-            Action::Plan(Request {
-                procedure,
-                targets,
-                run: run.clone(),
-                left_out: left_out.clone(),
-                force,
-            })
-        };
-        let action = match cli.command {
-            Command::Restart(r) => {
-                let targets = select_relays(&inventory, &r.targets)?;
-                let p = if r.no_downtime {
-                    Procedure::RestartNoDowntime
-                } else {
-                    Procedure::Restart
-                };
-                plan(p, targets)
+        let g = cli.global;
+        let state_dir = g.state_dir.clone().unwrap_or_else(crate::journal::default_dir);
+        let (inventory, inventory_id, action) = match cli.command {
+            Command::Lab(cmd) => (None, String::new(), Action::Lab(cmd)),
+            command => {
+                let (inv, id, action) = against_inventory(command, &g, &state_dir)?;
+                (Some(inv), id, action)
             }
-            Command::Reboot(args::Reboot::Node(r)) => {
-                plan(Procedure::RebootNode, select_relays(&inventory, &r.targets)?)
-            }
-            Command::RenewCert(r) => {
-                let mut targets = select_relays(&inventory, &r.targets)?;
-                if r.targets.nodes.is_empty() {
-                    // --all / --site mean every relay that serves TLS.
-                    targets.retain(|n| inventory.relays().any(|x| &x.name == n && x.kind.serves_tls()));
-                    if targets.is_empty() {
-                        return Err(usage("none of the selected relays serves TLS"));
-                    }
-                } else if let Some(r) = inventory
-                    .relays()
-                    .find(|x| r.targets.nodes.contains(&x.name) && !x.kind.serves_tls())
-                {
-                    return Err(usage(format!(
-                        "relay `{}` ({}) serves no TLS, so it has no certificate to renew\nhelp: leave it out",
-                        r.name, r.kind
-                    )));
-                }
-                plan(
-                    Procedure::RenewCert {
-                        bundle: r.bundle,
-                        key: r.key,
-                        reload: r.reload,
-                    },
-                    targets,
-                )
-            }
-            Command::RecoverQuorum(r) => plan(
-                Procedure::RecoverQuorum,
-                vec![select_cluster_site(&inventory, r.site)?],
-            ),
-            Command::Status => Action::Status,
-            Command::Lab(_) => return Err(usage("`opsctl lab` reads no inventory")),
-            Command::Inventory(args::InventoryCmd::Check) => Action::InventoryCheck,
         };
         Ok(Config {
-            inventory: Some(inventory),
+            inventory,
             printer,
-            dry_run: cli.global.dry_run,
-            yes: cli.global.yes,
-            quiet: cli.global.quiet,
-            verbose: cli.global.verbose > 0,
-            forks: usize::from(cli.global.forks),
+            dry_run: g.dry_run,
+            yes: g.yes,
+            quiet: g.quiet,
+            verbose: g.verbose > 0,
+            forks: usize::from(g.forks),
             state_dir,
             inventory_id,
-            ssh_persist: Some(cli.global.ssh_persist).filter(|d| !d.is_zero()),
-            control_dir: cli
-                .global
-                .control_dir
-                .unwrap_or_else(crate::remote::default_control_dir),
-            output: cli.global.output,
+            ssh_persist: Some(g.ssh_persist).filter(|d| !d.is_zero()),
+            control_dir: g.control_dir.unwrap_or_else(crate::remote::default_control_dir),
+            output: g.output,
             action,
         })
     }
+}
+
+/// The inventory, its id in journals, and what to do with it.
+fn against_inventory(
+    command: Command,
+    g: &args::Global,
+    state_dir: &std::path::Path,
+) -> anyhow::Result<(Inventory, String, Action)> {
+    let inventory = inventory::load(&g.inventory)?;
+    let run = match g.run_id.clone() {
+        Some(id) => check_run_id(id)?,
+        None => utc_stamp(std::time::SystemTime::now()),
+    };
+    let inventory_id = inventory_id(&g.inventory);
+    // Journals are read only for the procedures, which plan against them.
+    let procedure = matches!(
+        command,
+        Command::Restart(_) | Command::Reboot(_) | Command::RenewCert(_) | Command::RecoverQuorum(_)
+    );
+    let left_out = if procedure {
+        crate::journal::left_out(state_dir, &inventory_id)
+    } else {
+        Default::default()
+    };
+    let force = matches!(&command, Command::Restart(r) if r.force);
+    let plan = |procedure, targets| {
+        Action::Plan(Request {
+            procedure,
+            targets,
+            run: run.clone(),
+            left_out: left_out.clone(),
+            force,
+        })
+    };
+    let action = match command {
+        Command::Restart(r) => {
+            let targets = select_relays(&inventory, &r.targets)?;
+            let p = if r.no_downtime {
+                Procedure::RestartNoDowntime
+            } else {
+                Procedure::Restart
+            };
+            plan(p, targets)
+        }
+        Command::Reboot(args::Reboot::Node(r)) => {
+            plan(Procedure::RebootNode, select_relays(&inventory, &r.targets)?)
+        }
+        Command::RenewCert(r) => {
+            let mut targets = select_relays(&inventory, &r.targets)?;
+            if r.targets.nodes.is_empty() {
+                // --all / --site mean every relay that serves TLS.
+                targets.retain(|n| inventory.relays().any(|x| &x.name == n && x.kind.serves_tls()));
+                if targets.is_empty() {
+                    return Err(usage("none of the selected relays serves TLS"));
+                }
+            } else if let Some(r) = inventory
+                .relays()
+                .find(|x| r.targets.nodes.contains(&x.name) && !x.kind.serves_tls())
+            {
+                return Err(usage(format!(
+                    "relay `{}` ({}) serves no TLS, so it has no certificate to renew\nhelp: leave it out",
+                    r.name, r.kind
+                )));
+            }
+            plan(
+                Procedure::RenewCert {
+                    bundle: r.bundle,
+                    key: r.key,
+                    reload: r.reload,
+                },
+                targets,
+            )
+        }
+        Command::RecoverQuorum(r) => plan(
+            Procedure::RecoverQuorum,
+            vec![select_cluster_site(&inventory, r.site)?],
+        ),
+        Command::Status => Action::Status,
+        Command::Lab(_) => return Err(usage("`opsctl lab` reads no inventory")),
+        Command::Inventory(args::InventoryCmd::Check) => Action::InventoryCheck,
+    };
+    Ok((inventory, inventory_id, action))
 }
 
 /// Relay names in the order they will be worked on. Selecting nothing is an error.

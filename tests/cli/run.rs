@@ -125,6 +125,36 @@ fn pid(lab: &Lab, i: usize) -> String {
         .to_owned()
 }
 
+/// opsctl started in the background in the scratch directory, as in [`run`].
+fn spawn(scratch: &Scratch, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_opsctl"))
+        .current_dir(&scratch.0)
+        .args(args)
+        .env("LAB_CLI_PW", CLI_PW)
+        .env("OPSCTL_SSH_PERSIST", "0s")
+        .env("OPSCTL_CONTROL_DIR", scratch.0.join(".opsctl-ssh"))
+        .env("OPSCTL_STATE_DIR", scratch.0.join(".opsctl-state"))
+        .env("OPSCTL_RUN_ID", "test")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (30 s at most) until a relay's entries are commented out of the
+/// values file: the run has taken it out; `what` says what did not happen.
+fn until_taken_out(scratch: &Scratch, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(scratch.0.join("values.yaml"))
+        .unwrap()
+        .contains("# - turn:")
+    {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 fn run(scratch: &Scratch, args: &[&str]) -> crate::util::Output {
     opsctl_env(&scratch.0, args, &[("LAB_CLI_PW", CLI_PW)])
 }
@@ -282,31 +312,9 @@ fn ctrl_c_during_the_drain_stops_and_says_where() {
     let (lab, scratch, values) = coturn_lab(2, "true");
     // Allocations that stay until their lifetime ends: the drain cannot finish.
     lab.coturn_idle_allocations(0, 1);
-    let child = Command::new(env!("CARGO_BIN_EXE_opsctl"))
-        .current_dir(&scratch.0)
-        .args(["restart", "--no-downtime", "node-1"])
-        .env("LAB_CLI_PW", CLI_PW)
-        .env("OPSCTL_SSH_PERSIST", "0s")
-        .env("OPSCTL_CONTROL_DIR", scratch.0.join(".opsctl-ssh"))
-        .env("OPSCTL_STATE_DIR", scratch.0.join(".opsctl-state"))
-        .env("OPSCTL_RUN_ID", "test")
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn(&scratch, &["restart", "--no-downtime", "node-1"]);
     // Wait until the run is draining, then interrupt it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !std::fs::read_to_string(scratch.0.join("values.yaml"))
-        .unwrap()
-        .contains("# - turn:")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the relay was never taken out"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    until_taken_out(&scratch, "the relay was never taken out");
     std::thread::sleep(std::time::Duration::from_secs(2));
     let out = crate::util::interrupt(child);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -484,27 +492,11 @@ fn a_peer_that_fails_mid_rollout_stops_it_before_the_next_relay_goes_out() {
     // node-1 keeps allocations: its drain runs out and `--force --yes` restarts it.
     lab.coturn_idle_allocations(0, 1);
     let node2_before = pid(&lab, 1);
-    let child = Command::new(env!("CARGO_BIN_EXE_opsctl"))
-        .current_dir(&scratch.0)
-        .args(["--yes", "restart", "--no-downtime", "--force", "--all"])
-        .env("LAB_CLI_PW", CLI_PW)
-        .env("OPSCTL_SSH_PERSIST", "0s")
-        .env("OPSCTL_CONTROL_DIR", scratch.0.join(".opsctl-ssh"))
-        .env("OPSCTL_STATE_DIR", scratch.0.join(".opsctl-state"))
-        .env("OPSCTL_RUN_ID", "test")
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !std::fs::read_to_string(scratch.0.join("values.yaml"))
-        .unwrap()
-        .contains("# - turn:")
-    {
-        assert!(std::time::Instant::now() < deadline, "node-1 was never taken out");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let child = spawn(
+        &scratch,
+        &["--yes", "restart", "--no-downtime", "--force", "--all"],
+    );
+    until_taken_out(&scratch, "node-1 was never taken out");
     // During node-1's drain, node-3's relay stops.
     let stopped = lab.systemctl(2, "stop coturn");
     assert!(stopped.status.success(), "{stopped:?}");
@@ -535,27 +527,8 @@ fn a_peer_that_fails_mid_rollout_stops_it_before_the_next_relay_goes_out() {
 #[test]
 fn a_second_ctrl_c_during_a_hanging_apply_restores_the_values_file() {
     let (lab, scratch, values) = coturn_lab(2, "sleep 60");
-    let child = Command::new(env!("CARGO_BIN_EXE_opsctl"))
-        .current_dir(&scratch.0)
-        .args(["restart", "--no-downtime", "node-1"])
-        .env("LAB_CLI_PW", CLI_PW)
-        .env("OPSCTL_SSH_PERSIST", "0s")
-        .env("OPSCTL_CONTROL_DIR", scratch.0.join(".opsctl-ssh"))
-        .env("OPSCTL_STATE_DIR", scratch.0.join(".opsctl-state"))
-        .env("OPSCTL_RUN_ID", "test")
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !std::fs::read_to_string(scratch.0.join("values.yaml"))
-        .unwrap()
-        .contains("# - turn:")
-    {
-        assert!(std::time::Instant::now() < deadline, "the edit never happened");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let child = spawn(&scratch, &["restart", "--no-downtime", "node-1"]);
+    until_taken_out(&scratch, "the edit never happened");
     std::thread::sleep(std::time::Duration::from_millis(500));
     let child_pid = child.id().to_string();
     for _ in 0..2 {
