@@ -188,10 +188,10 @@ pub async fn read(remote: &Remote, node: &Node, p: &Probe) -> Health {
         Ok(s) => h.allocations = Some(s.allocations),
         Err(e) => h.problems.push(format!("stats: {e:#}")),
     }
-    // A relay without the drain module answers `command not found`: it
-    // cannot be draining.
+    // A restund without the drain module answers `command not found`: its
+    // drain state is unknown, not "off".
     if let Some(Ok(reply)) = drain {
-        h.draining = Some(relay::stats::parse_drain_reply(&reply).unwrap_or(false));
+        h.draining = relay::stats::parse_drain_reply(&reply).ok();
     }
     if let Some(target) = &p.stun {
         match stun_binding(target).await {

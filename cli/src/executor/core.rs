@@ -216,10 +216,7 @@ impl Executor<'_> {
 
     /// How to reach node `name`, as the plan says.
     pub(super) fn node(&self, name: &str) -> anyhow::Result<Node> {
-        self.plan.node(&crate::plan::Host {
-            node: name.to_owned(),
-            address: String::new(),
-        })
+        self.plan.node_named(name)
     }
 
     /// Runs a command where the plan says: on a node, or here. A stop at once

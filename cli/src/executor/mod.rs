@@ -3,10 +3,12 @@
 //! Before anything changes, the executor checks that it can perform every
 //! step of the plan (and refuses, changing nothing, if the plan needs a part
 //! that is not built yet), then runs the plan's safety checks. Steps run in
-//! order, one at a time. Gates fail closed. The first Ctrl-C lets the running
-//! command finish and stops at the next safe point; a second one stops at
-//! once. Whatever happens, the summary says where the run stopped and what
-//! state every node was left in.
+//! order, one at a time; the executor reads the plan and nothing else (no
+//! inventory). Gates fail closed. The stop signal it is handed (Ctrl-C) stops
+//! at the next safe point the first time; the second time it abandons the
+//! command running, and the step's own restore, the journal and the summary
+//! still run. Whatever happens, the summary says where the run stopped and
+//! what state every node was left in.
 
 mod checks;
 mod core;

@@ -408,12 +408,17 @@ impl Plan {
         if host.is_here() {
             return Ok(crate::remote::Node::here());
         }
+        self.node_named(&host.node)
+    }
+
+    /// How to reach node `name`, as the plan says.
+    pub fn node_named(&self, name: &str) -> anyhow::Result<crate::remote::Node> {
         let access = self
             .nodes
-            .get(&host.node)
-            .ok_or_else(|| anyhow::anyhow!("the plan has no access settings for `{}`", host.node))?;
+            .get(name)
+            .ok_or_else(|| anyhow::anyhow!("the plan has no access settings for `{name}`"))?;
         Ok(crate::remote::Node {
-            name: host.node.clone(),
+            name: name.to_owned(),
             access: access.clone(),
         })
     }
