@@ -2,11 +2,13 @@
 //! list of relays clients receive.
 //!
 //! With the `values-file` backend the list lives in a Helm values file (brig's
-//! `turnStatic.v2` in Wire's deployments). A relay is taken out by commenting
-//! out exactly the lines of its URLs, `# ` inserted after the indentation, and
-//! put back by removing that again: every other byte of the file, comments,
-//! order, indentation, line endings, stays as it was, so a full round trip
-//! gives the file back byte for byte.
+//! `turnStatic.v2` in Wire's deployments). The file is read as YAML and the
+//! list found by its path (`advertise.list`); only that sequence's entries
+//! are ever edited, never a URL elsewhere in the file. A relay is taken out
+//! by commenting out exactly the lines of its URLs, `# ` inserted after the
+//! indentation, and put back by removing that again: every other byte of the
+//! file, comments, order, indentation, line endings, stays as it was, so a
+//! full round trip gives the file back byte for byte.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -21,13 +23,15 @@ pub struct ValuesFile {
     pub path: PathBuf,
     pub label: String,
     pub text: String,
+    /// The path of keys to the list (`brig.turnStatic.v2`).
+    pub list: String,
     listing: Listing,
 }
 
 impl ValuesFile {
     /// The inventory's values file, or `None` for the other backends.
     pub fn load(inv: &Inventory) -> anyhow::Result<Option<ValuesFile>> {
-        let Backend::ValuesFile { file, .. } = &inv.advertise.backend else {
+        let Backend::ValuesFile { file, list, .. } = &inv.advertise.backend else {
             return Ok(None);
         };
         let text = std::fs::read_to_string(file).with_context(|| {
@@ -37,11 +41,14 @@ impl ValuesFile {
                 inv.file
             )
         })?;
+        let label = file.display().to_string();
+        let listing = Listing::parse(&text, list).map_err(|e| e.located(&label))?;
         Ok(Some(ValuesFile {
             path: file.clone(),
-            label: file.display().to_string(),
-            listing: Listing::parse(&text),
+            label,
+            listing,
             text,
+            list: list.clone(),
         }))
     }
 
@@ -59,14 +66,9 @@ impl ValuesFile {
                     out.insert(r.name.clone(), e);
                 }
                 Err(ps) => problems.extend(ps.into_iter().map(|p| match p {
-                    Problem::Missing(url) => {
-                        format!("relay `{}`: `{url}` is not listed in {}", r.name, self.label)
-                    }
-                    Problem::FlowList { url, line } => format!(
-                        "relay `{}`: `{url}` is in a flow list (`[...]`) on line {} of {}; write the list as one `- url` per line so entries can be commented out",
-                        r.name,
-                        line + 1,
-                        self.label
+                    Problem::Missing(url) => format!(
+                        "relay `{}`: `{url}` is not in the list `{}` of {}",
+                        r.name, self.list, self.label
                     ),
                 })),
             }
@@ -103,21 +105,56 @@ pub enum State {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
-    /// A URL of the relay appears nowhere in the file as a list entry.
+    /// A URL of the relay is not an entry of the list.
     Missing(String),
-    /// A URL appears inside a flow list (`[a, b]`), which cannot be commented out line by line.
-    FlowList { url: String, line: usize },
 }
 
-/// Every entry the list holds now (not commented out), in file order: what
-/// clients receive.
-pub fn listed(text: &str) -> Vec<String> {
-    lines(text)
-        .iter()
-        .filter_map(|l| item(l))
-        .filter(|(_, commented)| !commented)
-        .map(|(value, _)| value)
-        .collect()
+/// Why the values file's list cannot be read or edited: where, what, and
+/// what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListError {
+    /// 1-based; `None` where the whole file is the problem.
+    pub line: Option<u64>,
+    pub message: String,
+    pub help: String,
+}
+
+impl ListError {
+    fn at(line: u64, message: impl Into<String>, help: impl Into<String>) -> ListError {
+        ListError {
+            line: Some(line),
+            message: message.into(),
+            help: help.into(),
+        }
+    }
+
+    /// As an error naming the file.
+    pub fn located(&self, file: &str) -> anyhow::Error {
+        let place = match self.line {
+            Some(l) => format!("{file}:{l}"),
+            None => file.to_owned(),
+        };
+        crate::error::new(
+            crate::error::Kind::Input,
+            format!("{place}: {}\nhelp: {}", self.message, self.help),
+        )
+    }
+}
+
+/// Every entry the list at `path` holds now (not commented out), in file
+/// order: what clients receive. Nothing when the file is not as it should be.
+pub fn listed(text: &str, path: &str) -> Vec<String> {
+    let Ok(listing) = Listing::parse(text, path) else {
+        return Vec::new();
+    };
+    let mut entries: Vec<&Entry> = listing
+        .by_url
+        .values()
+        .flatten()
+        .filter(|e| !e.commented)
+        .collect();
+    entries.sort_by_key(|e| e.line);
+    entries.into_iter().map(|e| e.url.clone()).collect()
 }
 
 /// Splits into lines that keep their own line ending.
@@ -148,30 +185,154 @@ fn item(line: &str) -> Option<(String, bool)> {
     Some((value, commented))
 }
 
-/// Every list entry of a values file, indexed by its value: read once, so
-/// matching a thousand relays costs one pass over the file.
+/// The entries of the list at one path of a values file, indexed by their
+/// value: read once, so matching a thousand relays costs one pass.
 pub struct Listing {
     by_url: HashMap<String, Vec<Entry>>,
-    /// Lines holding a flow list (`[a, b]`), kept to explain a URL found only there.
-    flow_lines: Vec<(usize, String)>,
+}
+
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start().len()
 }
 
 impl Listing {
-    pub fn parse(text: &str) -> Listing {
+    /// Reads the list at `path` (keys joined by dots) as YAML, with the
+    /// entries commented out around and between its items. Refused: a file
+    /// that is not YAML, a path that is missing or is not a list of strings,
+    /// a flow list (`[...]`), an entry listed twice.
+    pub fn parse(text: &str, path: &str) -> Result<Listing, ListError> {
+        let fix_path = "set `advertise.list` in the inventory to the keys down to the list, joined by dots (default `brig.turnStatic.v2`)";
+        let root = crate::yaml::parse(text).map_err(|e| ListError {
+            line: e.pos.map(|p| p.line),
+            message: format!("not valid YAML: {}", e.message),
+            help: "fix the file first: opsctl edits the advertised list only in a file that is valid YAML"
+                .into(),
+        })?;
+        let mut node = &root;
+        let mut key_line = 0u64;
+        let mut walked: Vec<&str> = Vec::new();
+        for key in path.split('.') {
+            let here = if walked.is_empty() {
+                "the top of the file".to_owned()
+            } else {
+                format!("`{}`", walked.join("."))
+            };
+            let crate::yaml::Value::Map(entries) = &node.value else {
+                return Err(ListError::at(
+                    node.pos.line,
+                    format!("{here} is {}, not a mapping with `{key}`", node.value.describe()),
+                    fix_path,
+                ));
+            };
+            let Some((k, v)) = entries.iter().find(|(k, _)| k.name == key) else {
+                return Err(ListError::at(
+                    if walked.is_empty() {
+                        node.pos.line
+                    } else {
+                        key_line
+                    },
+                    format!("{here} has no key `{key}`"),
+                    fix_path,
+                ));
+            };
+            key_line = k.pos.line;
+            node = v;
+            walked.push(key);
+        }
+        let items: &[crate::yaml::Node] = match &node.value {
+            crate::yaml::Value::Seq(items) => items,
+            // Every entry commented out: YAML sees nothing there.
+            crate::yaml::Value::Null => &[],
+            other => {
+                return Err(ListError::at(
+                    node.pos.line,
+                    format!("`{path}` is {}, not a list of URLs", other.describe()),
+                    fix_path,
+                ));
+            }
+        };
+        let lines = lines(text);
         let mut by_url: HashMap<String, Vec<Entry>> = HashMap::new();
-        let mut flow_lines = Vec::new();
-        for (i, line) in lines(text).iter().enumerate() {
-            if let Some((value, commented)) = item(line) {
-                by_url.entry(value.clone()).or_default().push(Entry {
+        let mut item_lines = Vec::new();
+        let mut item_indent = None;
+        for it in items {
+            let line = usize::try_from(it.pos.line).unwrap_or(0).saturating_sub(1);
+            let crate::yaml::Value::Str(url) = &it.value else {
+                return Err(ListError::at(
+                    it.pos.line,
+                    format!("an entry of `{path}` is {}, not a URL", it.value.describe()),
+                    "write each entry as `- turn:host:port` (or `turns:`, `stun:`)",
+                ));
+            };
+            let text_line = lines.get(line).copied().unwrap_or("");
+            let before = text_line
+                .get(..usize::try_from(it.pos.col).unwrap_or(1).saturating_sub(1))
+                .unwrap_or("");
+            if !before.trim_end().ends_with('-') {
+                return Err(ListError::at(
+                    it.pos.line,
+                    format!("`{path}` is a flow list (`[...]`), which cannot be edited line by line"),
+                    "write the list with one `- url` per line",
+                ));
+            }
+            // The edit works on whole lines: the line must hold this entry alone.
+            if item(text_line).map(|(v, _)| v).as_deref() != Some(url.as_str()) {
+                return Err(ListError::at(
+                    it.pos.line,
+                    format!("the entry `{url}` of `{path}` does not stand on a line of its own"),
+                    "write the list with one `- url` per line",
+                ));
+            }
+            item_indent.get_or_insert(indent(text_line));
+            item_lines.push(line);
+            by_url.entry(url.clone()).or_default().push(Entry {
+                line,
+                url: url.clone(),
+                commented: false,
+            });
+        }
+        // Entries commented out belong to the list from its key down to the
+        // first line that is neither an entry, a comment nor blank.
+        let key_index = usize::try_from(key_line).unwrap_or(0).saturating_sub(1);
+        let key_indent = lines.get(key_index).map_or(0, |l| indent(l));
+        for (i, line) in lines.iter().enumerate().skip(key_index + 1) {
+            let t = line.trim();
+            if item_lines.contains(&i) || t.is_empty() {
+                continue;
+            }
+            if !t.starts_with('#') {
+                break;
+            }
+            let ours = match item_indent {
+                Some(n) => indent(line) == n,
+                None => indent(line) > key_indent,
+            };
+            if let (true, Some((url, true))) = (ours, item(line)) {
+                by_url.entry(url.clone()).or_default().push(Entry {
                     line: i,
-                    url: value,
-                    commented,
+                    url,
+                    commented: true,
                 });
-            } else if line.contains('[') && !line.trim_start().starts_with('#') {
-                flow_lines.push((i, (*line).to_owned()));
             }
         }
-        Listing { by_url, flow_lines }
+        for (url, entries) in &by_url {
+            if entries.len() > 1 {
+                let mut at: Vec<usize> = entries.iter().map(|e| e.line + 1).collect();
+                at.sort_unstable();
+                return Err(ListError::at(
+                    at[1] as u64,
+                    format!(
+                        "`{url}` is listed twice in `{path}` (lines {})",
+                        at.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" and ")
+                    ),
+                    "keep one entry for it (commented out or not)",
+                ));
+            }
+        }
+        Ok(Listing { by_url })
     }
 
     /// Every line listing one of `urls`, in file order; a URL with no line is a problem.
@@ -181,13 +342,7 @@ impl Listing {
         for url in urls {
             match self.by_url.get(url) {
                 Some(e) => found.extend(e.iter().cloned()),
-                None => match self.flow_lines.iter().find(|(_, l)| l.contains(url.as_str())) {
-                    Some((line, _)) => problems.push(Problem::FlowList {
-                        url: url.clone(),
-                        line: *line,
-                    }),
-                    None => problems.push(Problem::Missing(url.clone())),
-                },
+                None => problems.push(Problem::Missing(url.clone())),
             }
         }
         if !problems.is_empty() {
@@ -198,10 +353,10 @@ impl Listing {
     }
 }
 
-/// [`Listing::entries`] for a single look-up.
+/// [`Listing::entries`] for a single look-up in Wire's list.
 #[cfg(test)]
 pub fn entries(text: &str, urls: &[String]) -> Result<Vec<Entry>, Vec<Problem>> {
-    Listing::parse(text).entries(urls)
+    Listing::parse(text, "brig.turnStatic.v2").unwrap().entries(urls)
 }
 
 pub fn state(entries: &[Entry]) -> State {
@@ -310,18 +465,84 @@ mod tests {
     }
 
     #[test]
-    fn missing_and_flow_list_urls_are_problems() {
+    fn missing_urls_are_problems() {
         let err = entries(FILE, &urls(&["turn:c:3478"])).unwrap_err();
         assert_eq!(err, vec![Problem::Missing("turn:c:3478".into())]);
-        let flow = "v2: [turn:a:3478, turn:b:3478]\n";
-        let err = entries(flow, &urls(&["turn:a:3478"])).unwrap_err();
+    }
+
+    fn refused(text: &str) -> ListError {
+        Listing::parse(text, "brig.turnStatic.v2").err().expect("refused")
+    }
+
+    #[test]
+    fn only_the_list_at_its_path_is_the_advertised_list() {
+        // The same URL under `v1:`, under another service and in a comment
+        // elsewhere: none of them is an entry.
+        let text = "brig:\n  turnStatic:\n    v1:\n      - turn:a:3478\n    v2:\n      # dc1\n      - turn:a:3478 # a\n      # - turn:b:3478\n    other: 1\n# - turn:b:3478\ncoturn:\n  urls:\n    - turn:b:3478\n";
+        let l = Listing::parse(text, "brig.turnStatic.v2").unwrap();
+        let a = l.entries(&urls(&["turn:a:3478"])).unwrap();
         assert_eq!(
-            err,
-            vec![Problem::FlowList {
-                url: "turn:a:3478".into(),
-                line: 0
-            }]
+            a.iter().map(|e| (e.line, e.commented)).collect::<Vec<_>>(),
+            [(6, false)]
         );
+        let b = l.entries(&urls(&["turn:b:3478"])).unwrap();
+        assert_eq!(
+            b.iter().map(|e| (e.line, e.commented)).collect::<Vec<_>>(),
+            [(7, true)]
+        );
+        // Taking a out and back gives the file back byte for byte, and the
+        // decoys stay as they were.
+        let out = edit(text, &a, true);
+        assert!(out.contains("    v1:\n      - turn:a:3478\n"), "{out}");
+        assert!(out.contains("      # - turn:a:3478 # a\n"), "{out}");
+        let back = Listing::parse(&out, "brig.turnStatic.v2")
+            .unwrap()
+            .entries(&urls(&["turn:a:3478"]))
+            .unwrap();
+        assert_eq!(edit(&out, &back, false), text);
+        assert_eq!(listed(text, "brig.turnStatic.v2"), ["turn:a:3478"]);
+    }
+
+    #[test]
+    fn a_list_whose_entries_are_all_commented_out_is_still_the_list() {
+        let text = "brig:\n  turnStatic:\n    v2:\n      # - turn:a:3478\n      # - turn:b:3478\n  next: 1\n";
+        let l = Listing::parse(text, "brig.turnStatic.v2").unwrap();
+        let e = l.entries(&urls(&["turn:a:3478", "turn:b:3478"])).unwrap();
+        assert_eq!(state(&e), State::Unadvertised);
+    }
+
+    #[test]
+    fn what_cannot_be_edited_safely_is_refused_with_its_line() {
+        let e = refused("brig: [\n");
+        assert!(e.message.starts_with("not valid YAML"), "{e:?}");
+        assert_eq!(
+            refused("brig:\n  turnStatic:\n    v1: []\n"),
+            ListError::at(
+                2,
+                "`brig.turnStatic` has no key `v2`",
+                "set `advertise.list` in the inventory to the keys down to the list, joined by dots (default `brig.turnStatic.v2`)"
+            )
+        );
+        assert_eq!(
+            refused("brig:\n  turnStatic:\n    v2: 3\n").message,
+            "`brig.turnStatic.v2` is a number, not a list of URLs"
+        );
+        assert_eq!(
+            refused("brig:\n  turnStatic:\n    v2:\n      - 3\n").line,
+            Some(4)
+        );
+        let flow = refused("brig:\n  turnStatic:\n    v2: [\n      turn:a:3478,\n      turn:b:3478]\n");
+        assert_eq!(
+            flow.message,
+            "`brig.turnStatic.v2` is a flow list (`[...]`), which cannot be edited line by line"
+        );
+        assert_eq!(flow.line, Some(4));
+        let twice = refused("brig:\n  turnStatic:\n    v2:\n      - turn:a:3478\n      # - turn:a:3478\n");
+        assert_eq!(
+            twice.message,
+            "`turn:a:3478` is listed twice in `brig.turnStatic.v2` (lines 4 and 5)"
+        );
+        assert_eq!(twice.line, Some(5));
     }
 
     #[test]

@@ -39,7 +39,7 @@ fn a_docker_run_relay_is_restarted_without_downtime() {
     scratch.write("values.yaml", &values);
     scratch.write(
         "inventory.yaml",
-        &format!("advertise: {{backend: values-file, file: values.yaml, apply: 'true'}}\n{inv}"),
+        &format!("advertise: {{backend: values-file, file: values.yaml, list: v2, apply: 'true'}}\n{inv}"),
     );
     let out = scratch.opsctl(&["restart", "--no-downtime", "node-1"]);
     assert_eq!(out.code, 0, "{}", out.dump());

@@ -6,7 +6,10 @@ use crate::util::{Scratch, opsctl};
 /// Runs `inventory check` on an inventory with the given text.
 fn check(inventory: &str) -> crate::util::Output {
     let scratch = Scratch::new();
-    scratch.write("values.yaml", "v2:\n  - turn:t1:3478\n");
+    scratch.write(
+        "values.yaml",
+        "brig:\n  turnStatic:\n    v2:\n      - turn:t1:3478\n",
+    );
     scratch.write("inventory.yaml", inventory);
     scratch.opsctl(&["inventory", "check"])
 }
@@ -318,7 +321,7 @@ fn with_values(values: &str) -> Scratch {
     scratch.write("values.yaml", values);
     scratch.write(
         "inventory.yaml",
-        r#"advertise: {backend: values-file, file: values.yaml, apply: ./bin/prod-setup.sh}
+        r#"advertise: {backend: values-file, file: values.yaml, list: v2, apply: ./bin/prod-setup.sh}
 defaults: {relay: {kind: restund}}
 sites:
   - name: dc1
@@ -343,12 +346,74 @@ fn an_already_unadvertised_relay_is_refused() {
 
 #[test]
 fn the_values_file_must_list_every_url() {
-    with_values("v2: [turn:t1:3478, turn:t1:3478?transport=tcp]\n  - turn:t3:3478\n")
+    with_values("v2:\n  - turn:t1:3478\n  - turn:t1:3478?transport=tcp\n  - turn:t3:3478\n")
         .opsctl(&["restart", "--no-downtime", "relay-1", "-n"])
         .fails_with(
             2,
-            "opsctl: error: the advertised list does not match the inventory:\n  relay `relay-1`: `turn:t1:3478` is in a flow list (`[...]`) on line 1 of values.yaml; write the list as one `- url` per line so entries can be commented out\n  relay `relay-1`: `turn:t1:3478?transport=tcp` is in a flow list (`[...]`) on line 1 of values.yaml; write the list as one `- url` per line so entries can be commented out\n  relay `relay-2`: `turn:t2:3478` is not listed in values.yaml\nhelp: make each relay's `urls` in inventory.yaml exactly the entries values.yaml lists for it\n",
+            "opsctl: error: the advertised list does not match the inventory:\n  relay `relay-2`: `turn:t2:3478` is not in the list `v2` of values.yaml\nhelp: make each relay's `urls` in inventory.yaml exactly the entries values.yaml lists for it\n",
         );
+}
+
+/// The values file is read as YAML: what cannot be edited line by line, or
+/// is not the list at all, is refused with its line and what to do.
+#[test]
+fn a_values_file_that_cannot_be_edited_safely_is_refused() {
+    let run = |values: &str| with_values(values).opsctl(&["restart", "--no-downtime", "relay-1", "-n"]);
+    run("v2:\n  - \"turn:t1:3478\n").fails_with(
+        2,
+        "opsctl: error: values.yaml:2: not valid YAML: unclosed quote at line 2, column 5\nhelp: fix the file first: opsctl edits the advertised list only in a file that is valid YAML\n",
+    );
+    // An entry whose next line is indented further is one plain scalar to
+    // YAML: the line holds more than the entry, so it is not edited.
+    run("v2:\n  - turn:t1:3478\n   - turn:t2:3478\n").fails_with(
+        2,
+        "opsctl: error: values.yaml:2: the entry `turn:t1:3478 - turn:t2:3478` of `v2` does not stand on a line of its own\nhelp: write the list with one `- url` per line\n",
+    );
+    run("v2: [turn:t1:3478,\n  turn:t1:3478?transport=tcp, turn:t2:3478, turn:t3:3478]\n").fails_with(
+        2,
+        "opsctl: error: values.yaml:1: `v2` is a flow list (`[...]`), which cannot be edited line by line\nhelp: write the list with one `- url` per line\n",
+    );
+    run("v1:\n  - turn:t1:3478\n").fails_with(
+        2,
+        "opsctl: error: values.yaml:1: the top of the file has no key `v2`\nhelp: set `advertise.list` in the inventory to the keys down to the list, joined by dots (default `brig.turnStatic.v2`)\n",
+    );
+    run("v2:\n  - turn:t1:3478\n  - turn:t1:3478?transport=tcp\n  - turn:t2:3478\n  - turn:t3:3478\n  # - turn:t2:3478\n").fails_with(
+        2,
+        "opsctl: error: values.yaml:6: `turn:t2:3478` is listed twice in `v2` (lines 4 and 6)\nhelp: keep one entry for it (commented out or not)\n",
+    );
+}
+
+/// A URL of relay-1 outside the list (under `v1:`, in another service's
+/// settings) is never edited; only the entries of the list are.
+#[test]
+fn a_decoy_url_outside_the_list_is_left_alone() {
+    let values = "v1:\n  - turn:t1:3478\nv2:\n  - turn:t1:3478\n  - turn:t1:3478?transport=tcp\n  - turn:t2:3478\n  - turn:t3:3478\nother:\n  urls:\n    - turn:t1:3478\n";
+    let out = with_values(values).opsctl(&["-o", "json", "restart", "--no-downtime", "relay-1", "-n"]);
+    out.success();
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let diff = plan["sections"][0]["steps"][1]["edit"]["diff"].as_str().unwrap();
+    assert_eq!(
+        diff,
+        "--- values.yaml\n+++ values.yaml\n@@ -1,8 +1,8 @@\n v1:\n   - turn:t1:3478\n v2:\n-  - turn:t1:3478\n-  - turn:t1:3478?transport=tcp\n+  # - turn:t1:3478\n+  # - turn:t1:3478?transport=tcp\n   - turn:t2:3478\n   - turn:t3:3478\n other:\n"
+    );
+}
+
+/// A URL given to two relays would take the wrong relay out of the list.
+#[test]
+fn a_url_claimed_by_two_relays_is_refused() {
+    check(
+        r#"defaults: {relay: {kind: restund}}
+sites:
+  - name: dc1
+    relays:
+      - {name: relay-1, host: 10.0.0.1, urls: ['turn:turn1.example.com:3478']}
+      - {name: relay-2, host: 10.0.0.2, urls: ['turn:turn1.example.com:3478']}
+"#,
+    )
+    .fails_with(
+        2,
+        "opsctl: error: inventory.yaml has 1 problem:\n  inventory.yaml:6:48: sites[0].relays[1].urls[0]: `turn:turn1.example.com:3478` is a URL of relay `relay-1` (line 5) and of relay `relay-2`\n      help: each URL clients receive belongs to one relay: give each relay only its own\n",
+    );
 }
 
 #[test]

@@ -85,8 +85,7 @@ pub async fn preflight(ex: &mut Executor<'_>, check: &CheckKind) -> anyhow::Resu
         }
         CheckKind::Advertised { values, relays } => {
             let Some(values) = values else { return Ok(()) };
-            let text = read_values(values)?;
-            let listing = advertise::Listing::parse(&text);
+            let listing = listing(values)?;
             for (relay, urls) in relays {
                 // A relay an earlier run left out is where this run takes over.
                 if ex.plan.continues.contains_key(relay) {
@@ -182,9 +181,11 @@ pub fn judge(
     ))
 }
 
-fn read_values(v: &ValuesRef) -> anyhow::Result<String> {
-    std::fs::read_to_string(&v.path)
-        .map_err(|e| anyhow::anyhow!("cannot read the values file {}: {e}", v.path))
+/// The values file's list as it is now.
+fn listing(v: &ValuesRef) -> anyhow::Result<advertise::Listing> {
+    let text = std::fs::read_to_string(&v.path)
+        .map_err(|e| anyhow::anyhow!("cannot read the values file {}: {e}", v.path))?;
+    advertise::Listing::parse(&text, &v.list).map_err(|e| e.located(&v.path))
 }
 
 /// Whether each relay is in the advertised list now: by the values file, or
@@ -194,7 +195,7 @@ fn advertised<'a>(
     probes: impl IntoIterator<Item = &'a Probe>,
 ) -> anyhow::Result<BTreeMap<String, bool>> {
     let listing = match values {
-        Some(v) => Some(advertise::Listing::parse(&read_values(v)?)),
+        Some(v) => Some(listing(v)?),
         None => None,
     };
     Ok(probes

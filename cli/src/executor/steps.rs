@@ -127,7 +127,8 @@ async fn advertise(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
         let path = std::path::PathBuf::from(&planned.path);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read the values file {}", planned.path))?;
-        let entries = advertise::Listing::parse(&text)
+        let entries = advertise::Listing::parse(&text, &planned.list)
+            .map_err(|e| e.located(&planned.path))?
             .entries(&planned.urls)
             .map_err(|_| {
                 anyhow::anyhow!(

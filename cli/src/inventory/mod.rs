@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 pub use model::*;
 pub use read::strings;
+pub use resolve::DEFAULT_LIST;
 
 use crate::reader::{At, Diags, InputError};
 use crate::suggest;

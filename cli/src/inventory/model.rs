@@ -142,6 +142,9 @@ pub enum Backend {
     ValuesFile {
         /// The values file, resolved against the inventory's directory.
         file: PathBuf,
+        /// The keys, joined by dots, down to the list in the file
+        /// (`brig.turnStatic.v2`); no entry elsewhere is ever edited.
+        list: String,
         /// Run after each edit, in `workdir`.
         apply: Vec<String>,
         then: Vec<Vec<String>>,

@@ -30,6 +30,8 @@ struct Walk {
     global: Defaults,
     nodes: Names,
     sites: Names,
+    /// Every relay URL, with the relay that lists it, where, and its path.
+    urls: RefCell<Vec<(String, String, Pos, String)>>,
     /// With the `values-file` backend every relay needs `urls`.
     needs_urls: bool,
     /// The inventory's directory, for relative paths.
@@ -81,6 +83,7 @@ pub fn inventory(root: &At, file: String, dir: PathBuf) -> Option<Inventory> {
         global,
         nodes: Names::default(),
         sites: Names::default(),
+        urls: RefCell::default(),
         dir: dir.clone(),
         needs_urls: matches!(
             advertise,
@@ -116,6 +119,30 @@ pub fn inventory(root: &At, file: String, dir: PathBuf) -> Option<Inventory> {
         "node names must be unique across relays and cluster members",
     );
     check_unique(root, &walk.sites.into_inner(), "site", "rename one of the sites");
+    // A URL of two relays would take the wrong one out of the list.
+    let mut claimed: HashMap<String, (String, Pos)> = HashMap::new();
+    for (url, relay, pos, path) in walk.urls.into_inner() {
+        match claimed.get(&url) {
+            Some((first, at)) if *first != relay => root.diags.report(
+                pos,
+                &path,
+                format!(
+                    "`{url}` is a URL of relay `{first}` (line {}) and of relay `{relay}`",
+                    at.line
+                ),
+                Some("each URL clients receive belongs to one relay: give each relay only its own".into()),
+            ),
+            Some(_) => root.diags.report(
+                pos,
+                &path,
+                format!("`{url}` is listed twice for relay `{relay}`"),
+                Some("list each URL once".into()),
+            ),
+            None => {
+                claimed.insert(url, (relay, pos));
+            }
+        }
+    }
 
     let sites: Vec<Site> = sites.into_iter().collect::<Option<_>>()?;
     let inv = Inventory {
@@ -221,6 +248,15 @@ fn relay(at: &At, defaults: &Defaults, site: &str, walk: &Walk) -> Option<Relay>
         None => Some(Vec::new()),
     };
     if let (Some(a), Some(list)) = (&urls_at, &urls) {
+        let items = a.list().unwrap_or_default();
+        for (url, item) in list.iter().zip(&items) {
+            walk.urls.borrow_mut().push((
+                url.clone(),
+                name.clone().unwrap_or_default(),
+                item.pos(),
+                item.path.clone(),
+            ));
+        }
         for (i, url) in list.iter().enumerate() {
             if let Err(e) = check_ice_url(url) {
                 let item = &a.list().unwrap_or_default()[i];
@@ -438,6 +474,17 @@ fn advertise(at: &At, dir: &std::path::Path) -> Option<Advertise> {
         .require("backend", "one of `values-file`, `command` or `none`")
         .and_then(|a| a.choice(&[("values-file", 0u8), ("command", 1), ("none", 2)]));
     let file = m.get("file").and_then(|a| a.name());
+    let list = m.get("list").and_then(|a| {
+        let path = a.name()?;
+        if path.split('.').any(str::is_empty) {
+            a.error(
+                format!("`{path}` is not a path of keys"),
+                Some("write the keys from the top of the values file down, joined by dots, e.g. `brig.turnStatic.v2`".into()),
+            );
+            return None;
+        }
+        Some(path)
+    });
     let apply = m.get("apply").and_then(|a| a.argv());
     let remove = m.get("remove").and_then(|a| command_template(&a));
     let restore = m.get("restore").and_then(|a| command_template(&a));
@@ -476,6 +523,7 @@ fn advertise(at: &At, dir: &std::path::Path) -> Option<Advertise> {
             need(&m, "apply", "values-file", apply.is_some());
             Backend::ValuesFile {
                 file: beside(dir, &file.clone().unwrap_or_default()),
+                list: list.clone().unwrap_or_else(|| DEFAULT_LIST.to_owned()),
                 apply: apply.clone().unwrap_or_default(),
                 then,
                 workdir,
@@ -496,6 +544,9 @@ fn advertise(at: &At, dir: &std::path::Path) -> Option<Advertise> {
     m.finish();
     Some(Advertise { backend, check })
 }
+
+/// Where Wire's values file keeps the list of TURN servers clients receive.
+pub const DEFAULT_LIST: &str = "brig.turnStatic.v2";
 
 /// Placeholders an advertise `command` may use.
 pub const ADVERTISE_VARS: &[&str] = &["node", "host", "site"];

@@ -163,7 +163,7 @@ impl Lab {
     /// `lab calls-config`: what brig's `/calls/config/v2` would answer.
     pub fn calls_config(&self) -> anyhow::Result<String> {
         let text = std::fs::read_to_string(self.values())?;
-        let urls = crate::advertise::listed(&text);
+        let urls = crate::advertise::listed(&text, crate::inventory::DEFAULT_LIST);
         let body = serde_json::json!({
             "ice_servers": [{ "urls": urls, "username": "lab", "credential": "lab" }],
             "ttl": 3600,

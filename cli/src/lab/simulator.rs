@@ -45,7 +45,7 @@ pub struct Settings {
 /// entries over UDP, read the way opsctl reads the advertised list.
 pub fn advertised(values: &Path) -> Vec<SocketAddr> {
     let text = std::fs::read_to_string(values).unwrap_or_default();
-    crate::advertise::listed(&text)
+    crate::advertise::listed(&text, crate::inventory::DEFAULT_LIST)
         .iter()
         .filter_map(|url| url.strip_prefix("turn:"))
         .filter(|v| !v.contains("transport=tcp"))
@@ -199,7 +199,7 @@ mod tests {
         let f = dir.join("values.yaml");
         std::fs::write(
             &f,
-            "v2:\n  - turn:127.78.0.1:3478 # node-1\n  - \"turn:127.78.0.1:3478?transport=tcp\"\n  # - turn:127.78.0.2:3478\n  - \"turn:127.78.0.3:3478\"\n",
+            "brig:\n  turnStatic:\n    v2:\n      - turn:127.78.0.1:3478 # node-1\n      - \"turn:127.78.0.1:3478?transport=tcp\"\n      # - turn:127.78.0.2:3478\n      - \"turn:127.78.0.3:3478\"\n",
         )
         .unwrap();
         let got: Vec<String> = advertised(&f).iter().map(|a| a.to_string()).collect();

@@ -152,6 +152,8 @@ impl CheckKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValuesRef {
     pub path: String,
+    /// The keys down to the list in it (`brig.turnStatic.v2`).
+    pub list: String,
 }
 
 /// Before `out` is taken out of service: every other relay of its site that
@@ -190,6 +192,8 @@ pub struct Step {
 pub struct FileEdit {
     pub on: Host,
     pub path: String,
+    /// The keys down to the list whose entries are edited.
+    pub list: String,
     /// The URLs whose entries are commented out or restored.
     pub urls: Vec<String>,
     /// Unified diff of the real file; empty when the file is already as wanted.

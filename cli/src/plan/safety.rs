@@ -218,8 +218,9 @@ impl Builder<'_> {
 
     pub(super) fn values_ref(&self) -> Option<ValuesRef> {
         match &self.inv.advertise.backend {
-            Backend::ValuesFile { file, .. } => Some(ValuesRef {
+            Backend::ValuesFile { file, list, .. } => Some(ValuesRef {
                 path: file.display().to_string(),
+                list: list.clone(),
             }),
             _ => None,
         }

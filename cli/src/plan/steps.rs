@@ -160,6 +160,7 @@ impl Builder<'_> {
                     edit: Some(FileEdit {
                         on: Host::here(),
                         path: v.path.display().to_string(),
+                        list: v.list.clone(),
                         urls: r.urls.clone(),
                         diff: adv::diff(&v.label, &old, &new),
                     }),
