@@ -140,3 +140,43 @@ fn inventory_values_are_quoted_as_whole_arguments() {
         out.dump()
     );
 }
+
+/// The seed runbook's values file with decoys of relay-1's URL outside the
+/// list (an old `v1` entry, a comment, another chart's settings): the plan
+/// edits only relay-1's three entries of `brig.turnStatic.v2`.
+#[test]
+fn decoys_of_the_target_outside_the_list_are_never_edited() {
+    let scratch = Scratch::new();
+    let example =
+        std::fs::read_to_string(crate::util::root().join("examples/values/wire-server/values.yaml")).unwrap();
+    let values = example.replace("    v1: []\n", "    v1:\n      - turn:turn1.example.com:3478\n")
+        + "# - turn:turn1.example.com:3478\nmonitoring:\n  probes:\n    - turn:turn1.example.com:3478\n";
+    scratch.write("examples/values/wire-server/values.yaml", &values);
+    scratch.write(
+        "inventory.yaml",
+        &std::fs::read_to_string(crate::util::root().join("inventory.example.yaml")).unwrap(),
+    );
+    let out = scratch.opsctl(&["-n", "-o", "json", "restart", "--no-downtime", "relay-1"]);
+    out.success();
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let edits: Vec<&str> = plan["sections"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["action"] == "advertise")
+        .map(|s| s["edit"]["diff"].as_str().unwrap())
+        .collect();
+    let changed: Vec<&str> = edits[0]
+        .lines()
+        .filter(|l| l.starts_with('+') && !l.starts_with("+++"))
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            "+      # - turn:turn1.example.com:3478 # relay-1 UDP",
+            "+      # - turn:turn1.example.com:3478?transport=tcp # relay-1 TCP",
+            "+      # - turns:turn1.example.com:5349?transport=tcp # relay-1 TLS",
+        ]
+    );
+    assert!(edits[0].contains("@@ -10,9 +10,9 @@"), "{}", edits[0]);
+}
