@@ -147,6 +147,71 @@ impl<'a> At<'a> {
         Some(s)
     }
 
+    /// A name that reaches ssh or a command line as one argument (a user, a
+    /// unit or container name, a path): it must not start with `-` (it would
+    /// be read as an option) nor hold control characters.
+    pub fn word(&self, what: &str) -> Option<String> {
+        let s = self.name()?;
+        if let Some(why) = unsafe_word(&s) {
+            self.error(
+                format!("`{}` is not a usable {what}: {why}", s.escape_debug()),
+                None,
+            );
+            return None;
+        }
+        Some(s)
+    }
+
+    /// A host: a hostname, an IPv4 address, or an IPv6 address (brackets
+    /// allowed, and taken off).
+    pub fn host(&self) -> Option<String> {
+        let s = self.name()?;
+        match check_host(&s) {
+            Ok(h) => Some(h),
+            Err(why) => {
+                self.error(
+                    format!("`{}` is not a host: {why}", s.escape_debug()),
+                    Some("write a hostname (`relay1.example.com`), an IPv4 (`10.0.0.11`) or an IPv6 address (`fd00::11`); the port goes in `ssh.port`".into()),
+                );
+                None
+            }
+        }
+    }
+
+    /// An SSH jump host: `[user@]host[:port]`, an IPv6 host in brackets.
+    pub fn jump_host(&self) -> Option<String> {
+        let s = self.name()?;
+        let (user, rest) = match s.split_once('@') {
+            Some((u, r)) => (Some(u), r),
+            None => (None, s.as_str()),
+        };
+        let host = match rest.strip_prefix('[') {
+            Some(r) => r.split_once(']').map(|(h, p)| (h, p.strip_prefix(':'))),
+            None => Some(match rest.rsplit_once(':') {
+                Some((h, p)) if !h.contains(':') => (h, Some(p)),
+                _ => (rest, None),
+            }),
+        };
+        let why = match (user.and_then(unsafe_word), host) {
+            (Some(why), _) => Some(format!("its user {why}")),
+            (None, None) => Some("an IPv6 address in `[` has no `]`".to_owned()),
+            (None, Some((h, port))) => check_host(h).err().or_else(|| {
+                port.filter(|p| p.parse::<u16>().is_err())
+                    .map(|p| format!("`{p}` is not a port"))
+            }),
+        };
+        match why {
+            None => Some(s),
+            Some(why) => {
+                self.error(
+                    format!("`{}` is not a jump host: {why}", s.escape_debug()),
+                    Some("write `[user@]host[:port]`, e.g. `ops@bastion.example.com:2222`".into()),
+                );
+                None
+            }
+        }
+    }
+
     pub fn bool(&self) -> Option<bool> {
         match self.node.value {
             Value::Bool(b) => Some(b),
@@ -234,6 +299,20 @@ impl<'a> At<'a> {
                 return None;
             }
         };
+        if let Some(bad) = argv.iter().find(|a| a.chars().any(char::is_control)) {
+            self.error(
+                format!("`{}` holds a control character", bad.escape_debug()),
+                Some("write the command without newlines, tabs or other control characters".into()),
+            );
+            return None;
+        }
+        if argv.first().is_some_and(|w| w.starts_with('-')) {
+            self.error(
+                format!("the command starts with `{}`, an option, not a program", argv[0]),
+                Some("put the program first".into()),
+            );
+            return None;
+        }
         if argv.is_empty() {
             self.error("the command is empty", None);
             return None;
@@ -401,6 +480,48 @@ pub fn quote_list(names: &[&str]) -> String {
         .map(|n| format!("`{n}`"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Why `s` cannot be handed to ssh or a command as one argument, if it cannot.
+pub fn unsafe_word(s: &str) -> Option<String> {
+    if s.starts_with('-') {
+        Some("it starts with `-`, so ssh or the command would read it as an option".into())
+    } else if s.chars().any(char::is_control) {
+        Some("it holds a control character".into())
+    } else {
+        None
+    }
+}
+
+/// A hostname, IPv4 or IPv6 address (without brackets), or why not.
+pub fn check_host(s: &str) -> Result<String, String> {
+    if let Some(why) = unsafe_word(s) {
+        return Err(why);
+    }
+    let bare = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(bare.to_owned());
+    }
+    if bare.len() > 253 {
+        return Err("longer than 253 characters".into());
+    }
+    for label in bare.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok {
+            return Err(if bare.contains(':') {
+                "neither an IPv6 address nor a hostname (a port goes in `ssh.port`)".into()
+            } else {
+                "a hostname is letters, digits and `-` in dot-separated labels, none starting or ending with `-`".into()
+            });
+        }
+    }
+    Ok(bare.to_owned())
 }
 
 #[cfg(test)]

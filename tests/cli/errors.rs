@@ -185,6 +185,7 @@ sites:
       - {name: relay-3, host: 10.0.0.3}
 "#,
     );
+    std::fs::create_dir_all(scratch.0.join("pb")).unwrap();
     scratch
 }
 
@@ -470,5 +471,59 @@ fn clap_rejects_node_names_with_all() {
             .contains("the argument '[NODE]...' cannot be used with '--all'"),
         "{}",
         out.dump()
+    );
+}
+
+/// What reaches ssh or a command line as one argument is checked where it is
+/// written: hosts, users, unit and container names, paths, command words.
+#[test]
+fn inventory_strings_that_would_reach_ssh_are_checked() {
+    let out = check(
+        r#"defaults: {relay: {kind: restund}}
+sites:
+  - name: dc1
+    relays:
+      - {name: relay-1, host: "10.1.0.11; rm -rf /"}
+      - {name: relay-2, host: "-oProxyCommand=touch /tmp/x"}
+      - {name: relay-3, host: "10.1.0.13:22"}
+      - {name: relay-4, host: "fd00::14", ssh: {user: "-lroot", jump_host: "ops@[fd00::1]:2222"}}
+      - {name: relay-5, host: relay5.example.com, service: {unit: "-x"}, ssh: {identity_file: "-F/tmp/cfg"}}
+      - {name: relay-6, host: "[fd00::16]", service: {restart: ["--help"]}, ssh: {jump_host: "bastion:http"}}
+"#,
+    );
+    out.fails_with(
+        2,
+        "opsctl: error: inventory.yaml has 8 problems:\n  inventory.yaml:5:31: sites[0].relays[0].host: `10.1.0.11; rm -rf /` is not a host: a hostname is letters, digits and `-` in dot-separated labels, none starting or ending with `-`\n      help: write a hostname (`relay1.example.com`), an IPv4 (`10.0.0.11`) or an IPv6 address (`fd00::11`); the port goes in `ssh.port`\n  inventory.yaml:6:31: sites[0].relays[1].host: `-oProxyCommand=touch /tmp/x` is not a host: it starts with `-`, so ssh or the command would read it as an option\n      help: write a hostname (`relay1.example.com`), an IPv4 (`10.0.0.11`) or an IPv6 address (`fd00::11`); the port goes in `ssh.port`\n  inventory.yaml:7:31: sites[0].relays[2].host: `10.1.0.13:22` is not a host: neither an IPv6 address nor a hostname (a port goes in `ssh.port`)\n      help: write a hostname (`relay1.example.com`), an IPv4 (`10.0.0.11`) or an IPv6 address (`fd00::11`); the port goes in `ssh.port`\n  inventory.yaml:8:55: sites[0].relays[3].ssh.user: `-lroot` is not a usable user name: it starts with `-`, so ssh or the command would read it as an option\n  inventory.yaml:9:67: sites[0].relays[4].service.unit: `-x` is not a usable unit name: it starts with `-`, so ssh or the command would read it as an option\n  inventory.yaml:9:95: sites[0].relays[4].ssh.identity_file: `-F/tmp/cfg` is not a usable path: it starts with `-`, so ssh or the command would read it as an option\n  inventory.yaml:10:64: sites[0].relays[5].service.restart: the command starts with `--help`, an option, not a program\n      help: put the program first\n  inventory.yaml:10:94: sites[0].relays[5].ssh.jump_host: `bastion:http` is not a jump host: `http` is not a port\n      help: write `[user@]host[:port]`, e.g. `ops@bastion.example.com:2222`\n",
+    );
+}
+
+/// An override directory that is not there, or a playbook in it that
+/// replaces nothing, would be ignored without a word: both are errors.
+#[test]
+fn playbook_overrides_that_would_be_ignored_are_errors() {
+    let inv = "playbooks: ./my-playbooks\nsites:\n  - name: dc1\n    relays:\n      - {name: relay-1, host: 10.0.0.1, kind: restund}\n";
+    check(inv).fails_with(
+        2,
+        "opsctl: error: inventory.yaml has 1 problem:\n  inventory.yaml:1:12: playbooks: the playbooks directory ./my-playbooks cannot be read: No such file or directory (os error 2)\n      help: create it, or remove `playbooks:` to use the built-in playbooks\n",
+    );
+    let scratch = Scratch::new();
+    scratch.write("my-playbooks/restart-no-downtim.yaml", "name: x\n");
+    scratch.write("my-playbooks/README.md", "notes\n");
+    scratch.write("inventory.yaml", inv);
+    scratch.opsctl(&["inventory", "check"]).fails_with(
+        2,
+        "opsctl: error: inventory.yaml has 1 problem:\n  inventory.yaml:1:12: playbooks: ./my-playbooks/restart-no-downtim.yaml replaces no built-in playbook, so it would never be used\n      help: did you mean `restart-no-downtime.yaml`? name it after the one it replaces: restart-no-downtime.yaml, restart.yaml, reboot-node.yaml, renew-cert.yaml, recover-quorum-clearwater.yaml, recover-quorum-etcd.yaml\n",
+    );
+}
+
+/// A minimum no site can keep is found by `inventory check`, not first by a run.
+#[test]
+fn a_minimum_above_the_relays_of_a_site_is_an_error() {
+    check(
+        "defaults: {relay: {kind: restund}, min_healthy_relays: 3}\nsites:\n  - name: dc1\n    relays:\n      - {name: relay-1, host: 10.0.0.1}\n      - {name: relay-2, host: 10.0.0.2}\n",
+    )
+    .fails_with(
+        2,
+        "opsctl: error: inventory.yaml has 1 problem:\n  inventory.yaml:3:5: sites[0]: site `dc1` has 2 relays but `min_healthy_relays` is 3: no relay could ever be taken out of service\n      help: lower `min_healthy_relays` (in the site's `defaults:` or the file's) to at most 2\n",
     );
 }

@@ -291,16 +291,20 @@ sites:
 
     #[test]
     fn relative_paths_are_beside_the_inventory() {
+        // The playbooks directory must exist: one of the test's own.
+        let deploy = std::env::temp_dir().join(format!("opsctl-inv-test-{}/deploy", std::process::id()));
+        std::fs::create_dir_all(deploy.join("pb")).unwrap();
         let inv = parse(
             "advertise: {backend: values-file, file: values.yaml, apply: x}\nplaybooks: pb\nsites: [{name: a, relays: [{name: r, host: h, kind: relayd, urls: ['turn:h']}]}]\n",
-            Path::new("deploy/inventory.yaml"),
-        )
-        .unwrap();
+            &deploy.join("inventory.yaml"),
+        );
+        let _ = std::fs::remove_dir_all(deploy.parent().unwrap());
+        let inv = inv.unwrap();
         let Backend::ValuesFile { file, workdir, .. } = &inv.advertise.backend else {
             panic!()
         };
-        assert_eq!(file, Path::new("deploy/values.yaml"));
-        assert_eq!(workdir, Path::new("deploy"));
-        assert_eq!(inv.playbooks_dir.as_deref(), Some(Path::new("deploy/pb")));
+        assert_eq!(file, &deploy.join("values.yaml"));
+        assert_eq!(workdir, &deploy);
+        assert_eq!(inv.playbooks_dir.as_deref(), Some(deploy.join("pb").as_path()));
     }
 }

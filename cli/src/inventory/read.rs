@@ -42,9 +42,12 @@ pub fn defaults(m: &mut MapReader) -> Defaults {
 
 pub fn ssh(m: &mut MapReader) -> SshLayer {
     SshLayer {
-        user: m.get("user").and_then(|a| a.name()),
+        user: m.get("user").and_then(|a| a.word("user name")),
         port: m.get("port").and_then(|a| a.int::<u16>("a port number")),
-        identity_file: m.get("identity_file").and_then(|a| a.name()).map(PathBuf::from),
+        identity_file: m
+            .get("identity_file")
+            .and_then(|a| a.word("path"))
+            .map(PathBuf::from),
         known_hosts: m.get("known_hosts").and_then(|a| {
             a.choice(&[
                 ("strict", KnownHosts::Strict),
@@ -53,11 +56,11 @@ pub fn ssh(m: &mut MapReader) -> SshLayer {
         }),
         known_hosts_file: m
             .get("known_hosts_file")
-            .and_then(|a| a.name())
+            .and_then(|a| a.word("path"))
             .map(PathBuf::from),
         connect_timeout: m.get("connect_timeout").and_then(|a| a.duration()),
         command_timeout: m.get("command_timeout").and_then(|a| a.duration()),
-        jump_host: m.get("jump_host").and_then(|a| a.name()),
+        jump_host: m.get("jump_host").and_then(|a| a.jump_host()),
         sudo: m.get("sudo").and_then(|a| a.bool()),
     }
 }
@@ -147,8 +150,8 @@ pub fn secret(m: &mut MapReader, env_key: &'static str, file_key: &'static str) 
 
 fn service(at: &At, r: &mut RelayLayer) {
     let Some(mut m) = at.map() else { return };
-    let unit = m.get("unit").and_then(|a| a.name());
-    let container = m.get("container").and_then(|a| a.name());
+    let unit = m.get("unit").and_then(|a| a.word("unit name"));
+    let container = m.get("container").and_then(|a| a.word("container name"));
     r.manager = match (unit, container) {
         (Some(_), Some(_)) => {
             m.at.error(

@@ -67,10 +67,11 @@ fn beside(dir: &std::path::Path, p: &str) -> PathBuf {
 
 pub fn inventory(root: &At, file: String, dir: PathBuf) -> Option<Inventory> {
     let mut m = root.map()?;
-    let playbooks_dir = m
-        .get("playbooks")
-        .and_then(|a| a.name())
-        .map(|p| beside(&dir, &p));
+    let playbooks_dir = m.get("playbooks").and_then(|a| {
+        let p = beside(&dir, &a.word("path")?);
+        check_playbooks_dir(&a, &p);
+        Some(p)
+    });
     let global = defaults_block(&mut m);
     let advertise = m
         .get("advertise")
@@ -173,6 +174,19 @@ fn site(at: &At, walk: &Walk) -> Option<Site> {
     let cluster = m.get("cluster").map(|c| cluster(&c, &defaults, &site_name, walk));
     m.finish();
     let min_healthy_relays = defaults.min_healthy_relays.unwrap_or(1);
+    if !relays.is_empty() && min_healthy_relays > relays.len() {
+        at.error(
+            format!(
+                "site `{site_name}` has {} relay{} but `min_healthy_relays` is {min_healthy_relays}: no relay could ever be taken out of service",
+                relays.len(),
+                if relays.len() == 1 { "" } else { "s" }
+            ),
+            Some(format!(
+                "lower `min_healthy_relays` (in the site's `defaults:` or the file's) to at most {}",
+                relays.len()
+            )),
+        );
+    }
     let relays: Vec<Relay> = relays.into_iter().collect::<Option<_>>()?;
     Some(Site {
         name: name?,
@@ -188,7 +202,7 @@ fn site(at: &At, walk: &Walk) -> Option<Site> {
 fn access(m: &mut MapReader, defaults: &Defaults, dir: &Path) -> (Option<String>, Transport, Ssh) {
     let host = m
         .require("host", "the address opsctl connects to, e.g. `host: 10.0.0.11`")
-        .and_then(|a| a.name());
+        .and_then(|a| a.host());
     let transport = m
         .get("transport")
         .and_then(|a| read::transport(&a))
@@ -543,6 +557,45 @@ fn advertise(at: &At, dir: &std::path::Path) -> Option<Advertise> {
     };
     m.finish();
     Some(Advertise { backend, check })
+}
+
+/// The override directory must exist, and each playbook in it must replace
+/// a built-in one: a file that matches none would be silently ignored.
+fn check_playbooks_dir(at: &At, dir: &std::path::Path) {
+    let names = crate::playbook::BUILT_IN.map(|(n, _)| n);
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            at.error(
+                format!("the playbooks directory {} cannot be read: {e}", dir.display()),
+                Some("create it, or remove `playbooks:` to use the built-in playbooks".into()),
+            );
+            return;
+        }
+    };
+    let mut unknown: Vec<String> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().and_then(|x| x.to_str()) == Some("yaml"))
+        .filter_map(|p| p.file_stem().and_then(|s| s.to_str()).map(str::to_owned))
+        .filter(|stem| !names.contains(&stem.as_str()))
+        .collect();
+    unknown.sort();
+    for stem in unknown {
+        at.error(
+            format!(
+                "{}/{stem}.yaml replaces no built-in playbook, so it would never be used",
+                dir.display()
+            ),
+            Some(format!(
+                "{}name it after the one it replaces: {}",
+                crate::suggest::closest(&stem, names)
+                    .map(|n| format!("did you mean `{n}.yaml`? "))
+                    .unwrap_or_default(),
+                names.map(|n| format!("{n}.yaml")).join(", ")
+            )),
+        );
+    }
 }
 
 /// Where Wire's values file keeps the list of TURN servers clients receive.
