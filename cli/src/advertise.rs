@@ -34,7 +34,7 @@ impl ValuesFile {
         let Backend::ValuesFile { file, list, .. } = &inv.advertise.backend else {
             return Ok(None);
         };
-        let text = std::fs::read_to_string(file).with_context(|| {
+        let text = crate::reader::read_text(file).with_context(|| {
             format!(
                 "cannot read the values file {} (`advertise.file` in {})",
                 file.display(),

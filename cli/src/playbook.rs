@@ -311,7 +311,7 @@ pub fn load(name: &str, dir: Option<&Path>) -> anyhow::Result<Playbook> {
     if let Some(dir) = dir {
         let path = dir.join(format!("{name}.yaml"));
         if path.exists() {
-            let text = std::fs::read_to_string(&path)
+            let text = crate::reader::read_text(&path)
                 .map_err(|e| anyhow::anyhow!("cannot read playbook override {}: {e}", path.display()))?;
             tracing::debug!(playbook = name, file = %path.display(), "using playbook override");
             return Ok(parse(&text, &path.display().to_string())?);

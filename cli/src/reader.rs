@@ -222,12 +222,16 @@ impl<'a> At<'a> {
         }
     }
 
-    pub fn int<T: TryFrom<i128>>(&self, what: &str) -> Option<T> {
+    pub fn int<T: TryFrom<i128> + Bounded>(&self, what: &str) -> Option<T> {
         match self.node.value {
             Value::Int(i) => match T::try_from(i) {
                 Ok(v) => Some(v),
+                Err(_) if i > T::MAX => {
+                    self.error(format!("{i} is too large for {what} (at most {})", T::MAX), None);
+                    None
+                }
                 Err(_) => {
-                    self.error(format!("{i} is out of range for {what}"), None);
+                    self.error(format!("{i} is too small for {what} (at least {})", T::MIN), None);
                     None
                 }
             },
@@ -437,6 +441,18 @@ impl<'a> MapReader<'a> {
         self.entries.iter().any(|(k, _)| k.name == key)
     }
 
+    /// Reports a problem at `key` itself (not at the mapping holding it),
+    /// and counts the key as known.
+    pub fn key_error(&mut self, key: &'static str, message: impl Into<String>, help: Option<String>) {
+        self.known.push(key);
+        let pos = self
+            .entries
+            .iter()
+            .find(|(k, _)| k.name == key)
+            .map_or(self.at.pos(), |(k, _)| k.pos);
+        self.at.diags.report(pos, &self.child_path(key), message, help);
+    }
+
     /// Done reading: the checks run as the reader is dropped.
     pub fn finish(self) {}
 }
@@ -522,6 +538,53 @@ pub fn check_host(s: &str) -> Result<String, String> {
         }
     }
     Ok(bare.to_owned())
+}
+
+/// The range of an integer type, for "too large (at most N)".
+pub trait Bounded {
+    const MIN: i128;
+    const MAX: i128;
+}
+
+macro_rules! bounded {
+    ($($t:ty),*) => {$(
+        impl Bounded for $t {
+            const MIN: i128 = <$t>::MIN as i128;
+            const MAX: i128 = <$t>::MAX as i128;
+        }
+    )*};
+}
+
+bounded!(u8, u16, u32, u64, usize, i32, i64);
+
+/// The most an input file (inventory, playbook, values file) may hold: far
+/// above any deployment, far below what would exhaust memory.
+pub const MAX_INPUT: u64 = 16 * 1024 * 1024;
+
+/// Reads an input file as text, refusing one larger than [`MAX_INPUT`]
+/// before it is read whole, and text that is not UTF-8 with where.
+pub fn read_text(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_INPUT + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_INPUT {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB, far more than an input of opsctl holds",
+            MAX_INPUT / (1024 * 1024)
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let before = &e.as_bytes()[..at];
+        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        let col = at - before.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
+        std::io::Error::other(format!(
+            "not UTF-8 text: line {line}, byte {col} of the line (byte {} of the file)",
+            at + 1
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -71,14 +71,17 @@ impl fmt::Display for SyntaxError {
     }
 }
 
+const MAX_EVENTS: usize = 4_000_000;
+const MAX_DEPTH: usize = 64;
+
 /// Parses one YAML document. An empty document is an empty mapping.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     // Inventories of a few thousand nodes stay far below these; anything larger
     // is a mistake (or an attack) rather than a deployment.
     let options = serde_saphyr::options! {
         budget: serde_saphyr::budget! {
-            max_events: 4_000_000,
-            max_depth: 64,
+            max_events: MAX_EVENTS,
+            max_depth: MAX_DEPTH,
             max_documents: 1,
         },
     };
@@ -94,12 +97,31 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
                 line: l.line(),
                 col: l.column(),
             });
-            let full = e.without_snippet().render_with_formatter(&UserMessageFormatter);
-            Err(SyntaxError {
-                pos,
-                message: clean_message(&full),
-            })
+            let message = match e.without_snippet() {
+                serde_saphyr::Error::Budget { breach, .. } => budget_words(breach),
+                _ => clean_message(&e.without_snippet().render_with_formatter(&UserMessageFormatter)),
+            };
+            Err(SyntaxError { pos, message })
         }
+    }
+}
+
+/// A budget that stopped the parser, in words: which limit, and what it is.
+fn budget_words(b: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    match b {
+        B::Depth { .. } => format!("nested deeper than {MAX_DEPTH} levels of lists and mappings"),
+        B::Documents { .. } => {
+            "holds more than one YAML document (a `---` line): an input of opsctl is one document".into()
+        }
+        B::Events { .. } | B::Nodes { .. } => format!(
+            "holds more than {MAX_EVENTS} YAML values, far more than any deployment; is it the right file?"
+        ),
+        B::Aliases { .. } | B::Anchors { .. } | B::AliasAnchorRatio { .. } => {
+            "uses more YAML aliases (`*name`) than opsctl reads".into()
+        }
+        B::ScalarBytes { .. } | B::InputBytes { .. } => "holds more text than opsctl reads".into(),
+        other => format!("breaks a limit opsctl sets on YAML input ({other:?})"),
     }
 }
 

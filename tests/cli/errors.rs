@@ -126,7 +126,7 @@ fn passwords_are_never_written_in_the_inventory() {
         stats: {via: coturn-cli, password: hunter2}
 "#).fails_with(
         2,
-        "opsctl: error: inventory.yaml has 1 problem:\n  inventory.yaml:7:16: sites[0].relays[0].stats: a password cannot be written in the inventory\n      help: use `password_env: VAR` (an environment variable) or `password_file: PATH`\n",
+        "opsctl: error: inventory.yaml has 1 problem:\n  inventory.yaml:7:34: sites[0].relays[0].stats.password: a password cannot be written in the inventory\n      help: use `password_env: VAR` (an environment variable) or `password_file: PATH`\n",
     );
 }
 
@@ -144,7 +144,7 @@ fn bad_urls_and_wrong_types() {
         stun_check: "yes"
 "#).fails_with(
         2,
-        "opsctl: error: inventory.yaml has 4 problems:\n  inventory.yaml:4:27: sites[0].defaults.min_healthy_relays: -1 is out of range for a count of relays\n  inventory.yaml:9:16: sites[0].relays[0].urls[0]: `turn1.example.com:3478` has scheme `turn1.example.com`; expected turn, turns, stun or stuns\n      help: write it as clients get it, e.g. `turn:turn1.example.com:3478?transport=tcp`\n  inventory.yaml:9:40: sites[0].relays[0].urls[1]: `turn:t1:3478?transport=sctp` has query `transport=sctp`; only `transport=udp` or `transport=tcp` is allowed\n      help: write it as clients get it, e.g. `turn:turn1.example.com:3478?transport=tcp`\n  inventory.yaml:10:21: sites[0].relays[0].stun_check: expected `true` or `false`, found a string\n",
+        "opsctl: error: inventory.yaml has 4 problems:\n  inventory.yaml:4:27: sites[0].defaults.min_healthy_relays: -1 is too small for a count of relays (at least 0)\n  inventory.yaml:9:16: sites[0].relays[0].urls[0]: `turn1.example.com:3478` has scheme `turn1.example.com`; expected turn, turns, stun or stuns\n      help: write it as clients get it, e.g. `turn:turn1.example.com:3478?transport=tcp`\n  inventory.yaml:9:40: sites[0].relays[0].urls[1]: `turn:t1:3478?transport=sctp` has query `transport=sctp`; only `transport=udp` or `transport=tcp` is allowed\n      help: write it as clients get it, e.g. `turn:turn1.example.com:3478?transport=tcp`\n  inventory.yaml:10:21: sites[0].relays[0].stun_check: expected `true` or `false`, found a string\n",
     );
 }
 
@@ -526,4 +526,35 @@ fn a_minimum_above_the_relays_of_a_site_is_an_error() {
         2,
         "opsctl: error: inventory.yaml has 1 problem:\n  inventory.yaml:3:5: sites[0]: site `dc1` has 2 relays but `min_healthy_relays` is 3: no relay could ever be taken out of service\n      help: lower `min_healthy_relays` (in the site's `defaults:` or the file's) to at most 2\n",
     );
+}
+
+/// Limits and encodings, said in words with where.
+#[test]
+fn limits_and_encodings_are_said_in_words() {
+    let scratch = Scratch::new();
+    let deep = format!("a: {}{}\n", "[".repeat(70), "]".repeat(70));
+    scratch.write("deep.yaml", &deep);
+    scratch.opsctl(&["-i", "deep.yaml", "inventory", "check"]).fails_with(
+        2,
+        "opsctl: error: deep.yaml has 1 problem:\n  deep.yaml:1:67: nested deeper than 64 levels of lists and mappings\n",
+    );
+    scratch.write("docs.yaml", "a: 1\n---\nb: 2\n");
+    scratch.opsctl(&["-i", "docs.yaml", "inventory", "check"]).fails_with(
+        2,
+        "opsctl: error: docs.yaml has 1 problem:\n  docs.yaml:2:1: holds more than one YAML document (a `---` line): an input of opsctl is one document\n",
+    );
+    std::fs::write(scratch.0.join("latin1.yaml"), b"sites:\n  - name: caf\xe9\n").unwrap();
+    scratch.opsctl(&["-i", "latin1.yaml", "inventory", "check"]).fails_with(
+        2,
+        "opsctl: error: cannot read inventory latin1.yaml: not UTF-8 text: line 2, byte 14 of the line (byte 21 of the file)\n",
+    );
+    scratch.opsctl(&["-i", "/dev/zero", "inventory", "check"]).fails_with(
+        2,
+        "opsctl: error: cannot read inventory /dev/zero: larger than 16 MiB, far more than an input of opsctl holds\n",
+    );
+    check("defaults: {ssh: {port: 70000, password: x}}\nsites:\n  - name: dc1\n    relays:\n      - {name: r, host: h, kind: coturn, stats: {via: coturn-cli, password: y}}\n")
+        .fails_with(
+            2,
+            "opsctl: error: inventory.yaml has 3 problems:\n  inventory.yaml:1:24: defaults.ssh.port: 70000 is too large for a port number (at most 65535)\n  inventory.yaml:1:31: defaults.ssh.password: a password cannot be written in the inventory\n      help: opsctl logs in with a key: set `identity_file`, or load the key with `ssh-add`\n  inventory.yaml:5:67: sites[0].relays[0].stats.password: a password cannot be written in the inventory\n      help: use `password_env: VAR` (an environment variable) or `password_file: PATH`\n",
+        );
 }

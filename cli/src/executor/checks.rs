@@ -183,7 +183,7 @@ pub fn judge(
 
 /// The values file's list as it is now.
 fn listing(v: &ValuesRef) -> anyhow::Result<advertise::Listing> {
-    let text = std::fs::read_to_string(&v.path)
+    let text = crate::reader::read_text(std::path::Path::new(&v.path))
         .map_err(|e| anyhow::anyhow!("cannot read the values file {}: {e}", v.path))?;
     advertise::Listing::parse(&text, &v.list).map_err(|e| e.located(&v.path))
 }

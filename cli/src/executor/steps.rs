@@ -125,7 +125,7 @@ async fn advertise(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
     let mut restore: Option<(std::path::PathBuf, String)> = None;
     if let Some(planned) = edit {
         let path = std::path::PathBuf::from(&planned.path);
-        let text = std::fs::read_to_string(&path)
+        let text = crate::reader::read_text(&path)
             .with_context(|| format!("cannot read the values file {}", planned.path))?;
         let entries = advertise::Listing::parse(&text, &planned.list)
             .map_err(|e| e.located(&planned.path))?

@@ -23,7 +23,7 @@ use crate::yaml;
 /// Reads and validates an inventory file.
 pub fn load(path: &Path) -> anyhow::Result<Inventory> {
     let started = std::time::Instant::now();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = crate::reader::read_text(path).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::NotFound {
             "; pass `--inventory FILE`, set OPSCTL_INVENTORY, or start from inventory.example.yaml"
         } else {

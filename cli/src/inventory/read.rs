@@ -41,6 +41,13 @@ pub fn defaults(m: &mut MapReader) -> Defaults {
 }
 
 pub fn ssh(m: &mut MapReader) -> SshLayer {
+    if m.has("password") {
+        m.key_error(
+            "password",
+            "a password cannot be written in the inventory",
+            Some("opsctl logs in with a key: set `identity_file`, or load the key with `ssh-add`".into()),
+        );
+    }
     SshLayer {
         user: m.get("user").and_then(|a| a.word("user name")),
         port: m.get("port").and_then(|a| a.int::<u16>("a port number")),
@@ -120,10 +127,10 @@ fn stats(at: &At) -> Option<StatsLayer> {
     };
     let mut layer = layer;
     if m.has("password") {
-        m.get("password");
         // Counted as set, so the CLI does not also report a missing password.
         layer.password = Some(SecretRef::Env(String::new()));
-        m.at.error(
+        m.key_error(
+            "password",
             "a password cannot be written in the inventory",
             Some("use `password_env: VAR` (an environment variable) or `password_file: PATH`".into()),
         );
