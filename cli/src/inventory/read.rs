@@ -183,9 +183,9 @@ fn service(at: &At, r: &mut RelayLayer) {
 fn cert(at: &At) -> Option<CertLayer> {
     let mut m = at.map()?;
     let layer = CertLayer {
-        bundle: m.get("bundle").and_then(|a| a.name()),
-        cert: m.get("cert").and_then(|a| a.name()),
-        key: m.get("key").and_then(|a| a.name()),
+        bundle: m.get("bundle").and_then(|a| a.word("path")),
+        cert: m.get("cert").and_then(|a| a.word("path")),
+        key: m.get("key").and_then(|a| a.word("path")),
     };
     match (&layer.bundle, &layer.cert, &layer.key) {
         (Some(_), None, None) | (None, Some(_), Some(_)) => {}

@@ -487,7 +487,7 @@ fn advertise(at: &At, dir: &std::path::Path) -> Option<Advertise> {
     let backend = m
         .require("backend", "one of `values-file`, `command` or `none`")
         .and_then(|a| a.choice(&[("values-file", 0u8), ("command", 1), ("none", 2)]));
-    let file = m.get("file").and_then(|a| a.name());
+    let file = m.get("file").and_then(|a| a.word("path"));
     let list = m.get("list").and_then(|a| {
         let path = a.name()?;
         if path.split('.').any(str::is_empty) {
