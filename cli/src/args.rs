@@ -217,6 +217,11 @@ pub enum Reboot {
 pub struct RebootNode {
     #[command(flatten)]
     pub targets: Targets,
+
+    /// Reboot without waiting for the relay's calls to end: they are dropped.
+    /// Asks first, showing the allocations (`--yes` answers in automation).
+    #[arg(long)]
+    pub no_drain: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -118,9 +118,10 @@ fn against_inventory(
             };
             plan(p, targets)
         }
-        Command::Reboot(args::Reboot::Node(r)) => {
-            plan(Procedure::RebootNode, select_relays(&inventory, &r.targets)?)
-        }
+        Command::Reboot(args::Reboot::Node(r)) => plan(
+            Procedure::RebootNode { drain: !r.no_drain },
+            select_relays(&inventory, &r.targets)?,
+        ),
         Command::RenewCert(r) => {
             let mut targets = select_relays(&inventory, &r.targets)?;
             if r.targets.nodes.is_empty() {

@@ -63,6 +63,12 @@ pub fn format(d: Duration) -> String {
     out
 }
 
+/// `06:41:00 UTC` for a time in Unix seconds: when something happened today.
+pub fn utc_clock(unix_secs: u64) -> String {
+    let s = unix_secs % 86_400;
+    format!("{:02}:{:02}:{:02} UTC", s / 3600, s % 3600 / 60, s % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -143,13 +143,19 @@ pub enum Condition {
     Reload,
     /// The certificate is put into service by a drained restart (the default).
     Restart,
+    /// The relay's calls are waited for (the default).
+    Drain,
+    /// They are not (`--no-drain`): they are dropped, once confirmed.
+    NoDrain,
 }
 
-pub const CONDITIONS: [(&str, Condition); 4] = [
+pub const CONDITIONS: [(&str, Condition); 6] = [
     ("relay-drain", Condition::RelayDrain),
     ("stun-check", Condition::StunCheck),
     ("reload", Condition::Reload),
     ("restart", Condition::Restart),
+    ("drain", Condition::Drain),
+    ("no-drain", Condition::NoDrain),
 ];
 
 #[derive(Debug, Clone)]

@@ -34,14 +34,28 @@ pub enum Tone {
     Bad,
 }
 
-/// A wait's spinner; gone from the screen when dropped.
+/// A wait's spinner; gone from the screen when dropped. Where no spinner is
+/// drawn (no terminal, or `-v`), its message is printed as a line instead:
+/// the first reading, then at most one line every [`PROGRESS_EVERY`].
 pub struct Spinner<'a> {
     bar: ProgressBar,
     printer: &'a Printer,
+    /// When a progress line was last printed (lines only: no spinner drawn).
+    last_line: Option<std::cell::Cell<Option<std::time::Instant>>>,
 }
+
+/// How often a wait prints a progress line where no spinner is drawn.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 impl Spinner<'_> {
     pub fn set_message(&self, message: String) {
+        if let Some(last) = &self.last_line {
+            let due = last.get().is_none_or(|t| t.elapsed() >= PROGRESS_EVERY);
+            if due {
+                last.set(Some(std::time::Instant::now()));
+                self.printer.note(&message);
+            }
+        }
         self.bar.set_message(message);
     }
 }
@@ -114,7 +128,8 @@ impl Printer {
 
     /// A spinner for a wait; hidden when stderr is not a terminal.
     pub fn wait(&self, message: &str) -> Spinner<'_> {
-        let target = if self.progress && !self.quiet {
+        let drawn = self.progress && !self.quiet;
+        let target = if drawn {
             ProgressDrawTarget::stderr()
         } else {
             ProgressDrawTarget::hidden()
@@ -129,7 +144,11 @@ impl Printer {
         if let Ok(mut b) = self.bar.lock() {
             *b = Some(bar.clone());
         }
-        Spinner { bar, printer: self }
+        Spinner {
+            bar,
+            printer: self,
+            last_line: (!drawn).then(|| std::cell::Cell::new(None)),
+        }
     }
 
     /// A result in text, on stdout.

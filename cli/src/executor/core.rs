@@ -164,6 +164,8 @@ pub struct NodeSummary<'a> {
 pub(super) struct NodeState {
     /// `Some(false)` once taken out of the advertised list, `Some(true)` once back.
     pub(super) advertised: Option<bool>,
+    /// When it was taken out of the advertised list (Unix seconds).
+    pub(super) out_since: Option<u64>,
     pub(super) relay_drain: bool,
     pub(super) steps_done: usize,
     pub(super) steps_total: usize,
@@ -202,7 +204,10 @@ impl Executor<'_> {
         let s = self.state.entry(step.node.clone()).or_default();
         s.steps_done += 1;
         match &step.action {
-            Action::Advertise { out, .. } => s.advertised = Some(!out),
+            Action::Advertise { out, .. } => {
+                s.advertised = Some(!out);
+                s.out_since = out.then(journal::now);
+            }
             Action::StatusCommand { command, .. } => s.relay_drain = command == "drain_enable",
             _ => {}
         }

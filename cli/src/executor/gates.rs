@@ -290,12 +290,25 @@ async fn read(
         },
         Gate::Unadvertised { check, urls } => listed(ex, check, urls, false).await?,
         Gate::Advertised { check, urls } => listed(ex, check, urls, true).await?,
-        Gate::SshDown { on } => {
+        Gate::SshDown { on, command, record } => {
             let node = ex.plan.node(on)?;
             ex.remote.forget_node(&node.name).await;
             match ex.remote.reachable(&node).await {
-                Ok(()) => Poll::NotYet("still answers SSH".into()),
                 Err(e) => Poll::Holds(format!("{e}").lines().next().unwrap_or("").to_owned()),
+                Ok(()) => {
+                    let before = ex.records.get(&(step.node.clone(), record.clone()));
+                    match ex.run(command).await.map(|s| s.trim().to_owned()) {
+                        // Down and up again between two polls.
+                        Ok(now) if before.is_some_and(|b| *b != now) => {
+                            Poll::Holds(format!("already back, with the new boot id {now}"))
+                        }
+                        Ok(_) => Poll::NotYet(
+                            "still answers SSH with the boot id it had before the reboot: the reboot has not taken it down"
+                                .into(),
+                        ),
+                        Err(_) => Poll::NotYet("still answers SSH".into()),
+                    }
+                }
             }
         }
         Gate::NewBoot { command, record } => {

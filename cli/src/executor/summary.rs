@@ -52,7 +52,13 @@ impl Executor<'_> {
         for (node, s) in &self.state {
             let mut words = vec![format!("{}/{} steps", s.steps_done, s.steps_total)];
             match s.advertised {
-                Some(false) => words.push("OUT of the advertised list".into()),
+                Some(false) => words.push(match s.out_since {
+                    Some(t) => format!(
+                        "OUT of the advertised list since {}",
+                        crate::duration::utc_clock(t)
+                    ),
+                    None => "OUT of the advertised list".into(),
+                }),
                 Some(true) => words.push("back in the advertised list".into()),
                 None => {}
             }

@@ -324,8 +324,12 @@ pub enum Gate {
         urls: Vec<String>,
     },
     /// A fresh SSH connection to the node fails: the old boot is going down.
+    /// While it still answers, `command` says whether it is the same boot
+    /// (the boot id kept as `record`).
     SshDown {
         on: Host,
+        command: Command,
+        record: String,
     },
     /// The node answers SSH again and `command` prints something other
     /// than what the `record` step kept as `record`.
@@ -481,10 +485,11 @@ impl Action {
                 Gate::ServiceUp { service } => out.push(&service.command),
                 Gate::Unadvertised { check, .. } | Gate::Advertised { check, .. } => out.push(check),
                 Gate::NewBoot { command, .. }
+                | Gate::SshDown { command, .. }
                 | Gate::MemberHealthy { command }
                 | Gate::ClusterHealthy { command }
                 | Gate::KeysPreserved { command } => out.push(command),
-                Gate::StunBinding { .. } | Gate::SshDown { .. } | Gate::ServedCert { .. } => {}
+                Gate::StunBinding { .. } | Gate::ServedCert { .. } => {}
             },
             Action::Safety { safety } => {
                 for p in &safety.others {

@@ -392,12 +392,13 @@ impl Render {
                 );
                 self.command(check, pad);
             }
-            Gate::SshDown { on } => {
+            Gate::SshDown { on, command, record } => {
                 let _ = writeln!(
                     self.out,
-                    "{pad}  read by opening a new SSH connection to {}",
+                    "{pad}  read by opening a new SSH connection to {}; while it answers, this, compared with `{record}`:",
                     on.address
                 );
+                self.command(command, pad);
             }
             Gate::NewBoot { command, record } => {
                 let _ = writeln!(

@@ -16,7 +16,10 @@ use crate::playbook::{self, Body, Condition, Playbook, ServiceAction, StepKind, 
 pub enum Procedure {
     RestartNoDowntime,
     Restart,
-    RebootNode,
+    RebootNode {
+        /// Wait for the calls to drain first (unless `--no-drain`).
+        drain: bool,
+    },
     RenewCert {
         bundle: PathBuf,
         key: Option<PathBuf>,
@@ -44,7 +47,7 @@ impl Procedure {
         Ok(match self {
             Procedure::RestartNoDowntime => "restart-no-downtime",
             Procedure::Restart => "restart",
-            Procedure::RebootNode => "reboot-node",
+            Procedure::RebootNode { .. } => "reboot-node",
             Procedure::RenewCert { .. } => "renew-cert",
             Procedure::RecoverQuorum => {
                 let site = targets
@@ -234,6 +237,7 @@ impl<'a> Builder<'a> {
             _ => (false, None),
         };
         let preflight = self.relay_preflight(&relays, &entries, cert_inputs.as_ref())?;
+        let drain = !matches!(self.req.procedure, Procedure::RebootNode { drain: false });
         for r in &relays {
             let mut section = Section {
                 title: format!(
@@ -252,6 +256,8 @@ impl<'a> Builder<'a> {
                     Condition::StunCheck => r.stun_check,
                     Condition::Reload => reload,
                     Condition::Restart => !reload,
+                    Condition::Drain => drain,
+                    Condition::NoDrain => !drain,
                 });
                 if applies && !checked && takes_out_of_service(&step.kind) {
                     checked = true;

@@ -264,12 +264,18 @@ impl Builder<'_> {
                     )
                 }
             }
-            PbGate::SshDown => (
-                format!("{} stops answering SSH (the old boot is going down)", r.name),
-                Gate::SshDown {
-                    on: Host::of(&r.name, &r.access),
-                },
-            ),
+            PbGate::SshDown => {
+                // A reboot that does not take the node down in this long did nothing.
+                timeout = r.reboot.timeout;
+                (
+                    format!("{} stops answering SSH (the old boot is going down)", r.name),
+                    Gate::SshDown {
+                        on: Host::of(&r.name, &r.access),
+                        command: Command::remote(&r.name, &r.access, r.reboot.boot_id.clone()),
+                        record: "boot_id".into(),
+                    },
+                )
+            }
             PbGate::NewBoot => {
                 timeout = r.reboot.timeout;
                 (
