@@ -625,17 +625,17 @@ fn cluster(at: &At, defaults: &Defaults, site: &str, walk: &Walk) -> Option<Clus
         .require("flavor", "`clearwater` or `etcd`")
         .and_then(|a| a.choice(&[("clearwater", true), ("etcd", false)]));
     // Flavor-specific keys are all read (so neither is "unknown"), then checked.
-    let local_config = m.get("local_config").and_then(|a| a.name());
-    let shared_config = m.get("shared_config").and_then(|a| a.name());
+    let local_config = m.get("local_config").and_then(|a| a.word("path"));
+    let shared_config = m.get("shared_config").and_then(|a| a.word("path"));
     let masters_at = m.get("masters");
     let masters = masters_at.as_ref().and_then(read::strings);
     let seed_at = m.get("seed");
     let seed = seed_at.as_ref().and_then(|a| a.name());
-    let token = m.get("token").and_then(|a| a.name());
-    let etcdctl = m.get("etcdctl").and_then(|a| a.name());
-    let data_dir = m.get("data_dir").and_then(|a| a.name());
-    let env_file = m.get("env_file").and_then(|a| a.name());
-    let unit = m.get("unit").and_then(|a| a.name());
+    let token = m.get("token").and_then(|a| a.word("cluster token"));
+    let etcdctl = m.get("etcdctl").and_then(|a| a.word("command"));
+    let data_dir = m.get("data_dir").and_then(|a| a.word("path"));
+    let env_file = m.get("env_file").and_then(|a| a.word("path"));
+    let unit = m.get("unit").and_then(|a| a.word("unit name"));
     let members_at = m.require("members", "list the cluster's members");
     let is_clearwater = flavor?;
     let wrong: &[(&str, bool)] = if is_clearwater {
@@ -767,10 +767,10 @@ fn member(at: &At, defaults: &Defaults, shared: &MemberDefaults, walk: &Walk) ->
     note_name(&walk.nodes, &name, at);
     let (host, transport, ssh) = access(&mut m, defaults, &walk.dir);
     let role = m.get("role");
-    let mgmt = m.get("management_ip").and_then(|a| a.name());
-    let client_url = m.get("client_url").and_then(|a| a.name());
-    let peer_url = m.get("peer_url").and_then(|a| a.name());
-    let own_data_dir = m.get("data_dir").and_then(|a| a.name());
+    let mgmt = m.get("management_ip").and_then(|a| a.host());
+    let client_url = m.get("client_url").and_then(|a| a.word("URL"));
+    let peer_url = m.get("peer_url").and_then(|a| a.word("URL"));
+    let own_data_dir = m.get("data_dir").and_then(|a| a.word("path"));
     m.finish();
     let host = host?;
     let member_role = if clearwater {
