@@ -71,11 +71,11 @@ fn reboot_node_drains_reboots_waits_for_the_new_boot_and_readvertises() {
     );
 }
 
-/// A lab of `n` relayd nodes for reboots: each with `reboot` (YAML, `{ip}`
-/// the node's address, default the lab's reboot), a values file that
-/// advertises them all, and a reboot-node playbook override whose waits after
-/// the boot are short, as an operator may set them.
-fn reboot_lab(n: usize, reboot: &dyn Fn(usize) -> String, service: &str) -> (Lab, Scratch, String) {
+/// A lab of `n` relayd nodes for reboots, each rebooted by the lab's reboot
+/// but for `odd` (a node's index and its own `reboot:` settings), a values
+/// file that advertises them all, and a reboot-node playbook override whose
+/// waits after the boot are short, as an operator may set them.
+fn reboot_lab(n: usize, odd: Option<(usize, &str)>, service: &str) -> (Lab, Scratch, String) {
     let lab = Lab::start(n).unwrap_or_else(|why| panic!("cannot start the lab: {why}"));
     let scratch = Scratch::new();
     let mut values = String::from("brig:\n  turnStatic:\n    v2:\n");
@@ -94,7 +94,10 @@ fn reboot_lab(n: usize, reboot: &dyn Fn(usize) -> String, service: &str) -> (Lab
             &format!("host: {}}}", node.ip),
             &format!(
                 "host: {ip}, urls: ['turn:{ip}:3478'], stats: {{addr: '{ip}:33000'}}, drain: {{poll: 1s}}{service}, reboot: {}}}",
-                reboot(i),
+                match odd {
+                    Some((k, reboot)) if k == i => reboot,
+                    _ => LAB_REBOOT,
+                },
                 ip = node.ip
             ),
         );
@@ -119,16 +122,13 @@ const LAB_REBOOT: &str = "{command: reboot, boot_id: lab-boot-id, timeout: 30s}"
 
 #[test]
 fn a_node_that_never_comes_back_stays_out_and_the_summary_says_so() {
+    // The lab's reboot, with the node kept down far past the wait.
     let (lab, scratch, values) = reboot_lab(
         2,
-        &|i| {
-            if i == 0 {
-                // The lab's reboot, with the node kept down far past the wait.
-                "{command: [env, LAB_REBOOT_SECONDS=600, reboot], boot_id: lab-boot-id, timeout: 12s}".into()
-            } else {
-                LAB_REBOOT.into()
-            }
-        },
+        Some((
+            0,
+            "{command: [env, LAB_REBOOT_SECONDS=600, reboot], boot_id: lab-boot-id, timeout: 12s}",
+        )),
         "",
     );
     let peer = (boot_id(&lab, 1), relayd_pid(&lab, 1));
@@ -179,13 +179,7 @@ fn a_node_that_never_comes_back_stays_out_and_the_summary_says_so() {
 fn a_reboot_that_does_nothing_is_not_taken_for_one() {
     let (lab, scratch, _) = reboot_lab(
         2,
-        &|i| {
-            if i == 0 {
-                "{command: 'true', boot_id: lab-boot-id, timeout: 4s}".into()
-            } else {
-                LAB_REBOOT.into()
-            }
-        },
+        Some((0, "{command: 'true', boot_id: lab-boot-id, timeout: 4s}")),
         "",
     );
     let before = boot_id(&lab, 0);
@@ -206,16 +200,13 @@ fn a_reboot_that_does_nothing_is_not_taken_for_one() {
 
 #[test]
 fn a_relay_that_does_not_come_up_after_the_boot_stays_out() {
+    // The lab's reboot, but no service is started again on boot.
     let (lab, scratch, _) = reboot_lab(
         2,
-        &|i| {
-            if i == 0 {
-                // The lab's reboot, but no service is started again on boot.
-                r#"{command: [sh, -c, 'reboot && : > "$LAB_NODE/run/on-boot"'], boot_id: lab-boot-id, timeout: 30s}"#.into()
-            } else {
-                LAB_REBOOT.into()
-            }
-        },
+        Some((
+            0,
+            r#"{command: [sh, -c, 'reboot && : > "$LAB_NODE/run/on-boot"'], boot_id: lab-boot-id, timeout: 30s}"#,
+        )),
         "",
     );
     let before = boot_id(&lab, 0);
@@ -247,7 +238,7 @@ fn a_peer_that_is_down_refuses_the_reboot_before_anything_changes() {
         } else {
             ""
         };
-        let (lab, scratch, values) = reboot_lab(2, &|_| LAB_REBOOT.into(), service);
+        let (lab, scratch, values) = reboot_lab(2, None, service);
         let stopped = if docker {
             lab.ssh(1, "docker stop restund")
         } else {
@@ -281,13 +272,7 @@ fn a_peer_that_is_down_refuses_the_reboot_before_anything_changes() {
 fn several_nodes_go_one_after_another_and_a_failure_leaves_the_rest_alone() {
     let (lab, scratch, values) = reboot_lab(
         3,
-        &|i| {
-            if i == 1 {
-                "{command: 'true', boot_id: lab-boot-id, timeout: 4s}".into()
-            } else {
-                LAB_REBOOT.into()
-            }
-        },
+        Some((1, "{command: 'true', boot_id: lab-boot-id, timeout: 4s}")),
         "",
     );
     let boots: Vec<String> = (0..3).map(|i| boot_id(&lab, i)).collect();
@@ -313,7 +298,7 @@ fn several_nodes_go_one_after_another_and_a_failure_leaves_the_rest_alone() {
 
 #[test]
 fn no_drain_asks_showing_the_allocations_it_drops() {
-    let (lab, scratch, _) = reboot_lab(2, &|_| LAB_REBOOT.into(), "");
+    let (lab, scratch, _) = reboot_lab(2, None, "");
     let before = boot_id(&lab, 0);
     let out = scratch.opsctl(&["reboot", "node", "--no-drain", "node-1"]);
     assert_eq!(out.code, 1, "{}", out.dump());
@@ -340,7 +325,7 @@ fn no_drain_asks_showing_the_allocations_it_drops() {
 /// does, and the run waits for it to run again after the boot.
 #[test]
 fn a_docker_run_relay_is_checked_by_its_container_state() {
-    let (lab, scratch, values) = reboot_lab(2, &|_| LAB_REBOOT.into(), ", service: {container: restund}");
+    let (lab, scratch, values) = reboot_lab(2, None, ", service: {container: restund}");
     let plan = scratch.opsctl(&["--dry-run", "reboot", "node", "node-1"]);
     plan.success();
     assert!(
