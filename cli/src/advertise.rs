@@ -545,6 +545,55 @@ mod tests {
         assert_eq!(twice.line, Some(5));
     }
 
+    /// Hundreds of mangled copies of the seed runbook's values file: the
+    /// reader never panics, and wherever it accepts a file, taking any one
+    /// entry out and putting it back gives that file back byte for byte.
+    #[test]
+    fn mangled_values_files_never_break_the_round_trip() {
+        let seed = include_str!("../../examples/values/wire-server/values.yaml");
+        let pieces = ["- ", "# ", "\n", "  ", "[", "]", ",", ":", "\"", "turn:x:1", "\t"];
+        let mut seedval: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| {
+            seedval = seedval
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seedval >> 33) as usize % n.max(1)
+        };
+        let mut accepted = 0;
+        for _ in 0..600 {
+            let mut text = seed.to_owned();
+            for _ in 0..1 + next(3) {
+                let at = next(text.len());
+                let at = (0..=at).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+                if next(2) == 0 {
+                    text.insert_str(at, pieces[next(pieces.len())]);
+                } else {
+                    let end = (at + 1 + next(4)).min(text.len());
+                    let end = (end..=text.len())
+                        .find(|i| text.is_char_boundary(*i))
+                        .unwrap_or(text.len());
+                    text.replace_range(at..end, "");
+                }
+            }
+            let Ok(listing) = Listing::parse(&text, "brig.turnStatic.v2") else {
+                continue;
+            };
+            accepted += 1;
+            for entries in listing.by_url.values() {
+                let out = edit(&text, entries, true);
+                let again = Listing::parse(&out, "brig.turnStatic.v2")
+                    .unwrap_or_else(|e| panic!("taking out {entries:?} broke the file: {e:?}\n{text}"));
+                let urls: Vec<String> = entries.iter().map(|e| e.url.clone()).collect();
+                let now = again.entries(&urls).unwrap();
+                assert_eq!(state(&now), State::Unadvertised, "{text}");
+                if entries.iter().all(|e| !e.commented) {
+                    assert_eq!(edit(&out, &now, false), text, "round trip of {urls:?}");
+                }
+            }
+        }
+        assert!(accepted > 20, "only {accepted} mangled files were accepted");
+    }
+
     #[test]
     fn diff_shows_changed_lines_with_context() {
         let e = entries(FILE, &urls(&["turn:b:3478"])).unwrap();
