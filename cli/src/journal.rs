@@ -91,10 +91,30 @@ impl Journal {
     }
 }
 
+/// The fields of a journal line that [`left_out`] reads. The plan a start
+/// event carries is skipped, never built: every procedure reads every
+/// journal when it plans.
+#[derive(Deserialize)]
+struct Line {
+    event: String,
+    #[serde(default)]
+    run: String,
+    #[serde(default)]
+    inventory: String,
+    #[serde(default)]
+    at: u64,
+    #[serde(default)]
+    node: String,
+    #[serde(default)]
+    out: bool,
+}
+
 /// Relays that some earlier run took out of the advertised list and did not
 /// put back, with that run's id, for runs against `inventory`.
 pub fn left_out(dir: &Path, inventory: &str) -> BTreeMap<String, String> {
-    let mut runs: Vec<(u64, String, Vec<Event>)> = Vec::new();
+    // Each run: when it started, its id, and its relays' moves (taken out?).
+    type Moves = Vec<(String, bool)>;
+    let mut runs: Vec<(u64, String, Moves)> = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return BTreeMap::new();
     };
@@ -107,31 +127,27 @@ pub fn left_out(dir: &Path, inventory: &str) -> BTreeMap<String, String> {
             continue;
         };
         // A line cut short by a crash is skipped, not fatal.
-        let events: Vec<Event> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
+        let mut lines = text.lines().filter_map(|l| serde_json::from_str::<Line>(l).ok());
+        let Some(start) = lines
+            .next()
+            .filter(|l| l.event == "start" && l.inventory == inventory)
+        else {
+            continue;
+        };
+        let moves = lines
+            .filter(|l| l.event == "advertised")
+            .map(|l| (l.node, l.out))
             .collect();
-        if let Some(Event::Start {
-            run,
-            inventory: inv,
-            at,
-            ..
-        }) = events.first()
-            && inv == inventory
-        {
-            runs.push((*at, run.clone(), events.clone()));
-        }
+        runs.push((start.at, start.run, moves));
     }
     runs.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     let mut out = BTreeMap::new();
-    for (_, run, events) in runs {
-        for e in events {
-            if let Event::Advertised { node, out: o, .. } = e {
-                if o {
-                    out.insert(node, run.clone());
-                } else {
-                    out.remove(&node);
-                }
+    for (_, run, moves) in runs {
+        for (node, taken_out) in moves {
+            if taken_out {
+                out.insert(node, run.clone());
+            } else {
+                out.remove(&node);
             }
         }
     }

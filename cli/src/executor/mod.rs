@@ -175,7 +175,13 @@ impl Executor<'_> {
         });
         let began = Instant::now();
         let result = match steps::perform(self, step).await {
-            Err(e) => match e.downcast_ref::<gates::TimedOut>().map(|t| t.last.clone()) {
+            // Found anywhere in the chain: context added on the way must not
+            // turn a timeout into a plain failure that skips `on_timeout`.
+            Err(e) => match e
+                .chain()
+                .find_map(|c| c.downcast_ref::<gates::TimedOut>())
+                .map(|t| t.last.clone())
+            {
                 // Boxed: what a timeout ends in may run later steps of the plan.
                 Some(last) => Box::pin(self.timed_out(step, &last)).await,
                 None => Err(e),
