@@ -110,10 +110,75 @@ fn each_bad_bundle_is_refused_with_what_to_change() {
     );
     let cut = leaf.bundle(&ca);
     let cut = &cut[..cut.len() / 2];
-    let truncated = refused(&at("truncated.pem", cut));
-    assert!(
-        truncated.starts_with(&format!("{} is not valid PEM: ", path("truncated.pem"))),
-        "{truncated}"
+    let lines = cut.lines().count();
+    let first = leaf.pem.lines().count() + 1;
+    assert!(lines > first, "the cut falls inside the second certificate");
+    assert_eq!(
+        refused(&at("truncated.pem", cut)),
+        format!(
+            "{}:{first}: the `CERTIFICATE` block never ends (no `-----END CERTIFICATE-----`): the file is truncated",
+            path("truncated.pem")
+        )
+    );
+    assert_eq!(
+        refused(&at(
+            "between.pem",
+            &format!("{}issued for turn\n{}{}", leaf.pem, ca.pem, leaf.key_pem)
+        )),
+        format!(
+            "{}:{first}: `issued for turn` stands outside any PEM block; a bundle holds only `-----BEGIN ...-----` blocks (the chain, then the key) with nothing else between them",
+            path("between.pem")
+        )
+    );
+    assert_eq!(
+        refused(&at("hostname.pem", "relay-1\n")),
+        format!(
+            "{}:1: `relay-1` stands outside any PEM block; a bundle holds only `-----BEGIN ...-----` blocks (the chain, then the key) with nothing else between them",
+            path("hostname.pem")
+        )
+    );
+    let binary = dir.join("random.pem");
+    std::fs::write(&binary, [0x30u8, 0x82, 0xff, 0xfe, 0x00]).unwrap();
+    assert_eq!(
+        refused(&Source::Bundle(binary)),
+        format!(
+            "{}:1: not text: a PEM file is plain ASCII (is this a DER or binary file? `openssl x509 -inform der` converts a DER certificate)",
+            path("random.pem")
+        )
+    );
+    let big = dir.join("big.pem");
+    std::fs::File::create(&big).unwrap().set_len(300 << 20).unwrap();
+    assert_eq!(
+        refused(&Source::Bundle(big)),
+        format!(
+            "{} is 314572800 bytes; a certificate bundle is a few kilobytes (at most 1048576): is this the right file?",
+            path("big.pem")
+        )
+    );
+    let encrypted = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n";
+    assert_eq!(
+        refused(&at(
+            "encrypted.pem",
+            &format!("{}{}{encrypted}", leaf.pem, ca.pem)
+        )),
+        format!(
+            "{}:{}: the private key is encrypted, and a relay cannot ask for its passphrase; decrypt it (`openssl pkey -in KEY -out KEY.plain`) and keep the file mode 0600",
+            path("encrypted.pem"),
+            first + ca.pem.lines().count()
+        )
+    );
+    // Another CA of the same name: the names chain, the signature does not.
+    let impostor = Ca::new("Lab CA");
+    assert_eq!(
+        refused(&at(
+            "impostor.pem",
+            &format!("{}{}{}", leaf.pem, impostor.pem, leaf.key_pem)
+        )),
+        format!(
+            "{}: certificate 1 (CN={SERVER_NAME}) names CN=Lab CA as its issuer, but its signature does not verify with certificate 2's key; \
+             put the certificate that really issued it after it",
+            path("impostor.pem")
+        )
     );
     assert_eq!(
         refused(&Source::Bundle(dir.join("missing.pem"))),
