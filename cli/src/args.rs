@@ -234,9 +234,20 @@ pub struct RenewCert {
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
 
-    /// Put the certificate into service by a reload instead of a drained restart.
+    /// Put the certificate into service by a drained restart on every relay,
+    /// also on those that can reload it (relayd, coturn): un-advertise,
+    /// drain, write, restart, verify, re-advertise.
     #[arg(long)]
-    pub reload: bool,
+    pub restart: bool,
+
+    /// A file of CA certificates clients trust besides the system's store
+    /// (repeatable; adds to the inventory's `cert.ca`).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Vec<PathBuf>,
+
+    /// Roll out a certificate that ends earlier than the one a relay serves now.
+    #[arg(long)]
+    pub allow_earlier_expiry: bool,
 
     #[command(flatten)]
     pub targets: Targets,

@@ -143,7 +143,11 @@ fn against_inventory(
                 Procedure::RenewCert {
                     bundle: r.bundle,
                     key: r.key,
-                    reload: r.reload,
+                    restart: r.restart,
+                    ca: r.ca,
+                    allow_earlier: r.allow_earlier_expiry,
+                    // Read when the plan is made (commands::procedure).
+                    served: Default::default(),
                 },
                 targets,
             )

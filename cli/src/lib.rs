@@ -2,6 +2,7 @@
 //! integration tests reach the remote layer and the lab through it.
 
 pub mod advertise;
+pub mod cert;
 pub mod args;
 pub mod command;
 pub mod commands;

@@ -139,9 +139,11 @@ pub enum Condition {
     RelayDrain,
     /// The node's `stun_check` is on.
     StunCheck,
-    /// The certificate is put into service by reload (`--reload`).
+    /// The relay loads a new certificate by a reload (relayd, coturn), and
+    /// `--restart` is not given.
     Reload,
-    /// The certificate is put into service by a drained restart (the default).
+    /// The certificate goes into service by a drained restart: restund, any
+    /// relay without a reload, and `--restart`.
     Restart,
     /// The relay's calls are waited for (the default).
     Drain,
@@ -179,6 +181,9 @@ pub enum StepKind {
     Reboot,
     /// Upload the new certificate in the layout the node needs.
     UploadCert,
+    /// Read the certificate the relay serves now (kept for a rollback, and
+    /// compared with the new one's expiry) before anything of it changes.
+    ReadServed,
     /// Copy a file aside as `<path>.opsctl-<run>` (kept, never deleted).
     Backup(Template),
     /// Rename a directory aside as `<path>.opsctl-<run>` and recreate it empty.
@@ -449,7 +454,7 @@ pub fn selector_name(s: Selector) -> &'static str {
         .unwrap_or("?")
 }
 
-const STEP_KINDS: [&str; 12] = [
+const STEP_KINDS: [&str; 13] = [
     "confirm",
     "unadvertise",
     "advertise",
@@ -459,6 +464,7 @@ const STEP_KINDS: [&str; 12] = [
     "run",
     "reboot",
     "upload-cert",
+    "read-served",
     "backup",
     "move-aside",
     "set-config",
@@ -485,6 +491,7 @@ fn step(at: &At, vars: &[&str]) -> Option<Step> {
             "advertise" => StepKind::Advertise,
             "reboot" => StepKind::Reboot,
             "upload-cert" => StepKind::UploadCert,
+            "read-served" => StepKind::ReadServed,
             other => {
                 let help = crate::suggest::closest(other, STEP_KINDS)
                     .map(|k| format!("did you mean `{k}`?"))
@@ -559,6 +566,7 @@ fn step_kind(m: &mut MapReader, key: &'static str, vars: &[&str]) -> Option<Step
         "advertise" => flag(m, StepKind::Advertise),
         "reboot" => flag(m, StepKind::Reboot),
         "upload-cert" => flag(m, StepKind::UploadCert),
+        "read-served" => flag(m, StepKind::ReadServed),
         "relay-drain" => m
             .get(key)?
             .choice(&[("enable", true), ("disable", false)])

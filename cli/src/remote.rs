@@ -514,17 +514,32 @@ pub struct UploadCommands {
     pub temp: String,
     pub write: Command,
     pub check: Command,
+    /// Keeps the current file under the backup name; refuses (changing
+    /// nothing) when that name is taken, so no earlier backup is lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<Command>,
     pub rename: Command,
     pub cleanup: Command,
+    /// Puts the backup back in place (a rollback's): copied beside the
+    /// target and renamed over it, the backup kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<Command>,
 }
+
+/// Refuses a backup name already taken; keeps the file there is (none is fine).
+const BACKUP: &str = r#"if [ -e "$2" ]; then echo "opsctl: $2 exists already (an earlier backup); nothing was replaced" >&2; exit 1; fi; if [ -e "$1" ]; then cp -a -- "$1" "$2"; fi"#;
+
+/// Puts backup `$2` back over `$1` through the temporary name `$3`. Run only
+/// after the upload completed, so no backup means there was no file before:
+/// the new one is removed.
+const RESTORE: &str = r#"if [ -e "$2" ]; then cp -a -- "$2" "$3" && mv -T -- "$3" "$1"; else rm -f -- "$1"; fi"#;
 
 /// Writes the content to the temporary name with a umask that keeps it
 /// private from the first byte, syncs it, gives it the mode `$3` (or, for
-/// `keep`, the mode of the file it replaces) and the owner of that file.
+/// `keep`, the mode of the file it replaces, 0644 when there is none) and
+/// the owner of that file.
 /// Content arrives on stdin, never on a command line.
-const WRITE_TEMP: &str = r#"umask 077 && cat > "$1" && sync "$1" && if [ "$3" = keep ]; then chmod --reference="$2" "$1"; else chmod "$3" "$1"; fi && if [ -e "$2" ]; then chown --reference="$2" "$1"; fi"#;
+const WRITE_TEMP: &str = r#"umask 077 && cat > "$1" && sync "$1" && if [ "$3" != keep ]; then chmod "$3" "$1"; elif [ -e "$2" ]; then chmod --reference="$2" "$1"; else chmod 644 "$1"; fi && if [ -e "$2" ]; then chown --reference="$2" "$1"; fi"#;
 
 impl UploadCommands {
     /// `mode`: octal like `600`, or `None` to keep the current file's mode.
@@ -549,18 +564,10 @@ impl UploadCommands {
                 mode.unwrap_or("keep"),
             ]),
             check: cmd(&["sha256sum", "--", temp]),
-            backup: backup.map(|b| {
-                cmd(&[
-                    "sh",
-                    "-c",
-                    r#"if [ -e "$1" ]; then cp -a -- "$1" "$2"; fi"#,
-                    "opsctl-backup",
-                    to,
-                    b,
-                ])
-            }),
+            backup: backup.map(|b| cmd(&["sh", "-c", BACKUP, "opsctl-backup", to, b])),
             rename: cmd(&["mv", "-T", "--", temp, to]),
             cleanup: cmd(&["rm", "-f", "--", temp]),
+            restore: backup.map(|b| cmd(&["sh", "-c", RESTORE, "opsctl-restore", to, b, temp])),
         }
     }
 

@@ -1,9 +1,10 @@
 //! The certificate a relay serves on its `turns:` port, read with a TLS
 //! handshake from where opsctl runs.
 //!
-//! This only looks: the handshake accepts whatever certificate it is shown
-//! (an expired or wrongly named one is exactly what an operator wants to
-//! see), sends no data, and reports the leaf's expiry and fingerprint.
+//! The handshake itself accepts whatever certificate it is shown (an expired
+//! or wrongly named one is exactly what an operator wants to see) and sends
+//! no data; it reports the chain as sent, the leaf's expiry and fingerprint.
+//! [`crate::cert::Trust::verify`] then says what a client would make of it.
 
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
@@ -21,9 +22,11 @@ pub struct Served {
     pub not_after: i64,
     /// Whole days from now until then (negative once expired).
     pub days_left: i64,
-    /// SHA-256 of the leaf, lowercase hex.
-    pub sha256: String,
+    /// SHA-256 of the leaf, as `openssl x509 -fingerprint -sha256` prints it.
+    pub fingerprint: String,
     pub subject: String,
+    /// The chain as the relay sent it, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
 }
 
 /// Accepts any certificate: we read it, we do not trust it.
@@ -93,24 +96,22 @@ pub fn read(hostport: &str, timeout: Duration) -> anyhow::Result<Served> {
         conn.complete_io(&mut sock)
             .with_context(|| format!("TLS handshake with {hostport}"))?;
     }
-    let Some(leaf) = conn.peer_certificates().and_then(|c| c.first()) else {
+    let chain: Vec<CertificateDer<'static>> = conn
+        .peer_certificates()
+        .map(|c| c.iter().map(|d| d.clone().into_owned()).collect())
+        .unwrap_or_default();
+    let Some(leaf) = chain.first() else {
         bail!("{hostport} sent no certificate");
     };
     let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
         .map_err(|e| anyhow::anyhow!("{hostport} sent a certificate that does not parse: {e}"))?;
     let not_after = cert.validity().not_after.timestamp();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    use sha2::Digest;
+    let now = crate::cert::now();
     Ok(Served {
         not_after,
         days_left: (not_after - now).div_euclid(86_400),
-        sha256: sha2::Sha256::digest(leaf.as_ref())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        fingerprint: relay::pem::fingerprint(leaf.as_ref()),
         subject: cert.subject().to_string(),
+        chain: chain.clone(),
     })
 }

@@ -125,12 +125,17 @@ impl Kind {
         }
     }
 
-    /// Whether the relay can load a new certificate without a restart: for
-    /// relayd that is SIGHUP (or the status command `reload_cert`), which
-    /// keeps every allocation and refuses a bad new file.
+    /// The signal that makes the relay load a new certificate without a
+    /// restart, keeping every allocation: relayd's SIGHUP (or its status
+    /// command `reload_cert`), which refuses a bad new file, and coturn's
+    /// SIGUSR2 (since 4.5.0.8). restund has none: SIGHUP ends it.
     #[must_use]
-    pub fn reloads_cert(self) -> bool {
-        matches!(self, Kind::Relayd)
+    pub fn cert_reload_signal(self) -> Option<&'static str> {
+        match self {
+            Kind::Relayd => Some("HUP"),
+            Kind::Coturn => Some("USR2"),
+            Kind::Restund | Kind::Rtpengine => None,
+        }
     }
 }
 

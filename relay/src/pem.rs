@@ -300,14 +300,35 @@ pub const MAX_FILE: u64 = 1 << 20;
 ///
 /// Any [`Error`]: the first problem found, naming its file.
 pub fn load(source: &Source, now: i64) -> Result<Certificate, Error> {
+    match source {
+        Source::Bundle(path) => parse(source, &read(path)?, None, now),
+        Source::Pair { chain, key } => parse(source, &read(chain)?, Some(&read(key)?), now),
+    }
+}
+
+/// Checks a certificate already read: `chain` is the bundle's (or the chain
+/// file's) bytes, `key` the key file's for a [`Source::Pair`]. Errors name
+/// the files of `source`.
+///
+/// # Errors
+///
+/// Any [`Error`]: the first problem found, naming its file.
+pub fn parse(source: &Source, chain: &[u8], key: Option<&[u8]>, now: i64) -> Result<Certificate, Error> {
     let (chain_path, key_path) = match source {
         Source::Bundle(path) => (path.as_path(), path.as_path()),
         Source::Pair { chain, key } => (chain.as_path(), key.as_path()),
     };
-    let chain_file = read(chain_path)?;
-    let mut parts = Parts::read(chain_path, &chain_file)?;
-    if let Source::Pair { .. } = source {
-        let pair = Parts::read(key_path, &read(key_path)?)?;
+    for (path, bytes) in std::iter::once((chain_path, chain)).chain(key.map(|k| (key_path, k))) {
+        if bytes.len() as u64 > MAX_FILE {
+            return Err(Error::TooLarge {
+                path: path.to_owned(),
+                size: bytes.len() as u64,
+            });
+        }
+    }
+    let mut parts = Parts::read(chain_path, chain)?;
+    if let Some(k) = key {
+        let pair = Parts::read(key_path, k)?;
         parts.keys.extend(pair.keys);
     }
     let (chain, key) = parts.checked(chain_path, key_path)?;

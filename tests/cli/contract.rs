@@ -166,7 +166,7 @@ fn a_run_in_json_is_one_event_per_line() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n{}", out.dump())))
         .collect();
     assert_eq!(events[0]["event"], "start");
-    assert_eq!(events[0]["plan"]["schema"], 2);
+    assert_eq!(events[0]["plan"]["schema"], 3);
     assert_eq!(events[0]["plan"]["targets"][0], "node-1");
     let last = events.last().unwrap();
     assert_eq!(last["event"], "summary", "{}", out.dump());

@@ -417,18 +417,6 @@ sites:
     );
 }
 
-#[test]
-fn reload_is_refused_for_a_relay_that_cannot_reload() {
-    let s = with_values(
-        "v2:\n  - turn:t1:3478\n  - turn:t1:3478?transport=tcp\n  - turn:t2:3478\n  - turn:t3:3478\n",
-    );
-    s.write("new.pem", "x\n");
-    s.opsctl(&["renew-cert", "--bundle", "new.pem", "--reload", "relay-1", "-n"]).fails_with(
-        2,
-        "opsctl: error: relay `relay-1` (restund) cannot load a new certificate without a restart\nhelp: drop `--reload` (the certificate then goes into service by a drained restart), or set `service.reload` for it\n",
-    );
-}
-
 /// A node that does not answer stops the run in its safety checks, before
 /// anything changes (the address is loopback, where nothing listens on port 1).
 #[test]

@@ -4,12 +4,12 @@
 use crate::util::{Scratch, opsctl, root};
 
 /// The command line that plans each playbook against the example inventory.
-fn invocation(playbook: &str, bundle: &str) -> Vec<String> {
+fn invocation(playbook: &str, bundle: &str, ca: &str) -> Vec<String> {
     let args: &[&str] = match playbook {
         "restart-no-downtime" => &["restart", "--no-downtime", "--all"],
         "restart" => &["restart", "--all"],
         "reboot-node" => &["reboot", "node", "--all"],
-        "renew-cert" => &["renew-cert", "--bundle", bundle, "--all"],
+        "renew-cert" => &["renew-cert", "--bundle", bundle, "--ca", ca, "--all"],
         "recover-quorum-clearwater" => &["recover-quorum", "--site", "dc1"],
         "recover-quorum-etcd" => &["recover-quorum", "--site", "dc2"],
         other => panic!("playbooks/{other}.yaml is not planned by any procedure"),
@@ -41,7 +41,10 @@ fn example_inventory_checks_clean() {
 #[test]
 fn every_playbook_file_plans_against_the_example_inventory() {
     let scratch = Scratch::new();
-    let bundle = scratch.write("new.pem", "chain and key\n");
+    let root_ca = crate::certs::Ca::root("Example Root");
+    let leaf = root_ca.leaf(&["*.example.com"], crate::certs::CURRENT);
+    let bundle = scratch.write("new.pem", &leaf.bundle(&[]));
+    let ca = scratch.write("root.pem", &root_ca.pem);
     let inventory = std::fs::read_to_string(root().join("inventory.example.yaml"))
         .unwrap()
         .replace(
@@ -71,7 +74,11 @@ fn every_playbook_file_plans_against_the_example_inventory() {
                 "--output".into(),
                 output.into(),
             ];
-            args.extend(invocation(&name, &bundle.display().to_string()));
+            args.extend(invocation(
+                &name,
+                &bundle.display().to_string(),
+                &ca.display().to_string(),
+            ));
             let argv: Vec<&str> = args.iter().map(String::as_str).collect();
             let out = scratch.opsctl(&argv);
             out.planned();

@@ -1,6 +1,7 @@
 //! Command-line tests: the opsctl binary run as a user runs it, against the
 //! shipped inventory, values file and playbooks, and against broken inputs.
 
+mod certs;
 mod contract;
 mod docker;
 mod errors;

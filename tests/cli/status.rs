@@ -382,42 +382,79 @@ fn status_reads_etcd_member_health() {
 }
 
 /// The CERT column: the certificate each relay serves on its `turns:` port,
-/// read with a TLS handshake from here; a relay advertised under `turns:`
-/// that serves no TLS is unhealthy.
+/// read with a TLS handshake from here and verified as a client would (for
+/// its host, against the system's trust store and the inventory's
+/// `cert.ca`): days left, or what is wrong, which makes the relay unhealthy.
+/// A relay advertised under `turns:` that serves no TLS is unhealthy too.
 #[test]
-fn status_shows_the_served_certificate_s_days_left() {
-    let lab = lab(2);
-    for i in 0..2 {
+fn status_verifies_the_served_certificate_as_a_client_would() {
+    use crate::certs::{CURRENT, Ca};
+    let lab = lab(4);
+    let root = Ca::root("Lab Root");
+    let inter = root.intermediate("Lab Issuing CA");
+    for i in 0..4 {
         lab.coturn(i, "lab-cli-pw");
-        if i == 0 {
-            lab.coturn_tls(i, 30);
+        let ip = lab.nodes[i].ip.to_string();
+        match i {
+            // Right: for its address, with the intermediate.
+            0 => {
+                let leaf = inter.leaf(&[&ip], CURRENT);
+                lab.coturn_tls(i, &format!("{}{}", leaf.pem, inter.pem), &leaf.key_pem);
+            }
+            // For another name.
+            1 => {
+                let leaf = inter.leaf(&["turn.other.example"], CURRENT);
+                lab.coturn_tls(i, &format!("{}{}", leaf.pem, inter.pem), &leaf.key_pem);
+            }
+            // Without the intermediate.
+            2 => {
+                let leaf = inter.leaf(&[&ip], CURRENT);
+                lab.coturn_tls(i, &leaf.pem, &leaf.key_pem);
+            }
+            // No TLS at all.
+            _ => {}
         }
         let started = lab.systemctl(i, "start coturn");
         assert!(started.status.success(), "{started:?}");
         lab.wait_tcp(i, 5766).unwrap();
     }
-    lab.wait_tcp(0, 5349).unwrap();
+    for i in 0..3 {
+        lab.wait_tcp(i, 5349).unwrap();
+    }
     let scratch = Scratch::new();
+    scratch.write("root.pem", &root.pem);
     let inv = lab.coturn_inventory(&["turn:{ip}:3478", "turns:{ip}:5349?transport=tcp"], "");
-    scratch.write("inventory.yaml", &inv);
+    scratch.write("inventory.yaml", &format!("cert: {{ca: root.pem}}\n{inv}"));
     let out = crate::util::opsctl_env(&scratch.0, &["status"], &[("LAB_CLI_PW", "lab-cli-pw")]);
     assert_eq!(out.code, 1, "{}", out.dump());
     let rows: Vec<&str> = out.stdout.lines().collect();
-    // Made for 30 days: whole days left are 29, or 30 when opsctl reads it
-    // within the second the certificate was made.
-    assert!(
-        rows[1].ends_with("  29d") || rows[1].ends_with("  30d"),
-        "{}",
-        out.dump()
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // 2090-01-01T00:00:00Z.
+    let days = (3_786_912_000 - now).div_euclid(86_400);
+    assert!(rows[1].ends_with(&format!("  {days}d")), "{}", out.dump());
+    assert!(rows[2].ends_with("  name mismatch"), "{}", out.dump());
+    assert!(rows[3].ends_with("  chain incomplete"), "{}", out.dump());
+    assert!(rows[4].ends_with("  -"), "{}", out.dump());
+    let ip = |i: usize| lab.nodes[i].ip.to_string();
+    for (node, why) in [
+        ("node-2", format!("it is not valid for {}, the host clients connect to", ip(1))),
+        (
+            "node-3",
+            "an intermediate certificate is missing from the chain it sends: clients fail with \"unable to get local issuer certificate\"".into(),
+        ),
+        ("node-4", format!("served certificate: cannot connect to {}:5349", ip(3))),
+    ] {
+        assert!(
+            out.stdout.lines().any(|l| l.starts_with(&format!("{node}: ")) && l.contains(&why)),
+            "{node}: {why}\n{}",
+            out.dump()
+        );
+    }
+    assert_eq!(
+        out.stderr,
+        "opsctl: error: 3 of 4 nodes unhealthy: node-2, node-3, node-4\n"
     );
-    assert!(rows[2].ends_with("  -"), "{}", out.dump());
-    assert!(
-        out.stdout.contains(&format!(
-            "node-2: served certificate: cannot connect to {}:5349",
-            lab.nodes[1].ip
-        )),
-        "{}",
-        out.dump()
-    );
-    assert_eq!(out.stderr, "opsctl: error: 1 of 2 nodes unhealthy: node-2\n");
 }

@@ -10,7 +10,14 @@ use crate::plan::{self, Request};
 pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
     // What the plan cannot be built from is a mistake in the input, unless
     // the deployment's state refused it.
-    let plan = plan::build(cfg.inventory()?, req).map_err(|e| error::mark(Kind::Usage, e))?;
+    let inv = cfg.inventory()?;
+    let mut req = req.clone();
+    if let plan::Procedure::RenewCert { served, .. } = &mut req.procedure {
+        // What each target serves now, for the plan to show and compare.
+        let relays: Vec<_> = inv.relays().filter(|r| req.targets.contains(&r.name)).collect();
+        *served = plan::read_served_now(&relays);
+    }
+    let plan = plan::build(inv, &req).map_err(|e| error::mark(Kind::Usage, e))?;
     if cfg.dry_run {
         match cfg.output {
             Output::Text => cfg.printer.text(&plan::text(&plan)),

@@ -35,6 +35,10 @@ pub struct Row {
     pub advertised: Option<&'static str>,
     /// Days until the certificate served on the relay's `turns:` port expires.
     pub cert_days_left: Option<i64>,
+    /// What a client makes of the served chain, verified for the `turns:`
+    /// host against the system's trust store and `cert.ca`: `trusted`,
+    /// `name mismatch`, `chain incomplete`, `expired`, `untrusted`, ...
+    pub cert: Option<String>,
     /// The relay's own drain mode: `true` while it refuses new allocations;
     /// `null` where it has none or it could not be read.
     pub draining: Option<bool>,
@@ -62,7 +66,9 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let remote = Remote::with_persist(cfg.control_dir.clone(), cfg.ssh_persist)?;
-    let mut rows = runtime.block_on(read_all(inv, remote, cfg.forks))?;
+    let trust = crate::cert::Trust::load(&inv.cert_ca.iter().cloned().collect::<Vec<_>>())
+        .map_err(|e| error::mark(Kind::Input, e))?;
+    let mut rows = runtime.block_on(read_all(inv, remote, cfg.forks, Arc::new(trust)))?;
     for row in &mut rows {
         row.advertised = advertised.get(&row.node).map(|e| match advertise::state(e) {
             State::Advertised => "advertised",
@@ -100,18 +106,23 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
 }
 
 /// One task per node, at most `forks` at a time, rows in inventory order.
-async fn read_all(inv: &Inventory, remote: Remote, forks: usize) -> anyhow::Result<Vec<Row>> {
+async fn read_all(
+    inv: &Inventory,
+    remote: Remote,
+    forks: usize,
+    trust: Arc<crate::cert::Trust>,
+) -> anyhow::Result<Vec<Row>> {
     let remote = Arc::new(remote);
     let limit = Arc::new(Semaphore::new(forks.max(1)));
     let mut tasks = JoinSet::new();
     let mut index = 0;
     for site in &inv.sites {
         for r in &site.relays {
-            let (remote, limit, r) = (remote.clone(), limit.clone(), r.clone());
+            let (remote, limit, r, trust) = (remote.clone(), limit.clone(), r.clone(), trust.clone());
             let i = index;
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                (i, read_relay(&remote, &r).await)
+                (i, read_relay(&remote, &r, trust).await)
             });
             index += 1;
         }
@@ -151,6 +162,7 @@ impl Row {
             allocations: None,
             advertised: None,
             cert_days_left: None,
+            cert: None,
             draining: None,
             etcd: None,
             healthy: false,
@@ -183,7 +195,7 @@ fn command(name: &str, access: &Access, argv: Vec<String>) -> Command {
     Command::remote(name, access, argv)
 }
 
-async fn read_relay(remote: &Remote, r: &Relay) -> Row {
+async fn read_relay(remote: &Remote, r: &Relay, trust: Arc<crate::cert::Trust>) -> Row {
     let mut row = Row::new(&r.name, &r.site, r.kind.to_string(), &r.access);
     let probe = match Probe::of(r) {
         Ok(p) => p,
@@ -207,14 +219,11 @@ async fn read_relay(remote: &Remote, r: &Relay) -> Row {
     row.draining = h.draining;
     row.problems = h.problems.clone();
     row.health = Some(h);
-    // A relay advertised under `turns:` must serve a certificate that is valid now.
+    // A relay advertised under `turns:` must serve a certificate a client
+    // accepts: valid now, for its host, with a chain to a trusted root.
     let mut cert_ok = true;
-    if let Some(hostport) = r
-        .urls
-        .iter()
-        .find_map(|u| u.strip_prefix("turns:"))
-        .map(|u| u.split('?').next().unwrap_or(u).to_owned())
-    {
+    if let Some(hostport) = r.turns_target() {
+        let name = crate::cert::host_of(&hostport).to_owned();
         let served = tokio::task::spawn_blocking(move || {
             crate::served_cert::read(&hostport, std::time::Duration::from_secs(5))
         })
@@ -222,6 +231,8 @@ async fn read_relay(remote: &Remote, r: &Relay) -> Row {
         match served {
             Ok(Ok(c)) => {
                 row.cert_days_left = Some(c.days_left);
+                let verdict = trust.verify(&c.chain, &name, crate::cert::now());
+                row.cert = Some(verdict.to_string());
                 if c.days_left < 0 {
                     cert_ok = false;
                     let ago = -c.days_left;
@@ -229,6 +240,20 @@ async fn read_relay(remote: &Remote, r: &Relay) -> Row {
                         "the served certificate ({}) has expired ({ago} day{} ago)",
                         c.subject,
                         if ago == 1 { "" } else { "s" }
+                    ));
+                } else if verdict != crate::cert::Verdict::Trusted {
+                    cert_ok = false;
+                    let why = match verdict {
+                        crate::cert::Verdict::NameMismatch => format!(
+                            "it is not valid for {name}, the host clients connect to"
+                        ),
+                        crate::cert::Verdict::ChainIncomplete => "an intermediate certificate is missing from the chain it sends: clients fail with \"unable to get local issuer certificate\"".to_owned(),
+                        crate::cert::Verdict::Untrusted => format!("its chain ends at a root that is not in {}", trust.described),
+                        v => v.to_string(),
+                    };
+                    row.problems.push(format!(
+                        "the served certificate ({}, sha256 {}): {why}",
+                        c.subject, c.fingerprint
                     ));
                 }
             }
@@ -309,9 +334,12 @@ fn table(rows: &[Row]) -> String {
                 r.allocations.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
                 r.advertised.unwrap_or("-").to_owned(),
                 r.etcd.unwrap_or("-").to_owned(),
-                r.cert_days_left
-                    .map(|d| format!("{d}d"))
-                    .unwrap_or_else(|| "-".into()),
+                match (r.cert_days_left, r.cert.as_deref()) {
+                    (Some(d), Some("trusted") | None) => format!("{d}d"),
+                    (Some(d), Some("expired")) if d < 0 => "expired".into(),
+                    (_, Some(v)) => v.to_owned(),
+                    (None, None) => "-".into(),
+                },
             ]
         })
         .collect();

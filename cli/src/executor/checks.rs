@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::bail;
@@ -102,8 +103,41 @@ pub async fn preflight(ex: &mut Executor<'_>, check: &CheckKind) -> anyhow::Resu
                 }
             }
         }
-        CheckKind::BundleValid { .. }
-        | CheckKind::QuorumLost
+        CheckKind::BundleValid {
+            bundle,
+            key,
+            ca,
+            hosts,
+            leaf,
+            ..
+        } => {
+            // Read once: what was checked is what is written, however long
+            // the rollout takes and whatever happens to the file meanwhile.
+            let files = crate::cert::Files::read(Path::new(bundle), key.as_deref().map(Path::new))?;
+            let trust = crate::cert::Trust::load(&ca.iter().map(PathBuf::from).collect::<Vec<_>>())?;
+            let b = crate::cert::check_bundle(&files, &trust, hosts, crate::cert::now())?;
+            if b.info.fingerprint != leaf.fingerprint {
+                bail!(
+                    "{bundle} changed since the plan was made: it now holds {} (sha256 {}), the plan is for sha256 {}\nhelp: run the command again to plan for the file as it is now",
+                    b.info.subject,
+                    b.info.fingerprint,
+                    leaf.fingerprint
+                );
+            }
+            ex.files = BTreeMap::from_iter(
+                std::iter::once(files.bundle)
+                    .chain(files.key)
+                    .map(|(p, b)| (p.display().to_string(), b)),
+            );
+            ex.out.note(&format!(
+                "{}: {}, sha256 {}, valid until {}",
+                bundle,
+                b.info.subject,
+                b.info.fingerprint,
+                crate::cert::date(b.info.not_after)
+            ));
+        }
+        CheckKind::QuorumLost
         | CheckKind::SeedLatest
         | CheckKind::KeysCounted
         | CheckKind::ConfigPresent => bail!("the safety check `{}` is not built yet", check.name()),

@@ -181,18 +181,31 @@ pub struct Executor<'a> {
     /// Outputs kept by `record` steps, by (node, name).
     pub(super) records: BTreeMap<(String, String), String>,
     pub(super) state: BTreeMap<String, NodeState>,
+    /// The files of the new certificate as the `bundle-valid` check read
+    /// and checked them, by path: what uploads write.
+    pub(super) files: BTreeMap<String, Vec<u8>>,
+    /// Numbers of the steps that completed.
+    pub(super) finished: std::collections::BTreeSet<usize>,
 }
 
 impl Executor<'_> {
     /// Records a finished step: the journal, and the node's state for the summary.
     pub(super) fn done(&mut self, step: &Step) -> anyhow::Result<()> {
+        self.record_done(step, true)
+    }
+
+    /// Records a finished step; a rollback's (`counted` false) is not one of
+    /// the plan's steps, but what it did to the node's state is recorded.
+    pub(super) fn record_done(&mut self, step: &Step, counted: bool) -> anyhow::Result<()> {
         if let Some(j) = &mut self.journal {
-            j.record(&Event::Step {
-                number: step.number,
-                node: step.node.clone(),
-                title: step.title.clone(),
-                at: journal::now(),
-            })?;
+            if counted {
+                j.record(&Event::Step {
+                    number: step.number,
+                    node: step.node.clone(),
+                    title: step.title.clone(),
+                    at: journal::now(),
+                })?;
+            }
             if let Action::Advertise { out, .. } = &step.action {
                 j.record(&Event::Advertised {
                     node: step.node.clone(),
@@ -202,7 +215,10 @@ impl Executor<'_> {
             }
         }
         let s = self.state.entry(step.node.clone()).or_default();
-        s.steps_done += 1;
+        if counted {
+            self.finished.insert(step.number);
+            s.steps_done += 1;
+        }
         match &step.action {
             Action::Advertise { out, .. } => {
                 s.advertised = Some(!out);
@@ -274,5 +290,7 @@ pub(super) fn verb(a: &Action) -> &'static str {
         Action::Upload { .. } => "Uploading",
         Action::SetConfig { .. } => "Editing",
         Action::Confirm { .. } => "Confirming",
+        Action::ReadServed { .. } => "Reading",
+        Action::Restore { .. } => "Restoring",
     }
 }

@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 
 use super::core::{Executor, RunEvent, unless_stopped};
 use crate::error::Stopped;
-use crate::plan::{Action, Gate, Step};
+use crate::plan::{Action, Expect, Gate, Step};
 
 /// A gate that timed out; what that ends in (the plan's `on_timeout`) is
 /// the executor's to carry out.
@@ -331,8 +331,47 @@ async fn read(
                 Poll::NotYet("answers, with the same boot id".into())
             }
         }
-        Gate::ServedCert { .. }
-        | Gate::MemberHealthy { .. }
+        Gate::ServedCert {
+            target,
+            name,
+            expect,
+            verify,
+            ca,
+        } => {
+            let want = match expect {
+                Expect::New { fingerprint } => fingerprint.clone(),
+                Expect::Recorded { record } => ex
+                    .records
+                    .get(&(step.node.clone(), record.clone()))
+                    .with_context(|| format!("no `{record}` was read before the change"))?
+                    .clone(),
+            };
+            let t = target.clone();
+            let served = tokio::task::spawn_blocking(move || {
+                crate::served_cert::read(&t, std::time::Duration::from_secs(3))
+            })
+            .await?;
+            match served {
+                Err(e) => Poll::NotYet(format!("{e:#}")),
+                Ok(c) if c.fingerprint != want => {
+                    Poll::NotYet(format!("serves {} (sha256 {}), not the expected leaf", c.subject, c.fingerprint))
+                }
+                Ok(c) if *verify => {
+                    let trust = crate::cert::Trust::load(&ca.iter().map(std::path::PathBuf::from).collect::<Vec<_>>())?;
+                    match trust.verify(&c.chain, name, crate::cert::now()) {
+                        crate::cert::Verdict::Trusted => Poll::Holds(format!(
+                            "serves {} (sha256 {}), trusted for {name}",
+                            c.subject, c.fingerprint
+                        )),
+                        v => Poll::NotYet(format!(
+                            "serves the expected leaf, but a client connecting to {name} finds it: {v}"
+                        )),
+                    }
+                }
+                Ok(c) => Poll::Holds(format!("serves {} (sha256 {})", c.subject, c.fingerprint)),
+            }
+        }
+        Gate::MemberHealthy { .. }
         | Gate::ClusterHealthy { .. }
         | Gate::KeysPreserved { .. } => {
             bail!("the `{}` gate is not built yet", gate.name())

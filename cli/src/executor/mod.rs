@@ -27,7 +27,7 @@ use self::core::{NodeState, unless_stopped, verb};
 pub use crate::error::Stopped;
 use crate::error::{self, Kind};
 use crate::journal::{self, Event, Journal};
-use crate::plan::{Action, Gate, OnTimeout, Plan, Step};
+use crate::plan::{Action, Gate, OnTimeout, Plan, Rollback, Step};
 use crate::remote::Remote;
 
 /// Runs the plan, and only the plan; the error says why it did not finish.
@@ -59,6 +59,8 @@ pub async fn run(plan: &Plan, opts: Options, stop: Stop) -> anyhow::Result<()> {
         stop,
         records: BTreeMap::new(),
         state,
+        files: BTreeMap::new(),
+        finished: Default::default(),
     };
     let started = Instant::now();
     ex.out.event(&RunEvent::Start { run: &plan.run, plan });
@@ -158,12 +160,61 @@ impl Executor<'_> {
                     verb(&step.action),
                     &format!("{}. {}: {}", step.number, step.node, step.title),
                 );
-                self.run_step(step).await.with_context(|| {
+                let result = self.run_step(step).await.with_context(|| {
                     format!("step {} ({}: {}) failed", step.number, step.node, step.title)
-                })?;
+                });
+                if let Err(e) = result {
+                    return Err(match &section.rollback {
+                        Some(rb) if (rb.from..=rb.to).contains(&step.number) && !error::is(&e, Kind::Stopped) => {
+                            self.roll_back(&step.node, rb, e).await
+                        }
+                        _ => e,
+                    });
+                }
             }
         }
         Ok(())
+    }
+
+    /// Puts `node` back as it was after a step of its section failed: the
+    /// plan's rollback, step by step. The error says what happened to it.
+    async fn roll_back(&mut self, node: &str, rb: &Rollback, cause: anyhow::Error) -> anyhow::Error {
+        self.out.status("Rolling back", &format!("{node}: {cause:#}"));
+        for step in &rb.steps {
+            let at = format!("R{}. {}: {}", step.number, step.node, step.title);
+            if self.stop.requested() {
+                return cause.context(format!(
+                    "the rollback of {node} was stopped before {at}: {node} is left as that step found it"
+                ));
+            }
+            if let Action::Restore { upload, path, .. } = &step.action
+                && !self.finished.contains(upload)
+            {
+                self.out
+                    .note(&format!("{at}: step {upload} did not replace {path}, so nothing is put back"));
+                continue;
+            }
+            self.out.status(verb(&step.action), &at);
+            let done = match steps::perform(self, step).await {
+                Ok(()) => self.record_done(step, false),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = done {
+                return cause.context(format!(
+                    "{node} failed, and so did its rollback at {at}: {e:#}\n{node} is left as that step found it: look at it before anything else"
+                ));
+            }
+        }
+        let back = match self.state.get(node).and_then(|s| s.advertised) {
+            Some(true) => ", and is back in the advertised list",
+            _ => "",
+        };
+        error::mark(
+            Kind::Failed,
+            cause.context(format!(
+                "{node} was rolled back: its old certificate files are back in place and it serves its old certificate again{back}; the rollout stops here"
+            )),
+        )
     }
 
     /// Performs one step, with its events, and records it once done.

@@ -38,14 +38,59 @@ pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
             }
         }
         Action::Upload {
-            on, from, commands, ..
+            on,
+            from,
+            cut,
+            commands,
+            ..
         } => {
-            let mut content = Vec::new();
-            for f in from {
-                content.extend(std::fs::read(f).with_context(|| format!("cannot read {f}"))?);
-            }
+            let content = upload_content(ex, from, cut.as_deref())?;
             let node = ex.plan.node(on)?;
             upload(ex, &node, &content, commands).await?;
+        }
+        Action::Restore { command, .. } => {
+            ex.run(command).await?;
+        }
+        Action::ReadServed {
+            target,
+            record,
+            new_not_after,
+            allow_earlier,
+            ..
+        } => {
+            let t = target.clone();
+            let served = unless_stopped(&ex.stop, async move {
+                tokio::task::spawn_blocking(move || {
+                    crate::served_cert::read(&t, std::time::Duration::from_secs(5))
+                })
+                .await?
+            })
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot read the certificate {} serves on {target}, so a rollback could not be checked; nothing of {} was changed",
+                    step.node, step.node
+                )
+            })?;
+            if served.not_after > *new_not_after && !allow_earlier {
+                bail!(
+                    "{} serves {} until {}, later than the new certificate ({}): refusing to shorten it; nothing of {} was changed\nhelp: pass `--allow-earlier-expiry` if that is intended",
+                    step.node,
+                    served.subject,
+                    crate::cert::date(served.not_after),
+                    crate::cert::date(*new_not_after),
+                    step.node
+                );
+            }
+            ex.out.note(&format!(
+                "{} serves {}, valid until {}, sha256 {}",
+                step.node,
+                served.subject,
+                crate::cert::date(served.not_after),
+                served.fingerprint
+            ));
+            ex.records
+                .insert((step.node.clone(), record.clone()), served.fingerprint);
         }
         Action::SetConfig {
             on,
@@ -91,6 +136,36 @@ pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What an upload writes: the files as the `bundle-valid` check read them
+/// (or, for other uploads, as they are now), one after the other, or the
+/// `cut` part (`chain` or `key`) of a bundle.
+fn upload_content(ex: &Executor<'_>, from: &[String], cut: Option<&str>) -> anyhow::Result<Vec<u8>> {
+    let read = |f: &String| -> anyhow::Result<Vec<u8>> {
+        match ex.files.get(f) {
+            Some(b) => Ok(b.clone()),
+            None => std::fs::read(f).with_context(|| format!("cannot read {f}")),
+        }
+    };
+    if let Some(part) = cut {
+        let f = from.first().context("an upload with `cut` names no file")?;
+        let (chain, key) = relay::pem::split(Path::new(f), &read(f)?)?;
+        return Ok(match part {
+            "chain" => chain,
+            "key" => key,
+            other => bail!("an upload cuts `{other}` out of {f}: only `chain` and `key` exist"),
+        }
+        .into_bytes());
+    }
+    let mut content = Vec::new();
+    for f in from {
+        if !content.is_empty() && !content.ends_with(b"\n") {
+            content.push(b'\n');
+        }
+        content.extend(read(f)?);
+    }
+    Ok(content)
 }
 
 /// An upload a stop at once abandons; its temporary file is then removed

@@ -20,6 +20,8 @@ pub struct Inventory {
     /// Directory relative paths in the inventory are resolved against.
     pub dir: PathBuf,
     pub playbooks_dir: Option<PathBuf>,
+    /// `cert.ca`: a file of roots clients trust besides the system's.
+    pub cert_ca: Option<PathBuf>,
     pub advertise: Advertise,
     pub sites: Vec<Site>,
 }
@@ -50,6 +52,15 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// The `host:port` of the relay's first `turns:` URL: where its
+    /// certificate is served, and the host clients check it against.
+    pub fn turns_target(&self) -> Option<String> {
+        self.urls
+            .iter()
+            .find_map(|u| u.strip_prefix("turns:"))
+            .map(|u| u.split('?').next().unwrap_or(u).to_owned())
+    }
+
     /// A UDP STUN/TURN address of the relay: `turn:host:port` without
     /// `transport=tcp`, where a STUN binding request can be sent.
     pub fn stun_target(&self) -> Option<String> {

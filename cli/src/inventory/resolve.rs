@@ -73,6 +73,24 @@ pub fn inventory(root: &At, file: String, dir: PathBuf) -> Option<Inventory> {
         Some(p)
     });
     let global = defaults_block(&mut m);
+    // `cert: {ca: FILE}`: roots clients trust besides the system's (a private CA).
+    let cert_ca = m.get("cert").and_then(|a| {
+        let mut c = a.map()?;
+        let ca = c
+            .require("ca", "name the file of CA certificates clients trust, e.g. `ca: certs/ca.pem`")
+            .and_then(|f| {
+                let p = beside(&dir, &f.word("path")?);
+                if !p.is_file() {
+                    f.error(
+                        format!("the CA file {} does not exist", p.display()),
+                        Some("name a PEM file of the root certificates clients trust, relative to the inventory".into()),
+                    );
+                }
+                Some(p)
+            });
+        c.finish();
+        ca
+    });
     let advertise = m
         .get("advertise")
         .map(|a| advertise(&a, &dir))
@@ -150,6 +168,7 @@ pub fn inventory(root: &At, file: String, dir: PathBuf) -> Option<Inventory> {
         file,
         dir,
         playbooks_dir,
+        cert_ca,
         advertise: advertise?,
         sites,
     };
@@ -431,7 +450,7 @@ fn service(l: &RelayLayer, kind: Kind) -> Service {
         .as_ref()
         .map(|(m, _)| m.clone())
         .unwrap_or_else(|| Manager::Systemd(kind.default_unit().to_owned()));
-    let mut s = manager_commands(&manager, kind.reloads_cert());
+    let mut s = manager_commands(&manager, kind.cert_reload_signal());
     let pick = |own: &Option<Vec<String>>, default: &mut Vec<String>| {
         if let Some(c) = own {
             *default = c.clone();
@@ -453,7 +472,10 @@ fn service(l: &RelayLayer, kind: Kind) -> Service {
     s
 }
 
-pub fn manager_commands(manager: &Manager, reloads: bool) -> Service {
+/// The service commands of a unit or container; `reload` is the signal
+/// that makes the service load a new certificate, if it has one (SIGHUP is
+/// what `systemctl reload` sends to a unit that declares it).
+pub fn manager_commands(manager: &Manager, reload: Option<&str>) -> Service {
     let argv = |parts: &[&str]| parts.iter().map(|p| (*p).to_owned()).collect::<Vec<_>>();
     match manager {
         Manager::Systemd(u) => Service {
@@ -462,7 +484,10 @@ pub fn manager_commands(manager: &Manager, reloads: bool) -> Service {
             restart: argv(&["systemctl", "restart", u]),
             status: argv(&["systemctl", "is-active", u]),
             status_expect: Some("active".into()),
-            reload: reloads.then(|| argv(&["systemctl", "reload", u])),
+            reload: reload.map(|sig| match sig {
+                "HUP" => argv(&["systemctl", "reload", u]),
+                sig => argv(&["systemctl", "kill", &format!("--signal=SIG{sig}"), u]),
+            }),
         },
         Manager::Docker(c) => Service {
             stop: argv(&["docker", "stop", c]),
@@ -477,7 +502,7 @@ pub fn manager_commands(manager: &Manager, reloads: bool) -> Service {
                 c,
             ]),
             status_expect: Some("running".into()),
-            reload: reloads.then(|| argv(&["docker", "kill", "--signal", "HUP", c])),
+            reload: reload.map(|sig| argv(&["docker", "kill", "--signal", sig, c])),
         },
     }
 }
@@ -800,7 +825,7 @@ fn member(at: &At, defaults: &Defaults, shared: &MemberDefaults, walk: &Walk) ->
                 .or_else(|| data_dir.map(str::to_owned))
                 .unwrap_or_else(|| "/var/lib/etcd/default".into()),
             env_file: env_file.unwrap_or("/etc/default/etcd").to_owned(),
-            service: manager_commands(&Manager::Systemd(unit.unwrap_or("etcd").to_owned()), false),
+            service: manager_commands(&Manager::Systemd(unit.unwrap_or("etcd").to_owned()), None),
         }
     };
     Some(Member {

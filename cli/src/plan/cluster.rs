@@ -46,6 +46,7 @@ impl Builder<'_> {
         for phase in phases {
             let members = order.select(phase.on);
             let mut section = Section {
+                rollback: None,
                 title: format!(
                     "{} (on {}: {})",
                     phase.title,

@@ -12,6 +12,7 @@
 
 mod cluster;
 mod render;
+mod renew;
 mod request;
 mod safety;
 mod steps;
@@ -22,14 +23,16 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use crate::command::{Access, Command, Host};
+pub use crate::cert::CertInfo;
 use crate::health::{Probe, ServiceProbe};
 use crate::remote::UploadCommands;
 use crate::stats::StatsRead;
 pub use render::text;
+pub use renew::read_served_now;
 pub use request::{Procedure, Request, build};
 
 /// The version of the JSON shape; bumped on any incompatible change.
-pub const SCHEMA: u32 = 2;
+pub const SCHEMA: u32 = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
@@ -103,10 +106,22 @@ pub enum CheckKind {
         values: Option<ValuesRef>,
         relays: BTreeMap<String, Vec<String>>,
     },
-    /// Not built yet: the certificate bundle checks of `renew-cert`.
+    /// The new certificate, checked as the relays' clients will check it
+    /// (see [`crate::cert::check_bundle`]); the run checks it again and
+    /// requires the very leaf the plan was made for.
     BundleValid {
         bundle: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         key: Option<String>,
+        /// CA files trusted besides the system's store.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ca: Vec<String>,
+        /// Each target relay and the `turns:` host its clients check.
+        hosts: BTreeMap<String, String>,
+        leaf: CertInfo,
+        /// What each target serves now, as read when the plan was made, or
+        /// why it could not be read from here.
+        served: BTreeMap<String, String>,
     },
     /// Not built yet: the etcd checks of `recover-quorum`.
     QuorumLost,
@@ -138,9 +153,9 @@ impl CheckKind {
             | CheckKind::StatsReadable { .. }
             | CheckKind::PeersHealthy { .. }
             | CheckKind::MinHealthy { .. }
-            | CheckKind::Advertised { .. } => true,
-            CheckKind::BundleValid { .. }
-            | CheckKind::QuorumLost
+            | CheckKind::Advertised { .. }
+            | CheckKind::BundleValid { .. } => true,
+            CheckKind::QuorumLost
             | CheckKind::SeedLatest
             | CheckKind::KeysCounted
             | CheckKind::ConfigPresent => false,
@@ -171,6 +186,22 @@ pub struct Safety {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Section {
     pub title: String,
+    pub steps: Vec<Step>,
+    /// What puts the node back as it was when a step from `rollback.from`
+    /// on fails: run in order, then the run stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<Rollback>,
+}
+
+/// Undoing a node's change: a new certificate the relay does not serve.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rollback {
+    /// The first step whose failure rolls back (the first file written).
+    pub from: usize,
+    /// The last: the check of what the relay serves. Past it the new
+    /// certificate is proven, and a later failure is not the certificate's.
+    pub to: usize,
+    /// Numbered 1.. within the rollback.
     pub steps: Vec<Step>,
 }
 
@@ -274,6 +305,26 @@ pub enum Action {
         read: Command,
         commands: UploadCommands,
     },
+    /// A rollback's: puts back the file upload step `upload` replaced, when
+    /// that step completed (a failed upload replaced nothing).
+    Restore {
+        upload: usize,
+        path: String,
+        command: Command,
+    },
+    /// Reads the certificate the relay serves now, before anything of it
+    /// changes: kept as `record` (what a rollback must serve again), and
+    /// refused when it ends later than the new one (`new_not_after`)
+    /// unless `allow_earlier`.
+    ReadServed {
+        /// `host:port` of its `turns:` URL, read from here.
+        target: String,
+        /// The name sent as SNI and checked: the `turns:` host.
+        name: String,
+        record: String,
+        new_not_after: i64,
+        allow_earlier: bool,
+    },
     Confirm {
         prompt: String,
         /// Read first and shown in the question.
@@ -337,9 +388,16 @@ pub enum Gate {
         command: Command,
         record: String,
     },
-    /// Not built yet.
+    /// A TLS handshake from here to `target` with `name` as SNI serves the
+    /// expected leaf; with `verify`, the chain must also verify for `name`
+    /// against the system's trust store and `ca`.
     ServedCert {
         target: String,
+        name: String,
+        expect: Expect,
+        verify: bool,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ca: Vec<String>,
     },
     MemberHealthy {
         command: Command,
@@ -380,13 +438,23 @@ impl Gate {
             | Gate::Unadvertised { .. }
             | Gate::Advertised { .. }
             | Gate::SshDown { .. }
-            | Gate::NewBoot { .. } => true,
-            Gate::ServedCert { .. }
-            | Gate::MemberHealthy { .. }
+            | Gate::NewBoot { .. }
+            | Gate::ServedCert { .. } => true,
+            Gate::MemberHealthy { .. }
             | Gate::ClusterHealthy { .. }
             | Gate::KeysPreserved { .. } => false,
         }
     }
+}
+
+/// The leaf a served-certificate gate waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "leaf", rename_all = "kebab-case")]
+pub enum Expect {
+    /// The new certificate, by its SHA-256 fingerprint.
+    New { fingerprint: String },
+    /// The one a `read-served` step kept as `record` (a rollback's).
+    Recorded { record: String },
 }
 
 /// What a gate that times out ends in.
@@ -409,6 +477,15 @@ impl Plan {
     /// Every step, in execution order.
     pub fn steps(&self) -> impl Iterator<Item = &Step> {
         self.sections.iter().flat_map(|s| s.steps.iter())
+    }
+
+    /// Every step that may run: the plan's, then each rollback's.
+    pub fn all_steps(&self) -> impl Iterator<Item = &Step> {
+        self.steps().chain(
+            self.sections
+                .iter()
+                .flat_map(|s| s.rollback.iter().flat_map(|r| r.steps.iter())),
+        )
     }
 
     /// How to reach the node a command runs on.
@@ -438,7 +515,7 @@ impl Plan {
         for c in &self.preflight {
             c.kind.commands(&mut out);
         }
-        for s in self.steps() {
+        for s in self.all_steps() {
             s.action.commands(&mut out);
         }
         out
@@ -475,7 +552,9 @@ impl CheckKind {
 impl Action {
     fn commands<'a>(&'a self, out: &mut Vec<&'a Command>) {
         match self {
-            Action::Run { command } | Action::Record { command, .. } => out.push(command),
+            Action::Run { command } | Action::Record { command, .. } | Action::Restore { command, .. } => {
+                out.push(command)
+            }
             Action::Gate { gate, .. } => match gate {
                 Gate::Drained { stats, list, .. } => {
                     out.extend(stats.command());
@@ -503,6 +582,7 @@ impl Action {
                 out.push(read);
                 out.extend(commands.all());
             }
+            Action::ReadServed { .. } => {}
             Action::Confirm {
                 allocations, service, ..
             } => {

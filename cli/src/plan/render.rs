@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Action, Check, CheckKind, Command, Gate, OnTimeout, Plan, Safety};
+use super::{Action, Check, CheckKind, Command, Expect, Gate, OnTimeout, Plan, Safety};
 use crate::health::Probe;
 use crate::stats::{How, StatsRead};
 
@@ -85,6 +85,19 @@ impl Render {
                 let _ = writeln!(self.out, "{n}{}", step.title);
                 self.action(&step.action, &step.node, &pad);
             }
+            if let Some(r) = &section.rollback {
+                let _ = writeln!(
+                    self.out,
+                    "  rollback, if one of steps {} to {} fails: these run, then the rollout stops",
+                    r.from, r.to
+                );
+                for step in &r.steps {
+                    let n = format!("{:>5}. ", format!("R{}", step.number));
+                    let pad = " ".repeat(n.len());
+                    let _ = writeln!(self.out, "{n}{}", step.title);
+                    self.action(&step.action, &step.node, &pad);
+                }
+            }
         }
         if !plan.notes.is_empty() {
             let _ = writeln!(self.out, "\nnotes:");
@@ -95,8 +108,12 @@ impl Render {
     }
 
     fn check(&mut self, c: &Check, width: usize) {
-        let _ = writeln!(self.out, "  {:width$}  {}", c.kind.name(), c.description);
         let pad = " ".repeat(width + 2);
+        let mut lines = c.description.lines();
+        let _ = writeln!(self.out, "  {:width$}  {}", c.kind.name(), lines.next().unwrap_or(""));
+        for l in lines {
+            let _ = writeln!(self.out, "{pad}  {}", l.trim_start());
+        }
         match &c.kind {
             CheckKind::StatsReadable { reads } => {
                 let cmds: Vec<&Command> = reads.iter().filter_map(StatsRead::command).collect();
@@ -332,6 +349,37 @@ impl Render {
                     "{pad}  (the last removes the temporary file if any of them fails)"
                 );
             }
+            Action::ReadServed {
+                target,
+                name,
+                record,
+                new_not_after,
+                allow_earlier,
+            } => {
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  read by opsctl: a TLS handshake with {target} from here, SNI {name}; its leaf's fingerprint is kept as `{record}`"
+                );
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  {}",
+                    if *allow_earlier {
+                        format!(
+                            "an earlier expiry than the new one's ({}) is allowed (--allow-earlier-expiry)",
+                            crate::cert::date(*new_not_after)
+                        )
+                    } else {
+                        format!(
+                            "the run stops here if it ends later than the new one ({}), or cannot be read",
+                            crate::cert::date(*new_not_after)
+                        )
+                    }
+                );
+            }
+            Action::Restore { upload, command, .. } => {
+                self.command(command, pad);
+                let _ = writeln!(self.out, "{pad}  (only if step {upload} wrote its file)");
+            }
             Action::Confirm {
                 prompt,
                 allocations,
@@ -407,10 +455,32 @@ impl Render {
                 );
                 self.command(command, pad);
             }
-            Gate::ServedCert { target } => {
+            Gate::ServedCert {
+                target,
+                name,
+                expect,
+                verify,
+                ca,
+            } => {
+                let leaf = match expect {
+                    Expect::New { fingerprint } => format!("the leaf must be sha256 {fingerprint}"),
+                    Expect::Recorded { record } => format!("the leaf must be the one kept as `{record}`"),
+                };
+                let trust = if *verify {
+                    format!(
+                        ", and the chain must verify for {name} against the system's trust store{}",
+                        if ca.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" and {}", ca.join(", "))
+                        }
+                    )
+                } else {
+                    String::new()
+                };
                 let _ = writeln!(
                     self.out,
-                    "{pad}  read by a TLS handshake with {target} from here (not built yet)"
+                    "{pad}  read by opsctl: a TLS handshake with {target} from here, SNI {name}; {leaf}{trust}"
                 );
             }
             Gate::MemberHealthy { command }

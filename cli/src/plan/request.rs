@@ -23,7 +23,14 @@ pub enum Procedure {
     RenewCert {
         bundle: PathBuf,
         key: Option<PathBuf>,
-        reload: bool,
+        /// `--restart`: the drained restart for every relay, also those that reload.
+        restart: bool,
+        /// `--ca`: roots clients trust besides the system's.
+        ca: Vec<PathBuf>,
+        /// `--allow-earlier-expiry`.
+        allow_earlier: bool,
+        /// What each target serves now, read from here before planning.
+        served: BTreeMap<String, Result<crate::cert::ServedNow, String>>,
     },
     RecoverQuorum,
 }
@@ -137,13 +144,9 @@ impl Plan {
                 add(format!("the safety check `{}`", c.kind.name()));
             }
         }
-        for s in self.steps() {
+        for s in self.all_steps() {
             match &s.action {
                 Action::Gate { gate, .. } if !gate.built() => add(format!("the `{}` gate", gate.name())),
-                Action::Upload { cut: Some(_), .. } => add(
-                    "cutting the certificate chain and the key out of one bundle file (coturn's two files)"
-                        .into(),
-                ),
                 _ => {}
             }
         }
@@ -232,11 +235,8 @@ impl<'a> Builder<'a> {
             )?,
             None => BTreeMap::new(),
         };
-        let (reload, cert_inputs) = match &self.req.procedure {
-            Procedure::RenewCert { bundle, key, reload } => (*reload, Some((bundle.clone(), key.clone()))),
-            _ => (false, None),
-        };
-        let preflight = self.relay_preflight(&relays, &entries, cert_inputs.as_ref())?;
+        let cert = self.cert_plan(&relays)?;
+        let preflight = self.relay_preflight(&relays, &entries, cert.as_ref())?;
         let drain = !matches!(self.req.procedure, Procedure::RebootNode { drain: false });
         for r in &relays {
             let mut section = Section {
@@ -248,14 +248,16 @@ impl<'a> Builder<'a> {
                     Host::of(&r.name, &r.access).address
                 ),
                 steps: Vec::new(),
+                rollback: None,
             };
+            let restarts = cert.as_ref().is_none_or(|c| c.restarts(r));
             let mut checked = false;
             for step in steps {
                 let applies = step.when.iter().all(|c| match c {
                     Condition::RelayDrain => r.drain.relay_drain,
                     Condition::StunCheck => r.stun_check,
-                    Condition::Reload => reload,
-                    Condition::Restart => !reload,
+                    Condition::Reload => !restarts,
+                    Condition::Restart => restarts,
                     Condition::Drain => drain,
                     Condition::NoDrain => !drain,
                 });
@@ -277,10 +279,13 @@ impl<'a> Builder<'a> {
                         step,
                         values.as_ref(),
                         entries.get(&r.name),
-                        cert_inputs.as_ref(),
+                        cert.as_ref(),
                     )?;
                     self.push(&mut section, &r.name, step, actions);
                 }
+            }
+            if let Some(cp) = &cert {
+                section.rollback = self.rollback(r, &section, cp);
             }
             self.sections.push(section);
         }
@@ -332,6 +337,7 @@ fn takes_out_of_service(k: &StepKind) -> bool {
         | StepKind::Service(ServiceAction::Start | ServiceAction::Reload)
         | StepKind::Run { .. }
         | StepKind::UploadCert
+        | StepKind::ReadServed
         | StepKind::Backup(_)
         | StepKind::MoveAside(_)
         | StepKind::SetConfig { .. } => false,
@@ -390,6 +396,8 @@ pub(super) fn title(node: &str, kind: &StepKind, action: &Action, i: usize) -> S
         }
         (_, Action::SetConfig { path, .. }) => format!("edit {path}"),
         (_, Action::Confirm { .. }) => "confirm".into(),
+        (_, Action::ReadServed { .. }) => "read the certificate it serves now".into(),
+        (_, Action::Restore { path, .. }) => format!("put the backup of {path} back"),
     }
 }
 
@@ -404,6 +412,7 @@ pub(super) fn step_name(k: &StepKind) -> &'static str {
         StepKind::Run { .. } => "run",
         StepKind::Reboot => "reboot",
         StepKind::UploadCert => "upload-cert",
+        StepKind::ReadServed => "read-served",
         StepKind::Backup(_) => "backup",
         StepKind::MoveAside(_) => "move-aside",
         StepKind::SetConfig { .. } => "set-config",

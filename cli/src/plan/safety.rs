@@ -2,7 +2,6 @@
 //! and the re-check each relay gets just before it goes out of service.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 
@@ -17,7 +16,7 @@ impl Builder<'_> {
         &mut self,
         relays: &[&Relay],
         entries: &BTreeMap<String, Vec<Entry>>,
-        cert: Option<&(PathBuf, Option<PathBuf>)>,
+        cert: Option<&super::renew::CertPlan>,
     ) -> anyhow::Result<Vec<Check>> {
         let inv = self.inv;
         let names = |rs: &[&Relay]| rs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ");
@@ -186,25 +185,7 @@ impl Builder<'_> {
                         },
                     )
                 }
-                Preflight::BundleValid => {
-                    let (bundle, key) = cert.context("the bundle-valid check needs `--bundle`")?;
-                    for f in std::iter::once(bundle).chain(key.iter()) {
-                        std::fs::metadata(f).with_context(|| format!("cannot read {}", f.display()))?;
-                    }
-                    (
-                        format!(
-                            "{}{}: PEM blocks well-formed, exactly one private key and it matches the leaf, chain in order and each certificate signed by the next, all valid now, the leaf's names cover every target's `turns:` host, and it expires no earlier than the certificate now deployed",
-                            bundle.display(),
-                            key.as_ref()
-                                .map(|k| format!(" with key {}", k.display()))
-                                .unwrap_or_default()
-                        ),
-                        CheckKind::BundleValid {
-                            bundle: bundle.display().to_string(),
-                            key: key.as_ref().map(|k| k.display().to_string()),
-                        },
-                    )
-                }
+                Preflight::BundleValid => self.bundle_check(cert.context("the bundle-valid check needs `--bundle`")?),
                 other => bail!(
                     "playbook {}: preflight check `{}` applies to clusters, not relays",
                     self.pb_file(),

@@ -2,12 +2,12 @@
 //! with the exact commands it runs and the gates it waits on.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use relay::{CertLayout, RelayDrain, StatsSource};
+use relay::{RelayDrain, StatsSource};
 
+use super::renew::CertPlan;
 use super::request::Builder;
 use super::*;
 use crate::advertise::{self as adv, Entry, ValuesFile};
@@ -21,7 +21,7 @@ impl Builder<'_> {
         step: &playbook::Step,
         values: Option<&ValuesFile>,
         entries: Option<&Vec<Entry>>,
-        cert: Option<&(PathBuf, Option<PathBuf>)>,
+        cert: Option<&CertPlan>,
     ) -> anyhow::Result<Vec<Action>> {
         let vars = self.relay_vars(r);
         Ok(match &step.kind {
@@ -75,7 +75,7 @@ impl Builder<'_> {
                     cost: cost.filter(|_| *on),
                 }]
             }
-            StepKind::Wait(spec) => self.relay_gate(r, spec)?.into_iter().collect(),
+            StepKind::Wait(spec) => self.relay_gate(r, spec, cert)?.into_iter().collect(),
             StepKind::Service(action) => {
                 let argv = match action {
                     ServiceAction::Stop => r.service.stop.clone(),
@@ -83,7 +83,7 @@ impl Builder<'_> {
                     ServiceAction::Restart => r.service.restart.clone(),
                     ServiceAction::Reload => r.service.reload.clone().with_context(|| {
                         format!(
-                            "relay `{}` ({}) cannot load a new certificate without a restart\nhelp: drop `--reload` (the certificate then goes into service by a drained restart), or set `service.reload` for it",
+                            "relay `{}` ({}) cannot load a new certificate without a restart\nhelp: give the playbook's `service: reload` step `when: reload` (relays without a reload then take the drained restart), or set `service.reload` for it",
                             r.name, r.kind
                         )
                     })?,
@@ -111,6 +111,7 @@ impl Builder<'_> {
                 },
             ],
             StepKind::UploadCert => self.upload_cert(r, cert)?,
+            StepKind::ReadServed => vec![self.read_served(r, cert.context("read-served needs `--bundle`")?)?],
             StepKind::Backup(path) => vec![self.backup(&r.name, &r.access, &path.render(&vars))],
             StepKind::MoveAside(path) => vec![self.move_aside(&r.name, &r.access, &path.render(&vars))],
             StepKind::SetConfig { file, values, unset } => vec![self.set_config(
@@ -189,7 +190,12 @@ impl Builder<'_> {
         }
     }
 
-    fn relay_gate(&mut self, r: &Relay, spec: &GateSpec) -> anyhow::Result<Option<Action>> {
+    fn relay_gate(
+        &mut self,
+        r: &Relay,
+        spec: &GateSpec,
+        cert: Option<&CertPlan>,
+    ) -> anyhow::Result<Option<Action>> {
         let (mut poll, mut timeout) = gate_defaults(spec.gate);
         let mut on_timeout = OnTimeout::Stop;
         let (fact, gate) = match spec.gate {
@@ -289,23 +295,7 @@ impl Builder<'_> {
                     },
                 )
             }
-            PbGate::ServedCert => {
-                let target = r
-                    .urls
-                    .iter()
-                    .find_map(|u| u.strip_prefix("turns:"))
-                    .map(|u| u.split('?').next().unwrap_or(u).to_owned())
-                    .with_context(|| {
-                        format!(
-                            "relay `{}` has no `turns:` URL, so the certificate it serves cannot be checked\nhelp: add its `turns:host:port?transport=tcp` URL to `urls`",
-                            r.name
-                        )
-                    })?;
-                (
-                    format!("TLS on {target} serves the new leaf certificate (same SHA-256 fingerprint)"),
-                    Gate::ServedCert { target },
-                )
-            }
+            PbGate::ServedCert => self.served_cert(r, cert)?,
             PbGate::MemberHealthy | PbGate::ClusterHealthy | PbGate::KeysPreserved => bail!(
                 "playbook {}: gate `{}` applies to clusters, not relays",
                 self.pb_file(),
@@ -319,80 +309,6 @@ impl Builder<'_> {
             timeout: spec.timeout.unwrap_or(timeout),
             on_timeout,
         }))
-    }
-
-    pub(super) fn upload_cert(
-        &mut self,
-        r: &Relay,
-        cert: Option<&(PathBuf, Option<PathBuf>)>,
-    ) -> anyhow::Result<Vec<Action>> {
-        let (bundle, key) = cert.context("upload-cert needs `--bundle`")?;
-        let layout = r.cert.clone().with_context(|| {
-            format!(
-                "relay `{}` ({}) has no `cert` in {}\nhelp: add `cert: {{cert: PATH, key: PATH}}` (or `bundle: PATH`) to it",
-                r.name, r.kind, self.inv.file
-            )
-        })?;
-        let b = bundle.display().to_string();
-        let key_from = key
-            .as_ref()
-            .map(|k| k.display().to_string())
-            .unwrap_or_else(|| b.clone());
-        let run = &self.req.run;
-        let upload = |content: String, from: Vec<String>, cut: Option<&'static str>, to: &str, mode: &str| {
-            Action::Upload {
-                on: Host::of(&r.name, &r.access),
-                content,
-                from,
-                cut: cut.map(str::to_owned),
-                to: to.to_owned(),
-                mode: mode.to_owned(),
-                commands: UploadCommands::new(
-                    &r.name,
-                    &r.access,
-                    to,
-                    &format!("{to}.opsctl-{run}.tmp"),
-                    Some(&format!("{to}.opsctl-{run}")),
-                    Some(mode.trim_start_matches('0')),
-                ),
-            }
-        };
-        Ok(match layout {
-            CertLayout::Bundle { path } => {
-                let content = match key {
-                    Some(_) => format!("certificate chain from {b}, then the private key from {key_from}"),
-                    None => format!("certificate chain and private key from {b}"),
-                };
-                let from = std::iter::once(b.clone())
-                    .chain(key.as_ref().map(|_| key_from.clone()))
-                    .collect();
-                vec![upload(content, from, None, &path, "0600")]
-            }
-            CertLayout::Split { cert, key: key_path } => {
-                // Without `--key` both parts come out of the one bundle file.
-                let (chain, private) = if key.is_none() {
-                    (Some("chain"), Some("key"))
-                } else {
-                    (None, None)
-                };
-                vec![
-                    upload(
-                        format!("certificate chain from {b}"),
-                        vec![b.clone()],
-                        chain,
-                        &cert,
-                        "0644",
-                    ),
-                    upload(
-                        format!("private key from {key_from}"),
-                        vec![key_from.clone()],
-                        private,
-                        &key_path,
-                        "0600",
-                    ),
-                ]
-            }
-        })
     }
 
     pub(super) fn backup(&self, node: &str, a: &Access, path: &str) -> Action {
@@ -448,7 +364,8 @@ pub(super) fn gate_defaults(g: PbGate) -> (Duration, Duration) {
         PbGate::ServiceUp | PbGate::StatsAnswer | PbGate::StunBinding | PbGate::SshDown => (s(1), s(120)),
         PbGate::Unadvertised | PbGate::Advertised => (s(5), s(600)),
         PbGate::NewBoot => (s(2), s(600)),
-        PbGate::ServedCert | PbGate::KeysPreserved => (s(2), s(60)),
+        PbGate::ServedCert => (s(2), s(30)),
+        PbGate::KeysPreserved => (s(2), s(60)),
         PbGate::MemberHealthy => (s(2), s(120)),
         PbGate::ClusterHealthy => (s(2), s(300)),
     }
