@@ -67,7 +67,8 @@ pub struct ServedNow {
 
 /// A Unix time as X.509 tools print it.
 pub fn date(t: i64) -> String {
-    x509_parser::time::ASN1Time::from_timestamp(t).map_or_else(|_| format!("Unix time {t}"), |t| t.to_string())
+    x509_parser::time::ASN1Time::from_timestamp(t)
+        .map_or_else(|_| format!("Unix time {t}"), |t| t.to_string())
 }
 
 /// Seconds since the Unix epoch, now.
@@ -109,7 +110,8 @@ impl Trust {
         }
         for f in ca_files {
             let shown = f.display().to_string();
-            let bytes = crate::reader::read_text(f).with_context(|| format!("cannot read the CA file {shown}"))?;
+            let bytes =
+                crate::reader::read_text(f).with_context(|| format!("cannot read the CA file {shown}"))?;
             let mut n = 0;
             use rustls_pki_types::pem::PemObject;
             for der in CertificateDer::pem_slice_iter(bytes.as_bytes()) {
@@ -128,7 +130,11 @@ impl Trust {
         } else {
             format!(
                 "the system's trust store and {}",
-                ca_files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+                ca_files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         };
         Ok(Trust {
@@ -156,7 +162,8 @@ impl Trust {
             return Verdict::Other(format!("`{name}` is not a host name or address"));
         };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = match WebPkiServerVerifier::builder_with_provider(self.store.clone(), provider).build() {
+        let verifier = match WebPkiServerVerifier::builder_with_provider(self.store.clone(), provider).build()
+        {
             Ok(v) => v,
             Err(e) => return Verdict::Other(format!("no trust anchors: {e}")),
         };
@@ -168,11 +175,16 @@ impl Trust {
                     Verdict::NameMismatch
                 }
                 CertificateError::Expired | CertificateError::ExpiredContext { .. } => Verdict::Expired,
-                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => Verdict::NotYetValid,
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                    Verdict::NotYetValid
+                }
                 CertificateError::UnknownIssuer => {
                     // The last certificate sent: a root nobody trusts, or one
                     // whose issuer (an intermediate) was left out.
-                    let last = chain.last().and_then(|d| X509Certificate::from_der(d).ok()).map(|(_, c)| c);
+                    let last = chain
+                        .last()
+                        .and_then(|d| X509Certificate::from_der(d).ok())
+                        .map(|(_, c)| c);
                     match last {
                         Some(c) if c.subject() != c.issuer() && !self.knows(c.issuer().as_raw()) => {
                             Verdict::ChainIncomplete
@@ -180,6 +192,9 @@ impl Trust {
                         _ => Verdict::Untrusted,
                     }
                 }
+                other if format!("{other:?}").contains("CaUsedAsEndEntity") => Verdict::Other(
+                    "the server's certificate is a CA certificate (basicConstraints CA:TRUE), which clients refuse as a server's".into(),
+                ),
                 other => Verdict::Other(format!("{other:?}")),
             },
             Err(e) => Verdict::Other(e.to_string()),

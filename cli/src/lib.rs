@@ -2,8 +2,8 @@
 //! integration tests reach the remote layer and the lab through it.
 
 pub mod advertise;
-pub mod cert;
 pub mod args;
+pub mod cert;
 pub mod command;
 pub mod commands;
 pub mod config;

@@ -532,7 +532,8 @@ const BACKUP: &str = r#"if [ -e "$2" ]; then echo "opsctl: $2 exists already (an
 /// Puts backup `$2` back over `$1` through the temporary name `$3`. Run only
 /// after the upload completed, so no backup means there was no file before:
 /// the new one is removed.
-const RESTORE: &str = r#"if [ -e "$2" ]; then cp -a -- "$2" "$3" && mv -T -- "$3" "$1"; else rm -f -- "$1"; fi"#;
+const RESTORE: &str =
+    r#"if [ -e "$2" ]; then cp -a -- "$2" "$3" && mv -T -- "$3" "$1"; else rm -f -- "$1"; fi"#;
 
 /// Writes the content to the temporary name with a umask that keeps it
 /// private from the first byte, syncs it, gives it the mode `$3` (or, for

@@ -64,7 +64,24 @@ impl Ca {
     /// first is also the common name), valid over `years`.
     pub fn leaf(&self, names: &[&str], years: (i32, i32)) -> Leaf {
         let key = KeyPair::generate().unwrap();
-        let cert = params(names[0], names, years).signed_by(&key, &self.issuer).unwrap();
+        let cert = params(names[0], names, years)
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        Leaf {
+            pem: cert.pem(),
+            der: cert.der().to_vec(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+impl Ca {
+    /// A server certificate for `names` that ends `days` from now.
+    pub fn leaf_for_days(&self, names: &[&str], days: i64) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let mut p = params(names[0], names, CURRENT);
+        p.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(days);
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
         Leaf {
             pem: cert.pem(),
             der: cert.der().to_vec(),

@@ -87,7 +87,7 @@ fn run(scratch: &Scratch, args: &[&str]) -> Output {
 
 /// Runs `args` as a dry run, then for real, and checks every command sent
 /// (remote and here) against the dry run's.
-fn holds(lab: &Lab, scratch: &Scratch, args: &[&str]) -> usize {
+pub(crate) fn holds(lab: &Lab, scratch: &Scratch, args: &[&str]) -> usize {
     let mut dry = vec!["--dry-run", "--output", "json"];
     dry.extend_from_slice(args);
     let plan = run(scratch, &dry);

@@ -14,6 +14,7 @@ mod lab_demo;
 mod plans;
 mod reboot;
 mod remote;
+mod renew;
 mod run;
 mod status;
 mod util;

@@ -73,7 +73,10 @@ fn renew_cert() {
     let root = Ca::root("Example Root");
     let inter = root.intermediate("Example Issuing CA");
     let leaf = inter.leaf(&["*.example.com"], CURRENT);
-    let bundle = scratch.write("new.pem", &leaf.bundle(&[&inter])).display().to_string();
+    let bundle = scratch
+        .write("new.pem", &leaf.bundle(&[&inter]))
+        .display()
+        .to_string();
     let ca = scratch.write("root.pem", &root.pem).display().to_string();
     // relay-1 (restund) takes it by a drained restart; relay-3 (coturn) by
     // SIGUSR2 into its two files; relay-5 (relayd) by SIGHUP, or with

@@ -47,22 +47,27 @@ fn coturn_lab_with(n: usize, apply: &str, relay: &str) -> (Lab, Scratch, String)
 
 /// The lab's call simulator, making calls on the coturn relays the values
 /// file advertises; stopped (by pid, if it will not stop) when dropped.
-struct Simulator {
+pub(crate) struct Simulator {
     child: Option<std::process::Child>,
     dir: std::path::PathBuf,
 }
 
 impl Simulator {
     fn start(scratch: &Scratch) -> Simulator {
+        Simulator::start_as(scratch, "alice", "secret")
+    }
+
+    /// Calls made as `user` with `password`.
+    pub(crate) fn start_as(scratch: &Scratch, user: &str, password: &str) -> Simulator {
         std::fs::create_dir_all(scratch.0.join("run")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_opsctl"))
             .args(["lab", "simulate", "--dir"])
             .arg(&scratch.0)
             .args([
                 "--user",
-                "alice",
+                user,
                 "--password",
-                "secret",
+                password,
                 "--max-runtime",
                 "2m",
                 "--concurrent",
@@ -78,12 +83,12 @@ impl Simulator {
         }
     }
 
-    fn counts(&self) -> opsctl::lab::simulator::Counts {
+    pub(crate) fn counts(&self) -> opsctl::lab::simulator::Counts {
         opsctl::lab::simulator::read_counts(&self.dir).unwrap_or_default()
     }
 
     /// The counts once calls are going.
-    fn counts_once_busy(&self) -> opsctl::lab::simulator::Counts {
+    pub(crate) fn counts_once_busy(&self) -> opsctl::lab::simulator::Counts {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
             let c = self.counts();
@@ -96,7 +101,7 @@ impl Simulator {
     }
 
     /// Lets the running calls end, then returns the final counts.
-    fn stop(mut self) -> opsctl::lab::simulator::Counts {
+    pub(crate) fn stop(mut self) -> opsctl::lab::simulator::Counts {
         std::fs::write(self.dir.join("run/simulator.stop"), "").unwrap();
         if let Some(mut c) = self.child.take() {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

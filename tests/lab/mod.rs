@@ -240,13 +240,23 @@ impl Lab {
     /// `relayd` binary runs (`opsctl lab relayd`), TURN on the node's address,
     /// port 3478, its status port on 33000, and a user `caller` / `pw`.
     pub fn relayd(&self, i: usize, unit: &str) {
+        self.relayd_with(i, unit, "");
+    }
+
+    /// [`Lab::relayd`] with more of relayd's flags (`{ip}` and `{dir}` are
+    /// the node's address and directory).
+    pub fn relayd_with(&self, i: usize, unit: &str, extra: &str) {
         let opsctl = env!("CARGO_BIN_EXE_opsctl");
+        let (ip, dir) = (
+            self.nodes[i].ip.to_string(),
+            self.nodes[i].dir.display().to_string(),
+        );
+        let extra = extra.replace("{ip}", &ip).replace("{dir}", &dir);
         self.service(
             i,
             unit,
             &format!(
-                "env RELAYD_USERS=caller=pw {opsctl} lab relayd -- --listen-udp {ip}:3478 --relay-ip {ip} --realm lab --status {ip}:33000 --allow-loopback-peers",
-                ip = self.nodes[i].ip
+                "env RELAYD_USERS=caller=pw {opsctl} lab relayd -- --listen-udp {ip}:3478 --relay-ip {ip} --realm lab --status {ip}:33000 --allow-loopback-peers {extra}"
             ),
         );
     }

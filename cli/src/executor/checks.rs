@@ -137,10 +137,9 @@ pub async fn preflight(ex: &mut Executor<'_>, check: &CheckKind) -> anyhow::Resu
                 crate::cert::date(b.info.not_after)
             ));
         }
-        CheckKind::QuorumLost
-        | CheckKind::SeedLatest
-        | CheckKind::KeysCounted
-        | CheckKind::ConfigPresent => bail!("the safety check `{}` is not built yet", check.name()),
+        CheckKind::QuorumLost | CheckKind::SeedLatest | CheckKind::KeysCounted | CheckKind::ConfigPresent => {
+            bail!("the safety check `{}` is not built yet", check.name())
+        }
     }
     Ok(())
 }

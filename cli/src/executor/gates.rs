@@ -353,11 +353,14 @@ async fn read(
             .await?;
             match served {
                 Err(e) => Poll::NotYet(format!("{e:#}")),
-                Ok(c) if c.fingerprint != want => {
-                    Poll::NotYet(format!("serves {} (sha256 {}), not the expected leaf", c.subject, c.fingerprint))
-                }
+                Ok(c) if c.fingerprint != want => Poll::NotYet(format!(
+                    "serves {} (sha256 {}), not the expected leaf",
+                    c.subject, c.fingerprint
+                )),
                 Ok(c) if *verify => {
-                    let trust = crate::cert::Trust::load(&ca.iter().map(std::path::PathBuf::from).collect::<Vec<_>>())?;
+                    let trust = crate::cert::Trust::load(
+                        &ca.iter().map(std::path::PathBuf::from).collect::<Vec<_>>(),
+                    )?;
                     match trust.verify(&c.chain, name, crate::cert::now()) {
                         crate::cert::Verdict::Trusted => Poll::Holds(format!(
                             "serves {} (sha256 {}), trusted for {name}",
@@ -371,9 +374,7 @@ async fn read(
                 Ok(c) => Poll::Holds(format!("serves {} (sha256 {})", c.subject, c.fingerprint)),
             }
         }
-        Gate::MemberHealthy { .. }
-        | Gate::ClusterHealthy { .. }
-        | Gate::KeysPreserved { .. } => {
+        Gate::MemberHealthy { .. } | Gate::ClusterHealthy { .. } | Gate::KeysPreserved { .. } => {
             bail!("the `{}` gate is not built yet", gate.name())
         }
     })

@@ -160,12 +160,15 @@ impl Executor<'_> {
                     verb(&step.action),
                     &format!("{}. {}: {}", step.number, step.node, step.title),
                 );
-                let result = self.run_step(step).await.with_context(|| {
-                    format!("step {} ({}: {}) failed", step.number, step.node, step.title)
-                });
+                let result = self
+                    .run_step(step)
+                    .await
+                    .with_context(|| format!("step {} ({}: {}) failed", step.number, step.node, step.title));
                 if let Err(e) = result {
                     return Err(match &section.rollback {
-                        Some(rb) if (rb.from..=rb.to).contains(&step.number) && !error::is(&e, Kind::Stopped) => {
+                        Some(rb)
+                            if (rb.from..=rb.to).contains(&step.number) && !error::is(&e, Kind::Stopped) =>
+                        {
                             self.roll_back(&step.node, rb, e).await
                         }
                         _ => e,
@@ -190,8 +193,9 @@ impl Executor<'_> {
             if let Action::Restore { upload, path, .. } = &step.action
                 && !self.finished.contains(upload)
             {
-                self.out
-                    .note(&format!("{at}: step {upload} did not replace {path}, so nothing is put back"));
+                self.out.note(&format!(
+                    "{at}: step {upload} did not replace {path}, so nothing is put back"
+                ));
                 continue;
             }
             self.out.status(verb(&step.action), &at);

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::command::{Access, Command, Host};
 pub use crate::cert::CertInfo;
+pub use crate::command::{Access, Command, Host};
 use crate::health::{Probe, ServiceProbe};
 use crate::remote::UploadCommands;
 use crate::stats::StatsRead;
@@ -440,9 +440,7 @@ impl Gate {
             | Gate::SshDown { .. }
             | Gate::NewBoot { .. }
             | Gate::ServedCert { .. } => true,
-            Gate::MemberHealthy { .. }
-            | Gate::ClusterHealthy { .. }
-            | Gate::KeysPreserved { .. } => false,
+            Gate::MemberHealthy { .. } | Gate::ClusterHealthy { .. } | Gate::KeysPreserved { .. } => false,
         }
     }
 }

@@ -110,7 +110,12 @@ impl Render {
     fn check(&mut self, c: &Check, width: usize) {
         let pad = " ".repeat(width + 2);
         let mut lines = c.description.lines();
-        let _ = writeln!(self.out, "  {:width$}  {}", c.kind.name(), lines.next().unwrap_or(""));
+        let _ = writeln!(
+            self.out,
+            "  {:width$}  {}",
+            c.kind.name(),
+            lines.next().unwrap_or("")
+        );
         for l in lines {
             let _ = writeln!(self.out, "{pad}  {}", l.trim_start());
         }

@@ -131,7 +131,10 @@ impl Builder<'_> {
         let mut d = format!(
             "{}{}: {}, names {}, key {}",
             cp.bundle.display(),
-            cp.key.as_ref().map(|k| format!(" with key {}", k.display())).unwrap_or_default(),
+            cp.key
+                .as_ref()
+                .map(|k| format!(" with key {}", k.display()))
+                .unwrap_or_default(),
             l.subject,
             l.names.join(", "),
             l.key
@@ -216,24 +219,25 @@ impl Builder<'_> {
             .map(|k| k.display().to_string())
             .unwrap_or_else(|| b.clone());
         let run = &self.req.run;
-        let upload = |content: String, from: Vec<String>, cut: Option<&'static str>, to: &str, mode: Option<&str>| {
-            Action::Upload {
-                on: Host::of(&r.name, &r.access),
-                content,
-                from,
-                cut: cut.map(str::to_owned),
-                to: to.to_owned(),
-                mode: mode.map_or_else(|| "as the file it replaces".to_owned(), |m| format!("0{m}")),
-                commands: UploadCommands::new(
-                    &r.name,
-                    &r.access,
-                    to,
-                    &format!("{to}.opsctl-{run}.tmp"),
-                    Some(&format!("{to}.opsctl-{run}")),
-                    mode,
-                ),
-            }
-        };
+        let upload =
+            |content: String, from: Vec<String>, cut: Option<&'static str>, to: &str, mode: Option<&str>| {
+                Action::Upload {
+                    on: Host::of(&r.name, &r.access),
+                    content,
+                    from,
+                    cut: cut.map(str::to_owned),
+                    to: to.to_owned(),
+                    mode: mode.map_or_else(|| "as the file it replaces".to_owned(), |m| format!("0{m}")),
+                    commands: UploadCommands::new(
+                        &r.name,
+                        &r.access,
+                        to,
+                        &format!("{to}.opsctl-{run}.tmp"),
+                        Some(&format!("{to}.opsctl-{run}")),
+                        mode,
+                    ),
+                }
+            };
         Ok(match layout {
             CertLayout::Bundle { path } => {
                 let content = match cp.key {
@@ -253,7 +257,13 @@ impl Builder<'_> {
                     (None, None)
                 };
                 vec![
-                    upload(format!("certificate chain from {b}"), vec![b.clone()], chain, &cert, None),
+                    upload(
+                        format!("certificate chain from {b}"),
+                        vec![b.clone()],
+                        chain,
+                        &cert,
+                        None,
+                    ),
                     upload(
                         format!("private key from {key_from}"),
                         vec![key_from.clone()],
@@ -280,7 +290,15 @@ impl Builder<'_> {
         let to = section
             .steps
             .iter()
-            .filter(|s| matches!(s.action, Action::Gate { gate: Gate::ServedCert { .. }, .. }))
+            .filter(|s| {
+                matches!(
+                    s.action,
+                    Action::Gate {
+                        gate: Gate::ServedCert { .. },
+                        ..
+                    }
+                )
+            })
             .map(|s| s.number)
             .next_back()
             .unwrap_or(from);
@@ -320,9 +338,23 @@ impl Builder<'_> {
                 .collect::<Vec<_>>()
         };
         actions.extend(after(&|a| {
-            matches!(a, Action::Gate { gate: Gate::ServiceUp { .. }, .. })
+            matches!(
+                a,
+                Action::Gate {
+                    gate: Gate::ServiceUp { .. },
+                    ..
+                }
+            )
         }));
-        for (title, a) in after(&|a| matches!(a, Action::Gate { gate: Gate::ServedCert { .. }, .. })) {
+        for (title, a) in after(&|a| {
+            matches!(
+                a,
+                Action::Gate {
+                    gate: Gate::ServedCert { .. },
+                    ..
+                }
+            )
+        }) {
             let Action::Gate {
                 gate: Gate::ServedCert { target, name, .. },
                 poll,

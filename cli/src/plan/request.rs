@@ -274,13 +274,8 @@ impl<'a> Builder<'a> {
                     });
                 }
                 if applies {
-                    let actions = self.relay_step(
-                        r,
-                        step,
-                        values.as_ref(),
-                        entries.get(&r.name),
-                        cert.as_ref(),
-                    )?;
+                    let actions =
+                        self.relay_step(r, step, values.as_ref(), entries.get(&r.name), cert.as_ref())?;
                     self.push(&mut section, &r.name, step, actions);
                 }
             }

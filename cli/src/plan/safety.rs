@@ -87,10 +87,23 @@ impl Builder<'_> {
                 }
                 Preflight::MinHealthy => {
                     let mut parts = Vec::new();
+                    // A relay that reloads its certificate never leaves service.
+                    let going_out: Vec<&Relay> = relays
+                        .iter()
+                        .copied()
+                        .filter(|r| cert.is_none_or(|c| c.restarts(r)))
+                        .collect();
+                    let relays = going_out.as_slice();
                     let each = relays
                         .iter()
                         .map(|r| self.safety(r))
                         .collect::<anyhow::Result<Vec<_>>>()?;
+                    if relays.is_empty() {
+                        parts.push(
+                            "no target goes out of service: each takes the certificate by a reload"
+                                .to_owned(),
+                        );
+                    }
                     for site in self.sites_of(relays) {
                         let advertised: Vec<&Relay> = site
                             .relays
@@ -185,7 +198,9 @@ impl Builder<'_> {
                         },
                     )
                 }
-                Preflight::BundleValid => self.bundle_check(cert.context("the bundle-valid check needs `--bundle`")?),
+                Preflight::BundleValid => {
+                    self.bundle_check(cert.context("the bundle-valid check needs `--bundle`")?)
+                }
                 other => bail!(
                     "playbook {}: preflight check `{}` applies to clusters, not relays",
                     self.pb_file(),
