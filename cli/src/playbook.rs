@@ -674,10 +674,7 @@ fn step_kind(m: &mut MapReader, key: &'static str, vars: &[&str]) -> Option<Step
                 }
                 Some(out)
             });
-            let unset = s
-                .get("unset")
-                .and_then(|u| crate::inventory::strings(&u))
-                .unwrap_or_default();
+            let unset = s.get("unset").and_then(|u| u.strings()).unwrap_or_default();
             s.finish();
             Some(StepKind::SetConfig {
                 file: file?,

@@ -147,6 +147,12 @@ impl<'a> At<'a> {
         Some(s)
     }
 
+    /// A non-empty list of non-empty strings.
+    pub fn strings(&self) -> Option<Vec<String>> {
+        let items = self.list()?;
+        items.iter().map(|i| i.name()).collect()
+    }
+
     /// A name that reaches ssh or a command line as one argument (a user, a
     /// unit or container name, a path): it must not start with `-` (it would
     /// be read as an option) nor hold control characters.

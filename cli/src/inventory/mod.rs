@@ -13,7 +13,6 @@ mod resolve;
 use std::path::{Path, PathBuf};
 
 pub use model::*;
-pub use read::strings;
 pub use resolve::DEFAULT_LIST;
 
 use crate::reader::{At, Diags, InputError};

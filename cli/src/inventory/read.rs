@@ -219,6 +219,5 @@ pub fn commands(at: &At) -> Option<Vec<Vec<String>>> {
 
 /// A non-empty list of non-empty strings.
 pub fn strings(at: &At) -> Option<Vec<String>> {
-    let items = at.list()?;
-    items.iter().map(|i| i.name()).collect()
+    at.strings()
 }
