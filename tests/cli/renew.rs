@@ -259,7 +259,7 @@ fn tls_lab(n: usize, kind: &str, relay: &str) -> TlsLab {
             _ => {
                 std::fs::write(node.dir.join("relayd.pem"), leaf.bundle(&[&pki.inter])).unwrap();
                 lab.relayd_with(i, "relayd", "--listen-tls {ip}:5349 --cert {dir}/relayd.pem");
-                let service = if kind == "restund" {
+                let service = if kind == "restund" && !relay.contains("service:") {
                     ", service: {unit: relayd}"
                 } else {
                     ""
@@ -482,6 +482,68 @@ fn a_relay_that_does_not_serve_the_new_certificate_is_rolled_back() {
     assert!(
         !t.lab.nodes[1].dir.join("relayd.pem.opsctl-test").exists(),
         "node-2 was not touched"
+    );
+}
+
+/// On the drained-restart path, a rollback also puts the relay back in the
+/// advertised list; the JSON event stream says what it did.
+#[test]
+fn a_rollback_after_a_drained_restart_puts_the_relay_back_in_the_list() {
+    // A restart that restarts nothing: the old certificate stays served.
+    let t = tls_lab(
+        2,
+        "restund",
+        ", service: {unit: relayd, restart: [sh, -c, 'exit 0']}",
+    );
+    let values = std::fs::read_to_string(t.s.0.join("values.yaml")).unwrap();
+    let old = t.served(0);
+    t.new_bundle(CURRENT);
+    let out = t.run(&["-o", "json", "renew-cert", "--bundle", "new.pem", "--all"]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    let events: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let steps: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e["event"] == "rollback-step")
+        .map(|e| {
+            (
+                e["title"].as_str().unwrap().to_owned(),
+                e["result"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let file = t.lab.nodes[0].dir.join("relayd.pem").display().to_string();
+    assert_eq!(
+        steps,
+        [
+            (format!("put the backup of {file} back"), "done".to_owned()),
+            ("restart the service".to_owned(), "done".to_owned()),
+            ("wait: service-up".to_owned(), "done".to_owned()),
+            ("wait: served-cert (the old one)".to_owned(), "done".to_owned()),
+            (
+                "put node-1 back in the advertised list".to_owned(),
+                "done".to_owned()
+            ),
+            ("wait: advertised".to_owned(), "done".to_owned()),
+        ],
+        "{}",
+        out.dump()
+    );
+    let summary = events.iter().find(|e| e["event"] == "summary").unwrap();
+    assert_eq!(summary["outcome"], "failed");
+    assert_eq!(summary["nodes"][0]["advertised"], true, "{}", out.dump());
+    assert_eq!(
+        std::fs::read_to_string(t.s.0.join("values.yaml")).unwrap(),
+        values
+    );
+    assert_eq!(t.served(0), old);
+    assert!(
+        out.stderr.contains("node-1 was rolled back: its old certificate files are back in place and it serves its old certificate again, and is back in the advertised list; the rollout stops here"),
+        "{}",
+        out.dump()
     );
 }
 

@@ -136,6 +136,18 @@ pub enum RunEvent<'a> {
         reading: &'a str,
         elapsed_secs: f64,
     },
+    /// A node's rollback begins: `cause` is the step's failure.
+    Rollback { node: &'a str, cause: String },
+    /// One step of a rollback, numbered within it (R1..).
+    RollbackStep {
+        number: usize,
+        node: &'a str,
+        title: &'a str,
+        /// `done`, `failed`, or `skipped` (a restore whose upload did not complete).
+        result: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// How the run ended, and every node's state.
     Summary {
         outcome: &'a str,

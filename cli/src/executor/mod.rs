@@ -196,6 +196,13 @@ impl Executor<'_> {
                 self.out.note(&format!(
                     "{at}: step {upload} did not replace {path}, so nothing is put back"
                 ));
+                self.out.event(&RunEvent::RollbackStep {
+                    number: step.number,
+                    node,
+                    title: &step.title,
+                    result: "skipped",
+                    error: None,
+                });
                 continue;
             }
             self.out.status(verb(&step.action), &at);
@@ -203,6 +210,13 @@ impl Executor<'_> {
                 Ok(()) => self.record_done(step, false),
                 Err(e) => Err(e),
             };
+            self.out.event(&RunEvent::RollbackStep {
+                number: step.number,
+                node,
+                title: &step.title,
+                result: if done.is_ok() { "done" } else { "failed" },
+                error: done.as_ref().err().map(|e| format!("{e:#}")),
+            });
             if let Err(e) = done {
                 return cause.context(format!(
                     "{node} failed, and so did its rollback at {at}: {e:#}\n{node} is left as that step found it: look at it before anything else"
