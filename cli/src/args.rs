@@ -258,6 +258,10 @@ pub struct RecoverQuorum {
     /// The site whose cluster to rebuild (needed when several sites have one).
     #[arg(long, value_name = "SITE")]
     pub site: Option<String>,
+
+    /// Rebuild the cluster from the seed even though it has quorum.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Subcommand)]

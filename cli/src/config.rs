@@ -98,7 +98,11 @@ fn against_inventory(
     } else {
         Default::default()
     };
-    let force = matches!(&command, Command::Restart(r) if r.force);
+    let force = match &command {
+        Command::Restart(r) => r.force,
+        Command::RecoverQuorum(r) => r.force,
+        _ => false,
+    };
     let plan = |procedure, targets| {
         Action::Plan(Request {
             procedure,

@@ -10,6 +10,7 @@ pub mod config;
 pub mod duration;
 pub mod envfile;
 pub mod error;
+pub mod etcd;
 pub mod executor;
 pub mod health;
 pub mod inventory;

@@ -237,9 +237,13 @@ pub enum Gate {
     MemberHealthy,
     ClusterHealthy,
     KeysPreserved,
+    /// The member is in the cluster's member list (`member add` until it is).
+    MemberAdded,
+    /// A test key written is read back, then deleted.
+    AcceptsWrites,
 }
 
-pub const GATES: [(&str, Gate); 12] = [
+pub const GATES: [(&str, Gate); 14] = [
     ("drained", Gate::Drained),
     ("service-up", Gate::ServiceUp),
     ("stats-answer", Gate::StatsAnswer),
@@ -252,6 +256,8 @@ pub const GATES: [(&str, Gate); 12] = [
     ("member-healthy", Gate::MemberHealthy),
     ("cluster-healthy", Gate::ClusterHealthy),
     ("keys-preserved", Gate::KeysPreserved),
+    ("member-added", Gate::MemberAdded),
+    ("accepts-writes", Gate::AcceptsWrites),
 ];
 
 impl Gate {

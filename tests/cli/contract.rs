@@ -238,11 +238,11 @@ fn errors_in_json_are_json_on_stdout() {
         "json",
         "recover-quorum",
         "--site",
-        "dc2",
+        "dc1",
     ]);
     assert_eq!(out.code, 1, "{}", out.dump());
     let plan: serde_json::Value =
         serde_json::from_str(&out.stdout).unwrap_or_else(|_| panic!("{}", out.dump()));
-    assert_eq!(plan["procedure"], "recover-quorum-etcd");
+    assert_eq!(plan["procedure"], "recover-quorum-clearwater");
     assert!(out.stderr.contains("this plan cannot run yet"), "{}", out.dump());
 }

@@ -12,6 +12,7 @@ mod lab;
 #[path = "lab.rs"]
 mod lab_demo;
 mod plans;
+mod quorum;
 mod reboot;
 mod remote;
 mod renew;

@@ -137,7 +137,64 @@ pub async fn preflight(ex: &mut Executor<'_>, check: &CheckKind) -> anyhow::Resu
                 crate::cert::date(b.info.not_after)
             ));
         }
-        CheckKind::QuorumLost | CheckKind::SeedLatest | CheckKind::KeysCounted | CheckKind::ConfigPresent => {
+        CheckKind::QuorumLost { health, force } => {
+            let answers = member_reads(ex, health).await?;
+            let healthy: Vec<&str> = answers
+                .iter()
+                .filter(|(_, a)| a.is_ok())
+                .map(|(m, _)| m.as_str())
+                .collect();
+            if healthy.is_empty() {
+                ex.out
+                    .note("no member answers as healthy: the cluster has lost quorum");
+            } else if *force {
+                ex.out.note(&format!(
+                    "--force: the cluster has quorum ({} healthy), and is rebuilt anyway",
+                    healthy.join(", ")
+                ));
+            } else {
+                return Err(crate::error::refused(format!(
+                    "the cluster has quorum: {} answer{} as healthy, so there is nothing to recover and it is not rebuilt\nhelp: pass --force to rebuild a healthy cluster from the seed anyway",
+                    healthy.join(", "),
+                    if healthy.len() == 1 { "s" } else { "" }
+                )));
+            }
+        }
+        CheckKind::SeedLatest {
+            seed,
+            status,
+            version,
+        } => {
+            let answers: Vec<(String, Result<crate::etcd::Status, String>)> = member_reads(ex, status)
+                .await?
+                .into_iter()
+                .map(|(m, a)| {
+                    let s = a.and_then(|out| {
+                        crate::etcd::statuses(&out)
+                            .map_err(|e| format!("{e:#}"))?
+                            .into_iter()
+                            .next()
+                            .map(|(_, s)| s)
+                            .ok_or_else(|| "no status in the reply".to_owned())
+                    });
+                    (m, s)
+                })
+                .collect();
+            ex.out.note(&crate::etcd::judge_seed(seed, &answers, version)?);
+        }
+        CheckKind::KeysCounted {
+            seed,
+            command,
+            record,
+        } => {
+            let keys = crate::etcd::keys(&ex.run(command).await?)?;
+            ex.out.note(&format!(
+                "{seed} holds {} keys at revision {}",
+                keys.count, keys.revision
+            ));
+            ex.records.insert((String::new(), record.clone()), keys.record());
+        }
+        CheckKind::ClearwaterQuorumLost | CheckKind::ConfigPresent => {
             bail!("the safety check `{}` is not built yet", check.name())
         }
     }
@@ -296,6 +353,27 @@ where
     out.into_iter()
         .map(|r| r.unwrap_or_else(|| Err("a check failed to run".into())))
         .collect()
+}
+
+/// Each member's command, all at once: its output, or why it failed.
+async fn member_reads(
+    ex: &Executor<'_>,
+    reads: &[crate::plan::MemberRead],
+) -> anyhow::Result<Vec<(String, Result<String, String>)>> {
+    let work: Vec<(Node, crate::plan::Command)> = reads
+        .iter()
+        .map(|r| Ok((ex.plan.node(&r.command.on)?, r.command.clone())))
+        .collect::<anyhow::Result<_>>()?;
+    let results = each(ex, work, |remote, (node, cmd)| async move {
+        let t = node.access.ssh.command_timeout;
+        remote
+            .run(&node, &cmd, t)
+            .await
+            .map(|o| o.stdout)
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    Ok(reads.iter().map(|r| r.member.clone()).zip(results).collect())
 }
 
 fn failures<R>(results: Vec<Result<R, String>>) -> Vec<String> {

@@ -374,8 +374,90 @@ async fn read(
                 Ok(c) => Poll::Holds(format!("serves {} (sha256 {})", c.subject, c.fingerprint)),
             }
         }
-        Gate::MemberHealthy { .. } | Gate::ClusterHealthy { .. } | Gate::KeysPreserved { .. } => {
-            bail!("the `{}` gate is not built yet", gate.name())
+        Gate::MemberHealthy { command } => match ex.run(command).await {
+            Ok(out) => Poll::Holds(out.trim().lines().next().unwrap_or("healthy").to_owned()),
+            Err(e) => Poll::NotYet(format!("{e:#}").lines().next().unwrap_or("").to_owned()),
+        },
+        Gate::ClusterHealthy {
+            command,
+            status: Some(status),
+            expect,
+        } => {
+            let members = match ex.run(command).await.and_then(|o| crate::etcd::members(&o)) {
+                Ok(m) => m,
+                Err(e) => {
+                    return Ok(Poll::NotYet(
+                        format!("{e:#}").lines().next().unwrap_or("").to_owned(),
+                    ));
+                }
+            };
+            // Members that do not answer are left out of the reply.
+            let node = ex.plan.node(&status.on)?;
+            let out = ex
+                .remote
+                .probe(&node, status, node.access.ssh.command_timeout, None)
+                .await?;
+            let statuses = crate::etcd::statuses(&out.stdout).unwrap_or_default();
+            match crate::etcd::judge_cluster(expect, &members, &statuses) {
+                Ok(what) => Poll::Holds(what),
+                Err(why) => Poll::NotYet(why),
+            }
+        }
+        Gate::KeysPreserved { command, record } => {
+            let before = ex
+                .records
+                .get(&(String::new(), record.clone()))
+                .with_context(|| format!("no `{record}` was counted before any change"))?;
+            let before = crate::etcd::Keys::from_record(before)?;
+            match ex.run(command).await.and_then(|o| crate::etcd::keys(&o)) {
+                Ok(now) if now.count >= before.count && now.revision >= before.revision => {
+                    Poll::Holds(format!(
+                        "{} keys at revision {} (before: {} at {})",
+                        now.count, now.revision, before.count, before.revision
+                    ))
+                }
+                Ok(now) => Poll::NotYet(format!(
+                    "{} keys at revision {}, fewer than the {} at revision {} before",
+                    now.count, now.revision, before.count, before.revision
+                )),
+                Err(e) => Poll::NotYet(format!("{e:#}").lines().next().unwrap_or("").to_owned()),
+            }
+        }
+        Gate::MemberAdded {
+            list,
+            add,
+            name,
+            peer_url,
+        } => {
+            let listed = ex.run(list).await.and_then(|o| crate::etcd::members(&o));
+            match listed {
+                Ok(ms) if ms.iter().any(|m| m.peer_urls.contains(peer_url)) => {
+                    Poll::Holds(format!("{name} is in the member list"))
+                }
+                Ok(_) => match ex.run(add).await {
+                    Ok(_) => Poll::Holds(format!("{name} was added")),
+                    // etcd refuses a member add for a few seconds after a join.
+                    Err(e) => Poll::NotYet(format!("{e:#}").lines().last().unwrap_or("").to_owned()),
+                },
+                Err(e) => Poll::NotYet(format!("{e:#}").lines().next().unwrap_or("").to_owned()),
+            }
+        }
+        Gate::AcceptsWrites { put, get, del, value } => {
+            let written = async {
+                ex.run(put).await?;
+                let got = ex.run(get).await?;
+                ex.run(del).await?;
+                anyhow::Ok(got)
+            }
+            .await;
+            match written {
+                Ok(got) if got.trim() == value => Poll::Holds("written, read back and deleted".into()),
+                Ok(got) => Poll::NotYet(format!("read back `{}`, not `{value}`", got.trim())),
+                Err(e) => Poll::NotYet(format!("{e:#}").lines().next().unwrap_or("").to_owned()),
+            }
+        }
+        Gate::ClusterHealthy { status: None, .. } => {
+            bail!("the `{}` gate is not built yet for Clearwater", gate.name())
         }
     })
 }

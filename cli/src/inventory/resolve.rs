@@ -796,6 +796,7 @@ fn member(at: &At, defaults: &Defaults, shared: &MemberDefaults, walk: &Walk) ->
     let client_url = m.get("client_url").and_then(|a| a.word("URL"));
     let peer_url = m.get("peer_url").and_then(|a| a.word("URL"));
     let own_data_dir = m.get("data_dir").and_then(|a| a.word("path"));
+    let own_env_file = m.get("env_file").and_then(|a| a.word("path"));
     m.finish();
     let host = host?;
     let member_role = if clearwater {
@@ -824,7 +825,9 @@ fn member(at: &At, defaults: &Defaults, shared: &MemberDefaults, walk: &Walk) ->
             data_dir: own_data_dir
                 .or_else(|| data_dir.map(str::to_owned))
                 .unwrap_or_else(|| "/var/lib/etcd/default".into()),
-            env_file: env_file.unwrap_or("/etc/default/etcd").to_owned(),
+            env_file: own_env_file
+                .or_else(|| env_file.map(str::to_owned))
+                .unwrap_or_else(|| "/etc/default/etcd".into()),
             service: manager_commands(&Manager::Systemd(unit.unwrap_or("etcd").to_owned()), None),
         }
     };

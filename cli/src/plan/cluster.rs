@@ -94,18 +94,23 @@ impl Builder<'_> {
                     continue;
                 }
                 (Preflight::QuorumLost, InvFlavor::Etcd(e)) => format!(
-                    "the cluster has lost quorum: `{} endpoint health --cluster` fails; a healthy cluster is refused",
-                    e.etcdctl
+                    "the cluster has lost quorum: `{} endpoint health` fails on every member; a healthy cluster is refused{}",
+                    e.etcdctl,
+                    if self.req.force {
+                        " (--force: a healthy one is rebuilt too)"
+                    } else {
+                        " (unless --force)"
+                    }
                 ),
                 (Preflight::QuorumLost, InvFlavor::Clearwater(_)) => {
                     "the cluster has lost quorum: `clearwater-etcdctl cluster-health` fails on the masters; a healthy cluster is refused".into()
                 }
                 (Preflight::SeedLatest, InvFlavor::Etcd(e)) => format!(
-                    "no answering member has a higher raft index than the seed `{}` (`{} endpoint status` on each); otherwise refuse and name the member to use as seed",
+                    "the seed `{}` answers and no answering member is ahead of it (revision, then raft index, by `{} endpoint status` on each; otherwise refuse and name the member to use as seed); every member runs etcd {RESTORES_WITH_ETCDCTL}, whose restore is `etcdctl snapshot restore`",
                     first.name, e.etcdctl
                 ),
                 (Preflight::KeysCounted, InvFlavor::Etcd(e)) => format!(
-                    "count the keys on the seed `{}` with a serializable read (`{} get \"\" --prefix --keys-only --consistency=s`), to compare at the end",
+                    "count the keys and read the revision on the seed `{}` with a serializable read (`{} get \"\" --prefix --keys-only --consistency=s`), kept as `{KEYS}` to compare at the end",
                     first.name, e.etcdctl
                 ),
                 (Preflight::ConfigPresent, InvFlavor::Clearwater(c)) => format!(
@@ -121,10 +126,31 @@ impl Builder<'_> {
                     f.name()
                 ),
             };
-            let kind = match p {
-                Preflight::QuorumLost => CheckKind::QuorumLost,
-                Preflight::SeedLatest => CheckKind::SeedLatest,
-                Preflight::KeysCounted => CheckKind::KeysCounted,
+            let kind = match (p, &cluster.flavor) {
+                (Preflight::QuorumLost, InvFlavor::Etcd(e)) => CheckKind::QuorumLost {
+                    health: order.each_member(|m, url| {
+                        etcdctl(e, m, url, &["--command-timeout=3s", "endpoint", "health"])
+                    }),
+                    force: self.req.force,
+                },
+                (Preflight::QuorumLost, _) => CheckKind::ClearwaterQuorumLost,
+                (Preflight::SeedLatest, InvFlavor::Etcd(e)) => CheckKind::SeedLatest {
+                    seed: first.name.clone(),
+                    status: order.each_member(|m, url| {
+                        etcdctl(
+                            e,
+                            m,
+                            url,
+                            &["--command-timeout=3s", "endpoint", "status", "-w", "json"],
+                        )
+                    }),
+                    version: RESTORES_WITH_ETCDCTL.into(),
+                },
+                (Preflight::KeysCounted, InvFlavor::Etcd(e)) => CheckKind::KeysCounted {
+                    seed: first.name.clone(),
+                    command: etcdctl(e, first, &order.seed_url(), &COUNT_KEYS),
+                    record: KEYS.into(),
+                },
                 _ => CheckKind::ConfigPresent,
             };
             checks.push(Check { description, kind });
@@ -225,34 +251,55 @@ impl Builder<'_> {
                 },
             ),
             (InvFlavor::Etcd(e), _, PbGate::ClusterHealthy) => (
-                format!("every member of {}'s etcd cluster is healthy", cluster.site),
+                format!(
+                    "every member of {}'s etcd cluster is listed, started and answering, none a learner or unknown, and all agree on one leader",
+                    cluster.site
+                ),
                 Gate::ClusterHealthy {
-                    command: on(
+                    command: etcdctl(e, first, &order.seed_url(), &["member", "list", "-w", "json"]),
+                    status: Some(etcdctl(
+                        e,
                         first,
-                        vec![
-                            e.etcdctl.clone(),
-                            format!("--endpoints={}", order.endpoints()),
-                            "endpoint".into(),
-                            "health".into(),
-                        ],
-                    ),
+                        &order.endpoints(),
+                        &["--command-timeout=3s", "endpoint", "status", "-w", "json"],
+                    )),
+                    expect: order.join_order().iter().map(|m| m.name.clone()).collect(),
                 },
             ),
             (InvFlavor::Etcd(e), _, PbGate::KeysPreserved) => (
-                "the key count is at least the count read before any change".into(),
+                format!("the key count and revision are at least those kept as `{KEYS}` before any change"),
                 Gate::KeysPreserved {
-                    command: on(
-                        first,
-                        vec![
-                            e.etcdctl.clone(),
-                            "get".into(),
-                            String::new(),
-                            "--prefix".into(),
-                            "--keys-only".into(),
-                        ],
-                    ),
+                    command: etcdctl(e, first, &order.seed_url(), &COUNT_KEYS),
+                    record: KEYS.into(),
                 },
             ),
+            (InvFlavor::Etcd(e), MemberRole::Etcd { peer_url, .. }, PbGate::MemberAdded) => (
+                format!("{} ({peer_url}) is in the member list", m.name),
+                Gate::MemberAdded {
+                    list: etcdctl(e, first, &order.seed_url(), &["member", "list", "-w", "json"]),
+                    add: etcdctl(
+                        e,
+                        first,
+                        &order.seed_url(),
+                        &["member", "add", &m.name, &format!("--peer-urls={peer_url}")],
+                    ),
+                    name: m.name.clone(),
+                    peer_url: peer_url.clone(),
+                },
+            ),
+            (InvFlavor::Etcd(e), _, PbGate::AcceptsWrites) => {
+                let key = format!("opsctl-check/{}", self.req.run);
+                let endpoints = order.endpoints();
+                (
+                    format!("a test key `{key}` is written, read back and deleted"),
+                    Gate::AcceptsWrites {
+                        put: etcdctl(e, first, &endpoints, &["put", &key, &self.req.run]),
+                        get: etcdctl(e, first, &endpoints, &["get", &key, "--print-value-only"]),
+                        del: etcdctl(e, first, &endpoints, &["del", &key]),
+                        value: self.req.run.clone(),
+                    },
+                )
+            }
             (
                 InvFlavor::Clearwater(_),
                 MemberRole::Clearwater { management_ip, .. },
@@ -270,6 +317,8 @@ impl Builder<'_> {
                 format!("every master of {}'s etcd cluster is healthy", cluster.site),
                 Gate::ClusterHealthy {
                     command: cw_health(first),
+                    status: None,
+                    expect: Vec::new(),
                 },
             ),
             (f, _, g) => bail!(
@@ -287,6 +336,34 @@ impl Builder<'_> {
             on_timeout: OnTimeout::Stop,
         })
     }
+}
+
+/// The etcd release line whose restore is `etcdctl snapshot restore` (3.5
+/// moved it to `etcdutl`, 3.6 removed etcdctl's).
+const RESTORES_WITH_ETCDCTL: &str = "3.4";
+
+/// Under this name the seed's key count and revision are kept.
+const KEYS: &str = "keys";
+
+/// Every key counted by a serializable read, returning one: the reply's
+/// `count` is the total, its header the revision.
+const COUNT_KEYS: [&str; 9] = [
+    "--command-timeout=10s",
+    "get",
+    "",
+    "--prefix",
+    "--keys-only",
+    "--limit=1",
+    "--consistency=s",
+    "-w",
+    "json",
+];
+
+/// `etcdctl --endpoints=URLS ARGS...`, run on member `on`.
+fn etcdctl(e: &crate::inventory::Etcd, on: &Member, urls: &str, args: &[&str]) -> Command {
+    let mut argv = vec![e.etcdctl.clone(), format!("--endpoints={urls}")];
+    argv.extend(args.iter().map(|a| (*a).to_owned()));
+    Command::remote(&on.name, &on.access, argv)
 }
 
 /// The order cluster members are worked in: the first (seed or first vellum
@@ -359,6 +436,28 @@ impl<'a> ClusterOrder<'a> {
                 .filter(|m| !self.masters.iter().any(|x| x.name == m.name))
                 .collect(),
         }
+    }
+
+    /// The seed's client URL.
+    fn seed_url(&self) -> String {
+        match &self.first.role {
+            MemberRole::Etcd { client_url, .. } => client_url.clone(),
+            MemberRole::Clearwater { .. } => String::new(),
+        }
+    }
+
+    /// `read` for each etcd member, on that member, to its own client URL.
+    fn each_member(&self, read: impl Fn(&Member, &str) -> Command) -> Vec<MemberRead> {
+        self.join_order()
+            .into_iter()
+            .filter_map(|m| match &m.role {
+                MemberRole::Etcd { client_url, .. } => Some(MemberRead {
+                    member: m.name.clone(),
+                    command: read(m, client_url),
+                }),
+                MemberRole::Clearwater { .. } => None,
+            })
+            .collect()
     }
 
     fn endpoints(&self) -> String {

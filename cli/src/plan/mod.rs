@@ -81,13 +81,9 @@ pub struct Check {
 #[serde(tag = "check", rename_all = "kebab-case")]
 pub enum CheckKind {
     /// Every target answers SSH.
-    Reachable {
-        nodes: Vec<Host>,
-    },
+    Reachable { nodes: Vec<Host> },
     /// Every target's stats answer.
-    StatsReadable {
-        reads: Vec<StatsRead>,
-    },
+    StatsReadable { reads: Vec<StatsRead> },
     /// The relays that stay in service (the advertised peers) are healthy.
     PeersHealthy {
         peers: Vec<Probe>,
@@ -96,9 +92,7 @@ pub enum CheckKind {
     },
     /// Taking any one target out leaves its site its minimum: the very
     /// re-check each relay gets before it goes out, done for all up front.
-    MinHealthy {
-        each: Vec<Safety>,
-    },
+    MinHealthy { each: Vec<Safety> },
     /// Every target is in the advertised list now (or was left out by a run
     /// this one continues).
     Advertised {
@@ -123,10 +117,28 @@ pub enum CheckKind {
         /// why it could not be read from here.
         served: BTreeMap<String, String>,
     },
-    /// Not built yet: the etcd checks of `recover-quorum`.
-    QuorumLost,
-    SeedLatest,
-    KeysCounted,
+    /// No member of the etcd cluster is healthy (`endpoint health` on each
+    /// fails): it has lost quorum. A healthy cluster is refused, unless
+    /// `force`.
+    QuorumLost { health: Vec<MemberRead>, force: bool },
+    /// Not built yet: the Clearwater form of `quorum-lost`.
+    ClearwaterQuorumLost,
+    /// The seed answers and no answering member is ahead of it (revision,
+    /// then raft index), and each runs the etcd version the plan's restore
+    /// command is for (`version`: `3.4`, or `3.5+` for `etcdutl`).
+    SeedLatest {
+        seed: String,
+        status: Vec<MemberRead>,
+        version: String,
+    },
+    /// The seed's key count and revision (a serializable read), kept as
+    /// `record` for the `keys-preserved` gate.
+    KeysCounted {
+        seed: String,
+        command: Command,
+        record: String,
+    },
+    /// Not built yet: the Clearwater configuration checks.
     ConfigPresent,
 }
 
@@ -139,9 +151,9 @@ impl CheckKind {
             CheckKind::MinHealthy { .. } => "min-healthy",
             CheckKind::Advertised { .. } => "advertised",
             CheckKind::BundleValid { .. } => "bundle-valid",
-            CheckKind::QuorumLost => "quorum-lost",
-            CheckKind::SeedLatest => "seed-latest",
-            CheckKind::KeysCounted => "keys-counted",
+            CheckKind::QuorumLost { .. } | CheckKind::ClearwaterQuorumLost => "quorum-lost",
+            CheckKind::SeedLatest { .. } => "seed-latest",
+            CheckKind::KeysCounted { .. } => "keys-counted",
             CheckKind::ConfigPresent => "config-present",
         }
     }
@@ -154,13 +166,20 @@ impl CheckKind {
             | CheckKind::PeersHealthy { .. }
             | CheckKind::MinHealthy { .. }
             | CheckKind::Advertised { .. }
-            | CheckKind::BundleValid { .. } => true,
-            CheckKind::QuorumLost
-            | CheckKind::SeedLatest
-            | CheckKind::KeysCounted
-            | CheckKind::ConfigPresent => false,
+            | CheckKind::BundleValid { .. }
+            | CheckKind::QuorumLost { .. }
+            | CheckKind::SeedLatest { .. }
+            | CheckKind::KeysCounted { .. } => true,
+            CheckKind::ClearwaterQuorumLost | CheckKind::ConfigPresent => false,
         }
     }
+}
+
+/// One command run on one cluster member.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberRead {
+    pub member: String,
+    pub command: Command,
 }
 
 /// The values file that holds the advertised list, as the plan found it.
@@ -399,14 +418,42 @@ pub enum Gate {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         ca: Vec<String>,
     },
+    /// `command` exits 0: the member answers as healthy.
     MemberHealthy {
         command: Command,
     },
+    /// etcd: `command` is `member list -w json`, `status` is `endpoint
+    /// status --cluster -w json`; every member in `expect` is listed and
+    /// started, none is a learner, none is unknown, every one answers and
+    /// all agree on one leader. Clearwater (`status` absent): not built yet.
     ClusterHealthy {
         command: Command,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<Command>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        expect: Vec<String>,
     },
+    /// The key count and revision (`command`: a serializable `get -w json`)
+    /// are at least those kept as `record` before any change.
     KeysPreserved {
         command: Command,
+        record: String,
+    },
+    /// `name` with `peer_url` is in the member list (`list`); while it is
+    /// not, `add` is tried again.
+    MemberAdded {
+        list: Command,
+        add: Command,
+        name: String,
+        peer_url: String,
+    },
+    /// `put` writes `value` under a test key, `get` reads it back (it must
+    /// print `value`), `del` removes it.
+    AcceptsWrites {
+        put: Command,
+        get: Command,
+        del: Command,
+        value: String,
     },
 }
 
@@ -425,6 +472,8 @@ impl Gate {
             Gate::MemberHealthy { .. } => "member-healthy",
             Gate::ClusterHealthy { .. } => "cluster-healthy",
             Gate::KeysPreserved { .. } => "keys-preserved",
+            Gate::MemberAdded { .. } => "member-added",
+            Gate::AcceptsWrites { .. } => "accepts-writes",
         }
     }
 
@@ -439,8 +488,12 @@ impl Gate {
             | Gate::Advertised { .. }
             | Gate::SshDown { .. }
             | Gate::NewBoot { .. }
-            | Gate::ServedCert { .. } => true,
-            Gate::MemberHealthy { .. } | Gate::ClusterHealthy { .. } | Gate::KeysPreserved { .. } => false,
+            | Gate::ServedCert { .. }
+            | Gate::MemberHealthy { .. }
+            | Gate::KeysPreserved { .. }
+            | Gate::MemberAdded { .. }
+            | Gate::AcceptsWrites { .. } => true,
+            Gate::ClusterHealthy { status, .. } => status.is_some(),
         }
     }
 }
@@ -537,11 +590,13 @@ impl CheckKind {
                     }
                 }
             }
+            CheckKind::QuorumLost { health: reads, .. } | CheckKind::SeedLatest { status: reads, .. } => {
+                out.extend(reads.iter().map(|r| &r.command))
+            }
+            CheckKind::KeysCounted { command, .. } => out.push(command),
             CheckKind::Advertised { .. }
             | CheckKind::BundleValid { .. }
-            | CheckKind::QuorumLost
-            | CheckKind::SeedLatest
-            | CheckKind::KeysCounted
+            | CheckKind::ClearwaterQuorumLost
             | CheckKind::ConfigPresent => {}
         }
     }
@@ -564,8 +619,13 @@ impl Action {
                 Gate::NewBoot { command, .. }
                 | Gate::SshDown { command, .. }
                 | Gate::MemberHealthy { command }
-                | Gate::ClusterHealthy { command }
-                | Gate::KeysPreserved { command } => out.push(command),
+                | Gate::KeysPreserved { command, .. } => out.push(command),
+                Gate::ClusterHealthy { command, status, .. } => {
+                    out.push(command);
+                    out.extend(status);
+                }
+                Gate::MemberAdded { list, add, .. } => out.extend([list, add]),
+                Gate::AcceptsWrites { put, get, del, .. } => out.extend([put, get, del]),
                 Gate::StunBinding { .. } | Gate::ServedCert { .. } => {}
             },
             Action::Safety { safety } => {

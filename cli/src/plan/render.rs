@@ -128,12 +128,15 @@ impl Render {
             CheckKind::MinHealthy { each } => {
                 self.preflight_probes(each.iter().flat_map(|s| s.others.iter()), &pad)
             }
+            CheckKind::QuorumLost { health: reads, .. } | CheckKind::SeedLatest { status: reads, .. } => {
+                let cmds: Vec<&Command> = reads.iter().map(|r| &r.command).collect();
+                self.commands(&cmds, &pad);
+            }
+            CheckKind::KeysCounted { command, .. } => self.command(command, &pad),
             CheckKind::Reachable { .. }
             | CheckKind::Advertised { .. }
             | CheckKind::BundleValid { .. }
-            | CheckKind::QuorumLost
-            | CheckKind::SeedLatest
-            | CheckKind::KeysCounted
+            | CheckKind::ClearwaterQuorumLost
             | CheckKind::ConfigPresent => {}
         }
     }
@@ -488,11 +491,49 @@ impl Render {
                     "{pad}  read by opsctl: a TLS handshake with {target} from here, SNI {name}; {leaf}{trust}"
                 );
             }
-            Gate::MemberHealthy { command }
-            | Gate::ClusterHealthy { command }
-            | Gate::KeysPreserved { command } => {
+            Gate::MemberHealthy { command } => {
+                let _ = writeln!(self.out, "{pad}  read by this, which must exit 0:");
+                self.command(command, pad);
+            }
+            Gate::ClusterHealthy {
+                command,
+                status: Some(status),
+                ..
+            } => {
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  read by the member list and every member's status (JSON), both parsed:"
+                );
+                self.commands(&[command, status], pad);
+            }
+            Gate::ClusterHealthy {
+                command,
+                status: None,
+                ..
+            } => {
                 let _ = writeln!(self.out, "{pad}  read by (not built yet):");
                 self.command(command, pad);
+            }
+            Gate::KeysPreserved { command, record } => {
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  read by a serializable count (JSON `count` and the header's revision), against `{record}`:"
+                );
+                self.command(command, pad);
+            }
+            Gate::MemberAdded { list, add, .. } => {
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  read by the member list (JSON); while the member is not in it, the second is tried:"
+                );
+                self.commands(&[list, add], pad);
+            }
+            Gate::AcceptsWrites { put, get, del, value } => {
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  written, read back (it must print `{value}`), deleted:"
+                );
+                self.commands(&[put, get, del], pad);
             }
         }
     }

@@ -548,16 +548,23 @@ sites:
                 ),
             ]
         );
-        // `member add` for a rejoining member runs on the seed.
-        let adds: Vec<(&str, &str)> = p
+        // `member add` for a rejoining member runs on the seed, for that member's peer URL.
+        let adds: Vec<(&str, &str, &str)> = p
             .steps()
             .filter_map(|s| match &s.action {
-                Action::Run { command } if command.argv.contains(&"add".to_owned()) => {
-                    Some((s.node.as_str(), command.on.node.as_str()))
-                }
+                Action::Gate {
+                    gate: Gate::MemberAdded { add, peer_url, .. },
+                    ..
+                } => Some((s.node.as_str(), add.on.node.as_str(), peer_url.as_str())),
                 _ => None,
             })
             .collect();
-        assert_eq!(adds, [("e1", "e2"), ("e3", "e2")]);
+        assert_eq!(
+            adds,
+            [
+                ("e1", "e2", "http://10.0.0.1:2380"),
+                ("e3", "e2", "http://10.0.0.3:2380")
+            ]
+        );
     }
 }

@@ -296,7 +296,11 @@ impl Builder<'_> {
                 )
             }
             PbGate::ServedCert => self.served_cert(r, cert)?,
-            PbGate::MemberHealthy | PbGate::ClusterHealthy | PbGate::KeysPreserved => bail!(
+            PbGate::MemberHealthy
+            | PbGate::ClusterHealthy
+            | PbGate::KeysPreserved
+            | PbGate::MemberAdded
+            | PbGate::AcceptsWrites => bail!(
                 "playbook {}: gate `{}` applies to clusters, not relays",
                 self.pb_file(),
                 spec.gate.name()
@@ -323,14 +327,21 @@ impl Builder<'_> {
         }
     }
 
+    /// Renames `path` aside as `path.opsctl-RUN`; a missing one is fine
+    /// (nothing to keep), an existing aside name is refused (never replaced).
     pub(super) fn move_aside(&self, node: &str, a: &Access, path: &str) -> Action {
         Action::Run {
-            command: Command::remote(
+            command: Command::remote_str(
                 node,
                 a,
-                ["mv", "-T", "--", path, &format!("{path}.opsctl-{}", self.req.run)]
-                    .map(String::from)
-                    .to_vec(),
+                &[
+                    "sh",
+                    "-c",
+                    r#"if [ -e "$2" ]; then echo "opsctl: $2 exists already; nothing was moved" >&2; exit 1; fi; if [ -e "$1" ]; then mv -T -- "$1" "$2"; fi"#,
+                    "opsctl-move-aside",
+                    path,
+                    &format!("{path}.opsctl-{}", self.req.run),
+                ],
             ),
         }
     }
@@ -365,7 +376,9 @@ pub(super) fn gate_defaults(g: PbGate) -> (Duration, Duration) {
         PbGate::Unadvertised | PbGate::Advertised => (s(5), s(600)),
         PbGate::NewBoot => (s(2), s(600)),
         PbGate::ServedCert => (s(2), s(30)),
-        PbGate::KeysPreserved => (s(2), s(60)),
+        PbGate::KeysPreserved | PbGate::AcceptsWrites => (s(2), s(60)),
+        // etcd refuses `member add` for about 5 s after a join.
+        PbGate::MemberAdded => (s(2), s(60)),
         PbGate::MemberHealthy => (s(2), s(120)),
         PbGate::ClusterHealthy => (s(2), s(300)),
     }

@@ -1,0 +1,267 @@
+//! `recover-quorum` on Debian's etcd 3.4, on real sshd nodes: clusters that
+//! lost quorum rebuilt with every key, and the refusals.
+
+use std::time::{Duration, Instant};
+
+use crate::lab::Lab;
+use crate::util::{Output, Scratch, opsctl_env};
+
+/// An etcd cluster of `n` lab members, each started by the node's
+/// `systemctl` from its own env file (`ETCD_*`, as Debian's unit reads
+/// /etc/default/etcd), and an inventory for it.
+struct EtcdLab {
+    lab: Lab,
+    s: Scratch,
+}
+
+impl EtcdLab {
+    fn start(n: usize) -> EtcdLab {
+        assert!(
+            std::path::Path::new("/usr/bin/etcd").exists(),
+            "Debian's etcd-server is missing: scripts/test.sh installs it"
+        );
+        let lab = Lab::start(n).unwrap_or_else(|why| panic!("cannot start the lab: {why}"));
+        let cluster: Vec<String> = lab
+            .nodes
+            .iter()
+            .map(|m| format!("{}=http://{}:2380", m.name, m.ip))
+            .collect();
+        let mut members = String::new();
+        for (i, m) in lab.nodes.iter().enumerate() {
+            let (ip, dir) = (m.ip, m.dir.display());
+            std::fs::write(
+                m.dir.join("etcd.env"),
+                format!(
+                    "# etcd settings of {name}\nETCD_NAME={name}\nETCD_DATA_DIR={dir}/etcd-data\n\
+                     ETCD_LISTEN_CLIENT_URLS=http://{ip}:2379\nETCD_ADVERTISE_CLIENT_URLS=http://{ip}:2379\n\
+                     ETCD_LISTEN_PEER_URLS=http://{ip}:2380\nETCD_INITIAL_ADVERTISE_PEER_URLS=http://{ip}:2380\n\
+                     ETCD_INITIAL_CLUSTER={}\nETCD_INITIAL_CLUSTER_STATE=new\nETCD_INITIAL_CLUSTER_TOKEN=lab\n",
+                    cluster.join(","),
+                    name = m.name
+                ),
+            )
+            .unwrap();
+            lab.service(
+                i,
+                "etcd",
+                &format!("sh -c 'set -a; . {dir}/etcd.env; exec /usr/bin/etcd'"),
+            );
+            members.push_str(&format!(
+                "        - {{name: {}, host: {ip}, data_dir: '{dir}/etcd-data', env_file: '{dir}/etcd.env'}}\n",
+                m.name
+            ));
+        }
+        for i in 0..n {
+            let started = lab.systemctl(i, "start etcd");
+            assert!(started.status.success(), "{started:?}");
+        }
+        let inv = lab.inventory("relayd", "");
+        let head = &inv[..inv.find("sites:").unwrap()];
+        let s = Scratch::new();
+        s.write(
+            "inventory.yaml",
+            &format!(
+                "{head}sites:\n  - name: lab\n    cluster:\n      flavor: etcd\n      members:\n{members}"
+            ),
+        );
+        let e = EtcdLab { lab, s };
+        e.until("the cluster elects a leader", || {
+            e.etcdctl(0, "endpoint health").status.success()
+        });
+        e
+    }
+
+    fn until(&self, what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}: not within 30s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// etcdctl on member `i`, against its own client URL.
+    fn etcdctl(&self, i: usize, args: &str) -> std::process::Output {
+        self.lab.ssh(
+            i,
+            &format!(
+                "etcdctl --endpoints=http://{}:2379 --command-timeout=3s {args}",
+                self.lab.nodes[i].ip
+            ),
+        )
+    }
+
+    fn put(&self, count: usize, prefix: &str) {
+        for k in 0..count {
+            let out = self.etcdctl(0, &format!("put {prefix}/{k} value-{k}"));
+            assert!(out.status.success(), "{out:?}");
+        }
+    }
+
+    fn stop(&self, members: &[usize]) {
+        for &i in members {
+            let out = self.lab.systemctl(i, "stop etcd");
+            assert!(out.status.success(), "{out:?}");
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        // A run id of its own: the snapshot lives in /var/tmp, which the lab's nodes share.
+        let id = format!("quorum-{}-{}", std::process::id(), self.lab.nodes[0].ip);
+        let mut argv = vec!["--run-id", &id];
+        argv.extend_from_slice(args);
+        opsctl_env(&self.s.0, &argv, &[])
+    }
+
+    /// Every key under `prefix`, read from member `i`.
+    fn keys(&self, i: usize, prefix: &str) -> Vec<String> {
+        let out = self.etcdctl(i, &format!("get {prefix}/ --prefix --consistency=s"));
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn recovers(n: usize, stopped: &[usize]) {
+    let e = EtcdLab::start(n);
+    e.put(20, "before");
+    e.stop(stopped);
+    // Quorum lost: a write fails.
+    let write = e.etcdctl(0, "put lost/x y");
+    assert!(
+        !write.status.success(),
+        "a write succeeded without quorum: {write:?}"
+    );
+    let before = e.keys(0, "before");
+    assert_eq!(before.len(), 40, "20 keys and their values");
+    let out = e.run(&["-v", "--yes", "recover-quorum"]);
+    out.success();
+    for want in [
+        "no member answers as healthy: the cluster has lost quorum",
+        "node-1 holds 20 keys at revision",
+        "written, read back and deleted",
+    ] {
+        assert!(out.stderr.contains(want), "{want}\n{}", out.dump());
+    }
+    for i in 0..n {
+        assert!(
+            e.etcdctl(i, "endpoint health").status.success(),
+            "node-{} healthy",
+            i + 1
+        );
+        assert_eq!(e.keys(i, "before"), before, "node-{} has every key", i + 1);
+    }
+    let list = String::from_utf8_lossy(&e.etcdctl(0, "member list").stdout).into_owned();
+    assert_eq!(list.lines().count(), n, "{list}");
+    assert!(!list.contains("true"), "no learner: {list}");
+    // The old data directories are kept, renamed aside.
+    for m in &e.lab.nodes {
+        let kept = std::fs::read_dir(&m.dir)
+            .unwrap()
+            .filter_map(|d| d.ok())
+            .any(|d| {
+                d.file_name()
+                    .to_string_lossy()
+                    .starts_with("etcd-data.opsctl-quorum-")
+            });
+        assert!(kept, "{}'s old data is kept", m.name);
+    }
+    // A second run finds quorum and refuses, changing nothing.
+    let again = e.run(&["--yes", "recover-quorum"]);
+    assert_eq!(again.code, 1, "{}", again.dump());
+    assert!(
+        again
+            .stderr
+            .contains("the cluster has quorum: node-1, node-2, node-3"),
+        "{}",
+        again.dump()
+    );
+}
+
+#[test]
+fn a_three_member_cluster_that_lost_two_is_rebuilt_with_every_key() {
+    recovers(3, &[1, 2]);
+}
+
+#[test]
+fn a_five_member_cluster_that_lost_three_is_rebuilt_with_every_key() {
+    recovers(5, &[2, 3, 4]);
+}
+
+#[test]
+fn a_healthy_cluster_is_refused() {
+    let e = EtcdLab::start(3);
+    let out = e.run(&["--yes", "recover-quorum"]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    assert!(
+        out.stderr.contains(
+            "opsctl: error: refusing: safety check `quorum-lost` failed; nothing was changed: the cluster has quorum: node-1, node-2, node-3 answer as healthy, so there is nothing to recover and it is not rebuilt\nhelp: pass --force to rebuild a healthy cluster from the seed anyway"
+        ),
+        "{}",
+        out.dump()
+    );
+    assert!(e.etcdctl(0, "endpoint health").status.success());
+}
+
+/// The seed paused (never restarted: a member restarted without quorum
+/// serves no client), and the cluster went on without it: another survivor
+/// holds writes the seed never saw.
+#[test]
+fn a_seed_behind_another_member_is_refused_naming_the_member_to_use() {
+    let e = EtcdLab::start(5);
+    e.put(5, "early");
+    let pid = String::from_utf8_lossy(&e.lab.systemctl(0, "show-pid etcd").stdout)
+        .trim()
+        .to_owned();
+    let signal = |sig: &str| {
+        let out = e.lab.ssh(0, &format!("kill -{sig} {pid}"));
+        assert!(out.status.success(), "{out:?}");
+    };
+    signal("STOP");
+    // Written through node-5 while node-1 is paused, once the others have
+    // a leader again (node-1 may have been it).
+    for k in 0..5 {
+        e.until("a write through node-5 succeeds", || {
+            e.etcdctl(4, &format!("put late/{k} v")).status.success()
+        });
+    }
+    e.stop(&[1, 2, 3]);
+    signal("CONT");
+    e.until("node-1 answers its status", || {
+        e.etcdctl(0, "endpoint status").status.success()
+    });
+    let out = e.run(&["--yes", "recover-quorum"]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    assert!(
+        out.stderr.contains("`node-5` is ahead of the seed `node-1`")
+            && out.stderr.contains(
+                "help: make `node-5` the seed: set `seed: node-5` for the cluster in the inventory"
+            ),
+        "{}",
+        out.dump()
+    );
+    // Nothing was changed: both still answer, node-5 with its data.
+    assert!(e.etcdctl(0, "endpoint status").status.success());
+    assert_eq!(e.keys(4, "late").len(), 10);
+}
+
+/// A member whose host does not answer stops the run before anything changes.
+#[test]
+fn an_unreachable_member_is_refused_before_anything_changes() {
+    let mut e = EtcdLab::start(3);
+    e.stop(&[1]);
+    e.lab.stop_sshd(2);
+    let out = e.run(&["--yes", "recover-quorum"]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    assert!(
+        out.stderr
+            .contains("opsctl: error: refusing: safety check `reachable` failed; nothing was changed"),
+        "{}",
+        out.dump()
+    );
+    assert!(
+        e.etcdctl(0, "endpoint status").status.success(),
+        "node-1 still runs"
+    );
+}
