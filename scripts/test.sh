@@ -21,6 +21,8 @@ command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 [ -x /usr/bin/etcdctl ] || need+=(etcd-client)
 # openssl makes the certificates rcgen cannot (an RSA key of 1024 bits).
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# ss (iproute2) cuts a lab etcd member's peer connections, as a partition would.
+command -v ss >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
     echo "scripts/test.sh: installing ${need[*]} for the lab" >&2
     export DEBIAN_FRONTEND=noninteractive

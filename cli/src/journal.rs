@@ -32,6 +32,16 @@ pub enum Event {
     },
     /// A relay left (`out: true`) or rejoined the advertised list.
     Advertised { node: String, out: bool, at: u64 },
+    /// A fact a step kept for a later one (a boot id, the certificate served
+    /// before, the key count), so that a continued run has it too.
+    Record {
+        node: String,
+        name: String,
+        value: String,
+        at: u64,
+    },
+    /// The run is continued by a later invocation, from the steps not done.
+    Resume { done: usize, at: u64 },
     End {
         outcome: String,
         message: String,
@@ -111,6 +121,84 @@ struct Line {
 
 /// Relays that some earlier run took out of the advertised list and did not
 /// put back, with that run's id, for runs against `inventory`.
+/// A run as its journal tells it.
+#[derive(Debug, Clone)]
+pub struct Previous {
+    pub run: String,
+    pub procedure: String,
+    pub targets: Vec<String>,
+    pub inventory: String,
+    pub started: u64,
+    pub plan: crate::plan::Plan,
+    /// The numbers of the steps that finished.
+    pub done: std::collections::BTreeSet<usize>,
+    /// What its steps kept, by (node, name).
+    pub records: BTreeMap<(String, String), String>,
+    /// How its last invocation ended; `None` when it was killed.
+    pub outcome: Option<String>,
+}
+
+/// Reads one journal; `None` when it has no stored plan.
+pub fn read(path: &Path) -> Option<Previous> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut events = text.lines().filter_map(|l| serde_json::from_str::<Event>(l).ok());
+    let Some(Event::Start {
+        run,
+        procedure,
+        inventory,
+        targets,
+        at,
+        plan: Some(plan),
+    }) = events.next()
+    else {
+        return None;
+    };
+    let mut p = Previous {
+        run,
+        procedure,
+        targets,
+        inventory,
+        started: at,
+        plan: *plan,
+        done: Default::default(),
+        records: BTreeMap::new(),
+        outcome: None,
+    };
+    for e in events {
+        match e {
+            Event::Step { number, .. } => {
+                p.done.insert(number);
+            }
+            Event::Record {
+                node, name, value, ..
+            } => {
+                p.records.insert((node, name), value);
+            }
+            Event::End { outcome, .. } => p.outcome = Some(outcome),
+            Event::Resume { .. } => p.outcome = None,
+            Event::Start { .. } | Event::Advertised { .. } => {}
+        }
+    }
+    Some(p)
+}
+
+/// The latest run of `procedure` on `targets` against this inventory, if
+/// it finished a step and then did not finish (it stopped, failed, or was
+/// killed): a later run continues it.
+pub fn unfinished(dir: &Path, inventory: &str, procedure: &str, targets: &[String]) -> Option<Previous> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("jsonl"))
+        .filter_map(|p| read(&p))
+        .filter(|p| p.inventory == inventory && p.procedure == procedure && p.targets == targets)
+        // A run refused by its checks changed nothing: it is not the last word.
+        .filter(|p| p.outcome.as_deref() != Some("refused"))
+        .max_by(|a, b| (a.started, &a.run).cmp(&(b.started, &b.run)))
+        .filter(|p| !p.done.is_empty() && p.outcome.as_deref() != Some("done"))
+}
+
 pub fn left_out(dir: &Path, inventory: &str) -> BTreeMap<String, String> {
     // Each run: when it started, its id, and its relays' moves (taken out?).
     type Moves = Vec<(String, bool)>;

@@ -204,9 +204,9 @@ fn a_healthy_cluster_is_refused() {
     assert!(e.etcdctl(0, "endpoint health").status.success());
 }
 
-/// The seed paused (never restarted: a member restarted without quorum
-/// serves no client), and the cluster went on without it: another survivor
-/// holds writes the seed never saw.
+/// The seed cut off (paused, never restarted: a member restarted without
+/// quorum serves no client), and the cluster went on without it: another
+/// survivor holds writes the seed never saw.
 #[test]
 fn a_seed_behind_another_member_is_refused_naming_the_member_to_use() {
     let e = EtcdLab::start(5);
@@ -227,6 +227,20 @@ fn a_seed_behind_another_member_is_refused_naming_the_member_to_use() {
         });
     }
     e.stop(&[1, 2, 3]);
+    // Once node-5 has stepped down (no quorum, no leader to send anything),
+    // node-1's peer connections are cut, with whatever they still buffered
+    // for it: a partition, as it happens between hosts.
+    std::thread::sleep(Duration::from_secs(3));
+    let ip = e.lab.nodes[0].ip.to_string();
+    for side in ["src", "dst"] {
+        let cut = std::process::Command::new("ss")
+            .args([
+                "-K", side, &ip, "(", "sport", "=", ":2380", "or", "dport", "=", ":2380", ")",
+            ])
+            .output()
+            .unwrap();
+        assert!(cut.status.success(), "ss -K: {cut:?}");
+    }
     signal("CONT");
     e.until("node-1 answers its status", || {
         e.etcdctl(0, "endpoint status").status.success()
@@ -263,5 +277,114 @@ fn an_unreachable_member_is_refused_before_anything_changes() {
     assert!(
         e.etcdctl(0, "endpoint status").status.success(),
         "node-1 still runs"
+    );
+}
+
+impl EtcdLab {
+    /// Starts `recover-quorum` and kills it (SIGKILL, no chance to clean up)
+    /// once its journal records step `after` done; returns that run's journal.
+    fn kill_after(&self, after: usize) -> String {
+        let id = format!("quorum-{}-{}", std::process::id(), self.lab.nodes[0].ip);
+        let state = self.s.0.join(".opsctl-state");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_opsctl"))
+            .current_dir(&self.s.0)
+            .args(["--run-id", &id, "--yes", "recover-quorum"])
+            .env("OPSCTL_SSH_PERSIST", "0s")
+            .env("OPSCTL_CONTROL_DIR", self.s.0.join(".opsctl-ssh"))
+            .env("OPSCTL_STATE_DIR", &state)
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let journal = state.join(format!("{id}.jsonl"));
+        let step = format!("{{\"event\":\"step\",\"number\":{after},");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(&journal).unwrap_or_default();
+            if text.lines().any(|l| l.starts_with(&step)) {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("recover-quorum ended ({status}) before step {after} was done:\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "step {after} not done within 60s:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        std::fs::read_to_string(&journal).unwrap()
+    }
+}
+
+/// The step of the plan whose title starts with `title` on `node`.
+fn step(plan: &serde_json::Value, node: &str, title: &str) -> usize {
+    plan["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["steps"].as_array().unwrap())
+        .find(|s| s["node"] == node && s["title"].as_str().unwrap().starts_with(title))
+        .and_then(|s| s["number"].as_u64())
+        .unwrap_or_else(|| panic!("no step `{title}` on {node}")) as usize
+}
+
+/// Killed at three points (the seed's copy restored, etcd stopped in the
+/// middle of the members, the seed running alone), each time run again from
+/// the start: the rebuild is continued where it was cut, and completes with
+/// every key.
+#[test]
+fn a_rebuild_killed_at_three_points_completes_when_run_again() {
+    let e = EtcdLab::start(3);
+    e.put(20, "before");
+    e.stop(&[1, 2]);
+    let before = e.keys(0, "before");
+    let dry = e.run(&["-n", "-o", "json", "recover-quorum"]);
+    dry.success();
+    let plan: serde_json::Value = serde_json::from_str(&dry.stdout).unwrap();
+    let points = [
+        step(&plan, "node-1", "run"),
+        step(&plan, "node-2", "move "),
+        step(&plan, "node-1", "wait: keys-preserved"),
+    ];
+    let restored = points[0] + 3;
+    assert_eq!(
+        step(&plan, "node-1", "stop the service"),
+        restored + 1,
+        "{}",
+        dry.stdout
+    );
+    let points = [restored, points[1], points[2]];
+    for (i, after) in points.into_iter().enumerate() {
+        let journal = e.kill_after(after);
+        if i > 0 {
+            assert!(
+                journal.contains("\"event\":\"resume\""),
+                "run {i} continued the first:\n{journal}"
+            );
+        }
+    }
+    // And the last time, to the end.
+    let out = e.run(&["-v", "--yes", "recover-quorum"]);
+    out.success();
+    assert!(out.stderr.contains("Continuing run quorum-"), "{}", out.dump());
+    for i in 0..3 {
+        assert!(
+            e.etcdctl(i, "endpoint health").status.success(),
+            "node-{} healthy",
+            i + 1
+        );
+        assert_eq!(e.keys(i, "before"), before, "node-{} has every key", i + 1);
+    }
+    // Finished: the next run finds quorum and refuses.
+    let again = e.run(&["--yes", "recover-quorum"]);
+    assert_eq!(again.code, 1, "{}", again.dump());
+    assert!(
+        again.stderr.contains("the cluster has quorum"),
+        "{}",
+        again.dump()
     );
 }

@@ -198,6 +198,7 @@ fn demo(dir: &std::path::Path, cfg: &Config) -> anyhow::Result<()> {
         printer: cfg.printer.clone(),
         control_dir: lab.dir.join("ssh"),
         ssh_persist: None,
+        resume: None,
     };
     let outcome = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -17,7 +17,49 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
         let relays: Vec<_> = inv.relays().filter(|r| req.targets.contains(&r.name)).collect();
         *served = plan::read_served_now(&relays);
     }
-    let plan = plan::build(inv, &req).map_err(|e| error::mark(Kind::Usage, e))?;
+    let mut plan = plan::build(inv, &req).map_err(|e| error::mark(Kind::Usage, e))?;
+    let mut resume = None;
+    if matches!(req.procedure, plan::Procedure::RecoverQuorum)
+        && let Some(prev) =
+            crate::journal::unfinished(&cfg.state_dir, &cfg.inventory_id, &plan.procedure, &plan.targets)
+    {
+        // A rebuild cut short is finished, not started again: the nodes are
+        // mid-change and the checks it passed before its first change no
+        // longer hold. It goes on only if its plan is still the one made
+        // now (same inventory), under its own run id.
+        let again = Request {
+            run: prev.run.clone(),
+            ..req.clone()
+        };
+        let now = plan::build(inv, &again).map_err(|e| error::mark(Kind::Usage, e))?;
+        let same = |p: &plan::Plan| serde_json::to_value((&p.sections, &p.nodes)).ok();
+        if same(&now) != same(&prev.plan) {
+            return Err(error::refused(format!(
+                "run {} of {} on {} did not finish ({} of its steps done), and the plan made now differs from the one it ran: the inventory changed since; nothing was run\nhelp: put the inventory back as it was for run {}, or finish by hand from its journal in {}",
+                prev.run,
+                prev.procedure,
+                prev.targets.join(", "),
+                prev.done.len(),
+                prev.run,
+                cfg.state_dir.display()
+            )));
+        }
+        plan = prev.plan.clone();
+        let done: Vec<String> = prev.done.iter().map(usize::to_string).collect();
+        plan.notes.insert(
+            0,
+            format!(
+                "this continues run {} ({}), which did not finish: steps {} are done and are not run again; the safety checks it passed before its first change are not read again",
+                prev.run,
+                prev.outcome.as_deref().unwrap_or("killed"),
+                done.join(", ")
+            ),
+        );
+        resume = Some(executor::Resume {
+            done: prev.done,
+            records: prev.records,
+        });
+    }
     if cfg.dry_run {
         match cfg.output {
             Output::Text => cfg.printer.text(&plan::text(&plan)),
@@ -40,6 +82,7 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
         printer: cfg.printer.clone(),
         control_dir: cfg.control_dir.clone(),
         ssh_persist: cfg.ssh_persist,
+        resume,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

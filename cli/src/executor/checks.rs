@@ -192,7 +192,7 @@ pub async fn preflight(ex: &mut Executor<'_>, check: &CheckKind) -> anyhow::Resu
                 "{seed} holds {} keys at revision {}",
                 keys.count, keys.revision
             ));
-            ex.records.insert((String::new(), record.clone()), keys.record());
+            ex.keep("", record, keys.record())?;
         }
         CheckKind::ClearwaterQuorumLost | CheckKind::ConfigPresent => {
             bail!("the safety check `{}` is not built yet", check.name())

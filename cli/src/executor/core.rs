@@ -28,6 +28,16 @@ pub struct Options {
     pub printer: Arc<Printer>,
     pub control_dir: PathBuf,
     pub ssh_persist: Option<Duration>,
+    /// Continue an earlier run of this very plan: skip the steps it
+    /// finished, with what they kept.
+    pub resume: Option<Resume>,
+}
+
+/// What an earlier run of the plan did, from its journal.
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+    pub done: std::collections::BTreeSet<usize>,
+    pub records: BTreeMap<(String, String), String>,
 }
 
 /// The stop signal a run is handed: the first press stops at the next safe
@@ -202,6 +212,20 @@ pub struct Executor<'a> {
 
 impl Executor<'_> {
     /// Records a finished step: the journal, and the node's state for the summary.
+    /// Keeps a fact for later steps, in the journal too.
+    pub(super) fn keep(&mut self, node: &str, name: &str, value: String) -> anyhow::Result<()> {
+        if let Some(j) = &mut self.journal {
+            j.record(&Event::Record {
+                node: node.to_owned(),
+                name: name.to_owned(),
+                value: value.clone(),
+                at: journal::now(),
+            })?;
+        }
+        self.records.insert((node.to_owned(), name.to_owned()), value);
+        Ok(())
+    }
+
     pub(super) fn done(&mut self, step: &Step) -> anyhow::Result<()> {
         self.record_done(step, true)
     }

@@ -22,12 +22,12 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-pub use self::core::{Executor, NodeSummary, Options, RunEvent, Stop};
+pub use self::core::{Executor, NodeSummary, Options, Resume, RunEvent, Stop};
 use self::core::{NodeState, unless_stopped, verb};
 pub use crate::error::Stopped;
 use crate::error::{self, Kind};
 use crate::journal::{self, Event, Journal};
-use crate::plan::{Action, Gate, OnTimeout, Plan, Rollback, Step};
+use crate::plan::{Action, CheckKind, Gate, OnTimeout, Plan, Rollback, Step};
 use crate::remote::Remote;
 
 /// Runs the plan, and only the plan; the error says why it did not finish.
@@ -42,14 +42,22 @@ pub async fn run(plan: &Plan, opts: Options, stop: Stop) -> anyhow::Result<()> {
             .steps_total += 1;
     }
     let mut journal = Journal::create(&opts.state_dir, &plan.run)?;
-    journal.record(&Event::Start {
-        run: plan.run.clone(),
-        procedure: plan.procedure.clone(),
-        inventory: opts.inventory_id.clone(),
-        targets: plan.targets.clone(),
-        at: journal::now(),
-        plan: Some(Box::new(plan.clone())),
-    })?;
+    match &opts.resume {
+        // The same journal goes on: its plan is this plan.
+        Some(r) => journal.record(&Event::Resume {
+            done: r.done.len(),
+            at: journal::now(),
+        })?,
+        None => journal.record(&Event::Start {
+            run: plan.run.clone(),
+            procedure: plan.procedure.clone(),
+            inventory: opts.inventory_id.clone(),
+            targets: plan.targets.clone(),
+            at: journal::now(),
+            plan: Some(Box::new(plan.clone())),
+        })?,
+    }
+    let resume = opts.resume.clone().unwrap_or_default();
     let mut ex = Executor {
         journal: Some(journal),
         plan,
@@ -57,11 +65,16 @@ pub async fn run(plan: &Plan, opts: Options, stop: Stop) -> anyhow::Result<()> {
         opts,
         out,
         stop,
-        records: BTreeMap::new(),
+        records: resume.records.clone(),
         state,
         files: BTreeMap::new(),
-        finished: Default::default(),
+        finished: resume.done.clone(),
     };
+    for step in plan.steps().filter(|s| resume.done.contains(&s.number)) {
+        if let Some(s) = ex.state.get_mut(&step.node) {
+            s.steps_done += 1;
+        }
+    }
     let started = Instant::now();
     ex.out.event(&RunEvent::Start { run: &plan.run, plan });
     let result = ex.execute().await;
@@ -121,11 +134,31 @@ impl Executor<'_> {
                 self.plan.not_built.join("\n  - ")
             )));
         }
-        self.out.status(
-            "Checking",
-            &format!("{} safety checks before any change", self.plan.preflight.len()),
-        );
-        for check in &self.plan.preflight {
+        let resuming = self.opts.resume.is_some();
+        if resuming {
+            self.out.status(
+                "Continuing",
+                &format!(
+                    "run {}: {} of its steps were done; of the safety checks it passed before its first change, only reachable and bundle-valid are read again: the nodes are mid-change",
+                    self.plan.run,
+                    self.finished.len()
+                ),
+            );
+        } else {
+            self.out.status(
+                "Checking",
+                &format!("{} safety checks before any change", self.plan.preflight.len()),
+            );
+        }
+        // Continuing, only what still holds mid-change is read again.
+        let again = |c: &&crate::plan::Check| {
+            !resuming
+                || matches!(
+                    c.kind,
+                    CheckKind::Reachable { .. } | CheckKind::BundleValid { .. }
+                )
+        };
+        for check in self.plan.preflight.iter().filter(again) {
             let name = check.kind.name();
             let checked = unless_stopped(&self.stop.clone(), checks::preflight(self, &check.kind)).await;
             self.out.event(&RunEvent::Check {
@@ -151,6 +184,9 @@ impl Executor<'_> {
         for section in &plan.sections {
             self.out.status("Starting", &section.title);
             for step in &section.steps {
+                if self.finished.contains(&step.number) {
+                    continue;
+                }
                 if self.stop.requested() {
                     return Err(
                         anyhow::Error::new(Stopped).context(format!("stopped before step {}", step.number))

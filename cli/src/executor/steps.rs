@@ -19,8 +19,7 @@ pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
         }
         Action::Record { name, command } => {
             let out = ex.run(command).await?;
-            ex.records
-                .insert((step.node.clone(), name.clone()), out.trim().to_owned());
+            ex.keep(&step.node, name, out.trim().to_owned())?;
         }
         Action::Gate { .. } => gates::wait(ex, step).await?,
         Action::Safety { safety } => {
@@ -89,8 +88,7 @@ pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
                 crate::cert::date(served.not_after),
                 served.fingerprint
             ));
-            ex.records
-                .insert((step.node.clone(), record.clone()), served.fingerprint);
+            ex.keep(&step.node, record, served.fingerprint)?;
         }
         Action::SetConfig {
             on,

@@ -315,20 +315,28 @@ impl Builder<'_> {
         }))
     }
 
+    /// Copies `path` as `path.opsctl-RUN`. A copy this run made already is
+    /// kept: it is the file as it was before the run changed it.
     pub(super) fn backup(&self, node: &str, a: &Access, path: &str) -> Action {
         Action::Run {
-            command: Command::remote(
+            command: Command::remote_str(
                 node,
                 a,
-                ["cp", "-a", "--", path, &format!("{path}.opsctl-{}", self.req.run)]
-                    .map(String::from)
-                    .to_vec(),
+                &[
+                    "sh",
+                    "-c",
+                    r#"if [ ! -e "$2" ]; then cp -a -- "$1" "$2"; fi"#,
+                    "opsctl-backup",
+                    path,
+                    &format!("{path}.opsctl-{}", self.req.run),
+                ],
             ),
         }
     }
 
     /// Renames `path` aside as `path.opsctl-RUN`; a missing one is fine
-    /// (nothing to keep), an existing aside name is refused (never replaced).
+    /// (nothing to keep, or this run moved it already); both there is
+    /// refused (the aside one is never replaced).
     pub(super) fn move_aside(&self, node: &str, a: &Access, path: &str) -> Action {
         Action::Run {
             command: Command::remote_str(
@@ -337,7 +345,7 @@ impl Builder<'_> {
                 &[
                     "sh",
                     "-c",
-                    r#"if [ -e "$2" ]; then echo "opsctl: $2 exists already; nothing was moved" >&2; exit 1; fi; if [ -e "$1" ]; then mv -T -- "$1" "$2"; fi"#,
+                    r#"if [ ! -e "$1" ]; then exit 0; fi; if [ -e "$2" ]; then echo "opsctl: $2 exists already; nothing was moved" >&2; exit 1; fi; mv -T -- "$1" "$2""#,
                     "opsctl-move-aside",
                     path,
                     &format!("{path}.opsctl-{}", self.req.run),
