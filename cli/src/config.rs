@@ -157,7 +157,10 @@ fn against_inventory(
             )
         }
         Command::RecoverQuorum(r) => plan(
-            Procedure::RecoverQuorum,
+            Procedure::RecoverQuorum {
+                // Read when the plan is made (commands::procedure).
+                unreachable: Default::default(),
+            },
             vec![select_cluster_site(&inventory, r.site)?],
         ),
         Command::Status => Action::Status,

@@ -435,7 +435,7 @@ fn an_unreachable_target_is_refused_before_anything_changes() {
     );
     s.opsctl(&["restart", "--no-downtime", "relay-1"]).fails_with(
         1,
-        "    Checking 5 safety checks before any change\n     Refused restart-no-downtime: nothing was changed\nopsctl: error: refusing: safety check `reachable` failed; nothing was changed: cannot connect to `relay-1` (ssh://127.0.0.1:1): connection refused\nhelp: is sshd running there, and listening on port 1?\n",
+        "             note: no `advertise.check` in the inventory: the advertised list is not confirmed from the clients' side\n    Checking 5 safety checks before any change\n     Refused restart-no-downtime: nothing was changed\nopsctl: error: refusing: safety check `reachable` failed; nothing was changed: cannot connect to `relay-1` (ssh://127.0.0.1:1): connection refused\nhelp: is sshd running there, and listening on port 1?\n",
     );
     assert_eq!(
         std::fs::read_to_string(s.0.join("values.yaml")).unwrap(),

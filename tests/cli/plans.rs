@@ -16,8 +16,25 @@ fn plan(name: &str, args: &[&str]) {
         argv.extend_from_slice(args);
         let out = opsctl(&argv);
         out.planned();
-        snapshot(&format!("{name}.{ext}"), &out.stdout);
+        snapshot(&format!("{name}.{ext}"), &unreached(&out.stdout));
     }
+}
+
+/// The example's hosts do not exist: why SSH to them fails is this
+/// machine's network's word, not the plan's.
+fn unreached(text: &str) -> String {
+    const AT: &str = "does not answer SSH now (";
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(AT) {
+        let open = i + AT.len();
+        let close = rest[open..].find("): ").map_or(rest.len(), |c| open + c);
+        out.push_str(&rest[..open]);
+        out.push_str("...");
+        rest = &rest[close..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[test]

@@ -260,17 +260,53 @@ fn a_seed_behind_another_member_is_refused_naming_the_member_to_use() {
     assert_eq!(e.keys(4, "late").len(), 10);
 }
 
-/// A member whose host does not answer stops the run before anything changes.
+/// A member whose host is down is left out of the rebuilt cluster, and the
+/// operator is told how to add it back.
 #[test]
-fn an_unreachable_member_is_refused_before_anything_changes() {
+fn a_member_whose_host_is_down_is_left_out_of_the_rebuilt_cluster() {
     let mut e = EtcdLab::start(3);
+    e.put(10, "before");
+    // node-3's host goes down (and its etcd with it), node-2's etcd stops.
+    e.lab.stop_sshd(2);
     e.stop(&[1]);
+    let before = e.keys(0, "before");
+    let out = e.run(&["-v", "--yes", "recover-quorum"]);
+    out.success();
+    assert!(
+        out.stderr.contains("node-3 does not answer SSH (")
+            && out.stderr.contains(
+                "it is left out of the rebuilt cluster; when its host is back, add it with `member add`"
+            ),
+        "{}",
+        out.dump()
+    );
+    for i in 0..2 {
+        assert!(
+            e.etcdctl(i, "endpoint health").status.success(),
+            "node-{} healthy",
+            i + 1
+        );
+        assert_eq!(e.keys(i, "before"), before);
+    }
+    let list = String::from_utf8_lossy(&e.etcdctl(0, "member list").stdout).into_owned();
+    assert_eq!(list.lines().count(), 2, "{list}");
+    assert!(!list.contains("node-3"), "{list}");
+}
+
+/// With fewer than a majority of the members' hosts answering, nothing is done.
+#[test]
+fn too_few_reachable_members_are_refused_before_anything_changes() {
+    let mut e = EtcdLab::start(3);
+    e.lab.stop_sshd(1);
     e.lab.stop_sshd(2);
     let out = e.run(&["--yes", "recover-quorum"]);
     assert_eq!(out.code, 1, "{}", out.dump());
     assert!(
         out.stderr
-            .contains("opsctl: error: refusing: safety check `reachable` failed; nothing was changed"),
+            .starts_with("opsctl: error: too few members answer SSH: 1 of 3 (down: node-2 (")
+            && out
+                .stderr
+                .contains("a rebuilt cluster needs a majority of the inventory's members (2)"),
         "{}",
         out.dump()
     );
@@ -278,6 +314,7 @@ fn an_unreachable_member_is_refused_before_anything_changes() {
         e.etcdctl(0, "endpoint status").status.success(),
         "node-1 still runs"
     );
+    assert!(!e.s.0.join(".opsctl-state").exists(), "no run was started");
 }
 
 impl EtcdLab {

@@ -17,9 +17,14 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
         let relays: Vec<_> = inv.relays().filter(|r| req.targets.contains(&r.name)).collect();
         *served = plan::read_served_now(&relays);
     }
+    if let plan::Procedure::RecoverQuorum { unreachable } = &mut req.procedure {
+        // Which members' hosts answer now: a rebuild goes on without a host
+        // that is down, if enough answer.
+        *unreachable = unreachable_members(cfg, inv, &req.targets)?;
+    }
     let mut plan = plan::build(inv, &req).map_err(|e| error::mark(Kind::Usage, e))?;
     let mut resume = None;
-    if matches!(req.procedure, plan::Procedure::RecoverQuorum)
+    if matches!(req.procedure, plan::Procedure::RecoverQuorum { .. })
         && let Some(prev) =
             crate::journal::unfinished(&cfg.state_dir, &cfg.inventory_id, &plan.procedure, &plan.targets)
     {
@@ -91,5 +96,52 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
         let stop = executor::Stop::default();
         stop.on_ctrl_c(cfg.printer.clone());
         executor::run(&plan, opts, stop).await
+    })
+}
+
+/// The members of the targets' clusters whose host does not answer SSH now,
+/// with why; all are asked at once.
+fn unreachable_members(
+    cfg: &Config,
+    inv: &crate::inventory::Inventory,
+    sites: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let members: Vec<crate::remote::Node> = inv
+        .sites
+        .iter()
+        .filter(|s| sites.contains(&s.name))
+        .filter_map(|s| s.cluster.as_ref())
+        .flat_map(|c| c.members.iter())
+        .map(|m| crate::remote::Node {
+            name: m.name.clone(),
+            access: m.access.clone(),
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let remote = std::sync::Arc::new(crate::remote::Remote::with_persist(
+            cfg.control_dir.clone(),
+            cfg.ssh_persist,
+        )?);
+        let mut tasks = tokio::task::JoinSet::new();
+        for node in members {
+            let remote = remote.clone();
+            tasks.spawn(async move {
+                let r = remote.reachable(&node).await;
+                (node.name, r.err().map(|e| e.to_string()))
+            });
+        }
+        let mut down = std::collections::BTreeMap::new();
+        while let Some(done) = tasks.join_next().await {
+            if let (name, Some(why)) = done? {
+                down.insert(name, why.lines().next().unwrap_or("").to_owned());
+            }
+        }
+        if let Ok(remote) = std::sync::Arc::try_unwrap(remote) {
+            remote.close().await;
+        }
+        Ok(down)
     })
 }

@@ -134,6 +134,10 @@ impl Executor<'_> {
                 self.plan.not_built.join("\n  - ")
             )));
         }
+        // What the plan says the operator should know, said before it runs.
+        for n in &self.plan.notes {
+            self.out.note(&format!("note: {n}"));
+        }
         let resuming = self.opts.resume.is_some();
         if resuming {
             self.out.status(

@@ -27,7 +27,13 @@ impl Builder<'_> {
             .cluster
             .as_ref()
             .with_context(|| format!("site `{}` has no `cluster` in {}", site.name, inv.file))?;
-        let order = ClusterOrder::new(cluster)?;
+        // Only a plain etcd rebuild goes on without a member whose host is down.
+        let down = match (&self.req.procedure, &cluster.flavor) {
+            (Procedure::RecoverQuorum { unreachable }, InvFlavor::Etcd(_)) => unreachable.clone(),
+            _ => BTreeMap::new(),
+        };
+        let down = self.leave_out(cluster, &down)?;
+        let order = ClusterOrder::new(cluster, &down)?;
         match (&cluster.flavor, flavor) {
             (InvFlavor::Clearwater(_), Flavor::Clearwater) | (InvFlavor::Etcd(_), Flavor::Etcd) => {}
             (f, _) => bail!(
@@ -71,24 +77,72 @@ impl Builder<'_> {
         Ok(preflight)
     }
 
+    /// A member whose host is down is left out of the rebuilt cluster, if
+    /// the seed and a majority of the members answer; too few answering is
+    /// refused. With the seed itself silent (or every host: an inventory
+    /// planned from afar), the plan counts every member in, says so, and its
+    /// `reachable` check refuses the run until they answer. What it leaves
+    /// out it returns.
+    fn leave_out(
+        &mut self,
+        cluster: &Cluster,
+        down: &BTreeMap<String, String>,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        let InvFlavor::Etcd(e) = &cluster.flavor else {
+            return Ok(BTreeMap::new());
+        };
+        if down.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let n = cluster.members.len();
+        let majority = n / 2 + 1;
+        let answering = n - down.len();
+        let list = down
+            .iter()
+            .map(|(m, why)| format!("{m} ({why})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Some(why) = down.get(&e.seed) {
+            self.note(format!(
+                "the seed `{}` does not answer SSH now ({why}): this plan counts every member in, and a run refuses at its `reachable` check until they answer; to rebuild without a lost member, make an answering member the seed (`seed: NAME`)",
+                e.seed
+            ));
+            return Ok(BTreeMap::new());
+        }
+        if answering < majority {
+            return Err(crate::error::refused(format!(
+                "too few members answer SSH: {answering} of {n} (down: {list}); a rebuilt cluster needs a majority of the inventory's members ({majority})\nhelp: bring their hosts back first, or take the members that are lost for good out of the cluster in {}",
+                self.inv.file
+            )));
+        }
+        for (m, why) in down {
+            self.note(format!(
+                "{m} does not answer SSH ({why}): it is left out of the rebuilt cluster; when its host is back, add it with `member add` and start it with an empty data directory and ETCD_INITIAL_CLUSTER_STATE=existing"
+            ));
+        }
+        Ok(down.clone())
+    }
+
     fn cluster_preflight(&self, cluster: &Cluster, order: &ClusterOrder) -> anyhow::Result<Vec<Check>> {
         let first = order.first();
         let mut checks = Vec::new();
         for p in &self.pb.preflight {
             let description = match (p, &cluster.flavor) {
                 (Preflight::Reachable, _) => {
+                    let left_out = cluster.members.len() - order.all.len();
                     checks.push(Check {
                         description: format!(
-                            "every member answers: {}",
-                            cluster
-                                .members
+                            "every member {}answers: {}",
+                            if left_out > 0 { "taking part " } else { "" },
+                            order
+                                .all
                                 .iter()
                                 .map(|m| format!("{} ({})", m.name, Host::of(&m.name, &m.access).address))
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         ),
                         kind: CheckKind::Reachable {
-                            nodes: cluster.members.iter().map(|m| Host::of(&m.name, &m.access)).collect(),
+                            nodes: order.all.iter().map(|m| Host::of(&m.name, &m.access)).collect(),
                         },
                     });
                     continue;
@@ -375,7 +429,8 @@ struct ClusterOrder<'a> {
 }
 
 impl<'a> ClusterOrder<'a> {
-    fn new(c: &'a Cluster) -> anyhow::Result<Self> {
+    /// The order of `c`'s members, without those in `down`.
+    fn new(c: &'a Cluster, down: &BTreeMap<String, String>) -> anyhow::Result<Self> {
         let by_name = |n: &str| c.members.iter().find(|m| m.name == n);
         let (first, masters) = match &c.flavor {
             InvFlavor::Etcd(e) => (by_name(&e.seed).context("the seed is not a member")?, Vec::new()),
@@ -405,7 +460,7 @@ impl<'a> ClusterOrder<'a> {
             }
         };
         Ok(ClusterOrder {
-            all: c.members.iter().collect(),
+            all: c.members.iter().filter(|m| !down.contains_key(&m.name)).collect(),
             first,
             masters,
         })

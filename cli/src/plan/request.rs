@@ -32,7 +32,11 @@ pub enum Procedure {
         /// What each target serves now, read from here before planning.
         served: BTreeMap<String, Result<crate::cert::ServedNow, String>>,
     },
-    RecoverQuorum,
+    RecoverQuorum {
+        /// Members whose host does not answer SSH now, with why: the
+        /// rebuilt cluster is formed without them (read before planning).
+        unreachable: BTreeMap<String, String>,
+    },
 }
 
 /// A procedure, its targets (already resolved to inventory names) and the run id.
@@ -56,7 +60,7 @@ impl Procedure {
             Procedure::Restart => "restart",
             Procedure::RebootNode { .. } => "reboot-node",
             Procedure::RenewCert { .. } => "renew-cert",
-            Procedure::RecoverQuorum => {
+            Procedure::RecoverQuorum { .. } => {
                 let site = targets
                     .first()
                     .and_then(|s| inv.site(s))
@@ -90,7 +94,7 @@ pub fn build(inv: &Inventory, req: &Request) -> anyhow::Result<Plan> {
             "playbook `{}` ({}) does not match the procedure: expected `targets: {}`",
             pb.name,
             pb.origin,
-            if matches!(req.procedure, Procedure::RecoverQuorum) {
+            if matches!(req.procedure, Procedure::RecoverQuorum { .. }) {
                 "cluster"
             } else {
                 "relays"
@@ -523,7 +527,14 @@ sites:
             "sites:\n  - name: s\n    cluster:\n      flavor: etcd\n      seed: e2\n      members:\n\
              \x20       - {name: e1, host: 10.0.0.1}\n        - {name: e2, host: 10.0.0.2}\n        - {name: e3, host: 10.0.0.3}\n",
         );
-        let p = plan(&i, Procedure::RecoverQuorum, &["s"]).unwrap();
+        let p = plan(
+            &i,
+            Procedure::RecoverQuorum {
+                unreachable: BTreeMap::new(),
+            },
+            &["s"],
+        )
+        .unwrap();
         let clusters: Vec<(String, String)> = p
             .steps()
             .filter_map(|s| match &s.action {
