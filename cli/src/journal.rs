@@ -183,8 +183,8 @@ pub fn read(path: &Path) -> Option<Previous> {
 }
 
 /// The latest run of `procedure` on `targets` against this inventory, if
-/// it finished a step and then did not finish (it stopped, failed, or was
-/// killed): a later run continues it.
+/// it took a node out of service and then did not finish (it stopped,
+/// failed, or was killed): a later run continues it.
 pub fn unfinished(dir: &Path, inventory: &str, procedure: &str, targets: &[String]) -> Option<Previous> {
     let entries = std::fs::read_dir(dir).ok()?;
     entries
@@ -193,10 +193,14 @@ pub fn unfinished(dir: &Path, inventory: &str, procedure: &str, targets: &[Strin
         .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("jsonl"))
         .filter_map(|p| read(&p))
         .filter(|p| p.inventory == inventory && p.procedure == procedure && p.targets == targets)
-        // A run refused by its checks changed nothing: it is not the last word.
-        .filter(|p| p.outcome.as_deref() != Some("refused"))
+        // A run refused by its checks before any step changed nothing: it
+        // is not the last word. (A continuation refused leaves its run as
+        // unfinished as it was.)
+        .filter(|p| !(p.outcome.as_deref() == Some("refused") && p.done.is_empty()))
         .max_by(|a, b| (a.started, &a.run).cmp(&(b.started, &b.run)))
-        .filter(|p| !p.done.is_empty() && p.outcome.as_deref() != Some("done"))
+        // Until a step took a node out of service, a new run starts afresh.
+        .filter(|p| p.plan.steps().any(|s| s.takes_out && p.done.contains(&s.number)))
+        .filter(|p| p.outcome.as_deref() != Some("done"))
 }
 
 pub fn left_out(dir: &Path, inventory: &str) -> BTreeMap<String, String> {

@@ -536,14 +536,16 @@ const RESTORE: &str =
     r#"if [ -e "$2" ]; then cp -a -- "$2" "$3" && mv -T -- "$3" "$1"; else rm -f -- "$1"; fi"#;
 
 /// Writes the content to the temporary name with a umask that keeps it
-/// private from the first byte, syncs it, gives it the mode `$3` (or, for
-/// `keep`, the mode of the file it replaces, 0644 when there is none) and
-/// the owner of that file.
+/// private from the first byte, syncs it, gives it the mode `$3` (`keep`:
+/// the mode of the file it replaces, 0644 when there is none; `private`,
+/// for a key: that mode without group write and any bit for others, 0600
+/// when there is none) and the owner and group of that file. A target that
+/// is a symbolic link is refused (renaming over it would replace the link).
 /// Content arrives on stdin, never on a command line.
-const WRITE_TEMP: &str = r#"umask 077 && cat > "$1" && sync "$1" && if [ "$3" != keep ]; then chmod "$3" "$1"; elif [ -e "$2" ]; then chmod --reference="$2" "$1"; else chmod 644 "$1"; fi && if [ -e "$2" ]; then chown --reference="$2" "$1"; fi"#;
+const WRITE_TEMP: &str = r#"if [ -L "$2" ]; then echo "opsctl: $2 is a symbolic link (to $(readlink "$2")); name the file it points to instead" >&2; exit 1; fi; umask 077 && cat > "$1" && sync "$1" && case "$3" in keep) if [ -e "$2" ]; then chmod --reference="$2" "$1"; else chmod 644 "$1"; fi;; private) if [ -e "$2" ]; then chmod --reference="$2" "$1" && chmod g-wx,o-rwx "$1"; else chmod 600 "$1"; fi;; *) chmod "$3" "$1";; esac && if [ -e "$2" ]; then chown --reference="$2" "$1"; fi"#;
 
 impl UploadCommands {
-    /// `mode`: octal like `600`, or `None` to keep the current file's mode.
+    /// `mode`: octal like `600`, `private`, or `None` to keep the current file's mode.
     pub fn new(
         name: &str,
         a: &Access,

@@ -369,10 +369,9 @@ fn step(plan: &serde_json::Value, node: &str, title: &str) -> usize {
         .unwrap_or_else(|| panic!("no step `{title}` on {node}")) as usize
 }
 
-/// Killed at three points (the seed's copy restored, etcd stopped in the
-/// middle of the members, the seed running alone), each time run again from
-/// the start: the rebuild is continued where it was cut, and completes with
-/// every key.
+/// Killed at three points (etcd stopped on one member, the seed's copy
+/// restored, the seed running alone), each time run again from the start:
+/// the rebuild is continued where it was cut, and completes with every key.
 #[test]
 fn a_rebuild_killed_at_three_points_completes_when_run_again() {
     let e = EtcdLab::start(3);
@@ -394,7 +393,10 @@ fn a_rebuild_killed_at_three_points_completes_when_run_again() {
         "{}",
         dry.stdout
     );
-    let points = [restored, points[1], points[2]];
+    // In the order they come: a member stopped (the first change), the
+    // seed's copy restored, the seed running alone.
+    let points = [points[1], restored, points[2]];
+    assert!(points.is_sorted(), "{points:?}");
     for (i, after) in points.into_iter().enumerate() {
         let journal = e.kill_after(after);
         if i > 0 {
@@ -424,4 +426,34 @@ fn a_rebuild_killed_at_three_points_completes_when_run_again() {
         "{}",
         again.dump()
     );
+}
+
+/// A rebuild cut short after it stopped a member, and the cluster came back
+/// meanwhile (another member's etcd started again): continuing would stop a
+/// cluster that takes writes and lose them, so the next run refuses.
+#[test]
+fn a_cut_short_rebuild_of_a_cluster_that_came_back_is_not_continued() {
+    let e = EtcdLab::start(3);
+    e.put(5, "before");
+    e.stop(&[1, 2]);
+    let dry = e.run(&["-n", "-o", "json", "recover-quorum"]);
+    dry.success();
+    let plan: serde_json::Value = serde_json::from_str(&dry.stdout).unwrap();
+    e.kill_after(step(&plan, "node-2", "stop the service"));
+    let started = e.lab.systemctl(2, "start etcd");
+    assert!(started.status.success(), "{started:?}");
+    e.until("node-1 and node-3 have quorum again", || {
+        e.etcdctl(0, "put after/x y").status.success()
+    });
+    let out = e.run(&["--yes", "recover-quorum"]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    assert!(
+        out.stderr.contains("refusing: safety check `quorum-lost` failed; nothing more was changed: the cluster has quorum: node-1, node-3 answer as healthy"),
+        "{}",
+        out.dump()
+    );
+    assert!(out.stderr.contains("stays unfinished"), "{}", out.dump());
+    // Nothing more was stopped: the write made since is still there.
+    assert!(e.etcdctl(0, "get after/x").status.success());
+    assert_eq!(e.keys(0, "after").len(), 2);
 }

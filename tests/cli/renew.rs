@@ -318,6 +318,15 @@ fn pids(t: &TlsLab, unit: &str) -> Vec<String> {
 fn renew_cert_on_relayd_relays_reloads_each_and_drops_no_call() {
     let t = tls_lab(3, "relayd", "");
     let before = pids(&t, "relayd");
+    use std::os::unix::fs::PermissionsExt;
+    let file_mode = |i: usize| {
+        std::fs::metadata(t.lab.nodes[i].dir.join("relayd.pem"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let old_mode = file_mode(0);
     let old = t.served(0);
     // A certificate ending earlier than the one served is refused, from the plan on.
     let shorter = t.pki.inter.leaf(&[&t.lab.nodes[0].ip.to_string()], (2020, 2070));
@@ -356,16 +365,13 @@ fn renew_cert_on_relayd_relays_reloads_each_and_drops_no_call() {
     );
     assert_eq!(counts.dropped, 0, "{counts:?}");
     assert!(counts.completed > 0, "{counts:?}");
-    // The old file is kept beside the new one, 0600 like it.
+    // The old file is kept beside the new one, which has its mode without
+    // group write or anything for others: it holds a key.
     let dir = &t.lab.nodes[0].dir;
     let kept = std::fs::read_to_string(dir.join("relayd.pem.opsctl-test")).unwrap();
     assert!(kept.contains("PRIVATE KEY"));
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir.join("relayd.pem"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(file_mode(0), old_mode & !0o037, "from {old_mode:o}");
+    assert_eq!(file_mode(0) & 0o007, 0);
     // No relay was taken out of the list.
     assert!(!out.stderr.contains("take node-"), "{}", out.dump());
 }

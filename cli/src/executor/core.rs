@@ -251,8 +251,8 @@ impl Executor<'_> {
             }
         }
         let s = self.state.entry(step.node.clone()).or_default();
-        if counted {
-            self.finished.insert(step.number);
+        // A step done before (a question asked again) counts once.
+        if counted && self.finished.insert(step.number) {
             s.steps_done += 1;
         }
         match &step.action {

@@ -143,7 +143,7 @@ impl Executor<'_> {
             self.out.status(
                 "Continuing",
                 &format!(
-                    "run {}: {} of its steps were done; of the safety checks it passed before its first change, only reachable and bundle-valid are read again: the nodes are mid-change",
+                    "run {}: {} of its steps were done; of the safety checks it passed before its first change, reachable, bundle-valid and quorum-lost (on the members it has not stopped) are read again: the nodes are mid-change",
                     self.plan.run,
                     self.finished.len()
                 ),
@@ -155,16 +155,44 @@ impl Executor<'_> {
             );
         }
         // Continuing, only what still holds mid-change is read again.
-        let again = |c: &&crate::plan::Check| {
-            !resuming
-                || matches!(
-                    c.kind,
-                    CheckKind::Reachable { .. } | CheckKind::BundleValid { .. }
-                )
+        // Continuing, the members this run has not taken out yet must still
+        // be without quorum: a cluster that came back meanwhile took writes
+        // that stopping it now would lose.
+        let taken_out: std::collections::BTreeSet<&str> = self
+            .plan
+            .steps()
+            .filter(|s| s.takes_out && self.finished.contains(&s.number))
+            .map(|s| s.node.as_str())
+            .collect();
+        let checks: Vec<CheckKind> = self
+            .plan
+            .preflight
+            .iter()
+            .filter_map(|c| match &c.kind {
+                _ if !resuming => Some(c.kind.clone()),
+                CheckKind::Reachable { .. } | CheckKind::BundleValid { .. } => Some(c.kind.clone()),
+                CheckKind::QuorumLost { health, force } => {
+                    let health: Vec<_> = health
+                        .iter()
+                        .filter(|r| !taken_out.contains(r.member.as_str()))
+                        .cloned()
+                        .collect();
+                    (!health.is_empty()).then_some(CheckKind::QuorumLost {
+                        health,
+                        force: *force,
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        let unchanged = if resuming {
+            "nothing more was changed"
+        } else {
+            "nothing was changed"
         };
-        for check in self.plan.preflight.iter().filter(again) {
-            let name = check.kind.name();
-            let checked = unless_stopped(&self.stop.clone(), checks::preflight(self, &check.kind)).await;
+        for kind in &checks {
+            let name = kind.name();
+            let checked = unless_stopped(&self.stop.clone(), checks::preflight(self, kind)).await;
             self.out.event(&RunEvent::Check {
                 check: name,
                 ok: checked.is_ok(),
@@ -177,9 +205,7 @@ impl Executor<'_> {
                 // The cause stays an error of its own under the refusal.
                 return Err(error::mark(
                     Kind::Refused,
-                    e.context(format!(
-                        "refusing: safety check `{name}` failed; nothing was changed"
-                    )),
+                    e.context(format!("refusing: safety check `{name}` failed; {unchanged}")),
                 ));
             }
             self.out.note(&format!("ok: {name}"));
@@ -188,7 +214,8 @@ impl Executor<'_> {
         for section in &plan.sections {
             self.out.status("Starting", &section.title);
             for step in &section.steps {
-                if self.finished.contains(&step.number) {
+                // A question is asked again: the answer was for then.
+                if self.finished.contains(&step.number) && !matches!(step.action, Action::Confirm { .. }) {
                     continue;
                 }
                 if self.stop.requested() {

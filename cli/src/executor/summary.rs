@@ -17,11 +17,16 @@ impl Executor<'_> {
         let total: usize = self.state.values().map(|s| s.steps_total).sum();
         match result {
             Err(e) if error::is(e, Kind::Refused) => {
-                self.out.line(
-                    "Refused",
-                    &format!("{}: nothing was changed", self.plan.procedure),
-                    Tone::Bad,
-                );
+                let what = if self.opts.resume.is_some() {
+                    format!(
+                        "nothing more was changed; run {} stays unfinished, {done} of {total} steps done",
+                        self.plan.run
+                    )
+                } else {
+                    "nothing was changed".to_owned()
+                };
+                self.out
+                    .line("Refused", &format!("{}: {what}", self.plan.procedure), Tone::Bad);
                 return;
             }
             Ok(()) => self.out.status(

@@ -55,10 +55,20 @@ impl Relay {
     /// The `host:port` of the relay's first `turns:` URL: where its
     /// certificate is served, and the host clients check it against.
     pub fn turns_target(&self) -> Option<String> {
-        self.urls
+        let hostport = self
+            .urls
             .iter()
             .find_map(|u| u.strip_prefix("turns:"))
-            .map(|u| u.split('?').next().unwrap_or(u).to_owned())
+            .map(|u| u.split('?').next().unwrap_or(u))?;
+        let has_port = hostport
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.ends_with(':') && p.parse::<u16>().is_ok());
+        // RFC 7065: `turns:` without a port is 5349.
+        Some(if has_port {
+            hostport.to_owned()
+        } else {
+            format!("{hostport}:5349")
+        })
     }
 
     /// A UDP STUN/TURN address of the relay: `turn:host:port` without

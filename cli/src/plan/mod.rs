@@ -234,6 +234,11 @@ pub struct Step {
     pub title: String,
     /// The playbook step it came from: `file:line`.
     pub source: String,
+    /// The step takes its node out of service (un-advertise, the relay's
+    /// own drain, a stop, a restart, a reboot): the first such step done is
+    /// where a run starts to change what clients or a cluster rely on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub takes_out: bool,
     #[serde(flatten)]
     pub action: Action,
 }

@@ -227,7 +227,11 @@ impl Builder<'_> {
                     from,
                     cut: cut.map(str::to_owned),
                     to: to.to_owned(),
-                    mode: mode.map_or_else(|| "as the file it replaces".to_owned(), |m| format!("0{m}")),
+                    mode: match mode {
+                        None => "as the file it replaces".to_owned(),
+                        Some("private") => "as the file it replaces, none for others, 0600 if new".to_owned(),
+                        Some(m) => format!("0{m}"),
+                    },
                     commands: UploadCommands::new(
                         &r.name,
                         &r.access,
@@ -247,7 +251,7 @@ impl Builder<'_> {
                 let from = std::iter::once(b.clone())
                     .chain(cp.key.as_ref().map(|_| key_from.clone()))
                     .collect();
-                vec![upload(content, from, None, &path, Some("600"))]
+                vec![upload(content, from, None, &path, Some("private"))]
             }
             CertLayout::Split { cert, key: key_path } => {
                 // Without `--key` both parts are cut out of the one bundle file.
@@ -269,7 +273,7 @@ impl Builder<'_> {
                         vec![key_from.clone()],
                         private,
                         &key_path,
-                        Some("600"),
+                        Some("private"),
                     ),
                 ]
             }
@@ -408,6 +412,7 @@ impl Builder<'_> {
                     node: r.name.clone(),
                     title,
                     source: "rollback".into(),
+                    takes_out: false,
                     action,
                 })
                 .collect(),

@@ -199,6 +199,7 @@ impl<'a> Builder<'a> {
                     .clone()
                     .unwrap_or_else(|| title(node, &step.kind, &action, i)),
                 source: format!("{}:{}", self.pb_file(), step.line),
+                takes_out: takes_out_of_service(&step.kind),
                 action,
             });
         }
@@ -274,6 +275,7 @@ impl<'a> Builder<'a> {
                         node: r.name.clone(),
                         title: format!("check the relays staying in service before {} goes out", r.name),
                         source: format!("before {}:{}", self.pb_file(), step.line),
+                        takes_out: false,
                         action: Action::Safety { safety },
                     });
                 }

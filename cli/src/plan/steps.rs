@@ -318,6 +318,10 @@ impl Builder<'_> {
     /// Copies `path` as `path.opsctl-RUN`. A copy this run made already is
     /// kept: it is the file as it was before the run changed it.
     pub(super) fn backup(&self, node: &str, a: &Access, path: &str) -> Action {
+        let path = match path.trim_end_matches('/') {
+            "" => path,
+            p => p,
+        };
         Action::Run {
             command: Command::remote_str(
                 node,
@@ -338,6 +342,11 @@ impl Builder<'_> {
     /// (nothing to keep, or this run moved it already); both there is
     /// refused (the aside one is never replaced).
     pub(super) fn move_aside(&self, node: &str, a: &Access, path: &str) -> Action {
+        // `dir/` would put the aside name inside the directory.
+        let path = match path.trim_end_matches('/') {
+            "" => path,
+            p => p,
+        };
         Action::Run {
             command: Command::remote_str(
                 node,
