@@ -22,6 +22,7 @@ pub mod server;
 pub mod stats;
 pub mod status;
 pub mod stun;
+pub mod trust;
 pub mod turn;
 
 pub use kind::{CertLayout, Kind, RelayDrain};

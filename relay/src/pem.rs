@@ -186,6 +186,22 @@ pub enum Error {
         /// The key's size.
         bits: usize,
     },
+    /// Clients connecting to `name` would refuse the certificate.
+    #[error(
+        "{}: clients connecting to {name} would refuse the certificate ({subject}): {verdict}; \
+         fix the certificate (its names, or the intermediates after it), or the names given with --tls-name",
+        path.display()
+    )]
+    NotForClients {
+        /// The file.
+        path: PathBuf,
+        /// The certificate's subject.
+        subject: String,
+        /// The name clients use.
+        name: String,
+        /// What a client makes of it: name mismatch, chain incomplete, ...
+        verdict: String,
+    },
     /// The server's certificate has expired.
     #[error("{}: the certificate ({subject}) expired on {not_after}", path.display())]
     Expired {

@@ -41,6 +41,16 @@ pub struct Args {
     #[arg(long, value_name = "FILE", requires = "cert")]
     pub key: Option<PathBuf>,
 
+    /// A name clients connect to (the `turns:` host; repeatable): the
+    /// certificate is served only if clients would accept it for each,
+    /// verified against the system's trust store and --tls-ca.
+    #[arg(long = "tls-name", value_name = "NAME")]
+    pub tls_name: Vec<String>,
+
+    /// A file of root certificates clients trust besides the system's.
+    #[arg(long = "tls-ca", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+
     /// Bind relayed sockets on this address, one per family (repeatable).
     #[arg(long = "relay-ip", value_name = "IP")]
     pub relay_ip: Vec<IpAddr>,

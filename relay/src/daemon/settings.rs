@@ -55,6 +55,12 @@ pub struct File {
 struct TlsFiles {
     cert: PathBuf,
     key: Option<PathBuf>,
+    /// The names clients connect to (`turns:` hosts): the certificate must
+    /// be one they accept for each, or it is not served.
+    #[serde(default)]
+    names: Vec<String>,
+    /// Roots clients trust besides the system's.
+    ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -217,6 +223,17 @@ pub fn resolve(file: File, args: &Args) -> anyhow::Result<Settings> {
     let mut udp = pick(&args.listen_udp, file.listen.udp);
     let mut tcp = pick(&args.listen_tcp, file.listen.tcp);
     let tls = pick(&args.listen_tls, file.listen.tls);
+    let (file_names, file_ca) = file
+        .tls
+        .as_ref()
+        .map(|t| (t.names.clone(), t.ca.clone()))
+        .unwrap_or_default();
+    let names = if args.tls_name.is_empty() {
+        file_names
+    } else {
+        args.tls_name.clone()
+    };
+    let ca: Vec<PathBuf> = args.tls_ca.clone().or(file_ca).into_iter().collect();
     let cert = match (&args.cert, file.tls) {
         (Some(cert), _) => Some((cert.clone(), args.key.clone())),
         (None, Some(files)) => Some((files.cert, files.key)),
@@ -235,7 +252,15 @@ pub fn resolve(file: File, args: &Args) -> anyhow::Result<Settings> {
                 Some(key) => pem::Source::Pair { chain: cert, key },
                 None => pem::Source::Bundle(cert),
             };
-            Some(server::Tls::load(source).context("cannot serve TLS")?)
+            let expect = if names.is_empty() {
+                None
+            } else {
+                Some(server::Expect {
+                    names: names.clone(),
+                    trust: std::sync::Arc::new(crate::trust::Trust::load(&ca)?),
+                })
+            };
+            Some(server::Tls::load(source, expect).context("cannot serve TLS")?)
         }
     };
     if udp.is_empty() && tcp.is_empty() && tls.is_empty() {

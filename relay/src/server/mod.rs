@@ -17,7 +17,7 @@ mod driver;
 mod tasks;
 mod tls;
 
-pub use tls::Tls;
+pub use tls::{Expect, Tls};
 
 use std::future::Future;
 use std::io;

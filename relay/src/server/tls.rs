@@ -17,10 +17,48 @@ use tokio_rustls::TlsAcceptor;
 use crate::pem::{self, Certificate, Source, Summary};
 
 /// A certificate in service that can be replaced while serving.
-#[derive(Debug)]
 pub struct Tls {
     source: Source,
     current: RwLock<Certificate>,
+    expect: Option<Expect>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What clients will check the certificate against: the names they connect
+/// to, and the roots they trust. A certificate they would refuse is not
+/// served (at start) or not swapped in (on reload).
+pub struct Expect {
+    pub names: Vec<String>,
+    pub trust: Arc<crate::trust::Trust>,
+}
+
+/// Loads the certificate and, if `expect` says how, checks it as clients will.
+fn checked(source: &Source, expect: Option<&Expect>) -> Result<Certificate, pem::Error> {
+    let now = unix_now();
+    let cert = pem::load(source, now)?;
+    if let Some(e) = expect {
+        for name in &e.names {
+            let verdict = e.trust.verify(cert.chain(), name, now);
+            if verdict != crate::trust::Verdict::Trusted {
+                return Err(pem::Error::NotForClients {
+                    path: match source {
+                        Source::Bundle(p) | Source::Pair { chain: p, .. } => p.clone(),
+                    },
+                    subject: cert.summary().subject.clone(),
+                    name: name.clone(),
+                    verdict: verdict.to_string(),
+                });
+            }
+        }
+    }
+    Ok(cert)
 }
 
 impl Tls {
@@ -29,12 +67,19 @@ impl Tls {
     /// # Errors
     ///
     /// The certificate fails [`pem::load`]'s checks.
-    pub fn load(source: Source) -> Result<Arc<Tls>, pem::Error> {
-        let certificate = pem::load(&source, unix_now())?;
+    pub fn load(source: Source, expect: Option<Expect>) -> Result<Arc<Tls>, pem::Error> {
+        let certificate = checked(&source, expect.as_ref())?;
         tracing::info!(from = %source, "serving certificate {}", certificate.summary());
+        match &expect {
+            Some(e) => tracing::info!("checked as clients of {} will", e.names.join(", ")),
+            None => tracing::info!(
+                "its names and chain are not checked against what clients connect to (no --tls-name)"
+            ),
+        }
         Ok(Arc::new(Tls {
             source,
             current: RwLock::new(certificate),
+            expect,
         }))
     }
 
@@ -45,7 +90,7 @@ impl Tls {
     ///
     /// Why the new certificate was refused; the old one is still served.
     pub fn reload(&self) -> Result<Summary, pem::Error> {
-        match pem::load(&self.source, unix_now()) {
+        match checked(&self.source, self.expect.as_ref()) {
             Ok(new) => {
                 let summary = new.summary().clone();
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = new;

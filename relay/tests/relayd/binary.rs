@@ -248,3 +248,35 @@ fn refuses_to_start_with_a_bad_certificate_naming_the_file() {
         "relayd: error: TLS listeners are given but no certificate: set `tls.cert` in the config file or pass --cert"
     );
 }
+
+#[test]
+fn with_tls_name_it_refuses_to_start_with_a_certificate_for_another_name() {
+    use crate::certs::{CURRENT, Ca};
+    use crate::harness::fresh_dir;
+    let ca = Ca::new("Lab CA");
+    let dir = fresh_dir("binary-tls-name");
+    let bundle = dir.join("relayd.pem");
+    std::fs::write(&bundle, ca.leaf(CURRENT).bundle(&ca)).unwrap();
+    let root = dir.join("ca.pem");
+    std::fs::write(&root, &ca.pem).unwrap();
+    let mut relayd = Running::start(&[
+        "--realm=lab.example",
+        "--relay-ip=127.0.0.1",
+        "--listen-tls=127.0.0.1:0",
+        "--status=off",
+        "--tls-name=turn.other.example",
+        "--tls-ca",
+        root.to_str().unwrap(),
+        "--cert",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(relayd.wait().code(), Some(2));
+    assert_eq!(
+        relayd.wait_for("error"),
+        format!(
+            "relayd: error: cannot serve TLS: {}: clients connecting to turn.other.example would refuse the certificate (CN=turn.lab.example): name mismatch; \
+             fix the certificate (its names, or the intermediates after it), or the names given with --tls-name",
+            bundle.display()
+        )
+    );
+}

@@ -205,3 +205,47 @@ fn a_split_pair_names_the_key_file_when_the_key_is_wrong() {
         "{err}"
     );
 }
+
+/// Told the names clients connect to, relayd serves only a certificate they
+/// would accept: for each name, with a chain to a root they trust.
+#[test]
+fn with_the_names_clients_use_a_certificate_they_would_refuse_is_not_served() {
+    use relay::server::{Expect, Tls};
+    use relay::trust::Trust;
+    use std::sync::Arc;
+    let dir = fresh_dir("tls-expect");
+    let ca = Ca::new("Lab CA");
+    let leaf = ca.leaf(CURRENT);
+    let root = write(&dir, "ca.pem", &ca.pem);
+    let trusted = Arc::new(Trust::load(&[root]).unwrap());
+    let expect = |names: &[&str], trust: &Arc<Trust>| {
+        Some(Expect {
+            names: names.iter().map(|n| (*n).to_owned()).collect(),
+            trust: trust.clone(),
+        })
+    };
+    let bundle = write(&dir, "relayd.pem", &leaf.bundle(&ca));
+    let alone = write(&dir, "alone.pem", &format!("{}{}", leaf.pem, leaf.key_pem));
+    Tls::load(Source::Bundle(bundle.clone()), expect(&[SERVER_NAME], &trusted)).unwrap();
+    let refused = |source: Source, names: &[&str], trust: &Arc<Trust>| {
+        Tls::load(source, expect(names, trust)).unwrap_err().to_string()
+    };
+    assert_eq!(
+        refused(Source::Bundle(bundle.clone()), &["turn.other.example"], &trusted),
+        format!(
+            "{}: clients connecting to turn.other.example would refuse the certificate (CN={SERVER_NAME}): name mismatch; \
+             fix the certificate (its names, or the intermediates after it), or the names given with --tls-name",
+            bundle.display()
+        )
+    );
+    // The root clients trust is not in the system's store.
+    let system = Arc::new(Trust::load(&[]).unwrap());
+    assert!(
+        refused(Source::Bundle(bundle), &[SERVER_NAME], &system).contains(": untrusted; "),
+        "a root nobody trusts"
+    );
+    assert!(
+        refused(Source::Bundle(alone), &[SERVER_NAME], &system).contains(": chain incomplete; "),
+        "the issuer left out"
+    );
+}

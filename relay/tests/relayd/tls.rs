@@ -24,7 +24,7 @@ async fn lab(test: &str) -> Lab {
     let first = ca.leaf(CURRENT);
     let bundle = fresh_dir(test).join("relayd.pem");
     install(&bundle, &first.bundle(&ca));
-    let tls = Tls::load(Source::Bundle(bundle.clone())).unwrap();
+    let tls = Tls::load(Source::Bundle(bundle.clone()), None).unwrap();
     let relayd = Relayd::start(|c| c.tls = Some(tls)).await;
     Lab {
         ca,
