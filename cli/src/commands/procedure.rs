@@ -29,7 +29,7 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
             crate::journal::unfinished(&cfg.state_dir, &cfg.inventory_id, &plan.procedure, &plan.targets)
     {
         // A rebuild cut short is finished, not started again: the nodes are
-        // mid-change and the checks it passed before its first change no
+        // mid-change and most checks it passed before its first change no
         // longer hold. It goes on only if its plan is still the one made
         // now (same inventory), under its own run id.
         let again = Request {
@@ -54,7 +54,7 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
         plan.notes.insert(
             0,
             format!(
-                "this continues run {} ({}), which did not finish: steps {} are done and are not run again; the safety checks it passed before its first change are not read again",
+                "this continues run {} ({}), which did not finish: steps {} are done and are not run again (a question is asked again); of its safety checks only reachable and quorum-lost, on the members it has not stopped, are read again",
                 prev.run,
                 prev.outcome.as_deref().unwrap_or("killed"),
                 done.join(", ")
@@ -111,6 +111,8 @@ fn unreachable_members(
         .iter()
         .filter(|s| sites.contains(&s.name))
         .filter_map(|s| s.cluster.as_ref())
+        // Only a plain etcd rebuild goes on without a member.
+        .filter(|c| matches!(c.flavor, crate::inventory::Flavor::Etcd(_)))
         .flat_map(|c| c.members.iter())
         .map(|m| crate::remote::Node {
             name: m.name.clone(),
