@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::bail;
@@ -114,7 +114,7 @@ pub async fn preflight(ex: &mut Executor<'_>, check: &CheckKind) -> anyhow::Resu
             // Read once: what was checked is what is written, however long
             // the rollout takes and whatever happens to the file meanwhile.
             let files = crate::cert::Files::read(Path::new(bundle), key.as_deref().map(Path::new))?;
-            let trust = crate::cert::Trust::load(&ca.iter().map(PathBuf::from).collect::<Vec<_>>())?;
+            let trust = ex.trust(ca)?;
             let b = crate::cert::check_bundle(&files, &trust, hosts, crate::cert::now())?;
             if b.info.fingerprint != leaf.fingerprint {
                 bail!(

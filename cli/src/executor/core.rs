@@ -208,10 +208,25 @@ pub struct Executor<'a> {
     pub(super) files: BTreeMap<String, Vec<u8>>,
     /// Numbers of the steps that completed.
     pub(super) finished: std::collections::BTreeSet<usize>,
+    /// Trust stores read so far, by their CA files: a gate polls with one
+    /// instead of reading the system's store again every poll.
+    pub(super) trust: std::sync::Mutex<BTreeMap<Vec<String>, Arc<crate::cert::Trust>>>,
 }
 
 impl Executor<'_> {
     /// Records a finished step: the journal, and the node's state for the summary.
+    /// The system's trust store plus `ca`, read once per run.
+    pub(super) fn trust(&self, ca: &[String]) -> anyhow::Result<Arc<crate::cert::Trust>> {
+        let mut cache = self.trust.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = cache.get(ca) {
+            return Ok(t.clone());
+        }
+        let files: Vec<PathBuf> = ca.iter().map(PathBuf::from).collect();
+        let t = Arc::new(crate::cert::Trust::load(&files)?);
+        cache.insert(ca.to_vec(), t.clone());
+        Ok(t)
+    }
+
     /// Keeps a fact for later steps, in the journal too.
     pub(super) fn keep(&mut self, node: &str, name: &str, value: String) -> anyhow::Result<()> {
         if let Some(j) = &mut self.journal {

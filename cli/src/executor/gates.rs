@@ -358,9 +358,7 @@ async fn read(
                     c.subject, c.fingerprint
                 )),
                 Ok(c) if *verify => {
-                    let trust = crate::cert::Trust::load(
-                        &ca.iter().map(std::path::PathBuf::from).collect::<Vec<_>>(),
-                    )?;
+                    let trust = ex.trust(ca)?;
                     match trust.verify(&c.chain, name, crate::cert::now()) {
                         crate::cert::Verdict::Trusted => Poll::Holds(format!(
                             "serves {} (sha256 {}), trusted for {name}",

@@ -69,6 +69,7 @@ pub async fn run(plan: &Plan, opts: Options, stop: Stop) -> anyhow::Result<()> {
         state,
         files: BTreeMap::new(),
         finished: resume.done.clone(),
+        trust: Default::default(),
     };
     for step in plan.steps().filter(|s| resume.done.contains(&s.number)) {
         if let Some(s) = ex.state.get_mut(&step.node) {

@@ -60,15 +60,8 @@ impl Relay {
             .iter()
             .find_map(|u| u.strip_prefix("turns:"))
             .map(|u| u.split('?').next().unwrap_or(u))?;
-        let has_port = hostport
-            .rsplit_once(':')
-            .is_some_and(|(h, p)| !h.ends_with(':') && p.parse::<u16>().is_ok());
         // RFC 7065: `turns:` without a port is 5349.
-        Some(if has_port {
-            hostport.to_owned()
-        } else {
-            format!("{hostport}:5349")
-        })
+        Some(with_port(hostport, 5349))
     }
 
     /// A UDP STUN/TURN address of the relay: `turn:host:port` without
@@ -80,15 +73,21 @@ impl Relay {
             if query == "transport=tcp" {
                 return None;
             }
-            let has_port = hostport
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.ends_with(':') && p.parse::<u16>().is_ok());
-            Some(if has_port {
-                hostport.to_owned()
-            } else {
-                format!("{hostport}:3478")
-            })
+            Some(with_port(hostport, 3478))
         })
+    }
+}
+
+/// `host:port` as written, or with `port` when it names none (an IPv6
+/// address's own colons, `[::1]`, are not a port).
+fn with_port(hostport: &str, port: u16) -> String {
+    let has_port = hostport
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.ends_with(':') && p.parse::<u16>().is_ok());
+    if has_port {
+        hostport.to_owned()
+    } else {
+        format!("{hostport}:{port}")
     }
 }
 
