@@ -262,6 +262,12 @@ pub struct RecoverQuorum {
     /// Rebuild the cluster from the seed even though it has quorum.
     #[arg(long)]
     pub force: bool,
+
+    /// Clearwater: copy this master's /etc/clearwater/shared_config onto
+    /// the other masters (the runbook's "copy this file onto every other
+    /// master"); without it, masters whose copies differ are refused.
+    #[arg(long, value_name = "MASTER")]
+    pub shared_config_from: Option<String>,
 }
 
 #[derive(Debug, Clone, Subcommand)]

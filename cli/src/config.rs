@@ -160,6 +160,7 @@ fn against_inventory(
             Procedure::RecoverQuorum {
                 // Read when the plan is made (commands::procedure).
                 unreachable: Default::default(),
+                shared_from: r.shared_config_from,
             },
             vec![select_cluster_site(&inventory, r.site)?],
         ),

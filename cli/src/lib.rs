@@ -4,6 +4,7 @@
 pub mod advertise;
 pub mod args;
 pub mod cert;
+pub mod clearwater;
 pub mod command;
 pub mod commands;
 pub mod config;

@@ -44,6 +44,9 @@ pub struct Playbook {
     pub targets: Targets,
     pub preflight: Vec<Preflight>,
     pub body: Body,
+    /// What is left to the operator once the procedure has run, printed at
+    /// the end of a run and of `--dry-run`.
+    pub next_steps: Vec<Template>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,14 +88,20 @@ pub enum Selector {
     Masters,
     /// Clearwater's members that are not masters, one at a time.
     NonMasters,
+    /// Clearwater's Vellum nodes that take part (none: the phase is skipped).
+    Vellum,
+    /// One of them, a master if one is (none: the phase is skipped).
+    OneVellum,
 }
 
-pub const SELECTORS: [(&str, Selector); 5] = [
+pub const SELECTORS: [(&str, Selector); 7] = [
     ("all", Selector::All),
     ("first", Selector::First),
     ("rest", Selector::Rest),
     ("masters", Selector::Masters),
     ("non-masters", Selector::NonMasters),
+    ("vellum", Selector::Vellum),
+    ("one-vellum", Selector::OneVellum),
 ];
 
 /// A safety check that runs before the first step changes anything.
@@ -108,9 +117,11 @@ pub enum Preflight {
     SeedLatest,
     KeysCounted,
     ConfigPresent,
+    CassandraHealthy,
+    SproutConfig,
 }
 
-pub const PREFLIGHTS: [(&str, Preflight); 10] = [
+pub const PREFLIGHTS: [(&str, Preflight); 12] = [
     ("reachable", Preflight::Reachable),
     ("stats-readable", Preflight::StatsReadable),
     ("peers-healthy", Preflight::PeersHealthy),
@@ -121,6 +132,8 @@ pub const PREFLIGHTS: [(&str, Preflight); 10] = [
     ("seed-latest", Preflight::SeedLatest),
     ("keys-counted", Preflight::KeysCounted),
     ("config-present", Preflight::ConfigPresent),
+    ("cassandra-healthy", Preflight::CassandraHealthy),
+    ("sprout-config", Preflight::SproutConfig),
 ];
 
 #[derive(Debug, Clone)]
@@ -194,6 +207,32 @@ pub enum StepKind {
         values: Vec<(String, Template)>,
         unset: Vec<String>,
     },
+    /// Clearwater: a Vellum node's data-store cluster file, checked; written
+    /// listing every Vellum node of the site only if missing or invalid.
+    DatastoreConfig(Store),
+    /// Clearwater: the shared configuration of the master the operator
+    /// named (`--shared-config-from`) copied onto this master; nothing
+    /// without that option, or on that master.
+    CopySharedConfig,
+}
+
+/// A Clearwater data store whose cluster file a Vellum node keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Store {
+    /// Chronos: /etc/chronos/chronos_cluster.conf.
+    Chronos,
+    /// Memcached: /etc/clearwater/cluster_settings.
+    Memcached,
+}
+
+impl Store {
+    pub fn path(self) -> &'static str {
+        match self {
+            Store::Chronos => "/etc/chronos/chronos_cluster.conf",
+            Store::Memcached => "/etc/clearwater/cluster_settings",
+        }
+    }
 }
 
 /// Where a `run` step runs.
@@ -215,11 +254,13 @@ pub enum ServiceAction {
     Reload,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct GateSpec {
     pub gate: Gate,
     pub timeout: Option<Duration>,
     pub poll: Option<Duration>,
+    /// `monit-running`: the monit processes that must run.
+    pub services: Vec<String>,
 }
 
 /// A fact read from a node (or from the advertised list) that must hold.
@@ -241,9 +282,13 @@ pub enum Gate {
     MemberAdded,
     /// A test key written is read back, then deleted.
     AcceptsWrites,
+    /// Clearwater: `monit summary` shows each of the gate's `services` running.
+    MonitRunning,
+    /// Clearwater: `check_config_sync` says the shared configuration is in sync.
+    ConfigSynced,
 }
 
-pub const GATES: [(&str, Gate); 14] = [
+pub const GATES: [(&str, Gate); 16] = [
     ("drained", Gate::Drained),
     ("service-up", Gate::ServiceUp),
     ("stats-answer", Gate::StatsAnswer),
@@ -258,6 +303,8 @@ pub const GATES: [(&str, Gate); 14] = [
     ("keys-preserved", Gate::KeysPreserved),
     ("member-added", Gate::MemberAdded),
     ("accepts-writes", Gate::AcceptsWrites),
+    ("monit-running", Gate::MonitRunning),
+    ("config-synced", Gate::ConfigSynced),
 ];
 
 impl Gate {
@@ -293,6 +340,7 @@ pub const CLEARWATER_VARS: &[&str] = &[
     "shared_config",
     "data_dir",
     "masters",
+    "left_out",
 ];
 /// Placeholders an etcd playbook may use.
 pub const ETCD_VARS: &[&str] = &[
@@ -311,6 +359,7 @@ pub const ETCD_VARS: &[&str] = &[
     "seed_client_url",
     "endpoints",
     "snapshot",
+    "left_out",
 ];
 
 impl Targets {
@@ -390,6 +439,12 @@ fn read(root: &At, file: &str) -> Option<Playbook> {
         .unwrap_or_default();
     let steps_at = m.get("steps");
     let phases_at = m.get("phases");
+    let vars = targets.map(Targets::vars).unwrap_or(RELAY_VARS);
+    let next_steps = m
+        .get("next-steps")
+        .and_then(|a| a.list())
+        .map(|items| items.iter().filter_map(|i| template(i, vars)).collect())
+        .unwrap_or_default();
     let body = match (targets, &steps_at, &phases_at) {
         (Some(Targets::Relays), Some(s), None) => steps(s, RELAY_VARS).map(Body::PerRelay),
         (Some(t @ Targets::Cluster(_)), None, Some(p)) => phases(p, t).map(Body::Phases),
@@ -417,6 +472,7 @@ fn read(root: &At, file: &str) -> Option<Playbook> {
         targets: targets?,
         preflight,
         body: body?,
+        next_steps,
     })
 }
 
@@ -432,10 +488,15 @@ fn phases(at: &At, targets: Targets) -> Option<Vec<Phase>> {
             .require("title", "say what the phase does")
             .and_then(|a| a.name());
         let on = m
-            .require("on", "which members: all, first, rest, masters, non-masters")
+            .require(
+                "on",
+                "which members: all, first, rest (etcd and clearwater); masters, non-masters, vellum, one-vellum (clearwater)",
+            )
             .and_then(|a| a.choice(&SELECTORS));
-        if let (Some(sel @ (Selector::Masters | Selector::NonMasters)), Targets::Cluster(Flavor::Etcd)) =
-            (on, targets)
+        if let (
+            Some(sel @ (Selector::Masters | Selector::NonMasters | Selector::Vellum | Selector::OneVellum)),
+            Targets::Cluster(Flavor::Etcd),
+        ) = (on, targets)
         {
             item.error(
                 format!("`on: {}` applies only to clearwater clusters", selector_name(sel)),
@@ -460,7 +521,7 @@ pub fn selector_name(s: Selector) -> &'static str {
         .unwrap_or("?")
 }
 
-const STEP_KINDS: [&str; 13] = [
+const STEP_KINDS: [&str; 15] = [
     "confirm",
     "unadvertise",
     "advertise",
@@ -474,6 +535,8 @@ const STEP_KINDS: [&str; 13] = [
     "backup",
     "move-aside",
     "set-config",
+    "datastore-config",
+    "copy-shared-config",
 ];
 
 fn steps(at: &At, vars: &[&str]) -> Option<Vec<Step>> {
@@ -498,6 +561,7 @@ fn step(at: &At, vars: &[&str]) -> Option<Step> {
             "reboot" => StepKind::Reboot,
             "upload-cert" => StepKind::UploadCert,
             "read-served" => StepKind::ReadServed,
+            "copy-shared-config" => StepKind::CopySharedConfig,
             other => {
                 let help = crate::suggest::closest(other, STEP_KINDS)
                     .map(|k| format!("did you mean `{k}`?"))
@@ -573,6 +637,11 @@ fn step_kind(m: &mut MapReader, key: &'static str, vars: &[&str]) -> Option<Step
         "reboot" => flag(m, StepKind::Reboot),
         "upload-cert" => flag(m, StepKind::UploadCert),
         "read-served" => flag(m, StepKind::ReadServed),
+        "copy-shared-config" => flag(m, StepKind::CopySharedConfig),
+        "datastore-config" => m
+            .get(key)?
+            .choice(&[("chronos", Store::Chronos), ("memcached", Store::Memcached)])
+            .map(StepKind::DatastoreConfig),
         "relay-drain" => m
             .get(key)?
             .choice(&[("enable", true), ("disable", false)])
@@ -594,6 +663,7 @@ fn step_kind(m: &mut MapReader, key: &'static str, vars: &[&str]) -> Option<Step
                         gate,
                         timeout: None,
                         poll: None,
+                        services: Vec::new(),
                     })
                 });
             }
@@ -601,11 +671,20 @@ fn step_kind(m: &mut MapReader, key: &'static str, vars: &[&str]) -> Option<Step
             let gate = w.require("gate", "").and_then(|g| g.choice(&GATES));
             let timeout = w.get("timeout").and_then(|t| t.duration());
             let poll = w.get("poll").and_then(|t| t.duration());
+            let services = w.get("services").and_then(|s| s.strings()).unwrap_or_default();
             w.finish();
+            if gate == Some(Gate::MonitRunning) && services.is_empty() {
+                a.error(
+                    "`monit-running` names the monit processes that must run",
+                    Some("add `services: [etcd_process, ...]`".into()),
+                );
+                return None;
+            }
             Some(StepKind::Wait(GateSpec {
                 gate: gate?,
                 timeout,
                 poll,
+                services,
             }))
         }
         "confirm" => {

@@ -2,6 +2,7 @@
 //! shipped inventory, values file and playbooks, and against broken inputs.
 
 mod certs;
+mod clearwater;
 mod contract;
 mod docker;
 mod errors;

@@ -202,11 +202,20 @@ impl Lab {
         ))
     }
 
-    /// Stops node `i` (sshd and everything it started), as if the host were down.
+    /// Stops node `i` (sshd and everything it started), as if the host were
+    /// down; returns once its port no longer answers (the node's processes
+    /// end after its init), so a start that follows waits for the new sshd.
     pub fn stop_sshd(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].sshd.take() {
             let _ = child.kill();
             let _ = child.wait();
+            let addr = SocketAddr::from((self.nodes[i].ip, PORT));
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline
+                && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 

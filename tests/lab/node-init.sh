@@ -5,12 +5,22 @@
 # `reboot` shim writes run/reboot) ends every process of the node, waits the
 # requested number of seconds, and boots again. Killing this process from
 # outside ends the node for good, with everything in it.
+# A Clearwater node has its files under $node/root: before the first boot,
+# each of Clearwater's directories found there is bound over the real path,
+# seen by this node only (its mount namespace is private). /var/lib is bound
+# whole, so the node can rename its /var/lib/clearwater-etcd aside (a mount
+# point cannot be renamed).
 set -u
 node=$1
 sshd=$2
 empty=$3
 # Root's .bashrc is masked for the node's shells: a clean, fast environment.
 mount --bind "$empty" /root/.bashrc 2>/dev/null
+for d in etc/clearwater etc/chronos usr/share/clearwater var/lib; do
+    if [ -d "$node/root/$d" ]; then
+        mkdir -p "/$d" && mount --bind "$node/root/$d" "/$d" || exit 1
+    fi
+done
 while :; do
     cat /proc/sys/kernel/random/uuid > "$node/boot_id"
     # Pid files of the previous boot name processes that are gone.

@@ -17,7 +17,7 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
         let relays: Vec<_> = inv.relays().filter(|r| req.targets.contains(&r.name)).collect();
         *served = plan::read_served_now(&relays);
     }
-    if let plan::Procedure::RecoverQuorum { unreachable } = &mut req.procedure {
+    if let plan::Procedure::RecoverQuorum { unreachable, .. } = &mut req.procedure {
         // Which members' hosts answer now: a rebuild goes on without a host
         // that is down, if enough answer.
         *unreachable = unreachable_members(cfg, inv, &req.targets)?;
@@ -70,13 +70,6 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
             Output::Text => cfg.printer.text(&plan::text(&plan)),
             Output::Json => cfg.printer.document(&plan)?,
         }
-        // The plan is shown either way; whether it could run is the exit status.
-        if !plan.not_built.is_empty() {
-            return Err(error::refused(format!(
-                "this plan cannot run yet: it needs parts of opsctl that are not built:\n  - {}",
-                plan.not_built.join("\n  - ")
-            )));
-        }
         return Ok(());
     }
     let opts = executor::Options {
@@ -111,8 +104,6 @@ fn unreachable_members(
         .iter()
         .filter(|s| sites.contains(&s.name))
         .filter_map(|s| s.cluster.as_ref())
-        // Only a plain etcd rebuild goes on without a member.
-        .filter(|c| matches!(c.flavor, crate::inventory::Flavor::Etcd(_)))
         .flat_map(|c| c.members.iter())
         .map(|m| crate::remote::Node {
             name: m.name.clone(),

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -194,8 +194,158 @@ pub async fn preflight(ex: &mut Executor<'_>, check: &CheckKind) -> anyhow::Resu
             ));
             ex.keep("", record, keys.record())?;
         }
-        CheckKind::ClearwaterQuorumLost | CheckKind::ConfigPresent => {
-            bail!("the safety check `{}` is not built yet", check.name())
+        CheckKind::ClearwaterQuorumLost { health, force } => {
+            use crate::clearwater::Verdict;
+            // A node whose etcd is down or unreachable sees no quorum: its
+            // command fails, and that is an answer, not an error.
+            let answers = member_reads_any(ex, health).await?;
+            let mut with_quorum = Vec::new();
+            for (m, out) in &answers {
+                match out.as_ref().map(|o| crate::clearwater::health(o).verdict) {
+                    Ok(Verdict::Healthy) => with_quorum.push(format!("{m} (healthy)")),
+                    Ok(Verdict::Degraded) => with_quorum.push(format!("{m} (degraded)")),
+                    Ok(_) | Err(_) => {}
+                }
+            }
+            if with_quorum.is_empty() {
+                ex.out.note(&format!(
+                    "no node sees a cluster with quorum ({} asked): it has lost quorum",
+                    answers.len()
+                ));
+            } else if *force {
+                ex.out.note(&format!(
+                    "--force: the cluster has quorum as {} see{} it, and is rebuilt anyway",
+                    with_quorum.join(", "),
+                    if with_quorum.len() == 1 { "s" } else { "" }
+                ));
+            } else {
+                return Err(crate::error::refused(format!(
+                    "the cluster has quorum: `clearwater-etcdctl cluster-health` on {} says so, so this procedure is not for it\nhelp: with failed masters but quorum, remove each failed node from the cluster as \"Dealing with Failed Nodes\" says; pass --force to rebuild it anyway",
+                    with_quorum.join(", ")
+                )));
+            }
+        }
+        CheckKind::ConfigPresent {
+            local,
+            ips,
+            shared,
+            from,
+        } => {
+            let mut problems = Vec::new();
+            for (m, out) in member_reads(ex, local).await? {
+                match out {
+                    Err(e) => problems.push(format!("{m}: its local_config cannot be read: {e}")),
+                    Ok(text) => {
+                        let want = ips.get(&m).map(String::as_str).unwrap_or("");
+                        match crate::clearwater::local_ip(&text) {
+                            Some(ip) if ip == want => {}
+                            Some(ip) => problems.push(format!(
+                                "{m}: its local_config says its management IP is {ip}, the inventory {want}\nhelp: set `management_ip: {ip}` for {m} in the inventory, or correct the node's local_config"
+                            )),
+                            None => problems.push(format!(
+                                "{m}: its local_config sets neither management_local_ip nor local_ip"
+                            )),
+                        }
+                    }
+                }
+            }
+            let copies: Vec<(String, Result<String, String>)> = member_reads(ex, shared).await?;
+            for (m, out) in &copies {
+                if let Err(e) = out {
+                    problems.push(format!("{m}: its shared_config cannot be read: {e}"));
+                }
+            }
+            if !problems.is_empty() {
+                bail!("{}", problems.join("\n"));
+            }
+            let copies: Vec<(&str, &str)> = copies
+                .iter()
+                .filter_map(|(m, o)| o.as_ref().ok().map(|t| (m.as_str(), t.as_str())))
+                .collect();
+            let (base, text) = match from {
+                Some(src) => copies
+                    .iter()
+                    .find(|(m, _)| m == src)
+                    .copied()
+                    .with_context(|| format!("{src}'s shared_config was not read"))?,
+                None => copies
+                    .first()
+                    .copied()
+                    .context("no master's shared_config was read")?,
+            };
+            let diffs: Vec<String> = copies
+                .iter()
+                .filter(|(m, _)| *m != base)
+                .map(|(m, t)| crate::clearwater::diff(base, m, text, t))
+                .filter(|d| !d.is_empty())
+                .collect();
+            match (diffs.is_empty(), from) {
+                (true, _) => ex.out.note(&format!(
+                    "the shared configuration is the same on every master ({})",
+                    copies.iter().map(|(m, _)| *m).collect::<Vec<_>>().join(", ")
+                )),
+                (false, Some(src)) => ex.out.note(&format!(
+                    "--shared-config-from {src}: the other masters get its shared_config; what changes on them:\n{}",
+                    diffs.join("")
+                )),
+                (false, None) => {
+                    return Err(crate::error::refused(format!(
+                        "the masters' shared_config differ: the new cluster would take whichever is uploaded first\n{}help: make them the same, or pass --shared-config-from MASTER to copy the correct one onto the others",
+                        diffs.join("")
+                    )));
+                }
+            }
+        }
+        CheckKind::CassandraHealthy { read } => {
+            let out = ex.run(&read.command).await?;
+            match crate::clearwater::judge_cassandra(&out) {
+                Ok(what) => ex.out.note(&format!("{}: {what}", read.member)),
+                Err(why) => {
+                    return Err(crate::error::refused(format!(
+                        "Cassandra is not healthy, as `nodetool status` on {} reads: {why}\nhelp: fix the Cassandra cluster and remove failed nodes (`nodetool removenode HOST_ID`) before recovering etcd, as the runbook requires",
+                        read.member
+                    )));
+                }
+            }
+        }
+        CheckKind::SproutConfig { reads } => {
+            let mut bad = Vec::new();
+            let commands: Vec<crate::plan::MemberRead> = reads
+                .iter()
+                .map(|r| crate::plan::MemberRead {
+                    member: r.member.clone(),
+                    command: r.command.clone(),
+                })
+                .collect();
+            let answers = member_probes(ex, &commands).await?;
+            for (r, answer) in reads.iter().zip(answers) {
+                match answer {
+                    Ok((3, _)) => ex.out.note(&format!("{}: {} is not there", r.member, r.path)),
+                    Ok((0, text)) => {
+                        if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+                            bad.push(format!(
+                                "{}: {}:{}:{}: {e}",
+                                r.member,
+                                r.path,
+                                e.line(),
+                                e.column()
+                            ));
+                        }
+                    }
+                    Ok((code, _)) => {
+                        bad.push(format!("{}: {} cannot be read (exit {code})", r.member, r.path))
+                    }
+                    Err(e) => bad.push(format!("{}: {} cannot be read: {e}", r.member, r.path)),
+                }
+            }
+            if !bad.is_empty() {
+                return Err(crate::error::refused(format!(
+                    "Sprout's JSON configuration does not parse:\n  {}\nhelp: fix the files (the runbook has them correct before the rebuild), then run again",
+                    bad.join("\n  ")
+                )));
+            }
+            ex.out
+                .note(&format!("{} Sprout JSON files read, all parse", reads.len()));
         }
     }
     Ok(())
@@ -374,6 +524,41 @@ async fn member_reads(
     })
     .await;
     Ok(reads.iter().map(|r| r.member.clone()).zip(results).collect())
+}
+
+/// Each member's command, all at once: its output whatever its exit status,
+/// or why it could not run.
+async fn member_reads_any(
+    ex: &Executor<'_>,
+    reads: &[crate::plan::MemberRead],
+) -> anyhow::Result<Vec<(String, Result<String, String>)>> {
+    Ok(member_probes(ex, reads)
+        .await?
+        .into_iter()
+        .zip(reads)
+        .map(|(r, m)| (m.member.clone(), r.map(|(_, out)| out)))
+        .collect())
+}
+
+/// Each member's command, all at once: its exit status and output, or why
+/// it could not run.
+async fn member_probes(
+    ex: &Executor<'_>,
+    reads: &[crate::plan::MemberRead],
+) -> anyhow::Result<Vec<Result<(i32, String), String>>> {
+    let work: Vec<(Node, crate::plan::Command)> = reads
+        .iter()
+        .map(|r| Ok((ex.plan.node(&r.command.on)?, r.command.clone())))
+        .collect::<anyhow::Result<_>>()?;
+    Ok(each(ex, work, |remote, (node, cmd)| async move {
+        let t = node.access.ssh.command_timeout;
+        remote
+            .probe(&node, &cmd, t, None)
+            .await
+            .map(|o| (o.code, o.stdout))
+            .map_err(|e| e.to_string())
+    })
+    .await)
 }
 
 fn failures<R>(results: Vec<Result<R, String>>) -> Vec<String> {

@@ -302,6 +302,17 @@ impl Executor<'_> {
         .await
     }
 
+    /// Runs a command whose exit status is an answer: the status and stdout.
+    pub(super) async fn probe(&self, c: &Command) -> anyhow::Result<(i32, String)> {
+        let node = self.plan.node(&c.on)?;
+        let t = node.access.ssh.command_timeout;
+        unless_stopped(&self.stop, async {
+            let out = self.remote.probe(&node, c, t, None).await?;
+            Ok((out.code, out.stdout))
+        })
+        .await
+    }
+
     /// Asks a yes/no question: `--yes` answers yes; with no terminal, refuse.
     pub(super) async fn ask(&self, question: &str) -> anyhow::Result<()> {
         if self.opts.yes {
@@ -340,6 +351,8 @@ pub(super) fn verb(a: &Action) -> &'static str {
         Action::StatusCommand { .. } => "Signalling",
         Action::Upload { .. } => "Uploading",
         Action::SetConfig { .. } => "Editing",
+        Action::DatastoreConfig { .. } => "Checking",
+        Action::CopyFile { .. } => "Copying",
         Action::Confirm { .. } => "Confirming",
         Action::ReadServed { .. } => "Reading",
         Action::Restore { .. } => "Restoring",

@@ -378,7 +378,7 @@ async fn read(
         },
         Gate::ClusterHealthy {
             command,
-            status: Some(status),
+            status,
             expect,
         } => {
             let members = match ex.run(command).await.and_then(|o| crate::etcd::members(&o)) {
@@ -454,9 +454,36 @@ async fn read(
                 Err(e) => Poll::NotYet(format!("{e:#}").lines().next().unwrap_or("").to_owned()),
             }
         }
-        Gate::ClusterHealthy { status: None, .. } => {
-            bail!("the `{}` gate is not built yet for Clearwater", gate.name())
+        Gate::ClearwaterCluster {
+            health,
+            list,
+            masters,
+        } => {
+            // cluster-health exits non-zero while the cluster is not
+            // healthy: its reply still says why.
+            let (_, h) = ex.probe(health).await?;
+            match ex.run(list).await {
+                Err(e) => Poll::NotYet(format!("{e:#}").lines().next().unwrap_or("").to_owned()),
+                Ok(l) => match crate::clearwater::judge_cluster(masters, &h, &l) {
+                    Ok(what) => Poll::Holds(what),
+                    Err(why) => Poll::NotYet(why),
+                },
+            }
         }
+        Gate::MonitRunning { command, services } => match ex.run(command).await {
+            Err(e) => Poll::NotYet(format!("{e:#}").lines().next().unwrap_or("").to_owned()),
+            Ok(out) => match crate::clearwater::judge_monit(services, &out) {
+                Ok(what) => Poll::Holds(what),
+                Err(why) => Poll::NotYet(why),
+            },
+        },
+        Gate::ConfigSynced { command } => match ex.probe(command).await? {
+            (0, out) => Poll::Holds(out.trim().lines().last().unwrap_or("in sync").to_owned()),
+            (code, out) => Poll::NotYet(format!(
+                "exit {code}: {}",
+                out.trim().lines().last().unwrap_or("")
+            )),
+        },
     })
 }
 

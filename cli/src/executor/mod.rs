@@ -129,12 +129,6 @@ pub async fn run(plan: &Plan, opts: Options, stop: Stop) -> anyhow::Result<()> {
 
 impl Executor<'_> {
     async fn execute(&mut self) -> anyhow::Result<()> {
-        if !self.plan.not_built.is_empty() {
-            return Err(error::refused(format!(
-                "refusing: this plan needs parts of opsctl that are not built yet, so nothing was run or changed:\n  - {}",
-                self.plan.not_built.join("\n  - ")
-            )));
-        }
         // What the plan says the operator should know, said before it runs.
         for n in &self.plan.notes {
             self.out.note(&format!("note: {n}"));
@@ -179,6 +173,17 @@ impl Executor<'_> {
                         .cloned()
                         .collect();
                     (!health.is_empty()).then_some(CheckKind::QuorumLost {
+                        health,
+                        force: *force,
+                    })
+                }
+                CheckKind::ClearwaterQuorumLost { health, force } => {
+                    let health: Vec<_> = health
+                        .iter()
+                        .filter(|r| !taken_out.contains(r.member.as_str()))
+                        .cloned()
+                        .collect();
+                    (!health.is_empty()).then_some(CheckKind::ClearwaterQuorumLost {
                         health,
                         force: *force,
                     })
@@ -242,6 +247,12 @@ impl Executor<'_> {
                         _ => e,
                     });
                 }
+            }
+        }
+        if !plan.next_steps.is_empty() {
+            self.out.note("next steps, left to the operator:");
+            for n in &plan.next_steps {
+                self.out.note(&format!("  - {n}"));
             }
         }
         Ok(())

@@ -50,6 +50,66 @@ pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
         Action::Restore { command, .. } => {
             ex.run(command).await?;
         }
+        Action::DatastoreConfig {
+            on,
+            store,
+            path,
+            content,
+            read,
+            commands,
+        } => {
+            let (code, text) = ex.probe(read).await?;
+            let problem = match code {
+                3 => Some("missing".to_owned()),
+                0 => {
+                    let parsed = match store {
+                        crate::playbook::Store::Chronos => crate::clearwater::chronos_cluster(&text),
+                        crate::playbook::Store::Memcached => crate::clearwater::cluster_settings(&text),
+                    };
+                    match parsed {
+                        Ok(nodes) => {
+                            ex.out.note(&format!(
+                                "{path} on {} is valid ({} entries): left as it is",
+                                step.node,
+                                nodes.len()
+                            ));
+                            None
+                        }
+                        Err(why) => Some(format!("invalid ({why})")),
+                    }
+                }
+                other => bail!("{path} on {} cannot be read (exit {other})", step.node),
+            };
+            if let Some(why) = problem {
+                let node = ex.plan.node(on)?;
+                upload(ex, &node, content.as_bytes(), commands).await?;
+                ex.out.note(&format!(
+                    "{path} on {} was {why}: written listing every Vellum node of the site{}",
+                    step.node,
+                    if why == "missing" {
+                        String::new()
+                    } else {
+                        format!(", the invalid one kept as {}", backup_name(commands))
+                    }
+                ));
+            }
+        }
+        Action::CopyFile {
+            on,
+            path,
+            source,
+            read,
+            commands,
+        } => {
+            let text = ex.run(read).await?;
+            let node = ex.plan.node(on)?;
+            upload(ex, &node, text.as_bytes(), commands).await?;
+            ex.out.note(&format!(
+                "{path} on {} is now {source}'s, its own kept as {}",
+                step.node,
+                backup_name(commands)
+            ));
+        }
         Action::ReadServed {
             target,
             record,
@@ -134,6 +194,14 @@ pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The name an upload keeps the file it replaces under.
+fn backup_name(c: &crate::remote::UploadCommands) -> String {
+    c.backup
+        .as_ref()
+        .and_then(|b| b.argv.last().cloned())
+        .unwrap_or_else(|| "no backup".into())
 }
 
 /// What an upload writes: the files as the `bundle-valid` check read them

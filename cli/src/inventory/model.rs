@@ -215,8 +215,37 @@ pub struct Clearwater {
     pub local_config: String,
     pub shared_config: String,
     pub data_dir: String,
-    /// Members that re-form the cluster; the rest rejoin one at a time as proxies.
+    /// Members that re-form the cluster; the rest rejoin one at a time as
+    /// proxies. Unless `masters_chosen`, Clearwater's rule picked them from
+    /// every member ([`masters_of`]); a plan picks again from the members
+    /// that answer.
     pub masters: Vec<String>,
+    /// The inventory names them (`masters:`).
+    pub masters_chosen: bool,
+}
+
+/// Clearwater's rule for the masters: every Vellum node when there are three
+/// or more, else every node.
+pub fn masters_of<'a>(members: impl IntoIterator<Item = &'a Member>) -> Vec<String> {
+    let all: Vec<&Member> = members.into_iter().collect();
+    let vellum: Vec<String> = all
+        .iter()
+        .filter(|m| {
+            matches!(
+                m.role,
+                MemberRole::Clearwater {
+                    role: ClearwaterRole::Vellum,
+                    ..
+                }
+            )
+        })
+        .map(|m| m.name.clone())
+        .collect();
+    if vellum.len() >= 3 {
+        vellum
+    } else {
+        all.iter().map(|m| m.name.clone()).collect()
+    }
 }
 
 /// A plain etcd 3.x cluster.

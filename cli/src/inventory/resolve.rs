@@ -716,6 +716,7 @@ fn cluster(at: &At, defaults: &Defaults, site: &str, walk: &Walk) -> Option<Clus
         }
     };
     let flavor = if is_clearwater {
+        let masters_chosen = masters.is_some();
         let masters = match (&masters_at, masters) {
             (Some(a), Some(list)) => {
                 for (i, name) in list.iter().enumerate() {
@@ -723,13 +724,14 @@ fn cluster(at: &At, defaults: &Defaults, site: &str, walk: &Walk) -> Option<Clus
                 }
                 list
             }
-            _ => default_masters(&members),
+            _ => super::model::masters_of(&members),
         };
         Flavor::Clearwater(Clearwater {
             local_config: local_config.unwrap_or_else(|| "/etc/clearwater/local_config".into()),
             shared_config: shared_config.unwrap_or_else(|| "/etc/clearwater/shared_config".into()),
             data_dir: data_dir.unwrap_or_else(|| "/var/lib/clearwater-etcd".into()),
             masters,
+            masters_chosen,
         })
     } else {
         if let (Some(a), Some(s)) = (&seed_at, &seed) {
@@ -746,28 +748,6 @@ fn cluster(at: &At, defaults: &Defaults, site: &str, walk: &Walk) -> Option<Clus
         flavor,
         members,
     })
-}
-
-/// Clearwater's rule: all Vellum nodes when there are three or more, else every node.
-fn default_masters(members: &[Member]) -> Vec<String> {
-    let vellum: Vec<String> = members
-        .iter()
-        .filter(|m| {
-            matches!(
-                m.role,
-                MemberRole::Clearwater {
-                    role: ClearwaterRole::Vellum,
-                    ..
-                }
-            )
-        })
-        .map(|m| m.name.clone())
-        .collect();
-    if vellum.len() >= 3 {
-        vellum
-    } else {
-        members.iter().map(|m| m.name.clone()).collect()
-    }
 }
 
 /// What a cluster says for all of its members.

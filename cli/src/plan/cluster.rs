@@ -8,8 +8,10 @@ use anyhow::{Context, bail};
 use super::request::{Builder, service_argv, step_name};
 use super::steps::gate_defaults;
 use super::*;
-use crate::inventory::{Cluster, Flavor as InvFlavor, Member, MemberRole};
-use crate::playbook::{self, Flavor, Gate as PbGate, GateSpec, Preflight, RunOn, Selector, StepKind};
+use crate::inventory::{ClearwaterRole, Cluster, Flavor as InvFlavor, Member, MemberRole};
+use crate::playbook::{
+    self, Flavor, Gate as PbGate, GateSpec, Preflight, RunOn, Selector, ServiceAction, StepKind, Store,
+};
 use crate::template::Template;
 
 impl Builder<'_> {
@@ -27,13 +29,26 @@ impl Builder<'_> {
             .cluster
             .as_ref()
             .with_context(|| format!("site `{}` has no `cluster` in {}", site.name, inv.file))?;
-        // Only a plain etcd rebuild goes on without a member whose host is down.
-        let down = match (&self.req.procedure, &cluster.flavor) {
-            (Procedure::RecoverQuorum { unreachable }, InvFlavor::Etcd(_)) => unreachable.clone(),
-            _ => BTreeMap::new(),
+        let (down, shared_from) = match &self.req.procedure {
+            Procedure::RecoverQuorum {
+                unreachable,
+                shared_from,
+            } => (unreachable.clone(), shared_from.clone()),
+            _ => (BTreeMap::new(), None),
         };
         let down = self.leave_out(cluster, &down)?;
         let order = ClusterOrder::new(cluster, &down)?;
+        if let Some(why) = &order.why_masters {
+            self.note(why.clone());
+        }
+        if let Some(src) = &shared_from
+            && !order.masters.iter().any(|m| &m.name == src)
+        {
+            bail!(
+                "--shared-config-from {src}: not one of the masters ({})",
+                order.names(&order.masters)
+            );
+        }
         match (&cluster.flavor, flavor) {
             (InvFlavor::Clearwater(_), Flavor::Clearwater) | (InvFlavor::Etcd(_), Flavor::Etcd) => {}
             (f, _) => bail!(
@@ -48,9 +63,19 @@ impl Builder<'_> {
                 f.name()
             ),
         }
-        let preflight = self.cluster_preflight(cluster, &order)?;
+        let preflight = self.cluster_preflight(cluster, &order, shared_from.as_deref())?;
         for phase in phases {
             let members = order.select(phase.on);
+            if members.is_empty() {
+                self.note(match phase.on {
+                    Selector::Vellum | Selector::OneVellum => format!(
+                        "no Vellum node takes part, so `{}` is skipped, as the runbook says when none is left",
+                        phase.title
+                    ),
+                    _ => format!("`{}` is skipped: no member it runs on takes part", phase.title),
+                });
+                continue;
+            }
             let mut section = Section {
                 rollback: None,
                 title: format!(
@@ -68,12 +93,17 @@ impl Builder<'_> {
             for m in members {
                 let vars = order.vars(cluster, m, &self.req.run);
                 for step in &phase.steps {
-                    let actions = self.member_step(cluster, &order, m, step, &vars)?;
+                    let actions =
+                        self.member_step(cluster, &order, m, step, &vars, shared_from.as_deref())?;
                     self.push(&mut section, &m.name, step, actions);
                 }
             }
-            self.sections.push(section);
+            if !section.steps.is_empty() {
+                self.sections.push(section);
+            }
         }
+        let vars = order.vars(cluster, order.first(), &self.req.run);
+        self.next_steps = self.pb.next_steps.iter().map(|t| t.render(&vars)).collect();
         Ok(preflight)
     }
 
@@ -88,12 +118,29 @@ impl Builder<'_> {
         cluster: &Cluster,
         down: &BTreeMap<String, String>,
     ) -> anyhow::Result<BTreeMap<String, String>> {
-        let InvFlavor::Etcd(e) = &cluster.flavor else {
-            return Ok(BTreeMap::new());
-        };
         if down.is_empty() {
             return Ok(BTreeMap::new());
         }
+        let e = match &cluster.flavor {
+            InvFlavor::Etcd(e) => e,
+            InvFlavor::Clearwater(_) => {
+                if down.len() == cluster.members.len() {
+                    // Planned from afar: shown whole, and refused by its
+                    // `reachable` check if run.
+                    self.note(format!(
+                        "no node of site `{}` answers SSH now: this plan counts every node in, and a run refuses at its `reachable` check until they answer",
+                        cluster.site
+                    ));
+                    return Ok(BTreeMap::new());
+                }
+                for (m, why) in down {
+                    self.note(format!(
+                        "{m} does not answer SSH ({why}): it is left out, as the runbook says for nodes that no longer exist; replace it once the cluster is recovered"
+                    ));
+                }
+                return Ok(down.clone());
+            }
+        };
         let n = cluster.members.len();
         let majority = n / 2 + 1;
         let answering = n - down.len();
@@ -123,10 +170,24 @@ impl Builder<'_> {
         Ok(down.clone())
     }
 
-    fn cluster_preflight(&self, cluster: &Cluster, order: &ClusterOrder) -> anyhow::Result<Vec<Check>> {
+    fn cluster_preflight(
+        &mut self,
+        cluster: &Cluster,
+        order: &ClusterOrder,
+        shared_from: Option<&str>,
+    ) -> anyhow::Result<Vec<Check>> {
         let first = order.first();
         let mut checks = Vec::new();
         for p in &self.pb.preflight {
+            if let InvFlavor::Clearwater(cw) = &cluster.flavor
+                && !matches!(p, Preflight::Reachable)
+            {
+                match self.clearwater_check(*p, cw, order, shared_from)? {
+                    Some(c) => checks.push(c),
+                    None => continue,
+                }
+                continue;
+            }
             let description = match (p, &cluster.flavor) {
                 (Preflight::Reachable, _) => {
                     let left_out = cluster.members.len() - order.all.len();
@@ -156,9 +217,6 @@ impl Builder<'_> {
                         " (unless --force)"
                     }
                 ),
-                (Preflight::QuorumLost, InvFlavor::Clearwater(_)) => {
-                    "the cluster has lost quorum: `clearwater-etcdctl cluster-health` fails on the masters; a healthy cluster is refused".into()
-                }
                 (Preflight::SeedLatest, InvFlavor::Etcd(e)) => format!(
                     "the seed `{}` answers and no answering member is ahead of it (revision, then raft index, by `{} endpoint status` on each; otherwise refuse and name the member to use as seed); every member runs etcd {RESTORES_WITH_ETCDCTL}, whose restore is `etcdctl snapshot restore`",
                     first.name, e.etcdctl
@@ -166,12 +224,6 @@ impl Builder<'_> {
                 (Preflight::KeysCounted, InvFlavor::Etcd(e)) => format!(
                     "count the keys and read the revision on the seed `{}` with a serializable read (`{} get \"\" --prefix --keys-only --consistency=s`), kept as `{KEYS}` to compare at the end",
                     first.name, e.etcdctl
-                ),
-                (Preflight::ConfigPresent, InvFlavor::Clearwater(c)) => format!(
-                    "{} and {} exist on every master ({})",
-                    c.shared_config,
-                    c.local_config,
-                    c.masters.join(", ")
                 ),
                 (other, f) => bail!(
                     "playbook {}: preflight check `{}` does not apply to a `{}` cluster",
@@ -187,7 +239,6 @@ impl Builder<'_> {
                     }),
                     force: self.req.force,
                 },
-                (Preflight::QuorumLost, _) => CheckKind::ClearwaterQuorumLost,
                 (Preflight::SeedLatest, InvFlavor::Etcd(e)) => CheckKind::SeedLatest {
                     seed: first.name.clone(),
                     status: order.each_member(|m, url| {
@@ -205,11 +256,131 @@ impl Builder<'_> {
                     command: etcdctl(e, first, &order.seed_url(), &COUNT_KEYS),
                     record: KEYS.into(),
                 },
-                _ => CheckKind::ConfigPresent,
+                _ => unreachable!("described above"),
             };
             checks.push(Check { description, kind });
         }
         Ok(checks)
+    }
+
+    /// A Clearwater check, or none where the runbook says to leave it out
+    /// (no Vellum or no Sprout node left).
+    fn clearwater_check(
+        &mut self,
+        p: Preflight,
+        cw: &crate::inventory::Clearwater,
+        order: &ClusterOrder,
+        shared_from: Option<&str>,
+    ) -> anyhow::Result<Option<Check>> {
+        let on = |x: &Member, argv: &[&str]| Command::remote_str(&x.name, &x.access, argv);
+        let read = |x: &Member, argv: &[&str]| MemberRead {
+            member: x.name.clone(),
+            command: on(x, argv),
+        };
+        Ok(Some(match p {
+            Preflight::QuorumLost => Check {
+                description: format!(
+                    "the cluster has lost quorum: on every node, `clearwater-etcdctl cluster-health` says neither healthy nor degraded; a cluster with quorum is refused{}",
+                    if self.req.force {
+                        " (--force: it is rebuilt anyway)"
+                    } else {
+                        " (unless --force)"
+                    }
+                ),
+                kind: CheckKind::ClearwaterQuorumLost {
+                    health: order
+                        .all
+                        .iter()
+                        .map(|m| read(m, &["clearwater-etcdctl", "cluster-health"]))
+                        .collect(),
+                    force: self.req.force,
+                },
+            },
+            Preflight::ConfigPresent => Check {
+                description: format!(
+                    "{} on every node names the management IP planned for it; {} is on every master ({}) and {}",
+                    cw.local_config,
+                    cw.shared_config,
+                    order.names(&order.masters),
+                    match shared_from {
+                        Some(src) => format!(
+                            "the others get {src}'s copy (--shared-config-from; the differences are shown)"
+                        ),
+                        None => "the same on all of them (otherwise refused, with the differences)".into(),
+                    }
+                ),
+                kind: CheckKind::ConfigPresent {
+                    local: order
+                        .all
+                        .iter()
+                        .map(|m| read(m, &["cat", "--", &cw.local_config]))
+                        .collect(),
+                    ips: order
+                        .all
+                        .iter()
+                        .map(|m| (m.name.clone(), management_ip(m)))
+                        .collect(),
+                    shared: order
+                        .masters
+                        .iter()
+                        .map(|m| read(m, &["cat", "--", &cw.shared_config]))
+                        .collect(),
+                    from: shared_from.map(str::to_owned),
+                },
+            },
+            Preflight::CassandraHealthy => {
+                let Some(v) = order.one_vellum() else {
+                    self.note("no Vellum node takes part: the Cassandra check is skipped, as the runbook says when none is left".into());
+                    return Ok(None);
+                };
+                Check {
+                    description: format!(
+                        "Cassandra is healthy: `nodetool status` on {} lists every node up and normal (otherwise fix it and remove failed nodes first, as the runbook says)",
+                        v.name
+                    ),
+                    kind: CheckKind::CassandraHealthy {
+                        read: read(v, &[RUN_IN_SIGNALING, "nodetool", "status"]),
+                    },
+                }
+            }
+            Preflight::SproutConfig => {
+                let sprouts: Vec<&Member> = order
+                    .all
+                    .iter()
+                    .copied()
+                    .filter(|m| role(m) == Some(ClearwaterRole::Sprout))
+                    .collect();
+                if sprouts.is_empty() {
+                    self.note(
+                        "no Sprout node takes part: the check of Sprout's JSON files is skipped".into(),
+                    );
+                    return Ok(None);
+                }
+                let mut reads = Vec::new();
+                for s in &sprouts {
+                    for f in SPROUT_JSON {
+                        reads.push(FileRead {
+                            member: s.name.clone(),
+                            path: f.into(),
+                            command: read_file(s, f),
+                        });
+                    }
+                }
+                Check {
+                    description: format!(
+                        "Sprout's {} parse as JSON on {}",
+                        SPROUT_JSON.join(", "),
+                        order.names(&sprouts)
+                    ),
+                    kind: CheckKind::SproutConfig { reads },
+                }
+            }
+            other => bail!(
+                "playbook {}: preflight check `{}` does not apply to a `clearwater` cluster",
+                self.pb_file(),
+                other.name()
+            ),
+        }))
     }
 
     fn member_step(
@@ -219,6 +390,7 @@ impl Builder<'_> {
         m: &Member,
         step: &playbook::Step,
         vars: &BTreeMap<&'static str, String>,
+        shared_from: Option<&str>,
     ) -> anyhow::Result<Vec<Action>> {
         if !step.when.is_empty() {
             bail!(
@@ -246,18 +418,72 @@ impl Builder<'_> {
                 },
             }],
             StepKind::Service(action) => {
-                let MemberRole::Etcd { service, .. } = &m.role else {
+                let argv = match &m.role {
+                    MemberRole::Etcd { service, .. } => service_argv(service, *action)
+                        .with_context(|| format!("etcd member `{}` has no reload command", m.name))?,
+                    // Clearwater's etcd is monit's group `etcd`.
+                    MemberRole::Clearwater { .. } => {
+                        let verb = match action {
+                            ServiceAction::Stop => "stop",
+                            ServiceAction::Start => "monitor",
+                            ServiceAction::Restart => "restart",
+                            ServiceAction::Reload => bail!(
+                                "playbook {}:{}: Clearwater's etcd has no reload",
+                                self.pb_file(),
+                                step.line
+                            ),
+                        };
+                        ["monit", verb, "-g", "etcd"].map(str::to_owned).to_vec()
+                    }
+                };
+                vec![Action::Run {
+                    command: Command::remote(&m.name, &m.access, argv),
+                }]
+            }
+            StepKind::DatastoreConfig(store) => {
+                if role(m) != Some(ClearwaterRole::Vellum) {
                     bail!(
-                        "playbook {}:{}: `service` steps apply to etcd members; clearwater nodes are driven through monit (`run`)",
+                        "playbook {}:{}: `datastore-config` applies to Vellum nodes (`on: vellum`), not {}",
+                        self.pb_file(),
+                        step.line,
+                        m.name
+                    );
+                }
+                let path = store.path();
+                let content = match store {
+                    Store::Chronos => {
+                        crate::clearwater::chronos_default(&management_ip(m), &order.site_vellum)
+                    }
+                    Store::Memcached => crate::clearwater::cluster_settings_default(&order.site_vellum),
+                };
+                vec![Action::DatastoreConfig {
+                    on: Host::of(&m.name, &m.access),
+                    store: *store,
+                    path: path.into(),
+                    content,
+                    read: read_file(m, path),
+                    commands: self.write_with_backup(m, path),
+                }]
+            }
+            StepKind::CopySharedConfig => {
+                let InvFlavor::Clearwater(cw) = &cluster.flavor else {
+                    bail!(
+                        "playbook {}:{}: `copy-shared-config` is Clearwater's",
                         self.pb_file(),
                         step.line
                     );
                 };
-                let argv = service_argv(service, *action)
-                    .with_context(|| format!("etcd member `{}` has no reload command", m.name))?;
-                vec![Action::Run {
-                    command: Command::remote(&m.name, &m.access, argv),
-                }]
+                let source = shared_from.and_then(|s| order.masters.iter().find(|x| x.name == s));
+                match source {
+                    Some(src) if src.name != m.name => vec![Action::CopyFile {
+                        on: Host::of(&m.name, &m.access),
+                        path: cw.shared_config.clone(),
+                        source: src.name.clone(),
+                        read: Command::remote_str(&src.name, &src.access, &["cat", "--", &cw.shared_config]),
+                        commands: self.write_with_backup(m, &cw.shared_config),
+                    }],
+                    _ => Vec::new(),
+                }
             }
             StepKind::Wait(spec) => vec![self.member_gate(cluster, order, m, spec)?],
             StepKind::Backup(path) => vec![self.backup(&m.name, &m.access, &path.render(vars))],
@@ -288,7 +514,13 @@ impl Builder<'_> {
         let (poll, timeout) = gate_defaults(spec.gate);
         let first = order.first();
         let on = |x: &Member, argv: Vec<String>| Command::remote(&x.name, &x.access, argv);
-        let cw_health = |x: &Member| on(x, vec!["clearwater-etcdctl".into(), "cluster-health".into()]);
+        let cw_etcdctl = |x: &Member, what: &str| {
+            let mut argv = vec!["clearwater-etcdctl".to_owned(), what.to_owned()];
+            if what == "member" {
+                argv.push("list".into());
+            }
+            on(x, argv)
+        };
         let (fact, gate) = match (&cluster.flavor, &m.role, spec.gate) {
             (InvFlavor::Etcd(e), MemberRole::Etcd { client_url, .. }, PbGate::MemberHealthy) => (
                 format!("etcd member {} is healthy", m.name),
@@ -311,12 +543,12 @@ impl Builder<'_> {
                 ),
                 Gate::ClusterHealthy {
                     command: etcdctl(e, first, &order.seed_url(), &["member", "list", "-w", "json"]),
-                    status: Some(etcdctl(
+                    status: etcdctl(
                         e,
                         first,
                         &order.endpoints(),
                         &["--command-timeout=3s", "endpoint", "status", "-w", "json"],
-                    )),
+                    ),
                     expect: order.join_order().iter().map(|m| m.name.clone()).collect(),
                 },
             ),
@@ -357,22 +589,37 @@ impl Builder<'_> {
             (
                 InvFlavor::Clearwater(_),
                 MemberRole::Clearwater { management_ip, .. },
-                PbGate::MemberHealthy,
+                PbGate::MemberHealthy | PbGate::ClusterHealthy,
             ) => (
-                format!(
-                    "{} ({management_ip}) reaches the cluster through its etcd proxy",
-                    m.name
-                ),
-                Gate::MemberHealthy {
-                    command: cw_health(m),
+                if spec.gate == PbGate::MemberHealthy {
+                    format!(
+                        "{} ({management_ip}) reaches the masters' cluster through its own etcd: healthy, the masters and no other member listed, all started, one leader",
+                        m.name
+                    )
+                } else {
+                    format!(
+                        "the masters ({}) formed one cluster, as {} sees it: healthy, the masters and no other member listed, all started, one leader",
+                        order.master_ips().join(", "),
+                        m.name
+                    )
+                },
+                Gate::ClearwaterCluster {
+                    health: cw_etcdctl(m, "cluster-health"),
+                    list: cw_etcdctl(m, "member"),
+                    masters: order.master_ips(),
                 },
             ),
-            (InvFlavor::Clearwater(_), _, PbGate::ClusterHealthy) => (
-                format!("every master of {}'s etcd cluster is healthy", cluster.site),
-                Gate::ClusterHealthy {
-                    command: cw_health(first),
-                    status: None,
-                    expect: Vec::new(),
+            (InvFlavor::Clearwater(_), _, PbGate::MonitRunning) => (
+                format!("monit on {} shows {} running", m.name, spec.services.join(", ")),
+                Gate::MonitRunning {
+                    command: on(m, vec!["monit".into(), "summary".into()]),
+                    services: spec.services.clone(),
+                },
+            ),
+            (InvFlavor::Clearwater(_), _, PbGate::ConfigSynced) => (
+                format!("the shared configuration of {} is in sync with etcd", m.name),
+                Gate::ConfigSynced {
+                    command: on(m, vec![CHECK_CONFIG_SYNC.into()]),
                 },
             ),
             (f, _, g) => bail!(
@@ -420,50 +667,179 @@ fn etcdctl(e: &crate::inventory::Etcd, on: &Member, urls: &str, args: &[&str]) -
     Command::remote(&on.name, &on.access, argv)
 }
 
-/// The order cluster members are worked in: the first (seed or first vellum
-/// master), the rest, and for clearwater, masters and non-masters.
+/// Runs a command in Clearwater's signaling namespace (or plainly, where there is none).
+const RUN_IN_SIGNALING: &str = "/usr/share/clearwater/bin/run-in-signaling-namespace";
+/// Clearwater's check that the shared configuration matches etcd's.
+const CHECK_CONFIG_SYNC: &str = "/usr/share/clearwater/clearwater-config-manager/scripts/check_config_sync";
+/// Sprout's JSON configuration, checked before the rebuild.
+const SPROUT_JSON: [&str; 3] = [
+    "/etc/clearwater/enum.json",
+    "/etc/clearwater/s-cscf.json",
+    "/etc/clearwater/bgcf.json",
+];
+
+/// Prints `path` on `m`; exits 3 when there is none (told apart from a failure).
+fn read_file(m: &Member, path: &str) -> Command {
+    Command::remote_str(
+        &m.name,
+        &m.access,
+        &[
+            "sh",
+            "-c",
+            r#"if [ -e "$1" ]; then exec cat -- "$1"; fi; exit 3"#,
+            "opsctl-read",
+            path,
+        ],
+    )
+}
+
+fn role(m: &Member) -> Option<ClearwaterRole> {
+    match &m.role {
+        MemberRole::Clearwater { role, .. } => Some(*role),
+        MemberRole::Etcd { .. } => None,
+    }
+}
+
+fn management_ip(m: &Member) -> String {
+    match &m.role {
+        MemberRole::Clearwater { management_ip, .. } => management_ip.clone(),
+        MemberRole::Etcd { .. } => m.access.host.clone(),
+    }
+}
+
+impl Builder<'_> {
+    /// A file written on `m` beside `path`, the one there kept as
+    /// `path.opsctl-RUN` first.
+    fn write_with_backup(&self, m: &Member, path: &str) -> crate::remote::UploadCommands {
+        crate::remote::UploadCommands::new(
+            &m.name,
+            &m.access,
+            path,
+            &format!("{path}.opsctl-{}.tmp", self.req.run),
+            Some(&format!("{path}.opsctl-{}", self.req.run)),
+            None,
+        )
+    }
+}
+
+/// The order cluster members are worked in: the first (seed or first
+/// master), the rest, and for clearwater, masters and non-masters, and the
+/// Vellum nodes.
 struct ClusterOrder<'a> {
     all: Vec<&'a Member>,
     first: &'a Member,
     masters: Vec<&'a Member>,
+    /// Clearwater: the Vellum nodes taking part.
+    vellum: Vec<&'a Member>,
+    /// Clearwater: the management IP of every Vellum node of the site, as
+    /// the data-store files the runbook writes list them.
+    site_vellum: Vec<String>,
+    /// Clearwater: why these masters.
+    why_masters: Option<String>,
+    /// Members left out, for the next steps.
+    left_out: Vec<String>,
 }
 
 impl<'a> ClusterOrder<'a> {
     /// The order of `c`'s members, without those in `down`.
     fn new(c: &'a Cluster, down: &BTreeMap<String, String>) -> anyhow::Result<Self> {
         let by_name = |n: &str| c.members.iter().find(|m| m.name == n);
-        let (first, masters) = match &c.flavor {
-            InvFlavor::Etcd(e) => (by_name(&e.seed).context("the seed is not a member")?, Vec::new()),
+        let all: Vec<&Member> = c.members.iter().filter(|m| !down.contains_key(&m.name)).collect();
+        let left_out = down.keys().cloned().collect();
+        let is_vellum = |m: &&Member| role(m) == Some(ClearwaterRole::Vellum);
+        let order = match &c.flavor {
+            InvFlavor::Etcd(e) => ClusterOrder {
+                first: by_name(&e.seed).context("the seed is not a member")?,
+                all,
+                masters: Vec::new(),
+                vellum: Vec::new(),
+                site_vellum: Vec::new(),
+                why_masters: None,
+                left_out,
+            },
             InvFlavor::Clearwater(cw) => {
-                let masters: Vec<&Member> = cw.masters.iter().filter_map(|n| by_name(n)).collect();
-                let is_vellum = |m: &&Member| {
-                    matches!(
-                        m.role,
-                        MemberRole::Clearwater {
-                            role: crate::inventory::ClearwaterRole::Vellum,
-                            ..
-                        }
+                let vellum: Vec<&Member> = all.iter().copied().filter(is_vellum).collect();
+                let (names, why) = if cw.masters_chosen {
+                    if let Some(gone) = cw.masters.iter().find(|n| down.contains_key(*n)) {
+                        return Err(crate::error::refused(format!(
+                            "master {gone} does not answer SSH ({}); the new cluster cannot be formed on it\nhelp: take it out of `masters` in the inventory, or remove `masters` to let opsctl choose by the runbook's rule",
+                            down[gone]
+                        )));
+                    }
+                    (
+                        cw.masters.clone(),
+                        "the inventory names them (`masters`)".to_owned(),
+                    )
+                } else if vellum.len() >= 3 {
+                    (
+                        crate::inventory::masters_of(all.iter().copied()),
+                        format!(
+                            "{} Vellum nodes answer, and with 3 or more working Vellum nodes the runbook makes those the masters",
+                            vellum.len()
+                        ),
+                    )
+                } else {
+                    (
+                        crate::inventory::masters_of(all.iter().copied()),
+                        format!(
+                            "{} Vellum node{} answer{}, fewer than 3, so the runbook makes every node that answers a master",
+                            vellum.len(),
+                            if vellum.len() == 1 { "" } else { "s" },
+                            if vellum.len() == 1 { "s" } else { "" },
+                        ),
                     )
                 };
-                let first = masters
-                    .iter()
-                    .copied()
-                    .find(is_vellum)
-                    .or_else(|| c.members.iter().find(is_vellum))
-                    .with_context(|| {
-                        format!(
-                            "site `{}` has no vellum member to reload the data-store cluster state on",
-                            c.site
-                        )
-                    })?;
-                (first, masters)
+                let masters: Vec<&Member> = names.iter().filter_map(|n| by_name(n)).collect();
+                let first = *masters.first().context("no master takes part")?;
+                let site_vellum = c.members.iter().filter(is_vellum).map(management_ip).collect();
+                let mut why = format!(
+                    "masters: {}: {why}",
+                    masters
+                        .iter()
+                        .map(|m| m.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                if masters.len() < 3 {
+                    why.push_str(&format!(
+                        "; a cluster of {} master{} survives no lost master: add masters once the site is repaired",
+                        masters.len(),
+                        if masters.len() == 1 { "" } else { "s" }
+                    ));
+                }
+                ClusterOrder {
+                    all,
+                    first,
+                    masters,
+                    vellum,
+                    site_vellum,
+                    why_masters: Some(why),
+                    left_out,
+                }
             }
         };
-        Ok(ClusterOrder {
-            all: c.members.iter().filter(|m| !down.contains_key(&m.name)).collect(),
-            first,
-            masters,
-        })
+        Ok(order)
+    }
+
+    fn names(&self, members: &[&Member]) -> String {
+        members
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn master_ips(&self) -> Vec<String> {
+        self.masters.iter().map(|m| management_ip(m)).collect()
+    }
+
+    /// The Vellum node the data-store state is reloaded on: a master if one is.
+    fn one_vellum(&self) -> Option<&'a Member> {
+        self.vellum
+            .iter()
+            .copied()
+            .find(|v| self.masters.iter().any(|m| m.name == v.name))
+            .or_else(|| self.vellum.first().copied())
     }
 
     fn first(&self) -> &'a Member {
@@ -490,6 +866,8 @@ impl<'a> ClusterOrder<'a> {
                 .copied()
                 .filter(|m| !self.masters.iter().any(|x| x.name == m.name))
                 .collect(),
+            Selector::Vellum => self.vellum.clone(),
+            Selector::OneVellum => self.one_vellum().into_iter().collect(),
         }
     }
 
@@ -532,6 +910,14 @@ impl<'a> ClusterOrder<'a> {
             ("host", m.access.host.clone()),
             ("site", c.site.clone()),
             ("run", run.to_owned()),
+            (
+                "left_out",
+                if self.left_out.is_empty() {
+                    "none".to_owned()
+                } else {
+                    self.left_out.join(", ")
+                },
+            ),
         ]);
         match (&c.flavor, &m.role) {
             (
@@ -574,14 +960,7 @@ impl<'a> ClusterOrder<'a> {
                 ]);
             }
             (InvFlavor::Clearwater(cw), MemberRole::Clearwater { management_ip, .. }) => {
-                let masters: Vec<String> = self
-                    .masters
-                    .iter()
-                    .filter_map(|x| match &x.role {
-                        MemberRole::Clearwater { management_ip, .. } => Some(management_ip.clone()),
-                        MemberRole::Etcd { .. } => None,
-                    })
-                    .collect();
+                let masters = self.master_ips();
                 v.extend([
                     ("management_ip", management_ip.clone()),
                     ("local_config", cw.local_config.clone()),

@@ -56,10 +56,9 @@ pub struct Plan {
     /// (its id) that this run continues: taken out again is no change.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub continues: BTreeMap<String, String>,
-    /// What this plan needs that opsctl cannot do yet. A plan with any is
-    /// refused before it runs, and `--dry-run` says so.
+    /// What is left to the operator once the plan has run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub not_built: Vec<String>,
+    pub next_steps: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,8 +120,10 @@ pub enum CheckKind {
     /// fails): it has lost quorum. A healthy cluster is refused, unless
     /// `force`.
     QuorumLost { health: Vec<MemberRead>, force: bool },
-    /// Not built yet: the Clearwater form of `quorum-lost`.
-    ClearwaterQuorumLost,
+    /// Clearwater: no node's `clearwater-etcdctl cluster-health` says the
+    /// cluster is healthy or degraded (either has quorum). A cluster with
+    /// quorum is refused, unless `force`.
+    ClearwaterQuorumLost { health: Vec<MemberRead>, force: bool },
     /// The seed answers and no answering member is ahead of it (revision,
     /// then raft index), and each runs the etcd version the plan's restore
     /// command is for (`version`: `3.4`, or `3.5+` for `etcdutl`).
@@ -138,8 +139,32 @@ pub enum CheckKind {
         command: Command,
         record: String,
     },
-    /// Not built yet: the Clearwater configuration checks.
-    ConfigPresent,
+    /// Clearwater: every node's local_config (`local`) names the management
+    /// IP the plan uses for it (`ips`), and the shared configuration
+    /// (`shared`, on each master) is the same everywhere, or, with `from`,
+    /// present on that master, whose copy the others get.
+    ConfigPresent {
+        local: Vec<MemberRead>,
+        ips: BTreeMap<String, String>,
+        shared: Vec<MemberRead>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+    },
+    /// Clearwater: `nodetool status` on a Vellum node lists every Cassandra
+    /// node up and normal.
+    CassandraHealthy { read: MemberRead },
+    /// Clearwater: each Sprout node's JSON configuration files parse (a
+    /// file that is not there is reported, not refused).
+    SproutConfig { reads: Vec<FileRead> },
+}
+
+/// One file read on one node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileRead {
+    pub member: String,
+    pub path: String,
+    /// Prints the file; exits 3 when there is none.
+    pub command: Command,
 }
 
 impl CheckKind {
@@ -151,26 +176,12 @@ impl CheckKind {
             CheckKind::MinHealthy { .. } => "min-healthy",
             CheckKind::Advertised { .. } => "advertised",
             CheckKind::BundleValid { .. } => "bundle-valid",
-            CheckKind::QuorumLost { .. } | CheckKind::ClearwaterQuorumLost => "quorum-lost",
+            CheckKind::QuorumLost { .. } | CheckKind::ClearwaterQuorumLost { .. } => "quorum-lost",
             CheckKind::SeedLatest { .. } => "seed-latest",
             CheckKind::KeysCounted { .. } => "keys-counted",
-            CheckKind::ConfigPresent => "config-present",
-        }
-    }
-
-    /// Whether the executor can run it.
-    pub fn built(&self) -> bool {
-        match self {
-            CheckKind::Reachable { .. }
-            | CheckKind::StatsReadable { .. }
-            | CheckKind::PeersHealthy { .. }
-            | CheckKind::MinHealthy { .. }
-            | CheckKind::Advertised { .. }
-            | CheckKind::BundleValid { .. }
-            | CheckKind::QuorumLost { .. }
-            | CheckKind::SeedLatest { .. }
-            | CheckKind::KeysCounted { .. } => true,
-            CheckKind::ClearwaterQuorumLost | CheckKind::ConfigPresent => false,
+            CheckKind::ConfigPresent { .. } => "config-present",
+            CheckKind::CassandraHealthy { .. } => "cassandra-healthy",
+            CheckKind::SproutConfig { .. } => "sprout-config",
         }
     }
 }
@@ -329,6 +340,27 @@ pub enum Action {
         read: Command,
         commands: UploadCommands,
     },
+    /// Clearwater: a Vellum node's data-store cluster file (`store`),
+    /// read and checked; only if it is missing or invalid, `content` (every
+    /// Vellum node of the site) is written, the invalid file kept aside.
+    DatastoreConfig {
+        on: Host,
+        store: crate::playbook::Store,
+        path: String,
+        content: String,
+        /// Prints the file; exits 3 when there is none.
+        read: Command,
+        commands: UploadCommands,
+    },
+    /// A file copied from another node (`read` runs there) onto this one,
+    /// the file it replaces kept aside.
+    CopyFile {
+        on: Host,
+        path: String,
+        source: String,
+        read: Command,
+        commands: UploadCommands,
+    },
     /// A rollback's: puts back the file upload step `upload` replaced, when
     /// that step completed (a failed upload replaced nothing).
     Restore {
@@ -430,13 +462,30 @@ pub enum Gate {
     /// etcd: `command` is `member list -w json`, `status` is `endpoint
     /// status --cluster -w json`; every member in `expect` is listed and
     /// started, none is a learner, none is unknown, every one answers and
-    /// all agree on one leader. Clearwater (`status` absent): not built yet.
+    /// all agree on one leader.
     ClusterHealthy {
         command: Command,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        status: Option<Command>,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        status: Command,
         expect: Vec<String>,
+    },
+    /// Clearwater, as one node sees the cluster through its own etcd
+    /// (member or proxy): `health` (`cluster-health`) says healthy, and
+    /// `list` (`member list`) holds exactly the `masters` (by management IP),
+    /// all started, one of them the leader.
+    ClearwaterCluster {
+        health: Command,
+        list: Command,
+        masters: Vec<String>,
+    },
+    /// Clearwater: `command` (`monit summary`) shows every one of `services`
+    /// running.
+    MonitRunning {
+        command: Command,
+        services: Vec<String>,
+    },
+    /// Clearwater: `command` (`check_config_sync`) exits 0.
+    ConfigSynced {
+        command: Command,
     },
     /// The key count and revision (`command`: a serializable `get -w json`)
     /// are at least those kept as `record` before any change.
@@ -479,26 +528,9 @@ impl Gate {
             Gate::KeysPreserved { .. } => "keys-preserved",
             Gate::MemberAdded { .. } => "member-added",
             Gate::AcceptsWrites { .. } => "accepts-writes",
-        }
-    }
-
-    /// Whether the executor can wait on it.
-    pub fn built(&self) -> bool {
-        match self {
-            Gate::Drained { .. }
-            | Gate::ServiceUp { .. }
-            | Gate::StatsAnswer { .. }
-            | Gate::StunBinding { .. }
-            | Gate::Unadvertised { .. }
-            | Gate::Advertised { .. }
-            | Gate::SshDown { .. }
-            | Gate::NewBoot { .. }
-            | Gate::ServedCert { .. }
-            | Gate::MemberHealthy { .. }
-            | Gate::KeysPreserved { .. }
-            | Gate::MemberAdded { .. }
-            | Gate::AcceptsWrites { .. } => true,
-            Gate::ClusterHealthy { status, .. } => status.is_some(),
+            Gate::ClearwaterCluster { .. } => "cluster-healthy",
+            Gate::MonitRunning { .. } => "monit-running",
+            Gate::ConfigSynced { .. } => "config-synced",
         }
     }
 }
@@ -598,11 +630,16 @@ impl CheckKind {
             CheckKind::QuorumLost { health: reads, .. } | CheckKind::SeedLatest { status: reads, .. } => {
                 out.extend(reads.iter().map(|r| &r.command))
             }
+            CheckKind::ClearwaterQuorumLost { health: reads, .. } => {
+                out.extend(reads.iter().map(|r| &r.command))
+            }
             CheckKind::KeysCounted { command, .. } => out.push(command),
-            CheckKind::Advertised { .. }
-            | CheckKind::BundleValid { .. }
-            | CheckKind::ClearwaterQuorumLost
-            | CheckKind::ConfigPresent => {}
+            CheckKind::ConfigPresent { local, shared, .. } => {
+                out.extend(local.iter().chain(shared).map(|r| &r.command))
+            }
+            CheckKind::CassandraHealthy { read } => out.push(&read.command),
+            CheckKind::SproutConfig { reads } => out.extend(reads.iter().map(|r| &r.command)),
+            CheckKind::Advertised { .. } | CheckKind::BundleValid { .. } => {}
         }
     }
 }
@@ -625,10 +662,9 @@ impl Action {
                 | Gate::SshDown { command, .. }
                 | Gate::MemberHealthy { command }
                 | Gate::KeysPreserved { command, .. } => out.push(command),
-                Gate::ClusterHealthy { command, status, .. } => {
-                    out.push(command);
-                    out.extend(status);
-                }
+                Gate::ClusterHealthy { command, status, .. } => out.extend([command, status]),
+                Gate::ClearwaterCluster { health, list, .. } => out.extend([health, list]),
+                Gate::MonitRunning { command, .. } | Gate::ConfigSynced { command } => out.push(command),
                 Gate::MemberAdded { list, add, .. } => out.extend([list, add]),
                 Gate::AcceptsWrites { put, get, del, .. } => out.extend([put, get, del]),
                 Gate::StunBinding { .. } | Gate::ServedCert { .. } => {}
@@ -642,6 +678,10 @@ impl Action {
             Action::StatusCommand { send, .. } => out.extend(send.command()),
             Action::Upload { commands, .. } => out.extend(commands.all()),
             Action::SetConfig { read, commands, .. } => {
+                out.push(read);
+                out.extend(commands.all());
+            }
+            Action::DatastoreConfig { read, commands, .. } | Action::CopyFile { read, commands, .. } => {
                 out.push(read);
                 out.extend(commands.all());
             }

@@ -53,15 +53,6 @@ impl Render {
                 "continues: run {run} left {relay} out of the advertised list; this run takes it from there"
             );
         }
-        if !plan.not_built.is_empty() {
-            let _ = writeln!(
-                o,
-                "\nNOT RUNNABLE YET: this plan needs parts of opsctl that are not built, so a real run is refused before anything changes:"
-            );
-            for n in &plan.not_built {
-                let _ = writeln!(o, "  - {n}");
-            }
-        }
         if !plan.preflight.is_empty() {
             let _ = writeln!(self.out, "\nsafety checks, all before anything changes:");
             let width = plan
@@ -105,6 +96,12 @@ impl Render {
                 let _ = writeln!(self.out, "  - {n}");
             }
         }
+        if !plan.next_steps.is_empty() {
+            let _ = writeln!(self.out, "\nnext steps, left to the operator once it has run:");
+            for n in &plan.next_steps {
+                let _ = writeln!(self.out, "  - {n}");
+            }
+        }
     }
 
     fn check(&mut self, c: &Check, width: usize) {
@@ -132,12 +129,21 @@ impl Render {
                 let cmds: Vec<&Command> = reads.iter().map(|r| &r.command).collect();
                 self.commands(&cmds, &pad);
             }
+            CheckKind::ClearwaterQuorumLost { health: reads, .. } => {
+                let cmds: Vec<&Command> = reads.iter().map(|r| &r.command).collect();
+                self.commands(&cmds, &pad);
+            }
             CheckKind::KeysCounted { command, .. } => self.command(command, &pad),
-            CheckKind::Reachable { .. }
-            | CheckKind::Advertised { .. }
-            | CheckKind::BundleValid { .. }
-            | CheckKind::ClearwaterQuorumLost
-            | CheckKind::ConfigPresent => {}
+            CheckKind::ConfigPresent { local, shared, .. } => {
+                let cmds: Vec<&Command> = local.iter().chain(shared).map(|r| &r.command).collect();
+                self.commands(&cmds, &pad);
+            }
+            CheckKind::CassandraHealthy { read } => self.command(&read.command, &pad),
+            CheckKind::SproutConfig { reads } => {
+                let cmds: Vec<&Command> = reads.iter().map(|r| &r.command).collect();
+                self.commands(&cmds, &pad);
+            }
+            CheckKind::Reachable { .. } | CheckKind::Advertised { .. } | CheckKind::BundleValid { .. } => {}
         }
     }
 
@@ -384,6 +390,48 @@ impl Render {
                     }
                 );
             }
+            Action::DatastoreConfig {
+                on,
+                path,
+                content,
+                read,
+                commands,
+                ..
+            } => {
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  on {} ({}), {path} is read and checked; valid, it is left as it is (node states untouched); missing or invalid, this is written (the file there kept aside), every Vellum node of the site listed:",
+                    on.node, on.address
+                );
+                for line in content.lines() {
+                    let _ = writeln!(self.out, "{pad}    | {line}");
+                }
+                self.command(read, pad);
+                self.commands(&commands.all(), pad);
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  (the last removes the temporary file if any of them fails)"
+                );
+            }
+            Action::CopyFile {
+                on,
+                path,
+                source,
+                read,
+                commands,
+            } => {
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  {source}'s {path} read, written to {} ({}) beside it with its mode and owner, the current one kept, renamed:",
+                    on.node, on.address
+                );
+                self.command(read, pad);
+                self.commands(&commands.all(), pad);
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  (the last removes the temporary file if any of them fails)"
+                );
+            }
             Action::Restore { upload, command, .. } => {
                 self.command(command, pad);
                 let _ = writeln!(self.out, "{pad}  (only if step {upload} wrote its file)");
@@ -495,23 +543,26 @@ impl Render {
                 let _ = writeln!(self.out, "{pad}  read by this, which must exit 0:");
                 self.command(command, pad);
             }
-            Gate::ClusterHealthy {
-                command,
-                status: Some(status),
-                ..
-            } => {
+            Gate::ClusterHealthy { command, status, .. } => {
                 let _ = writeln!(
                     self.out,
                     "{pad}  read by the member list and every member's status (JSON), both parsed:"
                 );
                 self.commands(&[command, status], pad);
             }
-            Gate::ClusterHealthy {
-                command,
-                status: None,
-                ..
-            } => {
-                let _ = writeln!(self.out, "{pad}  read by (not built yet):");
+            Gate::ClearwaterCluster { health, list, .. } => {
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  read by cluster-health and the member list (etcdctl's v2 text), both parsed:"
+                );
+                self.commands(&[health, list], pad);
+            }
+            Gate::MonitRunning { command, .. } => {
+                let _ = writeln!(self.out, "{pad}  read by monit's summary, parsed:");
+                self.command(command, pad);
+            }
+            Gate::ConfigSynced { command } => {
+                let _ = writeln!(self.out, "{pad}  read by this, which must exit 0:");
                 self.command(command, pad);
             }
             Gate::KeysPreserved { command, record } => {

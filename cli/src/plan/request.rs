@@ -36,6 +36,9 @@ pub enum Procedure {
         /// Members whose host does not answer SSH now, with why: the
         /// rebuilt cluster is formed without them (read before planning).
         unreachable: BTreeMap<String, String>,
+        /// Clearwater, `--shared-config-from`: the master whose shared
+        /// configuration the other masters get.
+        shared_from: Option<String>,
     },
 }
 
@@ -86,6 +89,7 @@ pub fn build(inv: &Inventory, req: &Request) -> anyhow::Result<Plan> {
         notes: Vec::new(),
         number: 0,
         continues: BTreeMap::new(),
+        next_steps: Vec::new(),
     };
     let preflight = match (&pb.targets, &pb.body) {
         (Targets::Relays, Body::PerRelay(steps)) => b.relays(steps)?,
@@ -118,9 +122,8 @@ pub fn build(inv: &Inventory, req: &Request) -> anyhow::Result<Plan> {
         notes: b.notes,
         nodes,
         continues: b.continues,
-        not_built: Vec::new(),
-    }
-    .with_not_built())
+        next_steps: b.next_steps,
+    })
 }
 
 pub(super) struct Builder<'a> {
@@ -131,32 +134,7 @@ pub(super) struct Builder<'a> {
     pub(super) notes: Vec<String>,
     pub(super) number: usize,
     pub(super) continues: BTreeMap<String, String>,
-}
-
-impl Plan {
-    /// Lists what the plan needs that is not built, so that both `--dry-run`
-    /// and a real run say it before anything happens.
-    fn with_not_built(mut self) -> Plan {
-        let mut missing: Vec<String> = Vec::new();
-        let mut add = |what: String| {
-            if !missing.contains(&what) {
-                missing.push(what);
-            }
-        };
-        for c in &self.preflight {
-            if !c.kind.built() {
-                add(format!("the safety check `{}`", c.kind.name()));
-            }
-        }
-        for s in self.all_steps() {
-            match &s.action {
-                Action::Gate { gate, .. } if !gate.built() => add(format!("the `{}` gate", gate.name())),
-                _ => {}
-            }
-        }
-        self.not_built = missing;
-        self
-    }
+    pub(super) next_steps: Vec<String>,
 }
 
 impl<'a> Builder<'a> {
@@ -341,7 +319,9 @@ fn takes_out_of_service(k: &StepKind) -> bool {
         | StepKind::ReadServed
         | StepKind::Backup(_)
         | StepKind::MoveAside(_)
-        | StepKind::SetConfig { .. } => false,
+        | StepKind::SetConfig { .. }
+        | StepKind::DatastoreConfig(_)
+        | StepKind::CopySharedConfig => false,
     }
 }
 
@@ -396,6 +376,10 @@ pub(super) fn title(node: &str, kind: &StepKind, action: &Action, i: usize) -> S
             format!("upload the {}", content.split(" from ").next().unwrap_or("file"))
         }
         (_, Action::SetConfig { path, .. }) => format!("edit {path}"),
+        (_, Action::DatastoreConfig { path, .. }) => {
+            format!("check {path}, rewrite it only if missing or invalid")
+        }
+        (_, Action::CopyFile { path, source, .. }) => format!("copy {path} from {source}"),
         (_, Action::Confirm { .. }) => "confirm".into(),
         (_, Action::ReadServed { .. }) => "read the certificate it serves now".into(),
         (_, Action::Restore { path, .. }) => format!("put the backup of {path} back"),
@@ -417,6 +401,8 @@ pub(super) fn step_name(k: &StepKind) -> &'static str {
         StepKind::Backup(_) => "backup",
         StepKind::MoveAside(_) => "move-aside",
         StepKind::SetConfig { .. } => "set-config",
+        StepKind::DatastoreConfig(_) => "datastore-config",
+        StepKind::CopySharedConfig => "copy-shared-config",
     }
 }
 
@@ -533,6 +519,7 @@ sites:
             &i,
             Procedure::RecoverQuorum {
                 unreachable: BTreeMap::new(),
+                shared_from: None,
             },
             &["s"],
         )

@@ -121,6 +121,12 @@ impl Builder<'_> {
                 values.iter().map(|(k, v)| (k.clone(), v.render(&vars))).collect(),
                 unset.clone(),
             )],
+            StepKind::DatastoreConfig(_) | StepKind::CopySharedConfig => bail!(
+                "playbook {}:{}: step `{}` applies to Clearwater clusters, not relays",
+                self.pb_file(),
+                step.line,
+                super::request::step_name(&step.kind)
+            ),
         })
     }
 
@@ -300,7 +306,9 @@ impl Builder<'_> {
             | PbGate::ClusterHealthy
             | PbGate::KeysPreserved
             | PbGate::MemberAdded
-            | PbGate::AcceptsWrites => bail!(
+            | PbGate::AcceptsWrites
+            | PbGate::MonitRunning
+            | PbGate::ConfigSynced => bail!(
                 "playbook {}: gate `{}` applies to clusters, not relays",
                 self.pb_file(),
                 spec.gate.name()
@@ -398,5 +406,6 @@ pub(super) fn gate_defaults(g: PbGate) -> (Duration, Duration) {
         PbGate::MemberAdded => (s(2), s(60)),
         PbGate::MemberHealthy => (s(2), s(120)),
         PbGate::ClusterHealthy => (s(2), s(300)),
+        PbGate::MonitRunning | PbGate::ConfigSynced => (s(2), s(120)),
     }
 }
