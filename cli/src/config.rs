@@ -161,6 +161,7 @@ fn against_inventory(
                 // Read when the plan is made (commands::procedure).
                 unreachable: Default::default(),
                 shared_from: r.shared_config_from,
+                seed_version: Err("not read yet".into()),
             },
             vec![select_cluster_site(&inventory, r.site)?],
         ),

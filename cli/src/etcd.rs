@@ -6,6 +6,34 @@
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+/// Whether etcd `version` restores a snapshot with `etcdutl` (3.5 and
+/// later; 3.6 removed etcdctl's restore) rather than `etcdctl` (3.0 to 3.4);
+/// `None` for what is not an etcd 3 version.
+pub fn restores_with_etcdutl(version: &str) -> Option<bool> {
+    let mut parts = version.trim().trim_start_matches('v').split('.');
+    let major: u32 = parts.next()?.parse().ok()?;
+    let minor: u32 = parts
+        .next()?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
+    match major {
+        3 => Some(minor >= 5),
+        4.. => Some(true),
+        _ => None,
+    }
+}
+
+/// The restore a plan uses, in words.
+pub fn restore_tool_words(etcdutl: bool) -> &'static str {
+    if etcdutl {
+        "`etcdutl snapshot restore`, etcd 3.5 and later's"
+    } else {
+        "`etcdctl snapshot restore`, etcd 3.4 and earlier's (3.5 moved it to etcdutl, 3.6 removed etcdctl's)"
+    }
+}
+
 /// One member's `endpoint status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
@@ -130,15 +158,16 @@ impl Keys {
 pub fn judge_seed(
     seed: &str,
     answers: &[(String, Result<Status, String>)],
-    version: &str,
+    etcdutl: bool,
 ) -> anyhow::Result<String> {
     for (m, a) in answers {
         if let Ok(s) = a
-            && !(s.version == version || s.version.starts_with(&format!("{version}.")))
+            && restores_with_etcdutl(&s.version) != Some(etcdutl)
         {
             bail!(
-                "{m} runs etcd {}, but this plan restores with `etcdctl snapshot restore`, which is etcd {version}'s (3.5 moved it to `etcdutl`, 3.6 removed etcdctl's)\nhelp: a recovery plan for etcd 3.5 and later is not built yet; recover by hand with `etcdutl snapshot restore`",
-                s.version
+                "{m} runs etcd {}, but this plan restores with {}\nhelp: run recover-quorum again: its plan is made for the version the seed reports then",
+                s.version,
+                restore_tool_words(etcdutl)
             );
         }
     }
@@ -331,11 +360,11 @@ mod tests {
             ("e3", Err("down".into())),
         ]);
         assert_eq!(
-            judge_seed("e1", &ok, "3.4").unwrap(),
+            judge_seed("e1", &ok, false).unwrap(),
             "e1 is at revision 10, raft index 20, etcd 3.4.23; not answering: e3"
         );
         let behind = a(vec![("e1", st(10, 20, "3.4.23")), ("e2", st(12, 25, "3.4.23"))]);
-        let e = judge_seed("e1", &behind, "3.4").unwrap_err().to_string();
+        let e = judge_seed("e1", &behind, false).unwrap_err().to_string();
         assert!(
             e.starts_with(
                 "`e2` is ahead of the seed `e1` (revision 12 and raft index 25, against 10 and 20)"
@@ -351,7 +380,7 @@ mod tests {
             judge_seed(
                 "e1",
                 &a(vec![("e1", st(10, 20, "3.4.1")), ("e2", st(10, 21, "3.4.1"))]),
-                "3.4"
+                false
             )
             .is_err()
         );
@@ -359,17 +388,37 @@ mod tests {
             ("e1", Err("connection refused".into())),
             ("e2", st(10, 21, "3.4.1")),
         ]);
-        let e = judge_seed("e1", &down, "3.4").unwrap_err().to_string();
+        let e = judge_seed("e1", &down, false).unwrap_err().to_string();
         assert!(e.contains("make `e2` the seed"), "{e}");
         let newer = a(vec![("e1", st(10, 20, "3.5.9"))]);
         assert!(
-            judge_seed("e1", &newer, "3.4")
+            judge_seed("e1", &newer, false)
                 .unwrap_err()
                 .to_string()
                 .starts_with("e1 runs etcd 3.5.9")
         );
         // 3.40 is not 3.4.
-        assert!(judge_seed("e1", &a(vec![("e1", st(1, 1, "3.40.0"))]), "3.4").is_err());
+        assert!(judge_seed("e1", &a(vec![("e1", st(1, 1, "3.40.0"))]), false).is_err());
+        // Planned for etcdutl, 3.5 and 3.6 pass; 3.4 does not.
+        assert!(
+            judge_seed(
+                "e1",
+                &a(vec![("e1", st(1, 1, "3.5.17")), ("e2", st(1, 1, "3.6.4"))]),
+                true
+            )
+            .is_ok()
+        );
+        assert!(judge_seed("e1", &a(vec![("e1", st(1, 1, "3.4.23"))]), true).is_err());
+    }
+
+    #[test]
+    fn etcd_3_5_and_later_restore_with_etcdutl() {
+        assert_eq!(restores_with_etcdutl("3.4.23"), Some(false));
+        assert_eq!(restores_with_etcdutl("3.5.0"), Some(true));
+        assert_eq!(restores_with_etcdutl("3.6.4"), Some(true));
+        assert_eq!(restores_with_etcdutl("3.40.1"), Some(true));
+        assert_eq!(restores_with_etcdutl("2.3.8"), None);
+        assert_eq!(restores_with_etcdutl("junk"), None);
     }
 
     #[test]

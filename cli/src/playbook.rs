@@ -359,6 +359,7 @@ pub const ETCD_VARS: &[&str] = &[
     "seed_client_url",
     "endpoints",
     "snapshot",
+    "snapshot_tool",
     "left_out",
 ];
 

@@ -17,10 +17,16 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
         let relays: Vec<_> = inv.relays().filter(|r| req.targets.contains(&r.name)).collect();
         *served = plan::read_served_now(&relays);
     }
-    if let plan::Procedure::RecoverQuorum { unreachable, .. } = &mut req.procedure {
+    if let plan::Procedure::RecoverQuorum {
+        unreachable,
+        seed_version,
+        ..
+    } = &mut req.procedure
+    {
         // Which members' hosts answer now: a rebuild goes on without a host
-        // that is down, if enough answer.
-        *unreachable = unreachable_members(cfg, inv, &req.targets)?;
+        // that is down, if enough answer. And which etcd the seed runs: its
+        // restore command depends on it.
+        (*unreachable, *seed_version) = probe_members(cfg, inv, &req.targets)?;
     }
     let mut plan = plan::build(inv, &req).map_err(|e| error::mark(Kind::Usage, e))?;
     let mut resume = None;
@@ -93,23 +99,53 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
 }
 
 /// The members of the targets' clusters whose host does not answer SSH now,
-/// with why; all are asked at once.
-fn unreachable_members(
+/// with why (all are asked at once), and for plain etcd, the version the
+/// seed's etcd reports (or why it cannot be read).
+fn probe_members(
     cfg: &Config,
     inv: &crate::inventory::Inventory,
     sites: &[String],
-) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
-    let members: Vec<crate::remote::Node> = inv
+) -> anyhow::Result<(std::collections::BTreeMap<String, String>, Result<String, String>)> {
+    let clusters: Vec<&crate::inventory::Cluster> = inv
         .sites
         .iter()
         .filter(|s| sites.contains(&s.name))
         .filter_map(|s| s.cluster.as_ref())
+        .collect();
+    let members: Vec<crate::remote::Node> = clusters
+        .iter()
         .flat_map(|c| c.members.iter())
         .map(|m| crate::remote::Node {
             name: m.name.clone(),
             access: m.access.clone(),
         })
         .collect();
+    // `endpoint status` answers without quorum (a serializable read).
+    let seed_read = clusters.iter().find_map(|c| match &c.flavor {
+        crate::inventory::Flavor::Etcd(e) => {
+            let seed = c.members.iter().find(|m| m.name == e.seed)?;
+            let crate::inventory::MemberRole::Etcd { client_url, .. } = &seed.role else {
+                return None;
+            };
+            let argv = [
+                e.etcdctl.as_str(),
+                &format!("--endpoints={client_url}"),
+                "--command-timeout=3s",
+                "endpoint",
+                "status",
+                "-w",
+                "json",
+            ];
+            Some((
+                crate::remote::Node {
+                    name: seed.name.clone(),
+                    access: seed.access.clone(),
+                },
+                crate::command::Command::remote_str(&seed.name, &seed.access, &argv),
+            ))
+        }
+        crate::inventory::Flavor::Clearwater(_) => None,
+    });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -132,9 +168,29 @@ fn unreachable_members(
                 down.insert(name, why.lines().next().unwrap_or("").to_owned());
             }
         }
+        let version = match seed_read {
+            None => Err("not an etcd cluster".to_owned()),
+            Some((node, _)) if down.contains_key(&node.name) => {
+                Err("its host does not answer SSH".to_owned())
+            }
+            Some((node, cmd)) => {
+                let t = node.access.ssh.command_timeout;
+                match remote.run(&node, &cmd, t).await {
+                    Err(e) => Err(e.to_string().lines().last().unwrap_or("").to_owned()),
+                    Ok(out) => crate::etcd::statuses(&out.stdout)
+                        .map_err(|e| format!("{e:#}"))
+                        .and_then(|s| {
+                            s.into_iter()
+                                .next()
+                                .map(|(_, s)| s.version)
+                                .ok_or_else(|| "no status in the reply".to_owned())
+                        }),
+                }
+            }
+        };
         if let Ok(remote) = std::sync::Arc::try_unwrap(remote) {
             remote.close().await;
         }
-        Ok(down)
+        Ok((down, version))
     })
 }

@@ -163,7 +163,7 @@ pub async fn preflight(ex: &mut Executor<'_>, check: &CheckKind) -> anyhow::Resu
         CheckKind::SeedLatest {
             seed,
             status,
-            version,
+            etcdutl,
         } => {
             let answers: Vec<(String, Result<crate::etcd::Status, String>)> = member_reads(ex, status)
                 .await?
@@ -180,7 +180,7 @@ pub async fn preflight(ex: &mut Executor<'_>, check: &CheckKind) -> anyhow::Resu
                     (m, s)
                 })
                 .collect();
-            ex.out.note(&crate::etcd::judge_seed(seed, &answers, version)?);
+            ex.out.note(&crate::etcd::judge_seed(seed, &answers, *etcdutl)?);
         }
         CheckKind::KeysCounted {
             seed,

@@ -255,6 +255,8 @@ pub struct Etcd {
     /// The member whose data the rebuilt cluster starts from.
     pub seed: String,
     pub etcdctl: String,
+    /// etcd 3.5 and later restore (and read) snapshots with it.
+    pub etcdutl: String,
 }
 
 #[derive(Debug, Clone)]

@@ -658,6 +658,7 @@ fn cluster(at: &At, defaults: &Defaults, site: &str, walk: &Walk) -> Option<Clus
     let seed = seed_at.as_ref().and_then(|a| a.name());
     let token = m.get("token").and_then(|a| a.word("cluster token"));
     let etcdctl = m.get("etcdctl").and_then(|a| a.word("command"));
+    let etcdutl = m.get("etcdutl").and_then(|a| a.word("command"));
     let data_dir = m.get("data_dir").and_then(|a| a.word("path"));
     let env_file = m.get("env_file").and_then(|a| a.word("path"));
     let unit = m.get("unit").and_then(|a| a.word("unit name"));
@@ -668,6 +669,7 @@ fn cluster(at: &At, defaults: &Defaults, site: &str, walk: &Walk) -> Option<Clus
             ("seed", seed.is_some()),
             ("token", token.is_some()),
             ("etcdctl", etcdctl.is_some()),
+            ("etcdutl", etcdutl.is_some()),
             ("env_file", env_file.is_some()),
             ("unit", unit.is_some()),
         ]
@@ -741,6 +743,7 @@ fn cluster(at: &At, defaults: &Defaults, site: &str, walk: &Walk) -> Option<Clus
             token: token.unwrap_or_else(|| format!("{site}-etcd")),
             seed: seed.unwrap_or_else(|| names.first().map(|s| (*s).to_owned()).unwrap_or_default()),
             etcdctl: etcdctl.unwrap_or_else(|| "etcdctl".into()),
+            etcdutl: etcdutl.unwrap_or_else(|| "etcdutl".into()),
         })
     };
     Some(Cluster {

@@ -29,17 +29,29 @@ impl Builder<'_> {
             .cluster
             .as_ref()
             .with_context(|| format!("site `{}` has no `cluster` in {}", site.name, inv.file))?;
-        let (down, shared_from) = match &self.req.procedure {
+        let (down, shared_from, seed_version) = match &self.req.procedure {
             Procedure::RecoverQuorum {
                 unreachable,
                 shared_from,
-            } => (unreachable.clone(), shared_from.clone()),
-            _ => (BTreeMap::new(), None),
+                seed_version,
+            } => (unreachable.clone(), shared_from.clone(), seed_version.clone()),
+            _ => (BTreeMap::new(), None, Err("not read".into())),
         };
         let down = self.leave_out(cluster, &down)?;
-        let order = ClusterOrder::new(cluster, &down)?;
+        let mut order = ClusterOrder::new(cluster, &down)?;
+        if let InvFlavor::Etcd(e) = &cluster.flavor {
+            order.etcdutl = self.restore_tool(e, &seed_version)?;
+        }
         if let Some(why) = &order.why_masters {
             self.note(why.clone());
+        }
+        if let Some(src) = &shared_from
+            && let InvFlavor::Etcd(_) = &cluster.flavor
+        {
+            bail!(
+                "--shared-config-from {src}: applies to Clearwater clusters; site `{}` has an etcd cluster",
+                site.name
+            );
         }
         if let Some(src) = &shared_from
             && !order.masters.iter().any(|m| &m.name == src)
@@ -105,6 +117,40 @@ impl Builder<'_> {
         let vars = order.vars(cluster, order.first(), &self.req.run);
         self.next_steps = self.pb.next_steps.iter().map(|t| t.render(&vars)).collect();
         Ok(preflight)
+    }
+
+    /// Whether the seed's etcd (as it reports itself now) restores with
+    /// `etcdutl`. Unread, the plan is for etcd 3.4, and says so: the run
+    /// reads every member's version before any change and refuses another.
+    fn restore_tool(
+        &mut self,
+        e: &crate::inventory::Etcd,
+        version: &Result<String, String>,
+    ) -> anyhow::Result<bool> {
+        match version {
+            Ok(v) => match crate::etcd::restores_with_etcdutl(v) {
+                Some(etcdutl) => {
+                    self.note(format!(
+                        "the seed `{}` runs etcd {v}: it is restored with {}",
+                        e.seed,
+                        crate::etcd::restore_tool_words(etcdutl)
+                    ));
+                    Ok(etcdutl)
+                }
+                None => Err(crate::error::refused(format!(
+                    "the seed `{}` reports etcd {v}, which opsctl does not recover (etcd 3 only)",
+                    e.seed
+                ))),
+            },
+            Err(why) => {
+                self.note(format!(
+                    "the seed `{}`'s etcd version cannot be read now ({why}): this plan restores with {}; a run reads every member's version first and refuses another",
+                    e.seed,
+                    crate::etcd::restore_tool_words(false)
+                ));
+                Ok(false)
+            }
+        }
     }
 
     /// A member whose host is down is left out of the rebuilt cluster, if
@@ -218,8 +264,10 @@ impl Builder<'_> {
                     }
                 ),
                 (Preflight::SeedLatest, InvFlavor::Etcd(e)) => format!(
-                    "the seed `{}` answers and no answering member is ahead of it (revision, then raft index, by `{} endpoint status` on each; otherwise refuse and name the member to use as seed); every member runs etcd {RESTORES_WITH_ETCDCTL}, whose restore is `etcdctl snapshot restore`",
-                    first.name, e.etcdctl
+                    "the seed `{}` answers and no answering member is ahead of it (revision, then raft index, by `{} endpoint status` on each; otherwise refuse and name the member to use as seed); every member runs an etcd whose restore is {}",
+                    first.name,
+                    e.etcdctl,
+                    crate::etcd::restore_tool_words(order.etcdutl)
                 ),
                 (Preflight::KeysCounted, InvFlavor::Etcd(e)) => format!(
                     "count the keys and read the revision on the seed `{}` with a serializable read (`{} get \"\" --prefix --keys-only --consistency=s`), kept as `{KEYS}` to compare at the end",
@@ -249,7 +297,7 @@ impl Builder<'_> {
                             &["--command-timeout=3s", "endpoint", "status", "-w", "json"],
                         )
                     }),
-                    version: RESTORES_WITH_ETCDCTL.into(),
+                    etcdutl: order.etcdutl,
                 },
                 (Preflight::KeysCounted, InvFlavor::Etcd(e)) => CheckKind::KeysCounted {
                     seed: first.name.clone(),
@@ -406,7 +454,14 @@ impl Builder<'_> {
                 message,
                 show_allocations: _,
             } => vec![Action::Confirm {
-                prompt: message.render(vars),
+                // The copy the operator asked for is confirmed with the rest.
+                prompt: match shared_from {
+                    Some(src) => format!(
+                        "{}, replacing the other masters' shared_config with {src}'s",
+                        message.render(vars)
+                    ),
+                    None => message.render(vars),
+                },
                 allocations: None,
                 service: None,
             }],
@@ -639,10 +694,6 @@ impl Builder<'_> {
     }
 }
 
-/// The etcd release line whose restore is `etcdctl snapshot restore` (3.5
-/// moved it to `etcdutl`, 3.6 removed etcdctl's).
-const RESTORES_WITH_ETCDCTL: &str = "3.4";
-
 /// Under this name the seed's key count and revision are kept.
 const KEYS: &str = "keys";
 
@@ -738,6 +789,8 @@ struct ClusterOrder<'a> {
     why_masters: Option<String>,
     /// Members left out, for the next steps.
     left_out: Vec<String>,
+    /// etcd: the seed is restored with `etcdutl` (3.5 and later).
+    etcdutl: bool,
 }
 
 impl<'a> ClusterOrder<'a> {
@@ -756,6 +809,7 @@ impl<'a> ClusterOrder<'a> {
                 site_vellum: Vec::new(),
                 why_masters: None,
                 left_out,
+                etcdutl: false,
             },
             InvFlavor::Clearwater(cw) => {
                 let vellum: Vec<&Member> = all.iter().copied().filter(is_vellum).collect();
@@ -815,6 +869,7 @@ impl<'a> ClusterOrder<'a> {
                     site_vellum,
                     why_masters: Some(why),
                     left_out,
+                    etcdutl: false,
                 }
             }
         };
@@ -953,6 +1008,14 @@ impl<'a> ClusterOrder<'a> {
                     ("initial_cluster", initial.join(",")),
                     ("token", e.token.clone()),
                     ("etcdctl", e.etcdctl.clone()),
+                    (
+                        "snapshot_tool",
+                        if self.etcdutl {
+                            e.etcdutl.clone()
+                        } else {
+                            e.etcdctl.clone()
+                        },
+                    ),
                     ("seed", self.first.name.clone()),
                     ("seed_client_url", seed_client),
                     ("endpoints", self.endpoints()),

@@ -125,12 +125,12 @@ pub enum CheckKind {
     /// quorum is refused, unless `force`.
     ClearwaterQuorumLost { health: Vec<MemberRead>, force: bool },
     /// The seed answers and no answering member is ahead of it (revision,
-    /// then raft index), and each runs the etcd version the plan's restore
-    /// command is for (`version`: `3.4`, or `3.5+` for `etcdutl`).
+    /// then raft index), and each runs an etcd the plan's restore is for:
+    /// `etcdutl snapshot restore` (3.5 and later) or etcdctl's (3.4).
     SeedLatest {
         seed: String,
         status: Vec<MemberRead>,
-        version: String,
+        etcdutl: bool,
     },
     /// The seed's key count and revision (a serializable read), kept as
     /// `record` for the `keys-preserved` gate.

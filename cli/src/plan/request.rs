@@ -39,6 +39,9 @@ pub enum Procedure {
         /// Clearwater, `--shared-config-from`: the master whose shared
         /// configuration the other masters get.
         shared_from: Option<String>,
+        /// etcd: the version the seed's etcd reports now (`endpoint
+        /// status`), read before planning; `Err` says why it was not.
+        seed_version: Result<String, String>,
     },
 }
 
@@ -520,6 +523,7 @@ sites:
             Procedure::RecoverQuorum {
                 unreachable: BTreeMap::new(),
                 shared_from: None,
+                seed_version: Ok("3.4.23".into()),
             },
             &["s"],
         )
