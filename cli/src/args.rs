@@ -41,6 +41,11 @@ pub struct Global {
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
 
+    /// Take over a site lock another run holds (it is shown, and confirmed
+    /// first): for a run that is gone and left its lock behind.
+    #[arg(long, global = true)]
+    pub break_lock: bool,
+
     /// How results are printed on stdout.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
@@ -268,6 +273,12 @@ pub struct RecoverQuorum {
     /// master"); without it, masters whose copies differ are refused.
     #[arg(long, value_name = "MASTER")]
     pub shared_config_from: Option<String>,
+
+    /// Clearwater: a node lost for good (repeat, or separate with commas).
+    /// Every node that does not answer SSH must be named: one only cut off
+    /// from here may still be in a cluster with quorum.
+    #[arg(long, value_name = "NODE", value_delimiter = ',')]
+    pub lost: Vec<String>,
 }
 
 #[derive(Debug, Clone, Subcommand)]

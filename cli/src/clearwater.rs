@@ -12,13 +12,16 @@ use std::fmt::Write as _;
 /// What `clearwater-etcdctl cluster-health` concluded, from its last line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Every member healthy.
+    /// Every member healthy (etcdctl before 3.4 says so when any one is:
+    /// [`judge_cluster`] reads each member's line).
     Healthy,
-    /// Some member is not, but a majority is: the cluster has quorum.
+    /// Some members are healthy, not all (3.4): the cluster may have quorum.
     Degraded,
-    /// No majority: quorum is lost.
+    /// None is: quorum is lost.
     Unavailable,
-    /// No member list could be had (no etcd answers here).
+    /// The node's own etcd gave no member list (it is not running).
+    NoMembers,
+    /// A reply that is none of these: it says nothing about quorum.
     Unknown,
 }
 
@@ -49,6 +52,8 @@ pub fn health(out: &str) -> Health {
             verdict = Verdict::Degraded;
         } else if line == "cluster is unavailable" || line == "cluster is unhealthy" {
             verdict = Verdict::Unavailable;
+        } else if line.starts_with("cluster may be unhealthy: failed to list members") {
+            verdict = Verdict::NoMembers;
         }
     }
     Health { verdict, members }
@@ -142,22 +147,22 @@ pub fn judge_cluster(masters: &[String], health_out: &str, list_out: &str) -> Re
             ));
         }
     }
+    // Each member's own line, not the last one: etcdctl before 3.4 calls a
+    // cluster healthy when any one member is.
+    for m in &list {
+        if !h.members.iter().any(|(id, ok)| *ok && *id == m.id) {
+            problems.push(format!(
+                "member {} is not healthy",
+                if m.name.is_empty() { &m.id } else { &m.name }
+            ));
+        }
+    }
     let leaders = list.iter().filter(|m| m.leader).count();
     if leaders != 1 {
         problems.push(format!("{leaders} members say they lead"));
     }
-    if h.verdict != Verdict::Healthy {
-        let sick: Vec<&str> = h
-            .members
-            .iter()
-            .filter(|(_, ok)| !ok)
-            .map(|(id, _)| id.as_str())
-            .collect();
-        problems.push(if sick.is_empty() {
-            "cluster-health does not say the cluster is healthy".into()
-        } else {
-            format!("not healthy: {}", sick.join(", "))
-        });
+    if h.verdict != Verdict::Healthy && problems.is_empty() {
+        problems.push("cluster-health does not say the cluster is healthy".into());
     }
     if problems.is_empty() {
         Ok(format!(
@@ -176,50 +181,65 @@ pub fn judge_cluster(masters: &[String], health_out: &str, list_out: &str) -> Re
 /// `monit summary`'s services and their status, in monit 5.26's table form
 /// (`│ name │ status │ type │`) or the older `Process 'name'  Running`.
 pub fn monit_summary(out: &str) -> Vec<(String, String)> {
+    const KINDS: [&str; 9] = [
+        "Process",
+        "Program",
+        "System",
+        "File",
+        "Filesystem",
+        "Directory",
+        "Host",
+        "Fifo",
+        "Network",
+    ];
     let mut services = Vec::new();
     for line in out.lines() {
-        if line.contains('│') {
-            let cells: Vec<&str> = line.split('│').map(str::trim).filter(|c| !c.is_empty()).collect();
+        if line.contains(['│', '|']) {
+            // A table, drawn in box characters or in ASCII.
+            let cells: Vec<&str> = line
+                .split(['│', '|'])
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect();
             if let [name, status, _kind] = cells[..]
                 && name != "Service Name"
             {
                 services.push((name.to_owned(), status.to_owned()));
             }
         } else if let Some((kind, rest)) = line.trim().split_once(" '")
-            && [
-                "Process",
-                "Program",
-                "System",
-                "File",
-                "Filesystem",
-                "Directory",
-                "Host",
-                "Fifo",
-            ]
-            .contains(&kind)
+            && KINDS.contains(&kind)
             && let Some((name, status)) = rest.split_once('\'')
         {
+            // Before 5.18: `Process 'name'   Running`.
             services.push((name.to_owned(), status.trim().to_owned()));
+        } else {
+            // Columns without rules (batch mode, `-B`): name, status, type.
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if words.len() >= 3 && KINDS.contains(&words[words.len() - 1]) && words[0] != "Service" {
+                services.push((words[0].to_owned(), words[1..words.len() - 1].join(" ")));
+            }
         }
     }
     services
 }
 
-/// Every one of `wanted` runs, by `monit summary`: what holds, or why not.
-pub fn judge_monit(wanted: &[String], summary: &str) -> Result<String, String> {
+/// Every one of `wanted` runs (`running`), or is stopped (not monitored),
+/// by `monit summary`: what holds, or why not.
+pub fn judge_monit(wanted: &[String], summary: &str, running: bool) -> Result<String, String> {
     let seen = monit_summary(summary);
     let mut problems = Vec::new();
     for w in wanted {
         match seen.iter().find(|(n, _)| n == w) {
             None => problems.push(format!("{w} is not in monit's summary")),
-            Some((_, s)) if s == "OK" || s == "Running" => {}
+            Some((_, s)) if running && (s == "OK" || s == "Running") => {}
+            Some((_, s)) if !running && s == "Not monitored" => {}
             Some((_, s)) => problems.push(format!("{w}: {s}")),
         }
     }
-    if problems.is_empty() {
-        Ok(format!("{} running", wanted.join(", ")))
-    } else {
-        Err(problems.join("; "))
+    match (problems.is_empty(), running) {
+        (true, true) => Ok(format!("{} running", wanted.join(", "))),
+        (true, false) => Ok(format!("{} stopped", wanted.join(", "))),
+        _ => Err(problems.join("; ")),
     }
 }
 
@@ -354,6 +374,10 @@ pub fn cluster_settings(text: &str) -> Result<Vec<(String, String)>, String> {
         let (k, v) = line
             .split_once('=')
             .ok_or_else(|| format!("line {n}: not `servers=...` or `new_servers=...`: {line}"))?;
+        if k != k.trim_end() {
+            // Clearwater's loader splits on `=` and matches the key exactly.
+            return Err(format!("line {n}: a space before `=`: write `{}=...`", k.trim()));
+        }
         let k = k.trim();
         if k != "servers" && k != "new_servers" {
             return Err(format!("line {n}: unknown key `{k}`"));
@@ -389,25 +413,45 @@ pub fn chronos_default(own_ip: &str, vellum: &[String]) -> String {
 
 /// The cluster_settings the runbook writes: every Vellum node on `servers`.
 pub fn cluster_settings_default(vellum: &[String]) -> String {
+    // With Memcached's port, as Clearwater writes the file itself.
+    let servers: Vec<String> = vellum
+        .iter()
+        .map(|ip| {
+            if ip.contains(':') {
+                format!("[{ip}]:11211")
+            } else {
+                format!("{ip}:11211")
+            }
+        })
+        .collect();
     format!(
         "# Written by opsctl recover-quorum: every Vellum node of the site.\nservers={}\n",
-        vellum.join(",")
+        servers.join(",")
     )
+}
+
+/// The value of `key` in a shell-style `local_config` (the last line that
+/// sets it; empty is none).
+fn config_value(local_config: &str, key: &str) -> Option<String> {
+    local_config
+        .lines()
+        .rev()
+        .find_map(|l| {
+            let (k, v) = l.trim().split_once('=')?;
+            (k.trim() == key).then(|| v.trim().trim_matches(['"', '\'']).to_owned())
+        })
+        .filter(|v| !v.is_empty())
 }
 
 /// The IP a node's etcd uses, from its `local_config`:
 /// `management_local_ip`, else `local_ip` (as Clearwater's scripts read them).
-pub fn local_ip(local_config: &str) -> Option<String> {
-    let get = |key: &str| {
-        local_config.lines().rev().find_map(|l| {
-            let l = l.trim();
-            let (k, v) = l.split_once('=')?;
-            (k.trim() == key).then(|| v.trim().trim_matches(['"', '\'']).to_owned())
-        })
-    };
-    get("management_local_ip")
-        .filter(|v| !v.is_empty())
-        .or_else(|| get("local_ip").filter(|v| !v.is_empty()))
+pub fn management_ip(local_config: &str) -> Option<String> {
+    config_value(local_config, "management_local_ip").or_else(|| config_value(local_config, "local_ip"))
+}
+
+/// The node's signalling IP (`local_ip`), on which its data stores cluster.
+pub fn signaling_ip(local_config: &str) -> Option<String> {
+    config_value(local_config, "local_ip")
 }
 
 /// A unified diff of two texts (every line compared; small files, such as
@@ -485,6 +529,10 @@ mod tests {
         );
         assert_eq!(
             health("cluster may be unhealthy: failed to list members\n").verdict,
+            Verdict::NoMembers
+        );
+        assert_eq!(
+            health("bash: clearwater-etcdctl: command not found\n").verdict,
             Verdict::Unknown
         );
         assert_eq!(
@@ -521,9 +569,14 @@ mod tests {
         assert!(why.contains("unknown member 127-9-0-3"), "{why}");
         let why = judge_cluster(&ips(3), LOST, &LIST.replace("isLeader=true", "isLeader=false")).unwrap_err();
         assert!(why.contains("0 members say they lead"), "{why}");
-        assert!(
-            why.contains("not healthy: 51bb0c3a6881b0af, f114c6c9ec80d6f4"),
-            "{why}"
+        assert!(why.contains("member 127-9-0-2 is not healthy"), "{why}");
+        assert!(why.contains("member 127-9-0-1 is not healthy"), "{why}");
+        // etcdctl 3.2 (Clearwater's own) says healthy with one member
+        // unreachable: the member's own line is what counts.
+        let old = "member 51bb0c3a6881b0af is unreachable: no available published client urls\nmember 9a7dc34e312295d6 is healthy: got healthy result from http://127.9.0.3:4000\nmember f114c6c9ec80d6f4 is healthy: got healthy result from http://127.9.0.1:4000\ncluster is healthy\n";
+        assert_eq!(
+            judge_cluster(&ips(3), old, LIST).unwrap_err(),
+            "member 127-9-0-2 is not healthy"
         );
     }
 
@@ -541,16 +594,36 @@ mod tests {
                 )
             ]
         );
+        let batch = "Monit 5.33.0 uptime: 2d 1h\n Service Name                     Status                      Type\n etcd_process                     Not monitored               Process\n";
+        assert_eq!(
+            monit_summary(batch),
+            [("etcd_process".to_owned(), "Not monitored".to_owned())]
+        );
+        let ascii = "| etcd_process | OK | Process |\n";
+        assert_eq!(
+            monit_summary(ascii),
+            [("etcd_process".to_owned(), "OK".to_owned())]
+        );
         let old = "The Monit daemon 5.18 uptime: 3h 2m\n\nProcess 'etcd_process'              Running\nProgram 'poll_etcd'                 Status ok\nSystem 'vellum-1'                   Running\n";
         assert_eq!(
             monit_summary(old)[0],
             ("etcd_process".to_owned(), "Running".to_owned())
         );
         let want = |names: &[&str]| names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        assert!(judge_monit(&want(&["etcd_process"]), table).is_ok());
-        assert!(judge_monit(&want(&["etcd_process"]), old).is_ok());
+        assert!(judge_monit(&want(&["etcd_process"]), table, true).is_ok());
+        assert!(judge_monit(&want(&["etcd_process"]), old, true).is_ok());
+        assert!(judge_monit(&want(&["clearwater_queue_manager_process"]), table, false).is_ok());
         assert_eq!(
-            judge_monit(&want(&["clearwater_queue_manager_process", "x_process"]), table).unwrap_err(),
+            judge_monit(&want(&["etcd_process"]), table, false).unwrap_err(),
+            "etcd_process: OK"
+        );
+        assert_eq!(
+            judge_monit(
+                &want(&["clearwater_queue_manager_process", "x_process"]),
+                table,
+                true
+            )
+            .unwrap_err(),
             "clearwater_queue_manager_process: Not monitored; x_process is not in monit's summary"
         );
     }
@@ -608,21 +681,24 @@ mod tests {
             cluster_settings("hosts=10.0.0.1\n").unwrap_err(),
             "line 1: unknown key `hosts`"
         );
+        assert_eq!(
+            cluster_settings("servers = 10.0.0.1\n").unwrap_err(),
+            "line 1: a space before `=`: write `servers=...`"
+        );
         let written = cluster_settings_default(&["10.0.0.21".into(), "10.0.0.22".into()]);
         assert_eq!(cluster_settings(&written).unwrap().len(), 2);
     }
 
     #[test]
     fn the_node_ip_is_management_local_ip_else_local_ip() {
+        let split = "local_ip=10.0.0.1\nmanagement_local_ip=10.1.0.1\n";
+        assert_eq!(management_ip(split).as_deref(), Some("10.1.0.1"));
+        assert_eq!(signaling_ip(split).as_deref(), Some("10.0.0.1"));
         assert_eq!(
-            local_ip("local_ip=10.0.0.1\nmanagement_local_ip=10.1.0.1\n").as_deref(),
-            Some("10.1.0.1")
-        );
-        assert_eq!(
-            local_ip("local_ip=\"10.0.0.1\"\nmanagement_local_ip=\n").as_deref(),
+            management_ip("local_ip=\"10.0.0.1\"\nmanagement_local_ip=\n").as_deref(),
             Some("10.0.0.1")
         );
-        assert_eq!(local_ip("etcd_cluster=10.0.0.1\n"), None);
+        assert_eq!(management_ip("etcd_cluster=10.0.0.1\n"), None);
     }
 
     #[test]

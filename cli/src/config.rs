@@ -15,6 +15,7 @@ pub struct Config {
     pub printer: Arc<Printer>,
     pub dry_run: bool,
     pub yes: bool,
+    pub break_lock: bool,
     pub quiet: bool,
     pub verbose: bool,
     pub output: Output,
@@ -63,6 +64,7 @@ impl Config {
             printer,
             dry_run: g.dry_run,
             yes: g.yes,
+            break_lock: g.break_lock,
             quiet: g.quiet,
             verbose: g.verbose > 0,
             forks: usize::from(g.forks),
@@ -85,7 +87,7 @@ fn against_inventory(
     let inventory = inventory::load(&g.inventory)?;
     let run = match g.run_id.clone() {
         Some(id) => check_run_id(id)?,
-        None => utc_stamp(std::time::SystemTime::now()),
+        None => new_run_id(std::time::SystemTime::now()),
     };
     let inventory_id = inventory_id(&g.inventory);
     // Journals are read only for the procedures, which plan against them.
@@ -157,12 +159,12 @@ fn against_inventory(
             )
         }
         Command::RecoverQuorum(r) => plan(
-            Procedure::RecoverQuorum {
-                // Read when the plan is made (commands::procedure).
-                unreachable: Default::default(),
+            Procedure::RecoverQuorum(crate::plan::Quorum {
+                // The rest is read when the plan is made (commands::procedure).
                 shared_from: r.shared_config_from,
-                seed_version: Err("not read yet".into()),
-            },
+                lost: r.lost,
+                ..Default::default()
+            }),
             vec![select_cluster_site(&inventory, r.site)?],
         ),
         Command::Status => Action::Status,
@@ -286,12 +288,26 @@ fn check_run_id(id: String) -> anyhow::Result<String> {
     }
 }
 
-/// `20261123T064100Z`: sortable, and safe in file names.
+/// A run id no other run has: the time to the millisecond and a random
+/// suffix (two runs started in the same millisecond still differ), e.g.
+/// `20261123T064100.123Z-9f3a1c`. Sortable, and safe in file names.
+fn new_run_id(t: std::time::SystemTime) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    // Seeded from the OS's randomness, fresh for each hasher.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    format!("{}-{:06x}", utc_stamp(t), h.finish() & 0xff_ffff)
+}
+
+/// `20261123T064100.123Z`: UTC, to the millisecond.
 fn utc_stamp(t: std::time::SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let since = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let (secs, millis) = (since.as_secs(), since.subsec_millis());
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;
@@ -304,7 +320,7 @@ fn utc_stamp(t: std::time::SystemTime) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}.{millis:03}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
@@ -318,8 +334,20 @@ mod tests {
     #[test]
     fn stamps_are_utc_civil_time() {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_416_060);
-        assert_eq!(utc_stamp(t), "20261123T064100Z");
-        assert_eq!(utc_stamp(std::time::UNIX_EPOCH), "19700101T000000Z");
+        assert_eq!(utc_stamp(t), "20261123T064100.000Z");
+        assert_eq!(utc_stamp(std::time::UNIX_EPOCH), "19700101T000000.000Z");
+        let t = t + std::time::Duration::from_micros(123_456);
+        assert_eq!(utc_stamp(t), "20261123T064100.123Z");
+    }
+
+    #[test]
+    fn run_ids_made_at_the_same_instant_differ() {
+        let t = std::time::SystemTime::now();
+        let ids: std::collections::BTreeSet<String> = (0..100).map(|_| new_run_id(t)).collect();
+        assert!(ids.len() >= 99, "{ids:?}");
+        let id = ids.first().unwrap();
+        assert!(check_run_id(id.clone()).is_ok(), "{id}");
+        assert_eq!(id.len(), "20261123T064100.123Z-9f3a1c".len(), "{id}");
     }
 
     #[test]

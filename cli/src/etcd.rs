@@ -165,7 +165,7 @@ pub fn judge_seed(
             && restores_with_etcdutl(&s.version) != Some(etcdutl)
         {
             bail!(
-                "{m} runs etcd {}, but this plan restores with {}\nhelp: run recover-quorum again: its plan is made for the version the seed reports then",
+                "{m} runs etcd {}, but this plan restores with {}: the seed's etcd and this member's are of different lines\nhelp: bring {m} to the seed's line first, or, if the seed changed since the plan was made, run recover-quorum again (it plans for the version the seed reports then)",
                 s.version,
                 restore_tool_words(etcdutl)
             );

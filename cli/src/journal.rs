@@ -74,13 +74,39 @@ pub struct Journal {
 }
 
 impl Journal {
+    /// A new run's journal. A run id names one run: a journal of that id
+    /// is never appended to by another run, so one that exists is refused.
     pub fn create(dir: &Path, run: &str) -> anyhow::Result<Journal> {
         use anyhow::Context;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the journal directory {}", dir.display()))?;
         let path = dir.join(format!("{run}.jsonl"));
+        let file = match std::fs::OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(crate::error::usage(format!(
+                    "run id `{run}` is taken: {} holds the run of that id, and backups carry the id, so a second run under it could replace the first one's; nothing was run\nhelp: leave out --run-id (and OPSCTL_RUN_ID) for a fresh one, or give an id not used before",
+                    path.display()
+                )));
+            }
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("cannot create the journal {}", path.display()))
+                );
+            }
+        };
+        Ok(Journal { file, path })
+    }
+
+    /// The journal of a run this invocation continues.
+    pub fn reopen(dir: &Path, run: &str) -> anyhow::Result<Journal> {
+        use anyhow::Context;
+        let path = dir.join(format!("{run}.jsonl"));
         let file = std::fs::OpenOptions::new()
-            .create(true)
             .append(true)
             .open(&path)
             .with_context(|| format!("cannot open the journal {}", path.display()))?;
@@ -288,6 +314,17 @@ mod tests {
             left,
             BTreeMap::from([("r2".into(), "a".into()), ("r3".into(), "b".into())])
         );
+        // A run id names one run: a second journal of it is refused, and
+        // the first is left as it was; the run it names can be continued.
+        let before = std::fs::read_to_string(dir.join("a.jsonl")).unwrap();
+        let err = Journal::create(&dir, "a").err().unwrap().to_string();
+        assert!(err.starts_with("run id `a` is taken"), "{err}");
+        assert_eq!(std::fs::read_to_string(dir.join("a.jsonl")).unwrap(), before);
+        Journal::reopen(&dir, "a")
+            .unwrap()
+            .record(&adv("r2", false))
+            .unwrap();
+        assert_eq!(left_out(&dir, "inv.yaml").len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -17,6 +17,7 @@ pub mod health;
 pub mod inventory;
 pub mod journal;
 pub mod lab;
+pub mod lock;
 pub mod plan;
 pub mod playbook;
 pub mod printer;

@@ -284,11 +284,13 @@ pub enum Gate {
     AcceptsWrites,
     /// Clearwater: `monit summary` shows each of the gate's `services` running.
     MonitRunning,
+    /// Clearwater: ... and each of them stopped (`Not monitored`).
+    MonitStopped,
     /// Clearwater: `check_config_sync` says the shared configuration is in sync.
     ConfigSynced,
 }
 
-pub const GATES: [(&str, Gate); 16] = [
+pub const GATES: [(&str, Gate); 17] = [
     ("drained", Gate::Drained),
     ("service-up", Gate::ServiceUp),
     ("stats-answer", Gate::StatsAnswer),
@@ -304,6 +306,7 @@ pub const GATES: [(&str, Gate); 16] = [
     ("member-added", Gate::MemberAdded),
     ("accepts-writes", Gate::AcceptsWrites),
     ("monit-running", Gate::MonitRunning),
+    ("monit-stopped", Gate::MonitStopped),
     ("config-synced", Gate::ConfigSynced),
 ];
 
@@ -674,9 +677,9 @@ fn step_kind(m: &mut MapReader, key: &'static str, vars: &[&str]) -> Option<Step
             let poll = w.get("poll").and_then(|t| t.duration());
             let services = w.get("services").and_then(|s| s.strings()).unwrap_or_default();
             w.finish();
-            if gate == Some(Gate::MonitRunning) && services.is_empty() {
+            if matches!(gate, Some(Gate::MonitRunning | Gate::MonitStopped)) && services.is_empty() {
                 a.error(
-                    "`monit-running` names the monit processes that must run",
+                    "`monit-running` and `monit-stopped` name the monit processes they wait for",
                     Some("add `services: [etcd_process, ...]`".into()),
                 );
                 return None;

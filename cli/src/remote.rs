@@ -529,6 +529,11 @@ pub struct UploadCommands {
 /// Refuses a backup name already taken; keeps the file there is (none is fine).
 const BACKUP: &str = r#"if [ -e "$2" ]; then echo "opsctl: $2 exists already (an earlier backup); nothing was replaced" >&2; exit 1; fi; if [ -e "$1" ]; then cp -a -- "$1" "$2"; fi"#;
 
+/// Keeps the file there is (none is fine) under the backup name, unless
+/// that name holds one already: this run's own, made before it was cut
+/// short (a run id names one run), which is the original.
+const KEEP_BACKUP: &str = r#"if [ -e "$1" ] && [ ! -e "$2" ]; then cp -a -- "$1" "$2"; fi"#;
+
 /// Puts backup `$2` back over `$1` through the temporary name `$3`. Run only
 /// after the upload completed, so no backup means there was no file before:
 /// the new one is removed.
@@ -571,6 +576,20 @@ impl UploadCommands {
             rename: cmd(&["mv", "-T", "--", temp, to]),
             cleanup: cmd(&["rm", "-f", "--", temp]),
             restore: backup.map(|b| cmd(&["sh", "-c", RESTORE, "opsctl-restore", to, b, temp])),
+        }
+    }
+
+    /// [`UploadCommands::new`] with a backup made once per run: safe to
+    /// repeat when a run cut short is continued.
+    pub fn keeping_backup(name: &str, a: &Access, to: &str, temp: &str, backup: &str) -> Self {
+        UploadCommands {
+            backup: Some(Command::remote_str(
+                name,
+                a,
+                &["sh", "-c", KEEP_BACKUP, "opsctl-backup", to, backup],
+            )),
+            restore: None,
+            ..UploadCommands::new(name, a, to, temp, None, None)
         }
     }
 

@@ -19,6 +19,10 @@ struct CwLab {
     /// Each node's name (vellum-1, ...) and role.
     names: Vec<(String, &'static str)>,
     masters: Vec<usize>,
+    /// Run ids given so far (each invocation gets its own: an id names one run).
+    ids: std::cell::RefCell<Vec<String>>,
+    /// The run [`CwLab::kill_after`] started first, which later ones continue.
+    killed: std::cell::RefCell<Option<String>>,
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -152,6 +156,8 @@ impl CwLab {
             s,
             names,
             masters,
+            ids: Default::default(),
+            killed: Default::default(),
         };
         for &i in &cw.masters {
             cw.ok(i, "monit monitor -g etcd");
@@ -203,12 +209,26 @@ impl CwLab {
             .join(path.trim_start_matches('/'))
     }
 
+    /// A run id not given before.
+    fn fresh_id(&self) -> String {
+        let mut ids = self.ids.borrow_mut();
+        let id = format!(
+            "cw-{}-{}-{}",
+            std::process::id(),
+            self.lab.nodes[0].ip,
+            ids.len() + 1
+        );
+        ids.push(id.clone());
+        id
+    }
+
+    /// The id of the last run given one.
     fn run_id(&self) -> String {
-        format!("cw-{}-{}", std::process::id(), self.lab.nodes[0].ip)
+        self.ids.borrow().last().cloned().unwrap_or_default()
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        let id = self.run_id();
+        let id = self.fresh_id();
         let mut argv = vec!["--run-id", &id];
         argv.extend_from_slice(args);
         opsctl_env(&self.s.0, &argv, &[])
@@ -226,7 +246,8 @@ impl CwLab {
     /// Starts `recover-quorum` and kills it once the journal has step
     /// `after` done; the journal as it was left.
     fn kill_after(&self, after: usize) -> String {
-        let id = self.run_id();
+        let id = self.fresh_id();
+        let first = self.killed.borrow_mut().get_or_insert_with(|| id.clone()).clone();
         let state = self.s.0.join(".opsctl-state");
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_opsctl"))
             .current_dir(&self.s.0)
@@ -239,7 +260,7 @@ impl CwLab {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let journal = state.join(format!("{id}.jsonl"));
+        let journal = state.join(format!("{first}.jsonl"));
         let step = format!("{{\"event\":\"step\",\"number\":{after},");
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
@@ -269,15 +290,14 @@ impl CwLab {
             .collect()
     }
 
-    /// Every node reaches a healthy cluster of exactly the masters, and its
-    /// cluster manager runs again.
-    fn assert_recovered(&self) {
-        let want: Vec<String> = self
-            .masters
+    /// Every node but the `lost` reaches a healthy cluster of exactly
+    /// `masters`, and its cluster manager runs again.
+    fn assert_recovered(&self, masters: &[usize], lost: &[usize]) {
+        let want: Vec<String> = masters
             .iter()
             .map(|&i| self.lab.nodes[i].ip.to_string().replace('.', "-"))
             .collect();
-        for i in 0..self.names.len() {
+        for i in (0..self.names.len()).filter(|i| !lost.contains(i)) {
             let health = self.ok(i, "clearwater-etcdctl cluster-health");
             assert!(
                 health.contains("cluster is healthy"),
@@ -304,28 +324,68 @@ impl CwLab {
     }
 }
 
+/// Four Vellum masters: vellum-4's host is gone for good, etcd stopped on
+/// vellum-2 and vellum-3. The rebuild is refused until the operator names
+/// vellum-4 lost, and while Cassandra still lists it down; then the three
+/// that answer re-form the cluster and every node rejoins.
 #[test]
-fn a_site_that_lost_two_of_three_masters_is_rebuilt_and_every_node_rejoins() {
-    let cw = CwLab::start(&["vellum", "vellum", "vellum", "sprout", "homer"]);
+fn a_site_that_lost_masters_is_rebuilt_without_the_lost_node_once_named() {
+    let mut cw = CwLab::start(&["vellum", "vellum", "vellum", "vellum", "sprout"]);
     // Vellum-3's chronos file was lost: the rebuild writes it from the site's Vellum nodes.
     std::fs::remove_file(cw.file(2, "/etc/chronos/chronos_cluster.conf")).unwrap();
     let before_local = std::fs::read_to_string(cw.file(0, "/etc/clearwater/local_config")).unwrap();
     cw.lose_quorum(&[1, 2]);
-    let out = cw.run(&["-v", "--yes", "recover-quorum"]);
-    out.success();
+    cw.lab.stop_sshd(3);
+    let ips: Vec<String> = cw.lab.nodes.iter().map(|n| n.ip.to_string()).collect();
+    // Not named lost: refused, nothing changed.
+    let out = cw.run(&["--yes", "recover-quorum"]);
+    assert_eq!(out.code, 1, "{}", out.dump());
     for want in [
-        "no node sees a cluster with quorum (5 asked): it has lost quorum",
-        "masters: vellum-1, vellum-2, vellum-3: 3 Vellum nodes answer",
-        "the shared configuration is the same on every master (vellum-1, vellum-2, vellum-3)",
-        "3 Cassandra nodes up and normal",
-        "3 Sprout JSON files read, all parse",
-        "/etc/chronos/chronos_cluster.conf on vellum-1 is valid (3 entries): left as it is",
-        "/etc/chronos/chronos_cluster.conf on vellum-3 was missing: written listing every Vellum node of the site",
-        "next steps",
+        "these nodes of site `lab` do not answer SSH: vellum-4 (",
+        "help: if they are lost for good, name them: --lost vellum-4",
     ] {
         assert!(out.stderr.contains(want), "{want}\n{}", out.dump());
     }
-    cw.assert_recovered();
+    assert!(!cw.file(0, "/etc/clearwater/no_cluster_manager").exists());
+    // Cassandra still counts it, down: refused until it is removed there.
+    let status_file = cw.lab.nodes[0].dir.join("nodetool-status");
+    let status = std::fs::read_to_string(&status_file).unwrap();
+    std::fs::write(
+        &status_file,
+        status.replace(&format!("UN  {}", ips[3]), &format!("DN  {}", ips[3])),
+    )
+    .unwrap();
+    let out = cw.run(&["--yes", "recover-quorum", "--lost", "vellum-4"]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    assert!(
+        out.stderr.contains(&format!("{} is DN (down, normal)", ips[3]))
+            && out.stderr.contains("nodetool removenode"),
+        "{}",
+        out.dump()
+    );
+    let removed: String = status
+        .lines()
+        .filter(|l| !l.contains(&ips[3]))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&status_file, removed).unwrap();
+    let out = cw.run(&["-v", "--yes", "recover-quorum", "--lost", "vellum-4"]);
+    out.success();
+    for want in [
+        "no node sees a cluster with quorum (4 asked): it has lost quorum",
+        "vellum-4 does not answer SSH",
+        "masters: vellum-1, vellum-2, vellum-3: 3 Vellum nodes answer",
+        "without vellum-4 (not answering SSH): yes (--yes)",
+        "the shared configuration is the same on every master (vellum-1, vellum-2, vellum-3)",
+        "3 Cassandra nodes up and normal",
+        "3 Sprout JSON files read, all parse",
+        "/etc/chronos/chronos_cluster.conf on vellum-1 is valid (4 entries): left as it is",
+        "/etc/chronos/chronos_cluster.conf on vellum-3 was missing: written listing every Vellum node of the site",
+        "(left out of this run: vellum-4)",
+    ] {
+        assert!(out.stderr.contains(want), "{want}\n{}", out.dump());
+    }
+    cw.assert_recovered(&[0, 1, 2], &[3]);
     // The data-store state was reloaded on one Vellum node, after the cluster was whole.
     assert_eq!(
         cw.scripts_run(0)
@@ -344,28 +404,33 @@ fn a_site_that_lost_two_of_three_masters_is_rebuilt_and_every_node_rejoins() {
             .iter()
             .all(|l| l.starts_with("check_config_sync"))
     );
+    // Written listing every Vellum node of the site, the lost one too (the
+    // next steps say to remove it from the data stores).
     let written = std::fs::read_to_string(cw.file(2, "/etc/chronos/chronos_cluster.conf")).unwrap();
-    for i in 0..3 {
-        assert!(
-            written.contains(&format!("node = {}\n", cw.lab.nodes[i].ip)),
-            "{written}"
-        );
+    for ip in &ips[..4] {
+        assert!(written.contains(&format!("node = {ip}\n")), "{written}");
     }
-    // Only etcd_cluster changed in local_config (the value is the same here), kept aside first.
+    // Only etcd_cluster changed in local_config, kept aside first.
     let id = cw.run_id();
     let after_local = std::fs::read_to_string(cw.file(0, "/etc/clearwater/local_config")).unwrap();
-    assert_eq!(after_local, before_local);
-    assert!(
-        cw.file(0, &format!("/etc/clearwater/local_config.opsctl-{id}"))
-            .exists()
+    assert_eq!(
+        after_local,
+        before_local.replace(&format!("{},{}", ips[2], ips[3]), &ips[2]),
+        "before:\n{before_local}"
     );
-    let proxy_local = std::fs::read_to_string(cw.file(3, "/etc/clearwater/local_config")).unwrap();
+    assert_ne!(after_local, before_local);
+    assert_eq!(
+        std::fs::read_to_string(cw.file(0, &format!("/etc/clearwater/local_config.opsctl-{id}"))).unwrap(),
+        before_local
+    );
+    let proxy_local = std::fs::read_to_string(cw.file(4, "/etc/clearwater/local_config")).unwrap();
     assert!(
-        proxy_local.contains("etcd_proxy=") && !proxy_local.contains("etcd_cluster"),
+        proxy_local.contains(&format!("etcd_proxy={},{},{}\n", ips[0], ips[1], ips[2]))
+            && !proxy_local.contains("etcd_cluster"),
         "{proxy_local}"
     );
     // The old etcd data is kept, renamed aside.
-    for i in 0..5 {
+    for i in [0, 1, 2, 4] {
         assert!(
             cw.file(i, &format!("/var/lib/clearwater-etcd.opsctl-{id}"))
                 .is_dir(),
@@ -374,7 +439,7 @@ fn a_site_that_lost_two_of_three_masters_is_rebuilt_and_every_node_rejoins() {
         );
     }
     // A second run finds quorum and refuses, changing nothing.
-    let again = cw.run(&["--yes", "recover-quorum"]);
+    let again = cw.run(&["--yes", "recover-quorum", "--lost", "vellum-4"]);
     assert_eq!(again.code, 1, "{}", again.dump());
     assert!(
         again.stderr.contains("the cluster has quorum"),
@@ -424,7 +489,7 @@ fn a_rebuild_killed_at_three_points_completes_when_run_again() {
     let out = cw.run(&["-v", "--yes", "recover-quorum"]);
     out.success();
     assert!(out.stderr.contains("Continuing run cw-"), "{}", out.dump());
-    cw.assert_recovered();
+    cw.assert_recovered(&cw.masters, &[]);
     let again = cw.run(&["--yes", "recover-quorum"]);
     assert_eq!(again.code, 1, "{}", again.dump());
     assert!(
@@ -460,7 +525,7 @@ fn masters_whose_shared_config_differs_are_refused_with_the_diff_then_copied_whe
     // Named, the first master's copy goes onto the others.
     let out = cw.run(&["--yes", "recover-quorum", "--shared-config-from", "vellum-1"]);
     out.success();
-    cw.assert_recovered();
+    cw.assert_recovered(&cw.masters, &[]);
     let id = cw.run_id();
     assert_eq!(
         std::fs::read_to_string(cw.file(1, "/etc/clearwater/shared_config")).unwrap(),
@@ -486,7 +551,7 @@ fn a_site_with_no_vellum_node_is_rebuilt_without_the_vellum_steps() {
     ] {
         assert!(out.stderr.contains(want), "{want}\n{}", out.dump());
     }
-    cw.assert_recovered();
+    cw.assert_recovered(&cw.masters, &[]);
     for i in 0..3 {
         assert!(
             cw.scripts_run(i)

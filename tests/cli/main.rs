@@ -12,6 +12,7 @@ mod gates;
 mod lab;
 #[path = "lab.rs"]
 mod lab_demo;
+mod lock;
 mod plans;
 mod quorum;
 mod reboot;

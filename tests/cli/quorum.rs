@@ -12,6 +12,10 @@ use crate::util::{Output, Scratch, opsctl_env};
 struct EtcdLab {
     lab: Lab,
     s: Scratch,
+    /// Run ids given so far (each invocation its own: an id names one run).
+    ids: std::cell::Cell<usize>,
+    /// The run [`EtcdLab::kill_after`] started first, which later ones continue.
+    killed: std::cell::RefCell<Option<String>>,
 }
 
 impl EtcdLab {
@@ -64,7 +68,12 @@ impl EtcdLab {
                 "{head}sites:\n  - name: lab\n    cluster:\n      flavor: etcd\n      members:\n{members}"
             ),
         );
-        let e = EtcdLab { lab, s };
+        let e = EtcdLab {
+            lab,
+            s,
+            ids: Default::default(),
+            killed: Default::default(),
+        };
         e.until("the cluster elects a leader", || {
             e.etcdctl(0, "endpoint health").status.success()
         });
@@ -104,9 +113,20 @@ impl EtcdLab {
         }
     }
 
+    /// A run id of its own, not given before: the snapshot lives in
+    /// /var/tmp, which the lab's nodes (and parallel tests) share.
+    fn fresh_id(&self) -> String {
+        self.ids.set(self.ids.get() + 1);
+        format!(
+            "quorum-{}-{}-{}",
+            std::process::id(),
+            self.lab.nodes[0].ip,
+            self.ids.get()
+        )
+    }
+
     fn run(&self, args: &[&str]) -> Output {
-        // A run id of its own: the snapshot lives in /var/tmp, which the lab's nodes share.
-        let id = format!("quorum-{}-{}", std::process::id(), self.lab.nodes[0].ip);
+        let id = self.fresh_id();
         let mut argv = vec!["--run-id", &id];
         argv.extend_from_slice(args);
         opsctl_env(&self.s.0, &argv, &[])
@@ -321,7 +341,8 @@ impl EtcdLab {
     /// Starts `recover-quorum` and kills it (SIGKILL, no chance to clean up)
     /// once its journal records step `after` done; returns that run's journal.
     fn kill_after(&self, after: usize) -> String {
-        let id = format!("quorum-{}-{}", std::process::id(), self.lab.nodes[0].ip);
+        let id = self.fresh_id();
+        let first = self.killed.borrow_mut().get_or_insert_with(|| id.clone()).clone();
         let state = self.s.0.join(".opsctl-state");
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_opsctl"))
             .current_dir(&self.s.0)
@@ -334,7 +355,7 @@ impl EtcdLab {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let journal = state.join(format!("{id}.jsonl"));
+        let journal = state.join(format!("{first}.jsonl"));
         let step = format!("{{\"event\":\"step\",\"number\":{after},");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

@@ -5,11 +5,11 @@ use std::process::Command;
 use crate::lab::Lab;
 use crate::util::{Scratch, opsctl_env};
 
-const CLI_PW: &str = "lab-cli-pw";
+pub(crate) const CLI_PW: &str = "lab-cli-pw";
 
 /// A lab of coturn relays, their inventory, and a values file that
 /// advertises them; `apply` is the command run after each edit.
-fn coturn_lab(n: usize, apply: &str) -> (Lab, Scratch, String) {
+pub(crate) fn coturn_lab(n: usize, apply: &str) -> (Lab, Scratch, String) {
     coturn_lab_with(n, apply, "")
 }
 
@@ -139,7 +139,7 @@ fn spawn(scratch: &Scratch, args: &[&str]) -> std::process::Child {
         .env("OPSCTL_SSH_PERSIST", "0s")
         .env("OPSCTL_CONTROL_DIR", scratch.0.join(".opsctl-ssh"))
         .env("OPSCTL_STATE_DIR", scratch.0.join(".opsctl-state"))
-        .env("OPSCTL_RUN_ID", "test")
+        .env("OPSCTL_RUN_ID", crate::util::next_run_id(&scratch.0))
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

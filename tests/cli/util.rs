@@ -12,6 +12,16 @@ pub struct Output {
 }
 
 impl Output {
+    /// What a process `cmd` (in words) gave.
+    pub fn of(cmd: &str, out: std::process::Output) -> Output {
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            cmd: cmd.to_owned(),
+        }
+    }
+
     /// Everything about the run, for a failed expectation.
     pub fn dump(&self) -> String {
         format!(
@@ -55,12 +65,27 @@ pub fn opsctl_in(dir: &Path, args: &[&str]) -> Output {
     opsctl_env(dir, args, &[])
 }
 
+/// The run id a test's next opsctl gets: `test`, or once a run of that id
+/// has a journal in `dir`, `test-2`, `test-3`, ... (an id names one run).
+pub fn next_run_id(dir: &Path) -> String {
+    (1..)
+        .map(|n| {
+            if n == 1 {
+                "test".to_owned()
+            } else {
+                format!("test-{n}")
+            }
+        })
+        .find(|id| !dir.join(".opsctl-state").join(format!("{id}.jsonl")).exists())
+        .unwrap()
+}
+
 /// [`opsctl_in`] with extra environment variables.
 pub fn opsctl_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_opsctl"));
     cmd.current_dir(dir)
         .args(args)
-        .env("OPSCTL_RUN_ID", "test")
+        .env("OPSCTL_RUN_ID", next_run_id(dir))
         // Masters close with each command (a test may turn persistence on);
         // sockets live in the test's own directory.
         .env("OPSCTL_SSH_PERSIST", "0s")

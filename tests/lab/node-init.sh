@@ -21,6 +21,8 @@ for d in etc/clearwater etc/chronos usr/share/clearwater var/lib; do
         mkdir -p "/$d" && mount --bind "$node/root/$d" "/$d" || exit 1
     fi
 done
+# opsctl's site locks (/var/lib/opsctl) are each node's own.
+mkdir -p "$node/opsctl-lib" /var/lib/opsctl && mount --bind "$node/opsctl-lib" /var/lib/opsctl || exit 1
 while :; do
     cat /proc/sys/kernel/random/uuid > "$node/boot_id"
     # Pid files of the previous boot name processes that are gone.

@@ -199,6 +199,7 @@ fn demo(dir: &std::path::Path, cfg: &Config) -> anyhow::Result<()> {
         control_dir: lab.dir.join("ssh"),
         ssh_persist: None,
         resume: None,
+        break_lock: false,
     };
     let outcome = tokio::runtime::Builder::new_current_thread()
         .enable_all()

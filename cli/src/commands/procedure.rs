@@ -17,16 +17,16 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
         let relays: Vec<_> = inv.relays().filter(|r| req.targets.contains(&r.name)).collect();
         *served = plan::read_served_now(&relays);
     }
-    if let plan::Procedure::RecoverQuorum {
-        unreachable,
-        seed_version,
-        ..
-    } = &mut req.procedure
-    {
+    if let plan::Procedure::RecoverQuorum(q) = &mut req.procedure {
         // Which members' hosts answer now: a rebuild goes on without a host
         // that is down, if enough answer. And which etcd the seed runs: its
         // restore command depends on it.
-        (*unreachable, *seed_version) = probe_members(cfg, inv, &req.targets)?;
+        let (down, version) = probe_members(cfg, inv, &req.targets)?;
+        q.unreachable = down;
+        (q.seed_version, q.seed_version_unread) = match version {
+            Ok(v) => (Some(v), None),
+            Err(why) => (None, Some(why)),
+        };
     }
     let mut plan = plan::build(inv, &req).map_err(|e| error::mark(Kind::Usage, e))?;
     let mut resume = None;
@@ -38,8 +38,14 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
         // mid-change and most checks it passed before its first change no
         // longer hold. It goes on only if its plan is still the one made
         // now (same inventory), under its own run id.
+        // Planned again from the same readings and choices: what differs
+        // is the inventory.
         let again = Request {
             run: prev.run.clone(),
+            procedure: match &prev.plan.quorum {
+                Some(q) => plan::Procedure::RecoverQuorum(q.clone()),
+                None => req.procedure.clone(),
+            },
             ..req.clone()
         };
         let now = plan::build(inv, &again).map_err(|e| error::mark(Kind::Usage, e))?;
@@ -87,6 +93,7 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
         control_dir: cfg.control_dir.clone(),
         ssh_persist: cfg.ssh_persist,
         resume,
+        break_lock: cfg.break_lock,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

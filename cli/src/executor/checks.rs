@@ -164,7 +164,15 @@ pub async fn preflight(ex: &mut Executor<'_>, check: &CheckKind) -> anyhow::Resu
             seed,
             status,
             etcdutl,
+            tool,
         } => {
+            if let Some(t) = tool {
+                ex.run(t).await.with_context(|| {
+                    format!(
+                        "{seed} has no working etcdutl, which restores its snapshot on etcd 3.5 and later"
+                    )
+                })?;
+            }
             let answers: Vec<(String, Result<crate::etcd::Status, String>)> = member_reads(ex, status)
                 .await?
                 .into_iter()
@@ -200,12 +208,25 @@ pub async fn preflight(ex: &mut Executor<'_>, check: &CheckKind) -> anyhow::Resu
             // command fails, and that is an answer, not an error.
             let answers = member_reads_any(ex, health).await?;
             let mut with_quorum = Vec::new();
+            let mut unread = Vec::new();
             for (m, out) in &answers {
                 match out.as_ref().map(|o| crate::clearwater::health(o).verdict) {
                     Ok(Verdict::Healthy) => with_quorum.push(format!("{m} (healthy)")),
                     Ok(Verdict::Degraded) => with_quorum.push(format!("{m} (degraded)")),
-                    Ok(_) | Err(_) => {}
+                    Ok(Verdict::Unavailable | Verdict::NoMembers) => {}
+                    // Fail closed: a reply that says nothing about quorum is no proof it is lost.
+                    Ok(Verdict::Unknown) => unread.push(format!(
+                        "{m}: `clearwater-etcdctl cluster-health` printed `{}`",
+                        out.as_deref().unwrap_or("").trim().lines().last().unwrap_or("")
+                    )),
+                    Err(e) => unread.push(format!("{m}: {e}")),
                 }
+            }
+            if !unread.is_empty() && with_quorum.is_empty() {
+                bail!(
+                    "whether the cluster has quorum cannot be read on every node, so it is not rebuilt:\n  {}\nhelp: check that clearwater-etcdctl runs on these nodes, or name a node lost for good with --lost",
+                    unread.join("\n  ")
+                );
             }
             if with_quorum.is_empty() {
                 ex.out.note(&format!(
@@ -236,15 +257,33 @@ pub async fn preflight(ex: &mut Executor<'_>, check: &CheckKind) -> anyhow::Resu
                 match out {
                     Err(e) => problems.push(format!("{m}: its local_config cannot be read: {e}")),
                     Ok(text) => {
-                        let want = ips.get(&m).map(String::as_str).unwrap_or("");
-                        match crate::clearwater::local_ip(&text) {
-                            Some(ip) if ip == want => {}
-                            Some(ip) => problems.push(format!(
-                                "{m}: its local_config says its management IP is {ip}, the inventory {want}\nhelp: set `management_ip: {ip}` for {m} in the inventory, or correct the node's local_config"
-                            )),
-                            None => problems.push(format!(
-                                "{m}: its local_config sets neither management_local_ip nor local_ip"
-                            )),
+                        let Some(want) = ips.get(&m) else { continue };
+                        // etcd is named and reached by the management IP; the
+                        // data-store files list the signalling one.
+                        let seen = [
+                            (
+                                "management IP",
+                                "management_ip",
+                                crate::clearwater::management_ip(&text),
+                                &want.management,
+                            ),
+                            (
+                                "signalling IP (local_ip)",
+                                "local_ip",
+                                crate::clearwater::signaling_ip(&text),
+                                &want.local,
+                            ),
+                        ];
+                        for (what, field, got, want) in seen {
+                            match got {
+                                Some(ip) if ip == *want => {}
+                                Some(ip) => problems.push(format!(
+                                    "{m}: its local_config says its {what} is {ip}, the inventory {want}\nhelp: set `{field}: {ip}` for {m} in the inventory, or correct the node's local_config"
+                                )),
+                                None => problems.push(format!(
+                                    "{m}: its local_config sets no {what} (`local_ip`, `management_local_ip`)"
+                                )),
+                            }
                         }
                     }
                 }

@@ -31,6 +31,8 @@ pub struct Options {
     /// Continue an earlier run of this very plan: skip the steps it
     /// finished, with what they kept.
     pub resume: Option<Resume>,
+    /// `--break-lock`: take over a site lock another run holds, once confirmed.
+    pub break_lock: bool,
 }
 
 /// What an earlier run of the plan did, from its journal.
@@ -211,6 +213,8 @@ pub struct Executor<'a> {
     /// Trust stores read so far, by their CA files: a gate polls with one
     /// instead of reading the system's store again every poll.
     pub(super) trust: std::sync::Mutex<BTreeMap<Vec<String>, Arc<crate::cert::Trust>>>,
+    /// The site locks taken: (lock, node) indexes into the plan's locks.
+    pub(super) locks_held: Vec<(usize, usize)>,
 }
 
 impl Executor<'_> {

@@ -461,7 +461,14 @@ async fn read(
         } => {
             // cluster-health exits non-zero while the cluster is not
             // healthy: its reply still says why.
-            let (_, h) = ex.probe(health).await?;
+            let h = match ex.probe(health).await {
+                Ok((_, h)) => h,
+                Err(e) => {
+                    return Ok(Poll::NotYet(
+                        format!("{e:#}").lines().next().unwrap_or("").to_owned(),
+                    ));
+                }
+            };
             match ex.run(list).await {
                 Err(e) => Poll::NotYet(format!("{e:#}").lines().next().unwrap_or("").to_owned()),
                 Ok(l) => match crate::clearwater::judge_cluster(masters, &h, &l) {
@@ -470,13 +477,16 @@ async fn read(
                 },
             }
         }
-        Gate::MonitRunning { command, services } => match ex.run(command).await {
-            Err(e) => Poll::NotYet(format!("{e:#}").lines().next().unwrap_or("").to_owned()),
-            Ok(out) => match crate::clearwater::judge_monit(services, &out) {
-                Ok(what) => Poll::Holds(what),
-                Err(why) => Poll::NotYet(why),
-            },
-        },
+        Gate::MonitRunning { command, services } | Gate::MonitStopped { command, services } => {
+            let running = matches!(gate, Gate::MonitRunning { .. });
+            match ex.run(command).await {
+                Err(e) => Poll::NotYet(format!("{e:#}").lines().next().unwrap_or("").to_owned()),
+                Ok(out) => match crate::clearwater::judge_monit(services, &out, running) {
+                    Ok(what) => Poll::Holds(what),
+                    Err(why) => Poll::NotYet(why),
+                },
+            }
+        }
         Gate::ConfigSynced { command } => match ex.probe(command).await? {
             (0, out) => Poll::Holds(out.trim().lines().last().unwrap_or("in sync").to_owned()),
             (code, out) => Poll::NotYet(format!(

@@ -13,6 +13,7 @@
 mod checks;
 mod core;
 mod gates;
+mod lock;
 mod steps;
 mod summary;
 
@@ -41,7 +42,10 @@ pub async fn run(plan: &Plan, opts: Options, stop: Stop) -> anyhow::Result<()> {
             .or_insert_with(NodeState::default)
             .steps_total += 1;
     }
-    let mut journal = Journal::create(&opts.state_dir, &plan.run)?;
+    let mut journal = match &opts.resume {
+        Some(_) => Journal::reopen(&opts.state_dir, &plan.run)?,
+        None => Journal::create(&opts.state_dir, &plan.run)?,
+    };
     match &opts.resume {
         // The same journal goes on: its plan is this plan.
         Some(r) => journal.record(&Event::Resume {
@@ -70,6 +74,7 @@ pub async fn run(plan: &Plan, opts: Options, stop: Stop) -> anyhow::Result<()> {
         files: BTreeMap::new(),
         finished: resume.done.clone(),
         trust: Default::default(),
+        locks_held: Vec::new(),
     };
     for step in plan.steps().filter(|s| resume.done.contains(&s.number)) {
         if let Some(s) = ex.state.get_mut(&step.node) {
@@ -79,6 +84,7 @@ pub async fn run(plan: &Plan, opts: Options, stop: Stop) -> anyhow::Result<()> {
     let started = Instant::now();
     ex.out.event(&RunEvent::Start { run: &plan.run, plan });
     let result = ex.execute().await;
+    lock::release(&mut ex).await;
     ex.summary(&result, started.elapsed());
     let outcome = match &result {
         Ok(()) => "done",
@@ -196,7 +202,14 @@ impl Executor<'_> {
         } else {
             "nothing was changed"
         };
+        // Once the targets answer, the sites are locked before the other
+        // checks: two runs never both pass them.
+        let mut locked = false;
         for kind in &checks {
+            if !locked && !matches!(kind, CheckKind::Reachable { .. }) {
+                lock::take(self).await?;
+                locked = true;
+            }
             let name = kind.name();
             let checked = unless_stopped(&self.stop.clone(), checks::preflight(self, kind)).await;
             self.out.event(&RunEvent::Check {
@@ -215,6 +228,9 @@ impl Executor<'_> {
                 ));
             }
             self.out.note(&format!("ok: {name}"));
+        }
+        if !locked {
+            lock::take(self).await?;
         }
         let plan = self.plan;
         for section in &plan.sections {

@@ -102,6 +102,9 @@ pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
             commands,
         } => {
             let text = ex.run(read).await?;
+            if text.contains('\u{fffd}') {
+                bail!("{path} on {source} is not text; nothing was copied");
+            }
             let node = ex.plan.node(on)?;
             upload(ex, &node, text.as_bytes(), commands).await?;
             ex.out.note(&format!(

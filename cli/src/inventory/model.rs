@@ -22,6 +22,8 @@ pub struct Inventory {
     pub playbooks_dir: Option<PathBuf>,
     /// `cert.ca`: a file of roots clients trust besides the system's.
     pub cert_ca: Option<PathBuf>,
+    /// `lock.dir`: where on the nodes a run's site locks live.
+    pub lock_dir: String,
     pub advertise: Advertise,
     pub sites: Vec<Site>,
 }
@@ -272,6 +274,9 @@ pub enum MemberRole {
     Clearwater {
         role: ClearwaterRole,
         management_ip: String,
+        /// Its signalling address (local_config's `local_ip`), on which
+        /// Clearwater clusters Chronos and Memcached.
+        local_ip: String,
     },
     Etcd {
         client_url: String,

@@ -91,6 +91,31 @@ pub fn inventory(root: &At, file: String, dir: PathBuf) -> Option<Inventory> {
         c.finish();
         ca
     });
+    // `lock: {dir: PATH}`: where on the nodes a run's site locks live.
+    let lock_dir = m
+        .get("lock")
+        .and_then(|a| {
+            let mut l = a.map()?;
+            let d = l
+                .require(
+                    "dir",
+                    "an absolute directory on the nodes, e.g. `dir: /var/lib/opsctl/locks`",
+                )
+                .and_then(|d| {
+                    let p = d.word("path")?;
+                    if !p.starts_with('/') {
+                        d.error(
+                            format!("`{p}` is not an absolute path"),
+                            Some("the lock directory is on the nodes: give its absolute path".into()),
+                        );
+                        return None;
+                    }
+                    Some(p)
+                });
+            l.finish();
+            d
+        })
+        .unwrap_or_else(|| crate::lock::DEFAULT_DIR.to_owned());
     let advertise = m
         .get("advertise")
         .map(|a| advertise(&a, &dir))
@@ -169,6 +194,7 @@ pub fn inventory(root: &At, file: String, dir: PathBuf) -> Option<Inventory> {
         dir,
         playbooks_dir,
         cert_ca,
+        lock_dir,
         advertise: advertise?,
         sites,
     };
@@ -776,6 +802,7 @@ fn member(at: &At, defaults: &Defaults, shared: &MemberDefaults, walk: &Walk) ->
     let (host, transport, ssh) = access(&mut m, defaults, &walk.dir);
     let role = m.get("role");
     let mgmt = m.get("management_ip").and_then(|a| a.host());
+    let local_ip = m.get("local_ip").and_then(|a| a.host());
     let client_url = m.get("client_url").and_then(|a| a.word("URL"));
     let peer_url = m.get("peer_url").and_then(|a| a.word("URL"));
     let own_data_dir = m.get("data_dir").and_then(|a| a.word("path"));
@@ -795,6 +822,7 @@ fn member(at: &At, defaults: &Defaults, shared: &MemberDefaults, walk: &Walk) ->
         };
         MemberRole::Clearwater {
             role,
+            local_ip: local_ip.unwrap_or_else(|| mgmt.clone().unwrap_or_else(|| host.clone())),
             management_ip: mgmt.unwrap_or_else(|| host.clone()),
         }
     } else {

@@ -124,6 +124,7 @@ impl Lab {
             "# Written by `opsctl lab up`: the lab on this machine. Try\n\
              #   opsctl -i {dir}/inventory.yaml restart --no-downtime --all --dry-run\n\
              advertise:\n  backend: values-file\n  file: values.yaml\n  apply: {apply}\n  check:\n    command: {check}\n\
+             lock:\n  dir: {dir}/locks\n\
              defaults:\n  transport: local\n  min_healthy_relays: 1\n  relay:\n    kind: relayd\n    drain:\n      poll: 1s\n      timeout: 2m\n      relay_drain: true\n\
              sites:\n  - name: lab\n    relays:\n",
             apply = cmd(&["apply", "--dir", &dir]),

@@ -29,15 +29,16 @@ impl Builder<'_> {
             .cluster
             .as_ref()
             .with_context(|| format!("site `{}` has no `cluster` in {}", site.name, inv.file))?;
-        let (down, shared_from, seed_version) = match &self.req.procedure {
-            Procedure::RecoverQuorum {
-                unreachable,
-                shared_from,
-                seed_version,
-            } => (unreachable.clone(), shared_from.clone(), seed_version.clone()),
-            _ => (BTreeMap::new(), None, Err("not read".into())),
+        let q = match &self.req.procedure {
+            Procedure::RecoverQuorum(q) => q.clone(),
+            _ => Default::default(),
         };
-        let down = self.leave_out(cluster, &down)?;
+        let shared_from = q.shared_from.clone();
+        let seed_version = match (&q.seed_version, &q.seed_version_unread) {
+            (Some(v), _) => Ok(v.clone()),
+            (None, why) => Err(why.clone().unwrap_or_else(|| "not read".into())),
+        };
+        let down = self.leave_out(cluster, &q.unreachable, &q.lost)?;
         let mut order = ClusterOrder::new(cluster, &down)?;
         if let InvFlavor::Etcd(e) = &cluster.flavor {
             order.etcdutl = self.restore_tool(e, &seed_version)?;
@@ -163,7 +164,25 @@ impl Builder<'_> {
         &mut self,
         cluster: &Cluster,
         down: &BTreeMap<String, String>,
+        lost: &[String],
     ) -> anyhow::Result<BTreeMap<String, String>> {
+        if !lost.is_empty() && matches!(cluster.flavor, InvFlavor::Etcd(_)) {
+            bail!(
+                "--lost applies to Clearwater sites; an etcd rebuild leaves out the members that do not answer when the others are a majority"
+            );
+        }
+        for name in lost {
+            if !cluster.members.iter().any(|m| &m.name == name) {
+                bail!("--lost {name}: no such node in site `{}`", cluster.site);
+            }
+        }
+        if down.len() < cluster.members.len()
+            && let Some(up) = lost.iter().find(|n| !down.contains_key(*n))
+        {
+            return Err(crate::error::refused(format!(
+                "--lost {up}: {up} answers SSH, so it is not lost; nothing was run\nhelp: leave it out of --lost"
+            )));
+        }
         if down.is_empty() {
             return Ok(BTreeMap::new());
         }
@@ -179,9 +198,24 @@ impl Builder<'_> {
                     ));
                     return Ok(BTreeMap::new());
                 }
+                // A node only cut off from here may still be in a cluster
+                // with quorum: the operator says which are gone.
+                let unnamed: Vec<String> = down
+                    .iter()
+                    .filter(|(m, _)| !lost.contains(m))
+                    .map(|(m, why)| format!("{m} ({why})"))
+                    .collect();
+                if !unnamed.is_empty() {
+                    return Err(crate::error::refused(format!(
+                        "these nodes of site `{}` do not answer SSH: {}; a node only cut off from here may still be in a cluster with quorum, and a second one built beside it would split the site; nothing was run\nhelp: if they are lost for good, name them: --lost {}",
+                        cluster.site,
+                        unnamed.join(", "),
+                        down.keys().cloned().collect::<Vec<_>>().join(",")
+                    )));
+                }
                 for (m, why) in down {
                     self.note(format!(
-                        "{m} does not answer SSH ({why}): it is left out, as the runbook says for nodes that no longer exist; replace it once the cluster is recovered"
+                        "{m} does not answer SSH ({why}) and is lost (--lost): it is left out, as the runbook says for nodes that no longer exist; replace it once the cluster is recovered"
                     ));
                 }
                 return Ok(down.clone());
@@ -298,6 +332,9 @@ impl Builder<'_> {
                         )
                     }),
                     etcdutl: order.etcdutl,
+                    tool: order
+                        .etcdutl
+                        .then(|| Command::remote_str(&first.name, &first.access, &[&e.etcdutl, "version"])),
                 },
                 (Preflight::KeysCounted, InvFlavor::Etcd(e)) => CheckKind::KeysCounted {
                     seed: first.name.clone(),
@@ -366,7 +403,15 @@ impl Builder<'_> {
                     ips: order
                         .all
                         .iter()
-                        .map(|m| (m.name.clone(), management_ip(m)))
+                        .map(|m| {
+                            (
+                                m.name.clone(),
+                                NodeIps {
+                                    management: management_ip(m),
+                                    local: local_ip(m),
+                                },
+                            )
+                        })
                         .collect(),
                     shared: order
                         .masters
@@ -454,13 +499,21 @@ impl Builder<'_> {
                 message,
                 show_allocations: _,
             } => vec![Action::Confirm {
-                // The copy the operator asked for is confirmed with the rest.
-                prompt: match shared_from {
-                    Some(src) => format!(
-                        "{}, replacing the other masters' shared_config with {src}'s",
-                        message.render(vars)
-                    ),
-                    None => message.render(vars),
+                // What the operator chose or was told is confirmed with the rest.
+                prompt: {
+                    let mut p = message.render(vars);
+                    if !order.left_out.is_empty() {
+                        p.push_str(&format!(
+                            ", without {} (not answering SSH)",
+                            order.left_out.join(", ")
+                        ));
+                    }
+                    if let Some(src) = shared_from {
+                        p.push_str(&format!(
+                            ", replacing the other masters' shared_config with {src}'s"
+                        ));
+                    }
+                    p
                 },
                 allocations: None,
                 service: None,
@@ -506,9 +559,7 @@ impl Builder<'_> {
                 }
                 let path = store.path();
                 let content = match store {
-                    Store::Chronos => {
-                        crate::clearwater::chronos_default(&management_ip(m), &order.site_vellum)
-                    }
+                    Store::Chronos => crate::clearwater::chronos_default(&local_ip(m), &order.site_vellum),
                     Store::Memcached => crate::clearwater::cluster_settings_default(&order.site_vellum),
                 };
                 vec![Action::DatastoreConfig {
@@ -671,6 +722,17 @@ impl Builder<'_> {
                     services: spec.services.clone(),
                 },
             ),
+            (InvFlavor::Clearwater(_), _, PbGate::MonitStopped) => (
+                format!(
+                    "monit on {} shows {} stopped (not monitored)",
+                    m.name,
+                    spec.services.join(", ")
+                ),
+                Gate::MonitStopped {
+                    command: on(m, vec!["monit".into(), "summary".into()]),
+                    services: spec.services.clone(),
+                },
+            ),
             (InvFlavor::Clearwater(_), _, PbGate::ConfigSynced) => (
                 format!("the shared configuration of {} is in sync with etcd", m.name),
                 Gate::ConfigSynced {
@@ -751,6 +813,14 @@ fn role(m: &Member) -> Option<ClearwaterRole> {
     }
 }
 
+/// The signalling address of a Clearwater node (management IP for others).
+fn local_ip(m: &Member) -> String {
+    match &m.role {
+        MemberRole::Clearwater { local_ip, .. } => local_ip.clone(),
+        MemberRole::Etcd { .. } => m.access.host.clone(),
+    }
+}
+
 fn management_ip(m: &Member) -> String {
     match &m.role {
         MemberRole::Clearwater { management_ip, .. } => management_ip.clone(),
@@ -760,15 +830,14 @@ fn management_ip(m: &Member) -> String {
 
 impl Builder<'_> {
     /// A file written on `m` beside `path`, the one there kept as
-    /// `path.opsctl-RUN` first.
+    /// `path.opsctl-RUN` first (once: a continued run keeps the original).
     fn write_with_backup(&self, m: &Member, path: &str) -> crate::remote::UploadCommands {
-        crate::remote::UploadCommands::new(
+        crate::remote::UploadCommands::keeping_backup(
             &m.name,
             &m.access,
             path,
             &format!("{path}.opsctl-{}.tmp", self.req.run),
-            Some(&format!("{path}.opsctl-{}", self.req.run)),
-            None,
+            &format!("{path}.opsctl-{}", self.req.run),
         )
     }
 }
@@ -845,7 +914,7 @@ impl<'a> ClusterOrder<'a> {
                 };
                 let masters: Vec<&Member> = names.iter().filter_map(|n| by_name(n)).collect();
                 let first = *masters.first().context("no master takes part")?;
-                let site_vellum = c.members.iter().filter(is_vellum).map(management_ip).collect();
+                let site_vellum = c.members.iter().filter(is_vellum).map(local_ip).collect();
                 let mut why = format!(
                     "masters: {}: {why}",
                     masters

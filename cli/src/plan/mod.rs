@@ -29,7 +29,7 @@ use crate::remote::UploadCommands;
 use crate::stats::StatsRead;
 pub use render::text;
 pub use renew::read_served_now;
-pub use request::{Procedure, Request, build};
+pub use request::{Procedure, Quorum, Request, build};
 
 /// The version of the JSON shape; bumped on any incompatible change.
 pub const SCHEMA: u32 = 3;
@@ -59,6 +59,12 @@ pub struct Plan {
     /// What is left to the operator once the plan has run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub next_steps: Vec<String>,
+    /// recover-quorum: what the plan was made from besides the inventory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<Quorum>,
+    /// The sites the run locks before its safety checks, and how.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locks: Vec<crate::lock::SiteLock>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -131,6 +137,10 @@ pub enum CheckKind {
         seed: String,
         status: Vec<MemberRead>,
         etcdutl: bool,
+        /// With `etcdutl`: `etcdutl version` on the seed, which must run
+        /// (it is needed after the other members have stopped).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tool: Option<Command>,
     },
     /// The seed's key count and revision (a serializable read), kept as
     /// `record` for the `keys-preserved` gate.
@@ -140,12 +150,12 @@ pub enum CheckKind {
         record: String,
     },
     /// Clearwater: every node's local_config (`local`) names the management
-    /// IP the plan uses for it (`ips`), and the shared configuration
+    /// and signalling IPs the plan uses for it (`ips`), and the shared configuration
     /// (`shared`, on each master) is the same everywhere, or, with `from`,
     /// present on that master, whose copy the others get.
     ConfigPresent {
         local: Vec<MemberRead>,
-        ips: BTreeMap<String, String>,
+        ips: BTreeMap<String, NodeIps>,
         shared: Vec<MemberRead>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         from: Option<String>,
@@ -156,6 +166,15 @@ pub enum CheckKind {
     /// Clearwater: each Sprout node's JSON configuration files parse (a
     /// file that is not there is reported, not refused).
     SproutConfig { reads: Vec<FileRead> },
+}
+
+/// A Clearwater node's addresses, as the plan uses them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeIps {
+    /// etcd's (`management_local_ip`, else `local_ip`).
+    pub management: String,
+    /// Signalling (`local_ip`): the data stores'.
+    pub local: String,
 }
 
 /// One file read on one node.
@@ -483,6 +502,12 @@ pub enum Gate {
         command: Command,
         services: Vec<String>,
     },
+    /// Clearwater: ... shows every one of them stopped: monit acts on
+    /// `stop` after the command returns.
+    MonitStopped {
+        command: Command,
+        services: Vec<String>,
+    },
     /// Clearwater: `command` (`check_config_sync`) exits 0.
     ConfigSynced {
         command: Command,
@@ -530,6 +555,7 @@ impl Gate {
             Gate::AcceptsWrites { .. } => "accepts-writes",
             Gate::ClearwaterCluster { .. } => "cluster-healthy",
             Gate::MonitRunning { .. } => "monit-running",
+            Gate::MonitStopped { .. } => "monit-stopped",
             Gate::ConfigSynced { .. } => "config-synced",
         }
     }
@@ -600,6 +626,9 @@ impl Plan {
     /// and a run may send, and nothing else.
     pub fn commands(&self) -> Vec<&Command> {
         let mut out = Vec::new();
+        for l in &self.locks {
+            out.extend(l.commands());
+        }
         for c in &self.preflight {
             c.kind.commands(&mut out);
         }
@@ -627,8 +656,10 @@ impl CheckKind {
                     }
                 }
             }
-            CheckKind::QuorumLost { health: reads, .. } | CheckKind::SeedLatest { status: reads, .. } => {
-                out.extend(reads.iter().map(|r| &r.command))
+            CheckKind::QuorumLost { health: reads, .. } => out.extend(reads.iter().map(|r| &r.command)),
+            CheckKind::SeedLatest { status, tool, .. } => {
+                out.extend(status.iter().map(|r| &r.command));
+                out.extend(tool);
             }
             CheckKind::ClearwaterQuorumLost { health: reads, .. } => {
                 out.extend(reads.iter().map(|r| &r.command))
@@ -664,7 +695,9 @@ impl Action {
                 | Gate::KeysPreserved { command, .. } => out.push(command),
                 Gate::ClusterHealthy { command, status, .. } => out.extend([command, status]),
                 Gate::ClearwaterCluster { health, list, .. } => out.extend([health, list]),
-                Gate::MonitRunning { command, .. } | Gate::ConfigSynced { command } => out.push(command),
+                Gate::MonitRunning { command, .. }
+                | Gate::MonitStopped { command, .. }
+                | Gate::ConfigSynced { command } => out.push(command),
                 Gate::MemberAdded { list, add, .. } => out.extend([list, add]),
                 Gate::AcceptsWrites { put, get, del, .. } => out.extend([put, get, del]),
                 Gate::StunBinding { .. } | Gate::ServedCert { .. } => {}

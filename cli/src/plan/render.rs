@@ -53,6 +53,27 @@ impl Render {
                 "continues: run {run} left {relay} out of the advertised list; this run takes it from there"
             );
         }
+        for l in &plan.locks {
+            let _ = writeln!(
+                self.out,
+                "\nlock: site {}, in {} on each node; held once a majority ({} of {}) takes it, in this order, after the `reachable` check and before the others; released at the end:",
+                l.site,
+                l.path,
+                l.need,
+                l.on.len()
+            );
+            let take: Vec<&Command> = l.on.iter().map(|o| &o.take).collect();
+            self.commands(&take, "  ");
+            let _ = writeln!(self.out, "  released by:");
+            let release: Vec<&Command> = l.on.iter().map(|o| &o.release).collect();
+            self.commands(&release, "  ");
+            let _ = writeln!(
+                self.out,
+                "  held by another run: refused, naming it; with --break-lock, once confirmed, its lock is removed by:"
+            );
+            let brk: Vec<&Command> = l.on.iter().map(|o| &o.break_).collect();
+            self.commands(&brk, "  ");
+        }
         if !plan.preflight.is_empty() {
             let _ = writeln!(self.out, "\nsafety checks, all before anything changes:");
             let width = plan
@@ -125,8 +146,12 @@ impl Render {
             CheckKind::MinHealthy { each } => {
                 self.preflight_probes(each.iter().flat_map(|s| s.others.iter()), &pad)
             }
-            CheckKind::QuorumLost { health: reads, .. } | CheckKind::SeedLatest { status: reads, .. } => {
+            CheckKind::QuorumLost { health: reads, .. } => {
                 let cmds: Vec<&Command> = reads.iter().map(|r| &r.command).collect();
+                self.commands(&cmds, &pad);
+            }
+            CheckKind::SeedLatest { status, tool, .. } => {
+                let cmds: Vec<&Command> = status.iter().map(|r| &r.command).chain(tool).collect();
                 self.commands(&cmds, &pad);
             }
             CheckKind::ClearwaterQuorumLost { health: reads, .. } => {
@@ -557,7 +582,7 @@ impl Render {
                 );
                 self.commands(&[health, list], pad);
             }
-            Gate::MonitRunning { command, .. } => {
+            Gate::MonitRunning { command, .. } | Gate::MonitStopped { command, .. } => {
                 let _ = writeln!(self.out, "{pad}  read by monit's summary, parsed:");
                 self.command(command, pad);
             }

@@ -32,17 +32,32 @@ pub enum Procedure {
         /// What each target serves now, read from here before planning.
         served: BTreeMap<String, Result<crate::cert::ServedNow, String>>,
     },
-    RecoverQuorum {
-        /// Members whose host does not answer SSH now, with why: the
-        /// rebuilt cluster is formed without them (read before planning).
-        unreachable: BTreeMap<String, String>,
-        /// Clearwater, `--shared-config-from`: the master whose shared
-        /// configuration the other masters get.
-        shared_from: Option<String>,
-        /// etcd: the version the seed's etcd reports now (`endpoint
-        /// status`), read before planning; `Err` says why it was not.
-        seed_version: Result<String, String>,
-    },
+    RecoverQuorum(Quorum),
+}
+
+/// What a cluster rebuild is planned from besides the inventory: the
+/// operator's choices and what was read from the members just before. A
+/// plan keeps it, so a run continued later is compared with a plan made
+/// from the same readings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Quorum {
+    /// Members whose host does not answer SSH, with why: the rebuilt
+    /// cluster is formed without them.
+    pub unreachable: BTreeMap<String, String>,
+    /// Clearwater, `--lost`: the nodes the operator says are lost for good;
+    /// every node that does not answer must be one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost: Vec<String>,
+    /// Clearwater, `--shared-config-from`: the master whose shared
+    /// configuration the other masters get.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_from: Option<String>,
+    /// etcd: the version the seed's etcd reports (`endpoint status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_version: Option<String>,
+    /// Why it could not be read, if so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_version_unread: Option<String>,
 }
 
 /// A procedure, its targets (already resolved to inventory names) and the run id.
@@ -109,6 +124,7 @@ pub fn build(inv: &Inventory, req: &Request) -> anyhow::Result<Plan> {
         ),
     };
     let nodes = b.nodes();
+    let locks = b.locks();
     Ok(Plan {
         schema: SCHEMA,
         procedure: name.to_owned(),
@@ -126,6 +142,11 @@ pub fn build(inv: &Inventory, req: &Request) -> anyhow::Result<Plan> {
         nodes,
         continues: b.continues,
         next_steps: b.next_steps,
+        locks,
+        quorum: match &req.procedure {
+            Procedure::RecoverQuorum(q) => Some(q.clone()),
+            _ => None,
+        },
     })
 }
 
@@ -158,6 +179,44 @@ impl<'a> Builder<'a> {
                 for m in &c.members {
                     out.insert(m.name.clone(), m.access.clone());
                 }
+            }
+        }
+        out
+    }
+
+    /// The sites the run works on, each locked on its nodes: a relay
+    /// procedure on the site's relays, a rebuild on the members taking part
+    /// (never through the cluster it repairs).
+    fn locks(&self) -> Vec<crate::lock::SiteLock> {
+        let in_plan = |name: &str| {
+            self.sections
+                .iter()
+                .any(|s| s.steps.iter().any(|st| st.node == name))
+        };
+        let mut out = Vec::new();
+        for site in &self.inv.sites {
+            let nodes: Vec<(&str, &Access)> = if matches!(self.req.procedure, Procedure::RecoverQuorum(_)) {
+                match &site.cluster {
+                    Some(c) if self.req.targets.contains(&site.name) => c
+                        .members
+                        .iter()
+                        .filter(|m| in_plan(&m.name))
+                        .map(|m| (m.name.as_str(), &m.access))
+                        .collect(),
+                    _ => Vec::new(),
+                }
+            } else if site.relays.iter().any(|r| self.req.targets.contains(&r.name)) {
+                site.relays.iter().map(|r| (r.name.as_str(), &r.access)).collect()
+            } else {
+                Vec::new()
+            };
+            if !nodes.is_empty() {
+                out.push(crate::lock::SiteLock::new(
+                    &site.name,
+                    &self.inv.lock_dir,
+                    &self.req.run,
+                    &nodes,
+                ));
             }
         }
         out
@@ -520,11 +579,10 @@ sites:
         );
         let p = plan(
             &i,
-            Procedure::RecoverQuorum {
-                unreachable: BTreeMap::new(),
-                shared_from: None,
-                seed_version: Ok("3.4.23".into()),
-            },
+            Procedure::RecoverQuorum(Quorum {
+                seed_version: Some("3.4.23".into()),
+                ..Quorum::default()
+            }),
             &["s"],
         )
         .unwrap();

@@ -308,6 +308,7 @@ impl Builder<'_> {
             | PbGate::MemberAdded
             | PbGate::AcceptsWrites
             | PbGate::MonitRunning
+            | PbGate::MonitStopped
             | PbGate::ConfigSynced => bail!(
                 "playbook {}: gate `{}` applies to clusters, not relays",
                 self.pb_file(),
@@ -406,6 +407,6 @@ pub(super) fn gate_defaults(g: PbGate) -> (Duration, Duration) {
         PbGate::MemberAdded => (s(2), s(60)),
         PbGate::MemberHealthy => (s(2), s(120)),
         PbGate::ClusterHealthy => (s(2), s(300)),
-        PbGate::MonitRunning | PbGate::ConfigSynced => (s(2), s(120)),
+        PbGate::MonitRunning | PbGate::MonitStopped | PbGate::ConfigSynced => (s(2), s(120)),
     }
 }

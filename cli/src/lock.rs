@@ -1,0 +1,199 @@
+//! The lock a run holds on the sites it works on, kept on the sites' own
+//! nodes, where every operator's opsctl looks: a directory per site
+//! (`<dir>/<site>`, made with `mkdir`, which only one can make) holding the
+//! holder's record. A run holds a site when it holds a majority of the
+//! site's nodes, taken in inventory order: two runs contend for the same
+//! first node, and at most one can hold a majority, also when some nodes
+//! are down. The plan carries every command; the record goes on stdin.
+//!
+//! A holder killed before it releases leaves its lock behind: the next run
+//! names it, says whether it is stale (same machine, process gone), and
+//! `--break-lock` takes it over once confirmed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Access, Command};
+
+/// Where the lock directories live on the nodes (`lock.dir` in the inventory).
+pub const DEFAULT_DIR: &str = "/var/lib/opsctl/locks";
+
+/// The exit status of `take` when another run holds the lock; it prints the
+/// holder's record.
+pub const HELD: i32 = 75;
+
+/// Makes the site's lock directory and writes the record (stdin) in it; the
+/// same run taking it again (continuing) is fine. Held by another: prints
+/// its record, exits 75.
+const TAKE: &str = r#"mkdir -p -- "${1%/*}" || exit 1; if mkdir -- "$1" 2>/dev/null || grep -qF "\"run\":\"$2\"" "$1/owner" 2>/dev/null; then cat > "$1/owner.tmp" && mv -f -- "$1/owner.tmp" "$1/owner"; else cat -- "$1/owner" 2>/dev/null; exit 75; fi"#;
+
+/// Removes the lock if this run holds it.
+const RELEASE: &str = r#"if grep -qF "\"run\":\"$2\"" "$1/owner" 2>/dev/null; then rm -rf -- "$1"; fi"#;
+
+/// Removes the lock held by the run named on stdin (or with no record,
+/// left by a run killed while taking it).
+const BREAK: &str = r#"read -r holder; if [ -d "$1" ] && { [ ! -e "$1/owner" ] || grep -qF "\"run\":\"$holder\"" "$1/owner"; }; then rm -rf -- "$1"; fi"#;
+
+/// A site's lock, as a plan holds it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SiteLock {
+    pub site: String,
+    /// The lock directory on each node.
+    pub path: String,
+    /// How many of `on` must be held: a majority.
+    pub need: usize,
+    /// In the order they are taken.
+    pub on: Vec<LockOn>,
+}
+
+/// Taking, releasing and breaking the lock on one node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockOn {
+    pub node: String,
+    /// The record on stdin; exit 75 with the holder's record when held.
+    pub take: Command,
+    pub release: Command,
+    /// The holder's run id on stdin.
+    #[serde(rename = "break")]
+    pub break_: Command,
+}
+
+impl SiteLock {
+    /// The lock of `site` on `nodes` (name and access, in inventory order).
+    pub fn new(site: &str, dir: &str, run: &str, nodes: &[(&str, &Access)]) -> SiteLock {
+        let path = format!("{}/{site}", dir.trim_end_matches('/'));
+        let on = nodes
+            .iter()
+            .map(|(name, a)| LockOn {
+                node: (*name).to_owned(),
+                take: Command::remote_str(name, a, &["sh", "-c", TAKE, "opsctl-lock", &path, run]),
+                release: Command::remote_str(name, a, &["sh", "-c", RELEASE, "opsctl-unlock", &path, run]),
+                break_: Command::remote_str(name, a, &["sh", "-c", BREAK, "opsctl-break-lock", &path]),
+            })
+            .collect();
+        SiteLock {
+            site: site.to_owned(),
+            path,
+            need: nodes.len() / 2 + 1,
+            on,
+        }
+    }
+
+    pub fn commands(&self) -> impl Iterator<Item = &Command> {
+        self.on.iter().flat_map(|o| [&o.take, &o.release, &o.break_])
+    }
+}
+
+/// Who holds a lock: what a second operator is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub run: String,
+    pub procedure: String,
+    pub targets: Vec<String>,
+    pub user: String,
+    pub machine: String,
+    pub pid: u32,
+    /// Unix seconds.
+    pub started: u64,
+}
+
+impl Holder {
+    /// This process, about to run `run`.
+    pub fn here(run: &str, procedure: &str, targets: &[String]) -> Holder {
+        Holder {
+            run: run.to_owned(),
+            procedure: procedure.to_owned(),
+            targets: targets.to_vec(),
+            user: std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .unwrap_or_else(|_| "unknown".into()),
+            machine: machine(),
+            pid: std::process::id(),
+            started: crate::journal::now(),
+        }
+    }
+
+    /// "run R (restart-no-downtime on relay-1), by alice on laptop-3, pid
+    /// 42, since <date>".
+    pub fn describe(&self) -> String {
+        format!(
+            "run {} ({} on {}), by {} on {}, pid {}, since {}",
+            self.run,
+            self.procedure,
+            self.targets.join(", "),
+            self.user,
+            self.machine,
+            self.pid,
+            crate::cert::date(self.started as i64)
+        )
+    }
+
+    /// Whether the holder is known to be gone: it ran on this machine and
+    /// its process is no more. (Elsewhere, nothing here can tell.)
+    pub fn gone(&self) -> bool {
+        self.machine == machine() && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+}
+
+/// This machine's name, as a holder record gives it.
+pub fn machine() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_record_names_who_where_and_since_when() {
+        let h = Holder {
+            run: "20261201T165802.000Z-abc123".into(),
+            procedure: "restart-no-downtime".into(),
+            targets: vec!["relay-1".into()],
+            user: "alice".into(),
+            machine: "laptop-3".into(),
+            pid: 42,
+            started: 1_796_144_282,
+        };
+        let d = h.describe();
+        assert!(
+            d.starts_with("run 20261201T165802.000Z-abc123 (restart-no-downtime on relay-1), by alice on laptop-3, pid 42, since "),
+            "{d}"
+        );
+        assert!(d.contains("2026"), "{d}");
+        let back: Holder = serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();
+        assert_eq!(back, h);
+        // Another machine's process cannot be seen from here: never called gone.
+        assert!(!h.gone());
+        let mine = Holder {
+            machine: machine(),
+            pid: std::process::id(),
+            ..h.clone()
+        };
+        assert!(!mine.gone(), "this process is alive");
+        let dead = Holder {
+            machine: machine(),
+            pid: u32::MAX - 1,
+            ..h
+        };
+        assert!(dead.gone());
+    }
+
+    #[test]
+    fn a_majority_of_the_site_s_nodes_is_needed() {
+        let a = Access::here();
+        let nodes =
+            |n: usize| -> Vec<(String, Access)> { (1..=n).map(|i| (format!("r{i}"), a.clone())).collect() };
+        for (n, need) in [(1, 1), (2, 2), (3, 2), (4, 3), (5, 3)] {
+            let ns = nodes(n);
+            let refs: Vec<(&str, &Access)> = ns.iter().map(|(n, a)| (n.as_str(), a)).collect();
+            let l = SiteLock::new("s", "/var/lib/opsctl/locks/", "run-1", &refs);
+            assert_eq!(l.need, need, "{n} nodes");
+            assert_eq!(l.path, "/var/lib/opsctl/locks/s");
+        }
+    }
+}
