@@ -14,17 +14,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{Access, Command};
 
-/// Where the lock directories live on the nodes (`lock.dir` in the inventory).
-pub const DEFAULT_DIR: &str = "/var/lib/opsctl/locks";
-
 /// The exit status of `take` when another run holds the lock; it prints the
 /// holder's record.
 pub const HELD: i32 = 75;
 
 /// Makes the site's lock directory and writes the record (stdin) in it; the
 /// same run taking it again (continuing) is fine. Held by another: prints
-/// its record, exits 75.
-const TAKE: &str = r#"mkdir -p -- "${1%/*}" || exit 1; if mkdir -- "$1" 2>/dev/null || grep -qF "\"run\":\"$2\"" "$1/owner" 2>/dev/null; then cat > "$1/owner.tmp" && mv -f -- "$1/owner.tmp" "$1/owner"; else cat -- "$1/owner" 2>/dev/null; exit 75; fi"#;
+/// its record (given a second to appear, as a run that has just made the
+/// directory writes it next), exits 75.
+const TAKE: &str = r#"mkdir -p -- "${1%/*}" || exit 1; if mkdir -- "$1" 2>/dev/null || grep -qF "\"run\":\"$2\"" "$1/owner" 2>/dev/null; then cat > "$1/owner.tmp" && mv -f -- "$1/owner.tmp" "$1/owner"; else for i in 1 2 3 4 5 6 7 8 9 10; do [ -s "$1/owner" ] && break; sleep 0.1; done; cat -- "$1/owner" 2>/dev/null; exit 75; fi"#;
 
 /// Removes the lock if this run holds it.
 const RELEASE: &str = r#"if grep -qF "\"run\":\"$2\"" "$1/owner" 2>/dev/null; then rm -rf -- "$1"; fi"#;
@@ -108,7 +106,10 @@ impl Holder {
                 .unwrap_or_else(|_| "unknown".into()),
             machine: machine(),
             pid: std::process::id(),
-            started: crate::journal::now(),
+            started: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
         }
     }
 

@@ -54,7 +54,8 @@ pub(super) async fn take(ex: &mut Executor<'_>) -> anyhow::Result<()> {
                     let who = match &holder {
                         Some(h) => h.describe(),
                         None => {
-                            "a run whose record cannot be read (killed while it took the lock)".to_owned()
+                            "a run whose record is missing or unreadable (one killed while it took the lock)"
+                                .to_owned()
                         }
                     };
                     let stale = match &holder {

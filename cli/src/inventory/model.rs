@@ -13,6 +13,9 @@ use crate::template::Template;
 
 pub use crate::command::{Access, KnownHosts, SecretRef, Ssh, Transport};
 
+/// Where on the nodes a run's site locks live unless `lock.dir` says.
+pub const DEFAULT_LOCK_DIR: &str = "/var/lib/opsctl/locks";
+
 #[derive(Debug, Clone)]
 pub struct Inventory {
     /// The file as the user named it (for messages).
@@ -22,7 +25,8 @@ pub struct Inventory {
     pub playbooks_dir: Option<PathBuf>,
     /// `cert.ca`: a file of roots clients trust besides the system's.
     pub cert_ca: Option<PathBuf>,
-    /// `lock.dir`: where on the nodes a run's site locks live.
+    /// `lock.dir`: where on the nodes a run's site locks live
+    /// ([`DEFAULT_LOCK_DIR`] unless set).
     pub lock_dir: String,
     pub advertise: Advertise,
     pub sites: Vec<Site>,

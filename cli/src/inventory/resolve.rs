@@ -115,7 +115,7 @@ pub fn inventory(root: &At, file: String, dir: PathBuf) -> Option<Inventory> {
             l.finish();
             d
         })
-        .unwrap_or_else(|| crate::lock::DEFAULT_DIR.to_owned());
+        .unwrap_or_else(|| DEFAULT_LOCK_DIR.to_owned());
     let advertise = m
         .get("advertise")
         .map(|a| advertise(&a, &dir))
