@@ -118,6 +118,10 @@ pub enum Command {
     /// Work with the inventory file.
     #[command(subcommand)]
     Inventory(InventoryCmd),
+    /// List the runs this machine's journals tell of (`--state-dir`), the
+    /// latest first: id, procedure, targets, who and where from, started,
+    /// state (running, done, stopped, failed, refused, killed) and steps done.
+    Runs,
     /// A small deployment on this machine: relays, calls, and the demo.
     #[command(subcommand)]
     Lab(LabCmd),

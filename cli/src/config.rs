@@ -34,6 +34,8 @@ pub enum Action {
     Plan(Request),
     Status,
     InventoryCheck,
+    /// `opsctl runs`: reads journals, no inventory.
+    Runs,
     Lab(args::LabCmd),
 }
 
@@ -54,6 +56,7 @@ impl Config {
         let state_dir = g.state_dir.clone().unwrap_or_else(crate::journal::default_dir);
         let (inventory, inventory_id, action) = match cli.command {
             Command::Lab(cmd) => (None, String::new(), Action::Lab(cmd)),
+            Command::Runs => (None, String::new(), Action::Runs),
             command => {
                 let (inv, id, action) = against_inventory(command, &g, &state_dir)?;
                 (Some(inv), id, action)
@@ -169,6 +172,7 @@ fn against_inventory(
         ),
         Command::Status => Action::Status,
         Command::Lab(_) => return Err(usage("`opsctl lab` reads no inventory")),
+        Command::Runs => return Err(usage("`opsctl runs` reads no inventory")),
         Command::Inventory(args::InventoryCmd::Check) => Action::InventoryCheck,
     };
     Ok((inventory, inventory_id, action))

@@ -23,6 +23,13 @@ pub enum Event {
         /// The plan the run executes, exactly: what a later run can replay.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         plan: Option<Box<crate::plan::Plan>>,
+        /// Who ran it, from which machine, as which process.
+        #[serde(default)]
+        user: String,
+        #[serde(default)]
+        machine: String,
+        #[serde(default)]
+        pid: u32,
     },
     Step {
         number: usize,
@@ -41,7 +48,12 @@ pub enum Event {
         at: u64,
     },
     /// The run is continued by a later invocation, from the steps not done.
-    Resume { done: usize, at: u64 },
+    Resume {
+        done: usize,
+        at: u64,
+        #[serde(default)]
+        pid: u32,
+    },
     End {
         outcome: String,
         message: String,
@@ -175,6 +187,7 @@ pub fn read(path: &Path) -> Option<Previous> {
         targets,
         at,
         plan: Some(plan),
+        ..
     }) = events.next()
     else {
         return None;
@@ -206,6 +219,91 @@ pub fn read(path: &Path) -> Option<Previous> {
         }
     }
     Some(p)
+}
+
+/// One run, as `opsctl runs` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub run: String,
+    pub procedure: String,
+    pub targets: Vec<String>,
+    pub user: String,
+    pub machine: String,
+    /// Unix seconds.
+    pub started: u64,
+    /// running, done, stopped, failed, refused, or killed (ended without a
+    /// word: its process is gone), or unknown (no word, on another machine).
+    pub state: String,
+    pub steps_done: usize,
+    pub steps_total: usize,
+    pub journal: String,
+}
+
+/// Every run with a journal in `dir`, the latest first.
+pub fn runs(dir: &Path) -> Vec<Summary> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let here = crate::lock::machine();
+    let mut out: Vec<Summary> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("jsonl"))
+        .filter_map(|path| {
+            let text = std::fs::read_to_string(&path).ok()?;
+            let mut events = text.lines().filter_map(|l| serde_json::from_str::<Event>(l).ok());
+            let Event::Start {
+                run,
+                procedure,
+                targets,
+                at,
+                plan,
+                user,
+                machine,
+                pid,
+                ..
+            } = events.next()?
+            else {
+                return None;
+            };
+            let mut pid = pid;
+            let mut done = std::collections::BTreeSet::new();
+            let mut ended = None;
+            for e in events {
+                match e {
+                    Event::Step { number, .. } => {
+                        done.insert(number);
+                    }
+                    Event::End { outcome, .. } => ended = Some(outcome),
+                    Event::Resume { pid: p, .. } => {
+                        ended = None;
+                        pid = p;
+                    }
+                    _ => {}
+                }
+            }
+            let state = match ended {
+                Some(outcome) => outcome,
+                None if machine != here => "unknown".into(),
+                None if pid != 0 && Path::new(&format!("/proc/{pid}")).exists() => "running".into(),
+                None => "killed".into(),
+            };
+            Some(Summary {
+                run,
+                procedure,
+                targets,
+                user,
+                machine,
+                started: at,
+                state,
+                steps_done: done.len(),
+                steps_total: plan.map(|p| p.steps().count()).unwrap_or(0),
+                journal: path.display().to_string(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (b.started, &b.run).cmp(&(a.started, &a.run)));
+    out
 }
 
 /// The latest run of `procedure` on `targets` against this inventory, if
@@ -280,14 +378,18 @@ mod tests {
     fn the_last_word_on_each_relay_wins() {
         let dir = std::env::temp_dir().join(format!("opsctl-journal-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let start = |run: &str, at| Event::Start {
+        let started = |run: &str, at, machine: String, pid| Event::Start {
             run: run.into(),
             procedure: "restart-no-downtime".into(),
             inventory: "inv.yaml".into(),
             targets: vec![],
             at,
             plan: None,
+            user: "alice".into(),
+            machine,
+            pid,
         };
+        let start = |run: &str, at| started(run, at, crate::lock::machine(), u32::MAX - 1);
         let adv = |node: &str, out| Event::Advertised {
             node: node.into(),
             out,
@@ -325,6 +427,30 @@ mod tests {
             .record(&adv("r2", false))
             .unwrap();
         assert_eq!(left_out(&dir, "inv.yaml").len(), 1);
+        // Listed latest first; a run with no end whose process is gone was
+        // killed; one that ended says how.
+        b.record(&Event::End {
+            outcome: "done".into(),
+            message: String::new(),
+            at: 3,
+        })
+        .unwrap();
+        let listed: Vec<(String, String)> = runs(&dir).into_iter().map(|r| (r.run, r.state)).collect();
+        assert_eq!(
+            listed,
+            [
+                ("c".to_owned(), "killed".to_owned()),
+                ("b".to_owned(), "done".to_owned()),
+                ("a".to_owned(), "killed".to_owned())
+            ]
+        );
+        let mut live = Journal::create(&dir, "d").unwrap();
+        live.record(&started("d", 4, crate::lock::machine(), std::process::id()))
+            .unwrap();
+        let mut away = Journal::create(&dir, "e").unwrap();
+        away.record(&started("e", 5, "elsewhere".into(), 1)).unwrap();
+        let states: Vec<String> = runs(&dir).into_iter().take(2).map(|r| r.state).collect();
+        assert_eq!(states, ["unknown", "running"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -101,9 +101,7 @@ impl Holder {
             run: run.to_owned(),
             procedure: procedure.to_owned(),
             targets: targets.to_vec(),
-            user: std::env::var("USER")
-                .or_else(|_| std::env::var("LOGNAME"))
-                .unwrap_or_else(|_| "unknown".into()),
+            user: user(),
             machine: machine(),
             pid: std::process::id(),
             started: std::time::SystemTime::now()
@@ -133,6 +131,13 @@ impl Holder {
     pub fn gone(&self) -> bool {
         self.machine == machine() && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
     }
+}
+
+/// Who runs this process, as a holder record gives it.
+pub fn user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// This machine's name, as a holder record gives it.

@@ -28,6 +28,7 @@ fn run(cfg: &Config) -> anyhow::Result<()> {
         Action::Status => commands::status::run(cfg),
         Action::InventoryCheck => commands::inventory::check(cfg),
         Action::Lab(cmd) => commands::lab::run(cfg, cmd),
+        Action::Runs => commands::runs::list(cfg),
     }
 }
 

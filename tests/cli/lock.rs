@@ -134,6 +134,32 @@ fn two_restarts_of_one_site_at_once_one_proceeds_the_other_is_told_who_holds_it(
         locks_left(&lab),
         broke.dump()
     );
-    // The killed run's relay is still out of the list, as the killed run left it.
+    // Each operator's runs, as `opsctl runs` lists them (the latest first).
+    let winner_who = if other == "a" { "b" } else { "a" };
+    let listed = output(operator(&scratch, winner_who, &["runs"]).output().unwrap());
+    assert_eq!(listed.code, 0, "{}", listed.dump());
+    let rows: Vec<&str> = listed.stdout.lines().collect();
+    assert!(rows[0].starts_with("RUN "), "{}", listed.stdout);
+    assert!(
+        rows[1].contains(&format!("restart-no-downtime  {winner_node}  "))
+            && rows[1].contains(&format!("@{}", opsctl::lock::machine()))
+            && rows[1].contains("  killed  "),
+        "{}",
+        listed.stdout
+    );
+    let listed = output(
+        operator(&scratch, other, &["-o", "json", "runs"])
+            .output()
+            .unwrap(),
+    );
+    let runs: serde_json::Value =
+        serde_json::from_str(&listed.stdout).unwrap_or_else(|_| panic!("{}", listed.dump()));
+    let states: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["done", "refused", "refused"], "{}", listed.stdout);
     let _ = values;
 }

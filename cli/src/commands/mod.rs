@@ -5,4 +5,5 @@
 pub mod inventory;
 pub mod lab;
 pub mod procedure;
+pub mod runs;
 pub mod status;

@@ -51,6 +51,7 @@ pub async fn run(plan: &Plan, opts: Options, stop: Stop) -> anyhow::Result<()> {
         Some(r) => journal.record(&Event::Resume {
             done: r.done.len(),
             at: journal::now(),
+            pid: std::process::id(),
         })?,
         None => journal.record(&Event::Start {
             run: plan.run.clone(),
@@ -59,6 +60,9 @@ pub async fn run(plan: &Plan, opts: Options, stop: Stop) -> anyhow::Result<()> {
             targets: plan.targets.clone(),
             at: journal::now(),
             plan: Some(Box::new(plan.clone())),
+            user: crate::lock::user(),
+            machine: crate::lock::machine(),
+            pid: std::process::id(),
         })?,
     }
     let resume = opts.resume.clone().unwrap_or_default();
