@@ -7,9 +7,8 @@
 
 use super::Error;
 use super::attr::{Attribute, kind};
-use super::header::{self, Class, HEADER_LEN, MAGIC_COOKIE, Method, TransactionId};
+use super::header::{self, Class, HEADER_LEN, MAGIC_COOKIE, MAX_MESSAGE_LEN, Method, TransactionId};
 use super::integrity::{self, Key};
-use super::message::MAX_MESSAGE_LEN;
 
 /// Builds one STUN message.
 ///

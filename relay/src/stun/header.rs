@@ -9,6 +9,9 @@ pub const MAGIC_COOKIE: u32 = 0x2112_A442;
 /// Length of the STUN header in bytes.
 pub const HEADER_LEN: usize = 20;
 
+/// The longest message: the header plus the largest 4-aligned length.
+pub const MAX_MESSAGE_LEN: usize = HEADER_LEN + 0xFFFC;
+
 /// A STUN method: the 12-bit number shared by a request and its responses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Method(u16);

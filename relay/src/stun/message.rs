@@ -8,11 +8,8 @@ use std::net::SocketAddr;
 use super::Error;
 use super::attr::{Attribute, ErrorCode, kind};
 use super::builder::Builder;
-use super::header::{self, Class, HEADER_LEN, MAGIC_COOKIE, Method, TransactionId};
+use super::header::{self, Class, HEADER_LEN, MAGIC_COOKIE, MAX_MESSAGE_LEN, Method, TransactionId};
 use super::integrity::{self, Key};
-
-/// The longest message: the header plus the largest 4-aligned length.
-pub const MAX_MESSAGE_LEN: usize = HEADER_LEN + 0xFFFC;
 
 /// A STUN message.
 #[derive(Debug, Clone, PartialEq, Eq)]

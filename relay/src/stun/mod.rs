@@ -24,9 +24,9 @@ pub use attr::{Attribute, ErrorCode, TRANSPORT_UDP, kind};
 pub use builder::Builder;
 pub use channel::{CHANNEL_MAX, CHANNEL_MIN, ChannelData, Datagram, classify, frame_len};
 pub use error::Error;
-pub use header::{Class, HEADER_LEN, MAGIC_COOKIE, Method, TransactionId};
+pub use header::{Class, HEADER_LEN, MAGIC_COOKIE, MAX_MESSAGE_LEN, Method, TransactionId};
 pub use integrity::Key;
-pub use message::{MAX_MESSAGE_LEN, Message};
+pub use message::Message;
 
 /// Decodes one whole STUN message; the entry point for fuzzing.
 ///

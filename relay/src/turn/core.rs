@@ -12,7 +12,6 @@ use super::auth::Credentials;
 use super::config::Config;
 use super::counters::Counters;
 use super::nonce::Nonces;
-use super::request::ReplyTo;
 use super::{AllocationId, Event, FiveTuple, Transmit};
 use crate::stun::{
     Attribute, Builder, ChannelData, Class, Datagram, Key, Message, Method, TransactionId, classify,
@@ -20,6 +19,17 @@ use crate::stun::{
 
 /// Stale wake-ups tolerated beyond twice the live ones before the heap is compacted.
 const STALE_TIMERS: usize = 64;
+
+/// Where and how to answer a request, kept apart from the request so an
+/// Allocate can be answered after its relayed socket is bound.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ReplyTo {
+    pub(super) tuple: FiveTuple,
+    pub(super) method: Method,
+    pub(super) tid: TransactionId,
+    /// Answer with FINGERPRINT when the request had one (RFC 8489 §7.3).
+    pub(super) fingerprint: bool,
+}
 
 /// An Allocate that passed every check and waits for the I/O layer to bind
 /// its relayed socket.

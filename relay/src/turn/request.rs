@@ -10,28 +10,16 @@ use std::time::{Duration, Instant};
 
 use super::allocation::{Allocation, BindConflict};
 use super::config::Config;
-use super::core::{Pending, Server};
+use super::core::{Pending, ReplyTo, Server};
 use super::{AllocationId, BindFailure, Event, Family, FiveTuple, REQUESTED_ADDRESS_FAMILY, Transmit};
 use crate::stun::{
-    Attribute, Builder, CHANNEL_MAX, CHANNEL_MIN, Class, ErrorCode, Key, Message, Method, TRANSPORT_UDP,
-    TransactionId, kind,
+    Attribute, Builder, CHANNEL_MAX, CHANNEL_MIN, Class, ErrorCode, Key, Message, Method, TRANSPORT_UDP, kind,
 };
 
 /// 440: the relay has no address of the requested family (RFC 8656).
 const ADDRESS_FAMILY_NOT_SUPPORTED: u16 = 440;
 /// 443: the peer's family differs from the relayed address's (RFC 8656).
 const PEER_ADDRESS_FAMILY_MISMATCH: u16 = 443;
-
-/// Where and how to answer a request, kept apart from the request so an
-/// Allocate can be answered after its relayed socket is bound.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct ReplyTo {
-    tuple: FiveTuple,
-    method: Method,
-    tid: TransactionId,
-    /// Answer with FINGERPRINT when the request had one (RFC 8489 §7.3).
-    fingerprint: bool,
-}
 
 impl ReplyTo {
     fn of(tuple: FiveTuple, req: &Message) -> ReplyTo {
