@@ -248,38 +248,7 @@ impl CwLab {
     fn kill_after(&self, after: usize) -> String {
         let id = self.fresh_id();
         let first = self.killed.borrow_mut().get_or_insert_with(|| id.clone()).clone();
-        let state = self.s.0.join(".opsctl-state");
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_opsctl"))
-            .current_dir(&self.s.0)
-            .args(["--run-id", &id, "--yes", "recover-quorum"])
-            .env("OPSCTL_SSH_PERSIST", "0s")
-            .env("OPSCTL_CONTROL_DIR", self.s.0.join(".opsctl-ssh"))
-            .env("OPSCTL_STATE_DIR", &state)
-            .env("NO_COLOR", "1")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let journal = state.join(format!("{first}.jsonl"));
-        let step = format!("{{\"event\":\"step\",\"number\":{after},");
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let text = std::fs::read_to_string(&journal).unwrap_or_default();
-            if text.lines().any(|l| l.starts_with(&step)) {
-                break;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("recover-quorum ended ({status}) before step {after} was done:\n{text}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "step {after} not done within 90s:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        std::fs::read_to_string(&journal).unwrap()
+        crate::util::kill_recover_quorum_after(&self.s.0, &id, &first, after)
     }
 
     fn scripts_run(&self, i: usize) -> Vec<String> {
@@ -448,18 +417,6 @@ fn a_site_that_lost_masters_is_rebuilt_without_the_lost_node_once_named() {
     );
 }
 
-/// The step of the plan whose title starts with `title` on `node`.
-fn step(plan: &serde_json::Value, node: &str, title: &str) -> usize {
-    plan["sections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["steps"].as_array().unwrap())
-        .find(|s| s["node"] == node && s["title"].as_str().unwrap().starts_with(title))
-        .and_then(|s| s["number"].as_u64())
-        .unwrap_or_else(|| panic!("no step `{title}` on {node}")) as usize
-}
-
 /// Killed at three points (etcd stopped on two nodes; a master's
 /// local_config edited while the cluster re-forms; the new cluster formed),
 /// each time run again from the start: the rebuild is continued where it
@@ -472,9 +429,9 @@ fn a_rebuild_killed_at_three_points_completes_when_run_again() {
     dry.success();
     let plan: serde_json::Value = serde_json::from_str(&dry.stdout).unwrap();
     let points = [
-        step(&plan, "vellum-2", "stop the service"),
-        step(&plan, "vellum-2", "edit /etc/clearwater/local_config"),
-        step(&plan, "vellum-1", "wait: cluster-healthy"),
+        crate::util::plan_step(&plan, "vellum-2", "stop the service"),
+        crate::util::plan_step(&plan, "vellum-2", "edit /etc/clearwater/local_config"),
+        crate::util::plan_step(&plan, "vellum-1", "wait: cluster-healthy"),
     ];
     assert!(points.is_sorted(), "{points:?}");
     for (i, after) in points.into_iter().enumerate() {

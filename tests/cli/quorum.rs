@@ -343,51 +343,8 @@ impl EtcdLab {
     fn kill_after(&self, after: usize) -> String {
         let id = self.fresh_id();
         let first = self.killed.borrow_mut().get_or_insert_with(|| id.clone()).clone();
-        let state = self.s.0.join(".opsctl-state");
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_opsctl"))
-            .current_dir(&self.s.0)
-            .args(["--run-id", &id, "--yes", "recover-quorum"])
-            .env("OPSCTL_SSH_PERSIST", "0s")
-            .env("OPSCTL_CONTROL_DIR", self.s.0.join(".opsctl-ssh"))
-            .env("OPSCTL_STATE_DIR", &state)
-            .env("NO_COLOR", "1")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let journal = state.join(format!("{first}.jsonl"));
-        let step = format!("{{\"event\":\"step\",\"number\":{after},");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let text = std::fs::read_to_string(&journal).unwrap_or_default();
-            if text.lines().any(|l| l.starts_with(&step)) {
-                break;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("recover-quorum ended ({status}) before step {after} was done:\n{text}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "step {after} not done within 60s:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        std::fs::read_to_string(&journal).unwrap()
+        crate::util::kill_recover_quorum_after(&self.s.0, &id, &first, after)
     }
-}
-
-/// The step of the plan whose title starts with `title` on `node`.
-fn step(plan: &serde_json::Value, node: &str, title: &str) -> usize {
-    plan["sections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["steps"].as_array().unwrap())
-        .find(|s| s["node"] == node && s["title"].as_str().unwrap().starts_with(title))
-        .and_then(|s| s["number"].as_u64())
-        .unwrap_or_else(|| panic!("no step `{title}` on {node}")) as usize
 }
 
 /// Killed at three points (etcd stopped on one member, the seed's copy
@@ -403,13 +360,13 @@ fn a_rebuild_killed_at_three_points_completes_when_run_again() {
     dry.success();
     let plan: serde_json::Value = serde_json::from_str(&dry.stdout).unwrap();
     let points = [
-        step(&plan, "node-1", "run"),
-        step(&plan, "node-2", "move "),
-        step(&plan, "node-1", "wait: keys-preserved"),
+        crate::util::plan_step(&plan, "node-1", "run"),
+        crate::util::plan_step(&plan, "node-2", "move "),
+        crate::util::plan_step(&plan, "node-1", "wait: keys-preserved"),
     ];
     let restored = points[0] + 3;
     assert_eq!(
-        step(&plan, "node-1", "stop the service"),
+        crate::util::plan_step(&plan, "node-1", "stop the service"),
         restored + 1,
         "{}",
         dry.stdout
@@ -460,7 +417,7 @@ fn a_cut_short_rebuild_of_a_cluster_that_came_back_is_not_continued() {
     let dry = e.run(&["-n", "-o", "json", "recover-quorum"]);
     dry.success();
     let plan: serde_json::Value = serde_json::from_str(&dry.stdout).unwrap();
-    e.kill_after(step(&plan, "node-2", "stop the service"));
+    e.kill_after(crate::util::plan_step(&plan, "node-2", "stop the service"));
     let started = e.lab.systemctl(2, "start etcd");
     assert!(started.status.success(), "{started:?}");
     e.until("node-1 and node-3 have quorum again", || {

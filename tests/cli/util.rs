@@ -183,3 +183,54 @@ pub fn interrupt(child: std::process::Child) -> std::process::Output {
     assert!(sent.success(), "kill -INT failed");
     child.wait_with_output().unwrap()
 }
+
+/// Starts `opsctl --run-id ID --yes recover-quorum` in `dir` and kills it
+/// (SIGKILL, no chance to clean up) once the journal of run `journal`
+/// (the run a later invocation continues, or `id` itself) records step
+/// `after` done; returns that journal.
+pub fn kill_recover_quorum_after(dir: &Path, id: &str, journal: &str, after: usize) -> String {
+    let state = dir.join(".opsctl-state");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_opsctl"))
+        .current_dir(dir)
+        .args(["--run-id", id, "--yes", "recover-quorum"])
+        .env("OPSCTL_SSH_PERSIST", "0s")
+        .env("OPSCTL_CONTROL_DIR", dir.join(".opsctl-ssh"))
+        .env("OPSCTL_STATE_DIR", &state)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = state.join(format!("{journal}.jsonl"));
+    let step = format!("{{\"event\":\"step\",\"number\":{after},");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let text = std::fs::read_to_string(&journal).unwrap_or_default();
+        if text.lines().any(|l| l.starts_with(&step)) {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("recover-quorum ended ({status}) before step {after} was done:\n{text}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "step {after} not done within 90s:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::read_to_string(&journal).unwrap()
+}
+
+/// The number of the plan's step whose title starts with `title` on `node`.
+pub fn plan_step(plan: &serde_json::Value, node: &str, title: &str) -> usize {
+    plan["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["steps"].as_array().unwrap())
+        .find(|s| s["node"] == node && s["title"].as_str().unwrap().starts_with(title))
+        .and_then(|s| s["number"].as_u64())
+        .unwrap_or_else(|| panic!("no step `{title}` on {node}")) as usize
+}

@@ -169,6 +169,15 @@ impl Executor<'_> {
             .filter(|s| s.takes_out && self.finished.contains(&s.number))
             .map(|s| s.node.as_str())
             .collect();
+        // The members not taken out yet; none left, nothing to read.
+        let not_out = |health: &[crate::plan::MemberRead]| {
+            let left: Vec<_> = health
+                .iter()
+                .filter(|r| !taken_out.contains(r.member.as_str()))
+                .cloned()
+                .collect();
+            (!left.is_empty()).then_some(left)
+        };
         let checks: Vec<CheckKind> = self
             .plan
             .preflight
@@ -177,23 +186,13 @@ impl Executor<'_> {
                 _ if !resuming => Some(c.kind.clone()),
                 CheckKind::Reachable { .. } | CheckKind::BundleValid { .. } => Some(c.kind.clone()),
                 CheckKind::QuorumLost { health, force } => {
-                    let health: Vec<_> = health
-                        .iter()
-                        .filter(|r| !taken_out.contains(r.member.as_str()))
-                        .cloned()
-                        .collect();
-                    (!health.is_empty()).then_some(CheckKind::QuorumLost {
+                    not_out(health).map(|health| CheckKind::QuorumLost {
                         health,
                         force: *force,
                     })
                 }
                 CheckKind::ClearwaterQuorumLost { health, force } => {
-                    let health: Vec<_> = health
-                        .iter()
-                        .filter(|r| !taken_out.contains(r.member.as_str()))
-                        .cloned()
-                        .collect();
-                    (!health.is_empty()).then_some(CheckKind::ClearwaterQuorumLost {
+                    not_out(health).map(|health| CheckKind::ClearwaterQuorumLost {
                         health,
                         force: *force,
                     })

@@ -356,11 +356,7 @@ impl Render {
                     from.join(" + "),
                     commands.temp
                 );
-                self.commands(&commands.all(), pad);
-                let _ = writeln!(
-                    self.out,
-                    "{pad}  (the last removes the temporary file if any of them fails)"
-                );
+                self.upload(commands, pad);
             }
             Action::SetConfig {
                 on,
@@ -382,11 +378,7 @@ impl Render {
                     let _ = writeln!(self.out, "{pad}  unset {k}");
                 }
                 self.command(read, pad);
-                self.commands(&commands.all(), pad);
-                let _ = writeln!(
-                    self.out,
-                    "{pad}  (the last removes the temporary file if any of them fails)"
-                );
+                self.upload(commands, pad);
             }
             Action::ReadServed {
                 target,
@@ -432,11 +424,7 @@ impl Render {
                     let _ = writeln!(self.out, "{pad}    | {line}");
                 }
                 self.command(read, pad);
-                self.commands(&commands.all(), pad);
-                let _ = writeln!(
-                    self.out,
-                    "{pad}  (the last removes the temporary file if any of them fails)"
-                );
+                self.upload(commands, pad);
             }
             Action::CopyFile {
                 on,
@@ -451,11 +439,7 @@ impl Render {
                     on.node, on.address
                 );
                 self.command(read, pad);
-                self.commands(&commands.all(), pad);
-                let _ = writeln!(
-                    self.out,
-                    "{pad}  (the last removes the temporary file if any of them fails)"
-                );
+                self.upload(commands, pad);
             }
             Action::Restore { upload, command, .. } => {
                 self.command(command, pad);
@@ -485,6 +469,15 @@ impl Render {
                 }
             }
         }
+    }
+
+    /// An upload's commands (write, check, keep, rename, clean up).
+    fn upload(&mut self, commands: &crate::remote::UploadCommands, pad: &str) {
+        self.commands(&commands.all(), pad);
+        let _ = writeln!(
+            self.out,
+            "{pad}  (the last removes the temporary file if any of them fails)"
+        );
     }
 
     fn gate(&mut self, g: &Gate, pad: &str) {
