@@ -249,8 +249,20 @@ fn a_seed_behind_another_member_is_refused_naming_the_member_to_use() {
     e.stop(&[1, 2, 3]);
     // Once node-5 has stepped down (no quorum, no leader to send anything),
     // node-1's peer connections are cut, with whatever they still buffered
-    // for it: a partition, as it happens between hosts.
-    std::thread::sleep(Duration::from_secs(3));
+    // for it: a partition, as it happens between hosts. A fixed wait was
+    // not enough on a loaded machine: node-5, still leader at the cut,
+    // dialled node-1 again and sent it the late writes.
+    e.until("node-5 reports no leader", || {
+        let out = e.etcdctl(4, "endpoint status -w json");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let err = String::from_utf8_lossy(&out.stderr);
+        // etcdctl leaves out a leader of 0.
+        (out.status.success() && text.contains("\"raftIndex\"") && !text.contains("\"leader\":"))
+            || err.contains("no leader")
+    });
+    // Heartbeats already on their way land in node-1's buffers, and go
+    // with the cut.
+    std::thread::sleep(Duration::from_millis(500));
     let ip = e.lab.nodes[0].ip.to_string();
     for side in ["src", "dst"] {
         let cut = std::process::Command::new("ss")
