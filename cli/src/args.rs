@@ -28,10 +28,10 @@ pub struct Global {
         short = 'i',
         global = true,
         env = "OPSCTL_INVENTORY",
-        default_value = "inventory.yaml",
         value_name = "FILE"
     )]
-    pub inventory: PathBuf,
+    /// [default: inventory.yaml; `resume`: the one its run was made against]
+    pub inventory: Option<PathBuf>,
 
     /// Print the exact plan (steps, commands, gates, file diffs) and touch nothing.
     #[arg(long, short = 'n', global = true)]
@@ -72,6 +72,17 @@ pub struct Global {
     /// `~/.local/state/opsctl/runs`.
     #[arg(long, global = true, value_name = "DIR", env = "OPSCTL_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+
+    /// Run CMD (with `sh -c`) on every change of a run's state (a step done
+    /// or failed, a gate timed out, the run ended), the event as one JSON
+    /// line on its stdin: for a chat or paging hook. It may take 10 s.
+    #[arg(long, global = true, value_name = "CMD", env = "OPSCTL_NOTIFY")]
+    pub notify: Option<String>,
+
+    /// With no terminal (or -v), a wait prints a line when it starts, when
+    /// its reading changes, and at least this often (count, rate, time left).
+    #[arg(long, global = true, value_name = "DURATION", env = "OPSCTL_PROGRESS_EVERY", default_value = "1m", value_parser = parse_duration)]
+    pub progress_every: std::time::Duration,
 
     /// More diagnostics on stderr (-v, -vv).
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
@@ -121,7 +132,12 @@ pub enum Command {
     /// List the runs this machine's journals tell of (`--state-dir`), the
     /// latest first: id, procedure, targets, who and where from, started,
     /// state (running, done, stopped, failed, refused, killed) and steps done.
-    Runs,
+    Runs(Runs),
+    /// Continue a run that did not finish (stopped, failed or killed) from
+    /// its first step not done, with the plan its journal holds: the plan
+    /// is made again from the inventory and must come out the same, and the
+    /// safety checks that still mean something mid-change are read again.
+    Resume(Resume),
     /// A small deployment on this machine: relays, calls, and the demo.
     #[command(subcommand)]
     Lab(LabCmd),
@@ -283,6 +299,28 @@ pub struct RecoverQuorum {
     /// from here may still be in a cluster with quorum.
     #[arg(long, value_name = "NODE", value_delimiter = ',')]
     pub lost: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Runs {
+    #[command(subcommand)]
+    pub show: Option<RunsCmd>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum RunsCmd {
+    /// One run: each step's start, end and result, and what its gates read.
+    Show {
+        /// The run id (`opsctl runs` lists them).
+        run: String,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Resume {
+    /// The run id (`opsctl runs` lists them).
+    pub run: String,
 }
 
 #[derive(Debug, Clone, Subcommand)]

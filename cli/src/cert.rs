@@ -54,7 +54,7 @@ impl From<&relay::pem::Summary> for CertInfo {
 }
 
 /// The leaf a relay serves now, as read from here.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServedNow {
     pub subject: String,
     pub not_after: i64,

@@ -27,6 +27,8 @@ pub struct Config {
     /// `None`: close SSH masters at the end of the command.
     pub ssh_persist: Option<std::time::Duration>,
     pub control_dir: std::path::PathBuf,
+    /// `--notify CMD`: told every change of a run's state.
+    pub notify: Option<String>,
     pub action: Action,
 }
 
@@ -34,8 +36,10 @@ pub enum Action {
     Plan(Request),
     Status,
     InventoryCheck,
-    /// `opsctl runs`: reads journals, no inventory.
-    Runs,
+    /// `opsctl runs [show RUN]`: reads journals, no inventory.
+    Runs(Option<String>),
+    /// `opsctl resume RUN`: that run, as its journal tells it.
+    Resume(Box<crate::journal::Previous>),
     Lab(args::LabCmd),
 }
 
@@ -56,7 +60,11 @@ impl Config {
         let state_dir = g.state_dir.clone().unwrap_or_else(crate::journal::default_dir);
         let (inventory, inventory_id, action) = match cli.command {
             Command::Lab(cmd) => (None, String::new(), Action::Lab(cmd)),
-            Command::Runs => (None, String::new(), Action::Runs),
+            Command::Runs(r) => (
+                None,
+                String::new(),
+                Action::Runs(r.show.map(|args::RunsCmd::Show { run }| run)),
+            ),
             command => {
                 let (inv, id, action) = against_inventory(command, &g, &state_dir)?;
                 (Some(inv), id, action)
@@ -76,6 +84,7 @@ impl Config {
             ssh_persist: Some(g.ssh_persist).filter(|d| !d.is_zero()),
             control_dir: g.control_dir.unwrap_or_else(crate::remote::default_control_dir),
             output: g.output,
+            notify: g.notify.clone().filter(|c| !c.trim().is_empty()),
             action,
         })
     }
@@ -87,12 +96,41 @@ fn against_inventory(
     g: &args::Global,
     state_dir: &std::path::Path,
 ) -> anyhow::Result<(Inventory, String, Action)> {
-    let inventory = inventory::load(&g.inventory)?;
+    let resumed = match &command {
+        Command::Resume(r) => Some(resumed_run(state_dir, &r.run)?),
+        _ => None,
+    };
+    // A resumed run reads the inventory it was made against, unless told,
+    // named as it was then: its plan names files relative to it.
+    let path = match (&g.inventory, &resumed) {
+        (Some(p), _) => p.clone(),
+        (None, Some(prev)) => {
+            let named = std::path::PathBuf::from(&prev.plan.inventory);
+            if inventory_id(&named) != prev.inventory && named.is_relative() {
+                return Err(usage(format!(
+                    "run {} was started where its inventory was `{}` ({}): resume it from that directory, as its plan names files relative to it",
+                    prev.run, prev.plan.inventory, prev.inventory
+                )));
+            }
+            named
+        }
+        (None, None) => std::path::PathBuf::from("inventory.yaml"),
+    };
+    let inventory = inventory::load(&path)?;
+    let inventory_id = inventory_id(&path);
+    if let Some(prev) = resumed {
+        if prev.inventory != inventory_id {
+            return Err(usage(format!(
+                "run {} was made against the inventory {}, not {inventory_id}\nhelp: leave out --inventory (and OPSCTL_INVENTORY), or give that file",
+                prev.run, prev.inventory
+            )));
+        }
+        return Ok((inventory, inventory_id, Action::Resume(prev)));
+    }
     let run = match g.run_id.clone() {
         Some(id) => check_run_id(id)?,
         None => new_run_id(std::time::SystemTime::now()),
     };
-    let inventory_id = inventory_id(&g.inventory);
     // Journals are read only for the procedures, which plan against them.
     let procedure = matches!(
         command,
@@ -172,10 +210,29 @@ fn against_inventory(
         ),
         Command::Status => Action::Status,
         Command::Lab(_) => return Err(usage("`opsctl lab` reads no inventory")),
-        Command::Runs => return Err(usage("`opsctl runs` reads no inventory")),
+        Command::Runs(_) => return Err(usage("`opsctl runs` reads no inventory")),
+        Command::Resume(_) => unreachable!("handled above"),
         Command::Inventory(args::InventoryCmd::Check) => Action::InventoryCheck,
     };
     Ok((inventory, inventory_id, action))
+}
+
+/// The run `opsctl resume RUN` names, from its journal.
+fn resumed_run(state_dir: &std::path::Path, run: &str) -> anyhow::Result<Box<crate::journal::Previous>> {
+    let run = check_run_id(run.to_owned())?;
+    let path = state_dir.join(format!("{run}.jsonl"));
+    if !path.exists() {
+        return Err(usage(format!(
+            "no run `{run}`: there is no journal {}\nhelp: `opsctl runs` lists the runs of this state directory (--state-dir)",
+            path.display()
+        )));
+    }
+    crate::journal::read(&path).map(Box::new).ok_or_else(|| {
+        usage(format!(
+            "the journal {} holds no plan that can be resumed (it was written by an opsctl older than `resume`, or its first line is damaged)",
+            path.display()
+        ))
+    })
 }
 
 /// Relay names in the order they will be worked on. Selecting nothing is an error.

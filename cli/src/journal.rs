@@ -31,10 +31,35 @@ pub enum Event {
         #[serde(default)]
         pid: u32,
     },
+    /// A step begins.
+    StepStart {
+        number: usize,
+        node: String,
+        title: String,
+        at: u64,
+    },
+    /// A step finished: its effect is in place.
     Step {
         number: usize,
         node: String,
         title: String,
+        at: u64,
+    },
+    /// A step failed (or was stopped), and why.
+    StepFailed {
+        number: usize,
+        node: String,
+        error: String,
+        at: u64,
+    },
+    /// What a gate read: its first reading, each that differs from the one
+    /// before, and the last (`holds` or `timed-out`).
+    Reading {
+        number: usize,
+        node: String,
+        /// `holds`, `not-yet` or `timed-out`.
+        verdict: String,
+        reading: String,
         at: u64,
     },
     /// A relay left (`out: true`) or rejoined the advertised list.
@@ -174,6 +199,26 @@ pub struct Previous {
     pub records: BTreeMap<(String, String), String>,
     /// How its last invocation ended; `None` when it was killed.
     pub outcome: Option<String>,
+    /// The steps that began (finished or not).
+    pub begun: std::collections::BTreeSet<usize>,
+    /// Who ran it, from where, and the process of its last invocation.
+    pub user: String,
+    pub machine: String,
+    pub pid: u32,
+}
+
+impl Previous {
+    /// running, done, stopped, failed, refused, killed (no end, and its
+    /// process is gone) or unknown (no end, run from another machine).
+    pub fn state(&self) -> String {
+        state(self.outcome.clone(), &self.machine, self.pid)
+    }
+
+    /// The step that began and neither finished nor failed: where the run
+    /// was when it was killed.
+    pub fn interrupted(&self) -> Option<usize> {
+        self.begun.difference(&self.done).max().copied()
+    }
 }
 
 /// Reads one journal; `None` when it has no stored plan.
@@ -187,7 +232,9 @@ pub fn read(path: &Path) -> Option<Previous> {
         targets,
         at,
         plan: Some(plan),
-        ..
+        user,
+        machine,
+        pid,
     }) = events.next()
     else {
         return None;
@@ -202,9 +249,19 @@ pub fn read(path: &Path) -> Option<Previous> {
         done: Default::default(),
         records: BTreeMap::new(),
         outcome: None,
+        begun: Default::default(),
+        user,
+        machine,
+        pid,
     };
     for e in events {
         match e {
+            Event::StepStart { number, .. } => {
+                p.begun.insert(number);
+            }
+            Event::StepFailed { number, .. } => {
+                p.begun.remove(&number);
+            }
             Event::Step { number, .. } => {
                 p.done.insert(number);
             }
@@ -214,8 +271,11 @@ pub fn read(path: &Path) -> Option<Previous> {
                 p.records.insert((node, name), value);
             }
             Event::End { outcome, .. } => p.outcome = Some(outcome),
-            Event::Resume { .. } => p.outcome = None,
-            Event::Start { .. } | Event::Advertised { .. } => {}
+            Event::Resume { pid, .. } => {
+                p.outcome = None;
+                p.pid = pid;
+            }
+            Event::Start { .. } | Event::Advertised { .. } | Event::Reading { .. } => {}
         }
     }
     Some(p)
@@ -239,12 +299,22 @@ pub struct Summary {
     pub journal: String,
 }
 
+/// A run's state from how it last ended (`None`: no end yet), and where and
+/// as which process it last ran.
+fn state(ended: Option<String>, machine: &str, pid: u32) -> String {
+    match ended {
+        Some(outcome) => outcome,
+        None if machine != crate::lock::machine() => "unknown".into(),
+        None if pid != 0 && Path::new(&format!("/proc/{pid}")).exists() => "running".into(),
+        None => "killed".into(),
+    }
+}
+
 /// Every run with a journal in `dir`, the latest first.
 pub fn runs(dir: &Path) -> Vec<Summary> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let here = crate::lock::machine();
     let mut out: Vec<Summary> = entries
         .flatten()
         .map(|e| e.path())
@@ -282,12 +352,7 @@ pub fn runs(dir: &Path) -> Vec<Summary> {
                     _ => {}
                 }
             }
-            let state = match ended {
-                Some(outcome) => outcome,
-                None if machine != here => "unknown".into(),
-                None if pid != 0 && Path::new(&format!("/proc/{pid}")).exists() => "running".into(),
-                None => "killed".into(),
-            };
+            let state = state(ended, &machine, pid);
             Some(Summary {
                 run,
                 procedure,
@@ -304,6 +369,170 @@ pub fn runs(dir: &Path) -> Vec<Summary> {
         .collect();
     out.sort_by(|a, b| (b.started, &b.run).cmp(&(a.started, &a.run)));
     out
+}
+
+/// One step of a run, as `opsctl runs show` prints it: its last attempt.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepHistory {
+    pub number: usize,
+    pub node: String,
+    pub title: String,
+    /// Unix seconds; `None`: it never began.
+    pub started: Option<u64>,
+    pub ended: Option<u64>,
+    /// done, failed, interrupted (began, and the run ended or was killed
+    /// before it did), running, or not-run.
+    pub result: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What its gate read: the first reading, each change, the last.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub readings: Vec<ReadingAt>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReadingAt {
+    pub at: u64,
+    pub verdict: String,
+    pub reading: String,
+}
+
+/// One run in full: what `opsctl runs show RUN` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct History {
+    #[serde(flatten)]
+    pub summary: Summary,
+    pub inventory: String,
+    /// How it last ended, in words (empty while running or once killed).
+    pub message: String,
+    /// When each invocation after the first continued it (Unix seconds).
+    pub resumed: Vec<u64>,
+    /// Facts its steps kept, by node then name.
+    pub records: BTreeMap<String, BTreeMap<String, String>>,
+    pub steps: Vec<StepHistory>,
+}
+
+/// Reads the journal of run `run` in `dir` in full.
+pub fn history(dir: &Path, run: &str) -> Option<History> {
+    let path = dir.join(format!("{run}.jsonl"));
+    let text = std::fs::read_to_string(&path).ok()?;
+    let mut events = text.lines().filter_map(|l| serde_json::from_str::<Event>(l).ok());
+    let Event::Start {
+        run,
+        procedure,
+        inventory,
+        targets,
+        at,
+        plan,
+        user,
+        machine,
+        pid,
+    } = events.next()?
+    else {
+        return None;
+    };
+    let mut steps: Vec<StepHistory> = plan
+        .as_ref()
+        .map(|p| {
+            p.steps()
+                .map(|s| StepHistory {
+                    number: s.number,
+                    node: s.node.clone(),
+                    title: s.title.clone(),
+                    started: None,
+                    ended: None,
+                    result: "not-run".into(),
+                    error: None,
+                    readings: Vec::new(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let (mut pid, mut ended, mut message) = (pid, None, String::new());
+    let (mut resumed, mut records) = (Vec::new(), BTreeMap::<String, BTreeMap<String, String>>::new());
+    for e in events {
+        let step = |steps: &mut Vec<StepHistory>, n: usize| steps.iter_mut().position(|s| s.number == n);
+        match e {
+            Event::StepStart { number, at, .. } => {
+                if let Some(i) = step(&mut steps, number) {
+                    let s = &mut steps[i];
+                    (s.started, s.ended, s.result, s.error) = (Some(at), None, "running".into(), None);
+                    s.readings.clear();
+                }
+            }
+            Event::Step { number, at, .. } => {
+                if let Some(i) = step(&mut steps, number) {
+                    let s = &mut steps[i];
+                    (s.ended, s.result) = (Some(at), "done".into());
+                }
+            }
+            Event::StepFailed {
+                number, at, error, ..
+            } => {
+                if let Some(i) = step(&mut steps, number) {
+                    let s = &mut steps[i];
+                    (s.ended, s.result, s.error) = (Some(at), "failed".into(), Some(error));
+                }
+            }
+            Event::Reading {
+                number,
+                at,
+                verdict,
+                reading,
+                ..
+            } => {
+                if let Some(i) = step(&mut steps, number) {
+                    steps[i].readings.push(ReadingAt { at, verdict, reading });
+                }
+            }
+            Event::Record {
+                node, name, value, ..
+            } => {
+                records.entry(node).or_default().insert(name, value);
+            }
+            Event::Resume { at, pid: p, .. } => {
+                resumed.push(at);
+                ended = None;
+                pid = p;
+                // What the last invocation left running, it left unfinished.
+                for s in steps.iter_mut().filter(|s| s.result == "running") {
+                    s.result = "interrupted".into();
+                }
+            }
+            Event::End {
+                outcome, message: m, ..
+            } => {
+                ended = Some(outcome);
+                message = m;
+            }
+            Event::Start { .. } | Event::Advertised { .. } => {}
+        }
+    }
+    let state = state(ended, &machine, pid);
+    if state != "running" {
+        for s in steps.iter_mut().filter(|s| s.result == "running") {
+            s.result = "interrupted".into();
+        }
+    }
+    Some(History {
+        summary: Summary {
+            run,
+            procedure,
+            targets,
+            user,
+            machine,
+            started: at,
+            state,
+            steps_done: steps.iter().filter(|s| s.result == "done").count(),
+            steps_total: steps.len(),
+            journal: path.display().to_string(),
+        },
+        inventory,
+        message,
+        resumed,
+        records,
+        steps,
+    })
 }
 
 /// The latest run of `procedure` on `targets` against this inventory, if

@@ -15,7 +15,10 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     init_output(&cli.global);
     let json = matches!(cli.global.output, args::Output::Json);
-    let printer = Arc::new(Printer::new(cli.global.quiet, cli.global.verbose == 0, json));
+    let printer = Arc::new(
+        Printer::new(cli.global.quiet, cli.global.verbose == 0, json)
+            .with_progress_every(cli.global.progress_every),
+    );
     match Config::resolve(cli, printer.clone()).and_then(|cfg| run(&cfg)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => ExitCode::from(printer.error(&e).kind.exit_code()),
@@ -28,7 +31,9 @@ fn run(cfg: &Config) -> anyhow::Result<()> {
         Action::Status => commands::status::run(cfg),
         Action::InventoryCheck => commands::inventory::check(cfg),
         Action::Lab(cmd) => commands::lab::run(cfg, cmd),
-        Action::Runs => commands::runs::list(cfg),
+        Action::Runs(None) => commands::runs::list(cfg),
+        Action::Runs(Some(run)) => commands::runs::show(cfg, run),
+        Action::Resume(prev) => commands::procedure::resume(cfg, prev),
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Printer {
     bar: Mutex<Option<ProgressBar>>,
     /// Something was written to stdout: an error is then not a document of its own.
     wrote: AtomicBool,
+    /// Where no spinner is drawn, a wait prints a line at least this often.
+    every: Duration,
 }
 
 #[derive(Clone, Copy)]
@@ -35,24 +37,33 @@ pub enum Tone {
 }
 
 /// A wait's spinner; gone from the screen when dropped. Where no spinner is
-/// drawn (no terminal, or `-v`), its message is printed as a line instead:
-/// the first reading, then at most one line every [`PROGRESS_EVERY`].
+/// drawn (no terminal, or `-v`), its progress is printed as lines instead:
+/// the first reading, every reading that differs from the last printed, and
+/// one at least every [`PROGRESS_EVERY`] (or `--progress-every`).
 pub struct Spinner<'a> {
     bar: ProgressBar,
     printer: &'a Printer,
-    /// When a progress line was last printed (lines only: no spinner drawn).
-    last_line: Option<std::cell::Cell<Option<std::time::Instant>>>,
+    /// When a progress line was last printed, and the reading it told
+    /// (lines only: no spinner drawn).
+    last_line: Option<std::cell::RefCell<Option<(std::time::Instant, String)>>>,
 }
 
-/// How often a wait prints a progress line where no spinner is drawn.
-pub const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+/// How often, at least, a wait prints a progress line where no spinner is
+/// drawn, by default.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(60);
 
 impl Spinner<'_> {
-    pub fn set_message(&self, message: String) {
+    /// The wait's progress: `reading` is what tells one reading from the
+    /// next (a drain's count, not its rate); `message` is the line.
+    pub fn progress(&self, reading: &str, message: String) {
         if let Some(last) = &self.last_line {
-            let due = last.get().is_none_or(|t| t.elapsed() >= PROGRESS_EVERY);
+            let mut last = last.borrow_mut();
+            let due = match &*last {
+                None => true,
+                Some((at, told)) => told != reading || at.elapsed() >= self.printer.every,
+            };
             if due {
-                last.set(Some(std::time::Instant::now()));
+                *last = Some((std::time::Instant::now(), reading.to_owned()));
                 self.printer.note(&message);
             }
         }
@@ -79,7 +90,14 @@ impl Printer {
             json,
             bar: Mutex::new(None),
             wrote: AtomicBool::new(false),
+            every: PROGRESS_EVERY,
         }
+    }
+
+    /// Where no spinner is drawn, a wait prints a line at least this often.
+    pub fn with_progress_every(mut self, every: Duration) -> Printer {
+        self.every = every;
+        self
     }
 
     pub fn json(&self) -> bool {
@@ -147,7 +165,7 @@ impl Printer {
         Spinner {
             bar,
             printer: self,
-            last_line: (!drawn).then(|| std::cell::Cell::new(None)),
+            last_line: (!drawn).then(|| std::cell::RefCell::new(None)),
         }
     }
 

@@ -18,6 +18,7 @@ mod quorum;
 mod reboot;
 mod remote;
 mod renew;
+mod resume;
 mod run;
 mod status;
 mod util;

@@ -493,3 +493,47 @@ fn a_seed_on_etcd_3_5_is_restored_with_etcdutl() {
         out.dump()
     );
 }
+
+/// Killed inside a step (a member's start, before it was seen healthy),
+/// the rebuild is continued with `opsctl resume` and ends with every key;
+/// `opsctl runs show` tells the step that was cut short.
+#[test]
+fn a_rebuild_killed_inside_a_step_is_finished_by_resume() {
+    let e = EtcdLab::start(3);
+    e.put(10, "before");
+    e.stop(&[1, 2]);
+    let before = e.keys(0, "before");
+    let dry = e.run(&["-n", "-o", "json", "recover-quorum"]);
+    dry.success();
+    let plan: serde_json::Value = serde_json::from_str(&dry.stdout).unwrap();
+    let healthy = crate::util::plan_step(&plan, "node-2", "wait: member-healthy");
+    let id = e.fresh_id();
+    crate::util::kill_when(
+        &e.s.0,
+        &["--run-id", &id, "--yes", "recover-quorum"],
+        &[],
+        &id,
+        "node-2's member-healthy wait begun",
+        |j| crate::util::journal_has(j, "step-start", healthy),
+    );
+    let show = opsctl_env(&e.s.0, &["runs", "show", &id], &[]);
+    show.success();
+    assert!(
+        show.stdout.contains("state: killed") && show.stdout.contains(&format!("{healthy:>3}. interrupted ")),
+        "{}",
+        show.dump()
+    );
+    let out = opsctl_env(&e.s.0, &["--yes", "resume", &id], &[]);
+    out.success();
+    assert!(
+        out.stderr
+            .contains(&format!("step {healthy} began and did not finish")),
+        "{}",
+        out.dump()
+    );
+    for i in 0..3 {
+        assert_eq!(e.keys(i, "before"), before, "node-{} has every key", i + 1);
+    }
+    let show = opsctl_env(&e.s.0, &["runs", "show", &id], &[]);
+    assert!(show.stdout.contains("state: done"), "{}", show.dump());
+}

@@ -75,7 +75,7 @@ fn reboot_node_drains_reboots_waits_for_the_new_boot_and_readvertises() {
 /// but for `odd` (a node's index and its own `reboot:` settings), a values
 /// file that advertises them all, and a reboot-node playbook override whose
 /// waits after the boot are short, as an operator may set them.
-fn reboot_lab(n: usize, odd: Option<(usize, &str)>, service: &str) -> (Lab, Scratch, String) {
+pub(crate) fn reboot_lab(n: usize, odd: Option<(usize, &str)>, service: &str) -> (Lab, Scratch, String) {
     let lab = Lab::start(n).unwrap_or_else(|why| panic!("cannot start the lab: {why}"));
     let scratch = Scratch::new();
     let mut values = String::from("brig:\n  turnStatic:\n    v2:\n");
@@ -159,9 +159,8 @@ fn a_node_that_never_comes_back_stays_out_and_the_summary_says_so() {
         out.dump()
     );
     assert!(
-        out.stderr.contains(
-            "to continue where this run stopped: fix the cause, then run `opsctl reboot node node-1` again"
-        ),
+        out.stderr
+            .contains("to continue where this run stopped: fix the cause, then run `opsctl resume test`"),
         "{}",
         out.dump()
     );

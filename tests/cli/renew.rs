@@ -633,3 +633,104 @@ fn every_command_renew_cert_sends_is_in_its_dry_run() {
         assert!(sent > 10, "{kind}: {sent} commands");
     }
 }
+
+/// The coturn CLI password and the new private key, with every procedure
+/// that uses them run with -vv, a plan in JSON and a --notify hook: none
+/// shows in the journal, the plan, the logs, the hook's input, or the
+/// process list of this machine (where the lab's nodes run) while it runs.
+#[test]
+fn secrets_show_nowhere_an_operator_or_another_user_could_read() {
+    let t = tls_lab(2, "coturn", "");
+    let leaf = t.new_bundle(CURRENT);
+    // The key's base64 lines: any one of them found is a leak.
+    let key_lines: Vec<String> = leaf
+        .key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() > 16)
+        .map(str::to_owned)
+        .collect();
+    assert!(!key_lines.is_empty());
+    let pw = "lab-cli-pw";
+    let leaks = |what: &str, text: &str| {
+        assert!(!text.contains(pw), "the CLI password is in {what}:\n{text}");
+        for l in &key_lines {
+            assert!(
+                !text.contains(l.as_str()),
+                "the private key is in {what}:\n{text}"
+            );
+        }
+    };
+    // Every process's command line, read all along the runs.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut seen = std::collections::BTreeSet::new();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let ps = std::process::Command::new("ps")
+                    .args(["-eo", "args"])
+                    .output()
+                    .unwrap();
+                for l in String::from_utf8_lossy(&ps.stdout).lines() {
+                    seen.insert(l.to_owned());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            seen.into_iter().collect::<Vec<_>>().join("\n")
+        })
+    };
+    let notify = t.s.0.join("notify.jsonl");
+    let hook = format!("cat >> {}", notify.display());
+    let runs: [&[&str]; 3] = [
+        &[
+            "-vv",
+            "--notify",
+            &hook,
+            "renew-cert",
+            "--bundle",
+            "new.pem",
+            "--all",
+        ],
+        &[
+            "-vv",
+            "--notify",
+            &hook,
+            "--yes",
+            "restart",
+            "--no-downtime",
+            "--all",
+        ],
+        &["-o", "json", "-n", "renew-cert", "--bundle", "new.pem", "--all"],
+    ];
+    let mut said = String::new();
+    for args in runs {
+        let out = t.run(args);
+        out.success();
+        said.push_str(&out.stdout);
+        said.push_str(&out.stderr);
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let processes = watcher.join().unwrap();
+    assert!(
+        processes.contains("opsctl-stats"),
+        "the process list was read while the stats were: {processes}"
+    );
+    leaks("the process list", &processes);
+    leaks("what opsctl printed (-vv, JSON)", &said);
+    let hooked = std::fs::read_to_string(&notify).unwrap();
+    // One JSON event per change: each step's end, and each run's.
+    let events: Vec<serde_json::Value> = hooked.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ended = |kind: &str| events.iter().filter(|e| e["event"] == kind).count();
+    assert!(ended("step-end") > 10 && ended("summary") == 2, "{hooked}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["run"].as_str().is_some_and(|r| !r.is_empty()) && e["procedure"].is_string()),
+        "{hooked}"
+    );
+    leaks("the --notify input", &hooked);
+    for e in std::fs::read_dir(t.s.0.join(".opsctl-state")).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        leaks("a journal", &text);
+    }
+}

@@ -53,7 +53,7 @@ pub(crate) struct Simulator {
 }
 
 impl Simulator {
-    fn start(scratch: &Scratch) -> Simulator {
+    pub(crate) fn start(scratch: &Scratch) -> Simulator {
         Simulator::start_as(scratch, "alice", "secret")
     }
 
@@ -373,14 +373,25 @@ fn ctrl_c_during_the_drain_stops_and_says_where() {
 
 #[test]
 fn a_drain_that_times_out_leaves_the_relay_out_and_says_so() {
-    let (lab, scratch, values) = coturn_lab_with(2, "true", ", drain: {poll: 1s, timeout: 3s}");
+    let (lab, scratch, values) = coturn_lab_with(2, "true", ", drain: {poll: 1s, timeout: 4s}");
     lab.coturn_idle_allocations(0, 1);
     let before = pid(&lab, 0);
-    let out = run(&scratch, &["restart", "--no-downtime", "node-1"]);
+    // No terminal (the output is captured, stdin is not one): a progress
+    // line at least every second, though the count does not move.
+    let out = opsctl_env(
+        &scratch.0,
+        &["restart", "--no-downtime", "node-1"],
+        &[("LAB_CLI_PW", CLI_PW), ("OPSCTL_PROGRESS_EVERY", "1s")],
+    );
     assert_eq!(out.code, 1, "{}", out.dump());
+    let progress = out
+        .stderr
+        .matches("node-1: waiting until allocations on node-1 <= 0: ")
+        .count();
+    assert!(progress >= 3, "{progress} progress lines:\n{}", out.dump());
     assert!(
         out.stderr
-            .contains("timed out after 3s waiting until allocations on node-1 <= 0 ("),
+            .contains("timed out after 4s waiting until allocations on node-1 <= 0 ("),
         "{}",
         out.dump()
     );
@@ -402,9 +413,8 @@ fn a_drain_that_times_out_leaves_the_relay_out_and_says_so() {
         "a relay with allocations is never restarted"
     );
     assert!(
-        out.stderr.contains(
-            "to continue where this run stopped: fix the cause, then run `opsctl restart --no-downtime node-1` again"
-        ),
+        out.stderr
+            .contains("to continue where this run stopped: fix the cause, then run `opsctl resume test`"),
         "{}",
         out.dump()
     );

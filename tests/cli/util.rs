@@ -189,32 +189,72 @@ pub fn interrupt(child: std::process::Child) -> std::process::Output {
 /// (the run a later invocation continues, or `id` itself) records step
 /// `after` done; returns that journal.
 pub fn kill_recover_quorum_after(dir: &Path, id: &str, journal: &str, after: usize) -> String {
+    let step = format!("{{\"event\":\"step\",\"number\":{after},");
+    kill_when(
+        dir,
+        &["--run-id", id, "--yes", "recover-quorum"],
+        &[],
+        journal,
+        &format!("step {after} done"),
+        |text| text.lines().any(|l| l.starts_with(&step)),
+    )
+}
+
+/// Whether a journal records step `n` begun (`event` `step-start`) or
+/// done (`step`).
+pub fn journal_has(text: &str, event: &str, n: usize) -> bool {
+    let line = format!("{{\"event\":\"{event}\",\"number\":{n},");
+    text.lines().any(|l| l.starts_with(&line))
+}
+
+/// Starts opsctl with `args` in `dir` (its state and control directories
+/// there, and `env`), and kills it (SIGKILL, no chance to clean up) once
+/// `when` holds of the journal of run `journal`: `what` says when, for a
+/// failure. Returns that journal as it was then.
+pub fn kill_when(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    journal: &str,
+    what: &str,
+    when: impl Fn(&str) -> bool,
+) -> String {
     let state = dir.join(".opsctl-state");
+    // What it says, for a failure: it is killed before it could be read.
+    let said = dir.join("killed.stderr");
     let mut child = Command::new(env!("CARGO_BIN_EXE_opsctl"))
         .current_dir(dir)
-        .args(["--run-id", id, "--yes", "recover-quorum"])
+        .args(args)
+        .envs(env.iter().copied())
         .env("OPSCTL_SSH_PERSIST", "0s")
         .env("OPSCTL_CONTROL_DIR", dir.join(".opsctl-ssh"))
         .env("OPSCTL_STATE_DIR", &state)
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&said).unwrap())
         .spawn()
         .unwrap();
     let journal = state.join(format!("{journal}.jsonl"));
-    let step = format!("{{\"event\":\"step\",\"number\":{after},");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     loop {
         let text = std::fs::read_to_string(&journal).unwrap_or_default();
-        if text.lines().any(|l| l.starts_with(&step)) {
+        if when(&text) {
             break;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("recover-quorum ended ({status}) before step {after} was done:\n{text}");
+            // The first line is the whole plan: left out.
+            let events: Vec<&str> = text.lines().skip(1).collect();
+            panic!(
+                "opsctl {} ended ({status}) before {what}:\n{}\n--- stderr\n{}",
+                args.join(" "),
+                events.join("\n"),
+                std::fs::read_to_string(&said).unwrap_or_default()
+            );
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "step {after} not done within 90s:\n{text}"
+            "not within 90s: {what}:\n{}",
+            text.lines().skip(1).collect::<Vec<_>>().join("\n")
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

@@ -25,6 +25,8 @@ done
 mkdir -p "$node/opsctl-lib" /var/lib/opsctl && mount --bind "$node/opsctl-lib" /var/lib/opsctl || exit 1
 while :; do
     cat /proc/sys/kernel/random/uuid > "$node/boot_id"
+    # Every boot, in order: how many times the node was rebooted.
+    cat "$node/boot_id" >> "$node/boots"
     # Pid files of the previous boot name processes that are gone.
     rm -f "$node/run/reboot" "$node"/run/*.pid
     "$sshd" -D -e -f "$node/sshd_config" &

@@ -200,6 +200,7 @@ fn demo(dir: &std::path::Path, cfg: &Config) -> anyhow::Result<()> {
         ssh_persist: None,
         resume: None,
         break_lock: false,
+        notify: cfg.notify.clone(),
     };
     let outcome = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -36,47 +36,155 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
     {
         // A rebuild cut short is finished, not started again: the nodes are
         // mid-change and most checks it passed before its first change no
-        // longer hold. It goes on only if its plan is still the one made
-        // now (same inventory), under its own run id.
-        // Planned again from the same readings and choices: what differs
-        // is the inventory.
-        let again = Request {
+        // longer hold.
+        let again = prev.plan.request.clone().unwrap_or_else(|| Request {
             run: prev.run.clone(),
-            procedure: match &prev.plan.quorum {
-                Some(q) => plan::Procedure::RecoverQuorum(q.clone()),
-                None => req.procedure.clone(),
-            },
             ..req.clone()
-        };
-        let now = plan::build(inv, &again).map_err(|e| error::mark(Kind::Usage, e))?;
-        let same = |p: &plan::Plan| serde_json::to_value((&p.sections, &p.nodes)).ok();
-        if same(&now) != same(&prev.plan) {
+        });
+        let (p, r) = continued(inv, &prev, again, cfg)?;
+        (plan, resume) = (p, Some(r));
+    }
+    execute(cfg, plan, resume)
+}
+
+/// `opsctl resume RUN`: the run its journal tells of, from its first step
+/// not done.
+pub fn resume(cfg: &Config, prev: &crate::journal::Previous) -> anyhow::Result<()> {
+    let what = format!(
+        "run {} ({} on {})",
+        prev.run,
+        prev.procedure,
+        prev.targets.join(", ")
+    );
+    match prev.state().as_str() {
+        "done" => {
             return Err(error::refused(format!(
-                "run {} of {} on {} did not finish ({} of its steps done), and the plan made now differs from the one it ran: the inventory changed since; nothing was run\nhelp: put the inventory back as it was for run {}, or finish by hand from its journal in {}",
-                prev.run,
-                prev.procedure,
-                prev.targets.join(", "),
-                prev.done.len(),
-                prev.run,
-                cfg.state_dir.display()
+                "{what} finished: there is nothing to resume"
             )));
         }
-        plan = prev.plan.clone();
-        let done: Vec<String> = prev.done.iter().map(usize::to_string).collect();
-        plan.notes.insert(
-            0,
-            format!(
-                "this continues run {} ({}), which did not finish: steps {} are done and are not run again (a question is asked again); of its safety checks only reachable and quorum-lost, on the members it has not stopped, are read again",
-                prev.run,
-                prev.outcome.as_deref().unwrap_or("killed"),
-                done.join(", ")
-            ),
-        );
-        resume = Some(executor::Resume {
-            done: prev.done,
-            records: prev.records,
-        });
+        "running" => {
+            return Err(error::refused(format!(
+                "{what} is running now (process {} on this machine): it cannot be resumed beside itself\nhelp: stop it first (Ctrl-C where it runs, or `kill -INT {}`), then resume it",
+                prev.pid, prev.pid
+            )));
+        }
+        "refused" if prev.done.is_empty() => {
+            return Err(error::refused(format!(
+                "{what} was refused before any change ({} step done), so there is nothing to continue\nhelp: run the procedure again: it plans for the deployment as it is now",
+                prev.done.len()
+            )));
+        }
+        _ => {}
     }
+    let Some(req) = prev.plan.request.clone() else {
+        return Err(error::refused(format!(
+            "{what} was planned by an opsctl that did not keep what its plan was made from, so its plan cannot be checked against the inventory now\nhelp: finish it by hand from its journal {}",
+            cfg.state_dir.join(format!("{}.jsonl", prev.run)).display()
+        )));
+    };
+    let inv = cfg.inventory()?;
+    let (plan, resume) = continued(inv, prev, req, cfg)?;
+    execute(cfg, plan, Some(resume))
+}
+
+/// The plan of an unfinished run, to continue: made again from what it was
+/// made from (its request) against the inventory now, it must come out the
+/// same, or the inventory (or a file it reads, such as the values file)
+/// changed in a way the stored plan does not know.
+fn continued(
+    inv: &crate::inventory::Inventory,
+    prev: &crate::journal::Previous,
+    mut req: Request,
+    cfg: &Config,
+) -> anyhow::Result<(plan::Plan, executor::Resume)> {
+    // The relays this very run left out of the advertised list are out by
+    // its own doing: planned again, they are taken over, not refused.
+    // So are those whose take-out began: cut short between its edit and
+    // the apply, it left no word in the journal.
+    for (relay, run) in crate::journal::left_out(&cfg.state_dir, &cfg.inventory_id) {
+        if run == prev.run {
+            req.left_out.insert(relay, run);
+        }
+    }
+    for s in prev.plan.steps() {
+        if matches!(s.action, plan::Action::Advertise { out: true, .. }) && prev.begun.contains(&s.number) {
+            req.left_out
+                .entry(s.node.clone())
+                .or_insert_with(|| prev.run.clone());
+        }
+    }
+    let now = plan::build(inv, &req).map_err(|e| error::mark(Kind::Usage, e))?;
+    // A values file edit's diff shows the file as it was read then: the
+    // run's own edits change it. What is edited (the list, the URLs) must
+    // be the same; the executor checks the file itself at each edit.
+    let same = |p: &plan::Plan| {
+        let mut p = p.clone();
+        for s in p.sections.iter_mut().flat_map(|s| s.steps.iter_mut()) {
+            if let plan::Action::Advertise { edit: Some(e), .. } = &mut s.action {
+                e.diff.clear();
+            }
+        }
+        let checks: Vec<&plan::CheckKind> = p.preflight.iter().map(|c| &c.kind).collect();
+        serde_json::to_value((&p.sections, &p.nodes, checks)).ok()
+    };
+    if same(&now) != same(&prev.plan) {
+        let diff = crate::clearwater::diff(
+            &format!("run {}", prev.run),
+            "planned now",
+            &plan::text(&prev.plan),
+            &plan::text(&now),
+        );
+        let shown: Vec<&str> = diff.lines().take(40).collect();
+        return Err(error::refused(format!(
+            "run {} of {} on {} did not finish ({} of its steps done), and the plan made now differs from the one it ran: the inventory (or a file the plan reads) changed since; nothing was run\n{}{}\nhelp: put the inventory back as it was for run {}, or finish by hand from its journal in {}",
+            prev.run,
+            prev.procedure,
+            prev.targets.join(", "),
+            prev.done.len(),
+            shown.join("\n"),
+            if diff.lines().count() > shown.len() {
+                "\n..."
+            } else {
+                ""
+            },
+            prev.run,
+            cfg.state_dir.display()
+        )));
+    }
+    let mut plan = prev.plan.clone();
+    // The relays out by this run's own doing, as planned now: the checks
+    // take them as out.
+    plan.continues = now.continues;
+    let done: Vec<String> = prev.done.iter().map(usize::to_string).collect();
+    plan.notes.insert(
+        0,
+        format!(
+            "this continues run {} ({}), which did not finish: {} done and not run again (a question is asked again){}; the safety checks that still mean something mid-change are read again",
+            prev.run,
+            prev.state(),
+            match done.as_slice() {
+                [] => "no step is".to_owned(),
+                [one] => format!("step {one} is"),
+                many => format!("steps {} are", many.join(", ")),
+            },
+            match prev.interrupted() {
+                Some(n) => format!("; step {n} began and did not finish: it is checked, then done or skipped"),
+                None => String::new(),
+            }
+        ),
+    );
+    Ok((
+        plan,
+        executor::Resume {
+            done: prev.done.clone(),
+            records: prev.records.clone(),
+            interrupted: prev.interrupted(),
+        },
+    ))
+}
+
+/// Prints the plan (`--dry-run`) or runs it.
+fn execute(cfg: &Config, plan: plan::Plan, resume: Option<executor::Resume>) -> anyhow::Result<()> {
     if cfg.dry_run {
         match cfg.output {
             Output::Text => cfg.printer.text(&plan::text(&plan)),
@@ -94,6 +202,7 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
         ssh_persist: cfg.ssh_persist,
         resume,
         break_lock: cfg.break_lock,
+        notify: cfg.notify.clone(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -33,13 +33,22 @@ pub struct Options {
     pub resume: Option<Resume>,
     /// `--break-lock`: take over a site lock another run holds, once confirmed.
     pub break_lock: bool,
+    /// `--notify CMD`: run with `sh -c` on every change of the run's state,
+    /// the event as one JSON line on its stdin.
+    pub notify: Option<String>,
 }
+
+/// How long a `--notify` command may take before it is stopped: a hook that
+/// hangs must not hold a rollout.
+const NOTIFY_WITHIN: Duration = Duration::from_secs(10);
 
 /// What an earlier run of the plan did, from its journal.
 #[derive(Debug, Clone, Default)]
 pub struct Resume {
     pub done: std::collections::BTreeSet<usize>,
     pub records: BTreeMap<(String, String), String>,
+    /// The step that began and did not finish when the run was cut short.
+    pub interrupted: Option<usize>,
 }
 
 /// The stop signal a run is handed: the first press stops at the next safe
@@ -195,6 +204,20 @@ pub(super) struct NodeState {
     pub(super) steps_total: usize,
 }
 
+impl NodeState {
+    /// What a step done `at` (Unix seconds) did to the node.
+    pub(super) fn apply(&mut self, action: &Action, at: u64) {
+        match action {
+            Action::Advertise { out, .. } => {
+                self.advertised = Some(!out);
+                self.out_since = out.then_some(at);
+            }
+            Action::StatusCommand { command, .. } => self.relay_drain = command == "drain_enable",
+            _ => {}
+        }
+    }
+}
+
 pub struct Executor<'a> {
     pub(super) plan: &'a Plan,
     pub(super) remote: Arc<Remote>,
@@ -229,6 +252,80 @@ impl Executor<'_> {
         let t = Arc::new(crate::cert::Trust::load(&files)?);
         cache.insert(ca.to_vec(), t.clone());
         Ok(t)
+    }
+
+    /// Hands `event` to the `--notify` command, if any, as one JSON line
+    /// (with the run id and procedure) on its stdin, and waits for it (10 s
+    /// at most). A hook that fails is said, and the run goes on.
+    pub(super) async fn notify(&self, event: &RunEvent<'_>) {
+        use tokio::io::AsyncWriteExt;
+        let Some(cmd) = &self.opts.notify else { return };
+        let Ok(mut v) = serde_json::to_value(event) else {
+            return;
+        };
+        if let Some(o) = v.as_object_mut() {
+            o.insert("run".into(), self.plan.run.clone().into());
+            o.insert("procedure".into(), self.plan.procedure.clone().into());
+        }
+        let line = format!("{v}\n");
+        let spawned = tokio::process::Command::new("sh")
+            .args(["-c", cmd])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                self.out.line(
+                    "Warning",
+                    &format!("--notify `{cmd}` could not be started: {e}"),
+                    Tone::Warn,
+                );
+                return;
+            }
+        };
+        let stdin = child.stdin.take();
+        let ran = tokio::time::timeout(NOTIFY_WITHIN, async move {
+            if let Some(mut s) = stdin {
+                // A hook that does not read its stdin is its own business.
+                let _ = s.write_all(line.as_bytes()).await;
+            }
+            child.wait_with_output().await
+        })
+        .await;
+        match ran {
+            Ok(Ok(o)) if o.status.success() => {}
+            Ok(Ok(o)) => self.out.line(
+                "Warning",
+                &format!(
+                    "--notify `{cmd}` failed ({}): {}",
+                    o.status,
+                    String::from_utf8_lossy(&o.stderr).lines().next().unwrap_or("")
+                ),
+                Tone::Warn,
+            ),
+            Ok(Err(e)) => self
+                .out
+                .line("Warning", &format!("--notify `{cmd}` failed: {e}"), Tone::Warn),
+            Err(_) => self.out.line(
+                "Warning",
+                &format!(
+                    "--notify `{cmd}` did not finish within {}s and was stopped",
+                    NOTIFY_WITHIN.as_secs()
+                ),
+                Tone::Warn,
+            ),
+        }
+    }
+
+    /// Appends one event to the run's journal.
+    pub(super) fn journal(&mut self, event: Event) -> anyhow::Result<()> {
+        match &mut self.journal {
+            Some(j) => j.record(&event),
+            None => Ok(()),
+        }
     }
 
     /// Keeps a fact for later steps, in the journal too.
@@ -274,14 +371,7 @@ impl Executor<'_> {
         if counted && self.finished.insert(step.number) {
             s.steps_done += 1;
         }
-        match &step.action {
-            Action::Advertise { out, .. } => {
-                s.advertised = Some(!out);
-                s.out_since = out.then(journal::now);
-            }
-            Action::StatusCommand { command, .. } => s.relay_drain = command == "drain_enable",
-            _ => {}
-        }
+        s.apply(&step.action, journal::now());
         Ok(())
     }
 

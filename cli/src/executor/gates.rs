@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 
 use super::core::{Executor, RunEvent, unless_stopped};
 use crate::error::Stopped;
+use crate::journal::Event;
 use crate::plan::{Action, Expect, Gate, Step};
 
 /// A gate that timed out; what that ends in (the plan's `on_timeout`) is
@@ -72,6 +73,8 @@ pub struct DrainProgress {
     first: Option<(Duration, u64)>,
     /// When the count last fell (or was first read), and to what.
     last_fall: Option<(Duration, u64)>,
+    /// The count last read.
+    last: Option<u64>,
 }
 
 impl DrainProgress {
@@ -80,6 +83,16 @@ impl DrainProgress {
             stuck_after,
             first: None,
             last_fall: None,
+            last: None,
+        }
+    }
+
+    /// What a reading is told apart by: the count, not the rate or the
+    /// time left, which move with every poll.
+    fn key(&self, verdict: &'static str, text: &str) -> (&'static str, String) {
+        match self.last {
+            Some(n) => (verdict, n.to_string()),
+            None => (verdict, text.to_owned()),
         }
     }
 
@@ -90,6 +103,7 @@ impl DrainProgress {
     }
 
     pub fn observe(&mut self, elapsed: Duration, count: u64, threshold: u64) -> Poll {
+        self.last = Some(count);
         if count <= threshold {
             return Poll::Holds(format!("{count} allocations"));
         }
@@ -171,6 +185,8 @@ pub async fn wait(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
         Gate::Drained { stuck_after, .. } => *stuck_after,
         _ => Duration::MAX,
     });
+    // The reading last journaled: only a change is written again.
+    let mut journaled: Option<(&'static str, String)> = None;
     loop {
         // A reading never runs past the timeout by more than one poll.
         let bound = timeout.saturating_sub(started.elapsed()) + poll.max(Duration::from_secs(1));
@@ -201,6 +217,17 @@ pub async fn wait(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
             reading: text,
             elapsed_secs: started.elapsed().as_secs_f64(),
         });
+        let now = drain.key(word, text);
+        if journaled.as_ref() != Some(&now) {
+            ex.journal(Event::Reading {
+                number: step.number,
+                node: step.node.clone(),
+                verdict: word.to_owned(),
+                reading: text.clone(),
+                at: crate::journal::now(),
+            })?;
+            journaled = Some(now.clone());
+        }
         match verdict {
             Verdict::Holds(what) => {
                 drop(bar);
@@ -215,12 +242,15 @@ pub async fn wait(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
                 drop(bar);
                 return Err(TimedOut { last }.into());
             }
-            Verdict::NotYet(why) => bar.set_message(format!(
-                "{}: waiting until {fact}: {why} [{} of {}]",
-                step.node,
-                elapsed(started),
-                crate::duration::format(timeout)
-            )),
+            Verdict::NotYet(why) => bar.progress(
+                &now.1,
+                format!(
+                    "{}: waiting until {fact}: {why} [{} of {}]",
+                    step.node,
+                    elapsed(started),
+                    crate::duration::format(timeout)
+                ),
+            ),
         }
         // Sleep in short slices so a stop is honoured within a fraction of a second.
         let until = Instant::now() + poll.min(timeout.saturating_sub(started.elapsed()));

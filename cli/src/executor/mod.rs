@@ -28,7 +28,7 @@ use self::core::{NodeState, unless_stopped, verb};
 pub use crate::error::Stopped;
 use crate::error::{self, Kind};
 use crate::journal::{self, Event, Journal};
-use crate::plan::{Action, CheckKind, Gate, OnTimeout, Plan, Rollback, Step};
+use crate::plan::{Action, CheckKind, DoneIf, Gate, OnTimeout, Plan, Rollback, Step};
 use crate::remote::Remote;
 
 /// Runs the plan, and only the plan; the error says why it did not finish.
@@ -80,9 +80,12 @@ pub async fn run(plan: &Plan, opts: Options, stop: Stop) -> anyhow::Result<()> {
         trust: Default::default(),
         locks_held: Vec::new(),
     };
+    // What the steps done before did to each node: a resumed run's summary
+    // says a relay it left out is out.
     for step in plan.steps().filter(|s| resume.done.contains(&s.number)) {
         if let Some(s) = ex.state.get_mut(&step.node) {
             s.steps_done += 1;
+            s.apply(&step.action, journal::now());
         }
     }
     let started = Instant::now();
@@ -96,7 +99,7 @@ pub async fn run(plan: &Plan, opts: Options, stop: Stop) -> anyhow::Result<()> {
         Err(e) if error::is(e, Kind::Stopped) => "stopped",
         Err(_) => "failed",
     };
-    ex.out.event(&RunEvent::Summary {
+    let summary = RunEvent::Summary {
         outcome,
         secs: started.elapsed().as_secs_f64(),
         steps_done: ex.state.values().map(|s| s.steps_done).sum(),
@@ -113,7 +116,9 @@ pub async fn run(plan: &Plan, opts: Options, stop: Stop) -> anyhow::Result<()> {
             })
             .collect(),
         journal: ex.journal.as_ref().map(|j| j.path().display().to_string()),
-    });
+    };
+    ex.out.event(&summary);
+    ex.notify(&summary).await;
     if let Some(j) = &mut ex.journal {
         let message = result
             .as_ref()
@@ -148,7 +153,7 @@ impl Executor<'_> {
             self.out.status(
                 "Continuing",
                 &format!(
-                    "run {}: {} of its steps were done; of the safety checks it passed before its first change, reachable, bundle-valid and quorum-lost (on the members it has not stopped) are read again: the nodes are mid-change",
+                    "run {}: {} of its steps were done; the nodes are mid-change, so of the safety checks it passed before its first change only those that still mean something are read again: reachable, stats-readable and advertised on the nodes it has not left mid-change, peers-healthy, bundle-valid, and quorum-lost on the members it has not stopped (min-healthy is read again by each relay's own check before it goes out)",
                     self.plan.run,
                     self.finished.len()
                 ),
@@ -178,13 +183,49 @@ impl Executor<'_> {
                 .collect();
             (!left.is_empty()).then_some(left)
         };
+        // Nodes the run took out of service and has not finished with: a
+        // relay out of the list (maybe down for its restart or reboot),
+        // whose own later steps reach it and wait for it.
+        let mid_change: std::collections::BTreeSet<String> = self
+            .plan
+            .steps()
+            .filter(|s| s.takes_out && self.finished.contains(&s.number))
+            .map(|s| s.node.clone())
+            .filter(|n| {
+                self.plan
+                    .steps()
+                    .any(|s| &s.node == n && !self.finished.contains(&s.number))
+            })
+            .collect();
         let checks: Vec<CheckKind> = self
             .plan
             .preflight
             .iter()
             .filter_map(|c| match &c.kind {
                 _ if !resuming => Some(c.kind.clone()),
-                CheckKind::Reachable { .. } | CheckKind::BundleValid { .. } => Some(c.kind.clone()),
+                CheckKind::Reachable { nodes } => Some(CheckKind::Reachable {
+                    nodes: nodes
+                        .iter()
+                        .filter(|h| !mid_change.contains(&h.node))
+                        .cloned()
+                        .collect(),
+                }),
+                CheckKind::StatsReadable { reads } => Some(CheckKind::StatsReadable {
+                    reads: reads
+                        .iter()
+                        .filter(|r| !mid_change.contains(&r.relay))
+                        .cloned()
+                        .collect(),
+                }),
+                CheckKind::Advertised { values, relays } => Some(CheckKind::Advertised {
+                    values: values.clone(),
+                    relays: relays
+                        .iter()
+                        .filter(|(r, _)| !mid_change.contains(*r))
+                        .map(|(r, u)| (r.clone(), u.clone()))
+                        .collect(),
+                }),
+                CheckKind::PeersHealthy { .. } | CheckKind::BundleValid { .. } => Some(c.kind.clone()),
                 CheckKind::QuorumLost { health, force } => {
                     not_out(health).map(|health| CheckKind::QuorumLost {
                         health,
@@ -236,11 +277,32 @@ impl Executor<'_> {
             lock::take(self).await?;
         }
         let plan = self.plan;
+        let interrupted = self.opts.resume.as_ref().and_then(|r| r.interrupted);
         for section in &plan.sections {
             self.out.status("Starting", &section.title);
             for step in &section.steps {
-                // A question is asked again: the answer was for then.
-                if self.finished.contains(&step.number) && !matches!(step.action, Action::Confirm { .. }) {
+                // A question is asked again: the answer was for then; so is
+                // a relay's safety check while it has not gone out: the
+                // others may have changed since.
+                let again = match step.action {
+                    Action::Confirm { .. } => true,
+                    Action::Safety { .. } => !plan
+                        .steps()
+                        .any(|s| s.node == step.node && s.takes_out && self.finished.contains(&s.number)),
+                    _ => false,
+                };
+                if self.finished.contains(&step.number) && !again {
+                    continue;
+                }
+                if interrupted == Some(step.number)
+                    && let Some(check) = &step.done_if
+                    && let Some(found) = self.already_done(step, check).await?
+                {
+                    self.out.note(&format!(
+                        "{}. {}: {} began in the run cut short and happened: {found}; not done again",
+                        step.number, step.node, step.title
+                    ));
+                    self.done(step)?;
                     continue;
                 }
                 if self.stop.requested() {
@@ -333,6 +395,37 @@ impl Executor<'_> {
         )
     }
 
+    /// For the step a run was in when it was cut short: whether it happened
+    /// (in words), as its `done_if` says; `None`: it did not, and it is run
+    /// again.
+    async fn already_done(&mut self, step: &Step, check: &DoneIf) -> anyhow::Result<Option<String>> {
+        match check {
+            DoneIf::NewBoot { command, record } => {
+                let Some(before) = self.records.get(&(step.node.clone(), record.clone())).cloned() else {
+                    bail!(
+                        "step {} ({}) began in the run cut short, but no `{record}` was kept before it, so whether {} rebooted cannot be told: not rebooting it blindly\nhelp: look at the node; once it is up, run the procedure again",
+                        step.number,
+                        step.title,
+                        step.node
+                    );
+                };
+                let node = self.plan.node(&command.on)?;
+                self.remote.forget_node(&node.name).await;
+                if let Err(e) = self.remote.reachable(&node).await {
+                    let why = e.to_string();
+                    return Ok(Some(format!(
+                        "{} does not answer SSH ({}): it is going down or coming up",
+                        step.node,
+                        why.lines().next().unwrap_or("")
+                    )));
+                }
+                let now = self.run(command).await?;
+                Ok((now.trim() != before.trim())
+                    .then(|| format!("its boot id is {}, not {} as before", now.trim(), before.trim())))
+            }
+        }
+    }
+
     /// Performs one step, with its events, and records it once done.
     async fn run_step(&mut self, step: &Step) -> anyhow::Result<()> {
         self.out.event(&RunEvent::StepStart {
@@ -340,6 +433,12 @@ impl Executor<'_> {
             node: &step.node,
             title: &step.title,
         });
+        self.journal(Event::StepStart {
+            number: step.number,
+            node: step.node.clone(),
+            title: step.title.clone(),
+            at: journal::now(),
+        })?;
         let began = Instant::now();
         let result = match steps::perform(self, step).await {
             // Found anywhere in the chain: context added on the way must not
@@ -355,13 +454,23 @@ impl Executor<'_> {
             },
             ok => ok,
         };
-        self.out.event(&RunEvent::StepEnd {
+        let end = RunEvent::StepEnd {
             number: step.number,
             node: &step.node,
             ok: result.is_ok(),
             secs: began.elapsed().as_secs_f64(),
             error: result.as_ref().err().map(|e| format!("{e:#}")),
-        });
+        };
+        self.out.event(&end);
+        self.notify(&end).await;
+        if let Err(e) = &result {
+            self.journal(Event::StepFailed {
+                number: step.number,
+                node: step.node.clone(),
+                error: format!("{e:#}"),
+                at: journal::now(),
+            })?;
+        }
         result?;
         self.done(step)
     }

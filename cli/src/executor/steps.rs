@@ -12,7 +12,27 @@ use crate::plan::{Action, Step};
 pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
     match &step.action {
         Action::Run { command } => {
-            let out = ex.run(command).await?;
+            let out = match ex.run(command).await {
+                // A reboot may take the connection down with it before its
+                // command returns: that is no failure; the gates after it
+                // (SSH down, a new boot id) tell whether it happened.
+                Err(e)
+                    if matches!(step.done_if, Some(crate::plan::DoneIf::NewBoot { .. }))
+                        && e.chain().any(|c| {
+                            matches!(
+                                c.downcast_ref::<crate::remote::ExecError>(),
+                                Some(crate::remote::ExecError::Disconnected { .. })
+                            )
+                        }) =>
+                {
+                    ex.out.note(&format!(
+                        "{}: the connection went down with the reboot before its command returned; the next gates tell whether it happened",
+                        step.node
+                    ));
+                    String::new()
+                }
+                r => r?,
+            };
             if !out.trim().is_empty() {
                 ex.out.note(&crate::remote::trim_output(&out));
             }
@@ -283,7 +303,17 @@ async fn advertise(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
             })?;
         let wanted = advertise::edit(&text, &entries, *out);
         let diff = advertise::diff(&planned.path, &text, &wanted);
-        if diff != planned.diff {
+        if diff.is_empty() && !planned.diff.is_empty() {
+            // Edited before the commands that apply it ran (a run cut short
+            // there, being resumed), or by someone else: as wanted, so only
+            // the commands run.
+            ex.out.note(&format!(
+                "{} already has {}'s entries {}: not edited again",
+                planned.path,
+                step.node,
+                if *out { "commented out" } else { "in" }
+            ));
+        } else if diff != planned.diff {
             bail!(
                 "{} changed since the plan was made; nothing was edited\nhelp: run the command again to plan against the file as it is now",
                 planned.path
@@ -323,12 +353,20 @@ async fn advertise(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
 /// Write to a temporary file beside `path`, sync, rename: never half-written.
 fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
+    // Named for this process and created exclusively: two runs never
+    // write through one temporary file.
     let tmp = path.with_file_name(format!(
-        ".{}.opsctl-tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+        ".{}.opsctl-{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
     ));
     let perms = std::fs::metadata(path).map(|m| m.permissions()).ok();
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
     drop(f);

@@ -98,14 +98,19 @@ impl Executor<'_> {
             }
         }
         if result.is_err() && done < total {
-            // The journal lets the same command pick up where this one stopped.
-            let again: Vec<String> = std::iter::once("opsctl".to_owned())
-                .chain(std::env::args().skip(1))
-                .collect();
+            // Nothing done: the same command starts it afresh; else the
+            // journal lets `resume` pick up where this one stopped.
+            let again: Vec<String> = if done == 0 {
+                std::iter::once("opsctl".to_owned())
+                    .chain(std::env::args().skip(1))
+                    .collect()
+            } else {
+                ["opsctl", "resume", &self.plan.run].map(str::to_owned).to_vec()
+            };
             self.out.line(
                 "",
                 &format!(
-                    "to continue where this run stopped: fix the cause, then run `{}` again",
+                    "to continue where this run stopped: fix the cause, then run `{}`",
                     crate::shell::join(&again)
                 ),
                 Tone::Warn,

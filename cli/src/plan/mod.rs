@@ -59,9 +59,11 @@ pub struct Plan {
     /// What is left to the operator once the plan has run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub next_steps: Vec<String>,
-    /// recover-quorum: what the plan was made from besides the inventory.
+    /// What the plan was made from besides the inventory (the operator's
+    /// choices, and what was read just before): a resumed run's plan is
+    /// made again from it and must come out the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quorum: Option<Quorum>,
+    pub request: Option<Request>,
     /// The sites the run locks before its safety checks, and how.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub locks: Vec<crate::lock::SiteLock>,
@@ -269,8 +271,23 @@ pub struct Step {
     /// where a run starts to change what clients or a cluster rely on.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub takes_out: bool,
+    /// For a step that would hurt twice: how a resumed run tells that it
+    /// happened, when it began and did not finish (it is then skipped).
+    /// Every other step is safe to run again; see README.md, "Resume".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_if: Option<DoneIf>,
     #[serde(flatten)]
     pub action: Action,
+}
+
+/// How a resumed run knows a step it was in when cut short already happened.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum DoneIf {
+    /// The reboot happened: the node's boot id (`command`) differs from the
+    /// one kept as `record` before it, or the node does not answer SSH
+    /// (it is going down or coming up; the gates after it wait).
+    NewBoot { command: Command, record: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -634,6 +651,10 @@ impl Plan {
         }
         for s in self.all_steps() {
             s.action.commands(&mut out);
+            match &s.done_if {
+                Some(DoneIf::NewBoot { command, .. }) => out.push(command),
+                None => {}
+            }
         }
         out
     }

@@ -96,6 +96,20 @@ impl Render {
                 let pad = " ".repeat(n.len());
                 let _ = writeln!(self.out, "{n}{}", step.title);
                 self.action(&step.action, &step.node, &pad);
+                match &step.done_if {
+                    Some(super::DoneIf::NewBoot { command, record }) => {
+                        let _ = writeln!(
+                            self.out,
+                            "{pad}  a connection lost while it runs is the reboot taking the node down: the gates after it tell"
+                        );
+                        let _ = writeln!(
+                            self.out,
+                            "{pad}  resumed after it began and did not finish: skipped if the boot id differs from `{record}` (or SSH does not answer), read with"
+                        );
+                        self.command(command, &format!("{pad}  "));
+                    }
+                    None => {}
+                }
             }
             if let Some(r) = &section.rollback {
                 let _ = writeln!(

@@ -413,6 +413,7 @@ impl Builder<'_> {
                     title,
                     source: "rollback".into(),
                     takes_out: false,
+                    done_if: None,
                     action,
                 })
                 .collect(),

@@ -12,7 +12,8 @@ use crate::inventory::{Backend, Flavor as InvFlavor, Inventory, Relay, Service};
 use crate::playbook::{self, Body, Condition, Playbook, ServiceAction, StepKind, Targets};
 
 /// What the operator asked for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Procedure {
     RestartNoDowntime,
     Restart,
@@ -60,8 +61,10 @@ pub struct Quorum {
     pub seed_version_unread: Option<String>,
 }
 
-/// A procedure, its targets (already resolved to inventory names) and the run id.
-#[derive(Debug, Clone)]
+/// A procedure, its targets (already resolved to inventory names) and the
+/// run id: with the inventory, all a plan is made from. A plan keeps it, so
+/// a run resumed later is compared with a plan made again from it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Request {
     pub procedure: Procedure,
     /// Relay names (relay procedures) or the site whose cluster is rebuilt.
@@ -143,10 +146,7 @@ pub fn build(inv: &Inventory, req: &Request) -> anyhow::Result<Plan> {
         continues: b.continues,
         next_steps: b.next_steps,
         locks,
-        quorum: match &req.procedure {
-            Procedure::RecoverQuorum(q) => Some(q.clone()),
-            _ => None,
-        },
+        request: Some(req.clone()),
     })
 }
 
@@ -229,8 +229,21 @@ impl<'a> Builder<'a> {
         step: &playbook::Step,
         actions: Vec<Action>,
     ) {
+        // A reboot's boot id, read just before it: what tells a resumed run
+        // that the reboot happened.
+        let mut boot_id = None;
         for (i, action) in actions.into_iter().enumerate() {
             self.number += 1;
+            let done_if = match (&step.kind, &action) {
+                (StepKind::Reboot, Action::Run { .. }) => boot_id.take(),
+                _ => None,
+            };
+            if let (StepKind::Reboot, Action::Record { name, command }) = (&step.kind, &action) {
+                boot_id = Some(DoneIf::NewBoot {
+                    command: command.clone(),
+                    record: name.clone(),
+                });
+            }
             section.steps.push(Step {
                 number: self.number,
                 node: node.to_owned(),
@@ -240,6 +253,7 @@ impl<'a> Builder<'a> {
                     .unwrap_or_else(|| title(node, &step.kind, &action, i)),
                 source: format!("{}:{}", self.pb_file(), step.line),
                 takes_out: takes_out_of_service(&step.kind),
+                done_if,
                 action,
             });
         }
@@ -316,6 +330,7 @@ impl<'a> Builder<'a> {
                         title: format!("check the relays staying in service before {} goes out", r.name),
                         source: format!("before {}:{}", self.pb_file(), step.line),
                         takes_out: false,
+                        done_if: None,
                         action: Action::Safety { safety },
                     });
                 }
