@@ -626,3 +626,99 @@ fn a_stuck_drain_lists_the_idle_allocations_it_waits_on() {
         out.dump()
     );
 }
+
+/// The relay's sshd goes away during the drain (every connection to it
+/// with it) and comes back: the drain's readings fail meanwhile, then go
+/// on over a new connection, and the run completes.
+#[test]
+fn an_sshd_lost_during_the_drain_and_back_lets_the_run_go_on() {
+    let (lab, scratch, values) = coturn_lab(2, "true");
+    lab.coturn_idle_allocations(0, 1);
+    let child = spawn(&scratch, &["restart", "--no-downtime", "node-1"]);
+    until_taken_out(&scratch, "the relay was never taken out");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    lab.stop_sshd_only(0);
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    lab.start_sshd_again(0);
+    // The calls end (the relay restarts under them, from the lab's side).
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(lab.systemctl(0, "restart coturn").status.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("node-1: waiting until allocations on node-1 <= 0: lost the connection to `node-1`")
+            && stderr
+                .contains("node-1: waiting until allocations on node-1 <= 0: cannot connect to `node-1`")
+            && stderr.contains("node-1: allocations on node-1 <= 0 (0 allocations, after "),
+        "the lost readings are told: {stderr}"
+    );
+    assert!(
+        stderr.contains("node-1: 7/7 steps, back in the advertised list"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(scratch.0.join("values.yaml")).unwrap(),
+        values
+    );
+}
+
+/// The relay's sshd goes away while a state-changing step runs on it: the
+/// run waits until the node answers again and runs the step again (every
+/// step is written to be safe to repeat), then goes on to the end.
+#[test]
+fn a_step_whose_connection_is_lost_runs_again_once_the_node_answers() {
+    let (lab, scratch, values) = coturn_lab(2, "true");
+    // A step of its own before the restart, slow enough to be cut.
+    let playbook = include_str!("../../playbooks/restart-no-downtime.yaml").replace(
+        "  - service: restart\n",
+        "  - run: [sh, -c, 'echo begun >> /tmp/opsctl-slow-{run}; sleep 3']\n  - service: restart\n",
+    );
+    assert!(playbook.contains("opsctl-slow"));
+    scratch.write("pb/restart-no-downtime.yaml", &playbook);
+    let inv = std::fs::read_to_string(scratch.0.join("inventory.yaml")).unwrap();
+    scratch.write("inventory.yaml", &format!("playbooks: pb\n{inv}"));
+    let run = "lost-step";
+    let marker = std::path::PathBuf::from(format!("/tmp/opsctl-slow-{run}"));
+    let _ = std::fs::remove_file(&marker);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_opsctl"))
+        .current_dir(&scratch.0)
+        .args(["--run-id", run, "restart", "--no-downtime", "node-1"])
+        .env("LAB_CLI_PW", CLI_PW)
+        .env("OPSCTL_SSH_PERSIST", "0s")
+        .env("OPSCTL_CONTROL_DIR", scratch.0.join(".opsctl-ssh"))
+        .env("OPSCTL_STATE_DIR", scratch.0.join(".opsctl-state"))
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !marker.exists() {
+        assert!(std::time::Instant::now() < deadline, "the slow step never began");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    lab.stop_sshd_only(0);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    lab.start_sshd_again(0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let begun = std::fs::read_to_string(&marker).unwrap_or_default();
+    let _ = std::fs::remove_file(&marker);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("Reconnecting node-1: step 4 lost its connection (")
+            && stderr.contains("node-1 answers again, after ")
+            && stderr.contains("4. node-1: run (again: the connection was lost while it ran)"),
+        "{stderr}"
+    );
+    assert_eq!(begun.lines().count(), 2, "run once, then again:\n{begun}");
+    assert!(
+        stderr.contains("node-1: 8/8 steps, back in the advertised list"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(scratch.0.join("values.yaml")).unwrap(),
+        values
+    );
+}

@@ -219,6 +219,69 @@ impl Lab {
         }
     }
 
+    /// Stops node `i`'s sshd alone, with every SSH connection to it (the
+    /// daemon and its session processes), as when sshd dies or the
+    /// network drops: the node's services keep running. [`Lab::start_sshd_again`]
+    /// brings it back.
+    pub fn stop_sshd_only(&self, i: usize) {
+        let init = self.init_pid(i);
+        let daemon = children(init)
+            .into_iter()
+            .find(|p| comm(*p) == "sshd")
+            .expect("the node's sshd");
+        let mut sessions = Vec::new();
+        let mut todo = vec![daemon];
+        while let Some(p) = todo.pop() {
+            for c in children(p) {
+                if comm(c) == "sshd" || comm(c).starts_with("sshd-") {
+                    sessions.push(c);
+                    todo.push(c);
+                }
+            }
+        }
+        for p in std::iter::once(daemon).chain(sessions) {
+            let _ = Command::new("kill").args(["-KILL", &p.to_string()]).status();
+        }
+        let addr = SocketAddr::from((self.nodes[i].ip, PORT));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline
+            && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts node `i`'s sshd again after [`Lab::stop_sshd_only`], inside the
+    /// node (it ends with the node); returns once it listens.
+    pub fn start_sshd_again(&self, i: usize) {
+        let init = self.init_pid(i).to_string();
+        let config = self.nodes[i].dir.join("sshd_config");
+        let spawned = Command::new("nsenter")
+            .args(["-t", &init, "-p", "-m", "--", SSHD, "-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        assert!(spawned.is_ok(), "nsenter: {spawned:?}");
+        let addr = SocketAddr::from((self.nodes[i].ip, PORT));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "sshd of node-{} did not come back",
+                i + 1
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The node's init (pid 1 of its pid namespace), as this machine sees it.
+    fn init_pid(&self, i: usize) -> u32 {
+        let unshare = self.nodes[i].sshd.as_ref().expect("node-{i} runs").id();
+        children(unshare).into_iter().next().expect("the node's init")
+    }
+
     /// Declares a service on node `i`: `systemctl start UNIT` runs `command`.
     pub fn service(&self, i: usize, unit: &str, command: &str) {
         std::fs::write(self.nodes[i].dir.join("services").join(unit), command).unwrap();
@@ -433,4 +496,26 @@ impl Drop for Lab {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The processes whose parent is `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        out.extend(list.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+    }
+    out
+}
+
+/// A process's command name.
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
 }

@@ -203,6 +203,8 @@ pub async fn wait(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
                 crate::duration::format(Duration::from_secs(bound.as_secs().max(1)))
             )),
         };
+        // A reading that failed (a lost connection) is a change of its own.
+        let failed = reading.is_err();
         let verdict = decide(started.elapsed(), timeout, reading);
         let (word, text) = match &verdict {
             Verdict::Holds(t) => ("holds", t),
@@ -217,7 +219,11 @@ pub async fn wait(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
             reading: text,
             elapsed_secs: started.elapsed().as_secs_f64(),
         });
-        let now = drain.key(word, text);
+        let now = if failed {
+            (word, text.clone())
+        } else {
+            drain.key(word, text)
+        };
         if journaled.as_ref() != Some(&now) {
             ex.journal(Event::Reading {
                 number: step.number,

@@ -395,6 +395,63 @@ impl Executor<'_> {
         )
     }
 
+    /// A step run again after its connection came back.
+    async fn again(&mut self, step: &Step) -> anyhow::Result<()> {
+        self.out.status(
+            verb(&step.action),
+            &format!(
+                "{}. {}: {} (again: the connection was lost while it ran)",
+                step.number, step.node, step.title
+            ),
+        );
+        steps::perform(self, step).await
+    }
+
+    /// Waits, with backoff (1 s doubling to 30 s, for 5 minutes at most),
+    /// until `node` answers SSH again after a connection was lost in step
+    /// `number`; false if it does not, or a stop was asked for.
+    async fn reconnect(&mut self, node: &str, number: usize, lost: &str) -> bool {
+        const FOR: std::time::Duration = std::time::Duration::from_secs(300);
+        let Ok(n) = self.node(node) else { return false };
+        let since = Instant::now();
+        let mut wait = std::time::Duration::from_secs(1);
+        self.out.line(
+            "Reconnecting",
+            &format!(
+                "{node}: step {number} lost its connection ({}); trying again for up to {}",
+                lost.lines().next().unwrap_or(""),
+                crate::duration::format(FOR)
+            ),
+            crate::printer::Tone::Warn,
+        );
+        loop {
+            if self.stop.requested() {
+                return false;
+            }
+            self.remote.forget_node(node).await;
+            match self.remote.reachable(&n).await {
+                Ok(()) => {
+                    self.out.note(&format!(
+                        "{node} answers again, after {}",
+                        crate::duration::format(std::time::Duration::from_secs(since.elapsed().as_secs()))
+                    ));
+                    return true;
+                }
+                Err(e) if since.elapsed() + wait > FOR => {
+                    self.out
+                        .note(&format!("{node} still does not answer ({e}): giving up"));
+                    return false;
+                }
+                Err(_) => {}
+            }
+            let until = Instant::now() + wait;
+            while Instant::now() < until && !self.stop.requested() {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            wait = (wait * 2).min(std::time::Duration::from_secs(30));
+        }
+    }
+
     /// For the step a run was in when it was cut short: whether it happened
     /// (in words), as its `done_if` says; `None`: it did not, and it is run
     /// again.
@@ -440,7 +497,34 @@ impl Executor<'_> {
             at: journal::now(),
         })?;
         let began = Instant::now();
-        let result = match steps::perform(self, step).await {
+        let mut performed = steps::perform(self, step).await;
+        // A connection lost in a step (a gate reads again on its own): once
+        // the node answers again, the step is checked as a resumed run
+        // checks it (a reboot that happened is not done again), else run
+        // again, once: every step is written to be safe to repeat.
+        if !matches!(step.action, Action::Gate { .. } | Action::Confirm { .. })
+            && let Err(e) = &performed
+            && lost_connection(e)
+        {
+            let lost = format!("{e:#}");
+            if self.reconnect(&step.node, step.number, &lost).await {
+                performed = match &step.done_if {
+                    Some(check) => match self.already_done(step, check).await {
+                        Ok(Some(found)) => {
+                            self.out.note(&format!(
+                                "{}. {}: {} happened before the connection was lost: {found}; not done again",
+                                step.number, step.node, step.title
+                            ));
+                            Ok(())
+                        }
+                        Ok(None) => self.again(step).await,
+                        Err(e) => Err(e),
+                    },
+                    None => self.again(step).await,
+                };
+            }
+        }
+        let result = match performed {
             // Found anywhere in the chain: context added on the way must not
             // turn a timeout into a plain failure that skips `on_timeout`.
             Err(e) => match e
@@ -551,4 +635,14 @@ impl Executor<'_> {
         }
         bail!("timed out after {waited} waiting until {fact}: {last}\nthe run stops here")
     }
+}
+
+/// Whether `e` is an SSH connection that was lost or could not be made.
+fn lost_connection(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<crate::remote::ExecError>(),
+            Some(crate::remote::ExecError::Disconnected { .. } | crate::remote::ExecError::Connect { .. })
+        )
+    })
 }
