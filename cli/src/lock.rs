@@ -31,16 +31,77 @@ const RELEASE: &str = r#"if grep -qF "\"run\":\"$2\"" "$1/owner" 2>/dev/null; th
 /// left by a run killed while taking it).
 const BREAK: &str = r#"read -r holder; if [ -d "$1" ] && { [ ! -e "$1/owner" ] || grep -qF "\"run\":\"$holder\"" "$1/owner"; }; then rm -rf -- "$1"; fi"#;
 
+/// etcd's lease-backed lock (args: etcdctl, endpoint, key, TTL, run; the
+/// record on stdin): a lease is granted and the key put under it only if
+/// it does not exist, in one transaction; the lease id is printed. Held by
+/// another run: the lease is revoked, the holder's record printed, exit
+/// 75. Held by this same run (a continued run, within the lease of the
+/// invocation before): taken over under the new lease, as long as the
+/// record is still the one read.
+const TAKE_ETCD: &str = r#"ctl=$1 ep=$2 key=$3 ttl=$4 run=$5
+e() { ETCDCTL_API=3 "$ctl" --endpoints="$ep" --command-timeout=5s "$@"; }
+record=$(base64 -w0) || exit 1
+lease=$(e lease grant "$ttl") || exit 1
+lease=${lease#lease }; lease=${lease%% *}
+res=$(printf 'create("%s") = "0"\n\nput --lease=%s %s %s\n\nget %s\n\n' "$key" "$lease" "$key" "$record" "$key" | e txn) || { e lease revoke "$lease" >/dev/null 2>&1; exit 1; }
+case $res in SUCCESS*) echo "$lease"; exit 0;; esac
+held=$(printf '%s\n' "$res" | sed -n 4p)
+if printf '%s' "$held" | base64 -d 2>/dev/null | grep -qF "\"run\":\"$run\""; then
+    res=$(printf 'value("%s") = "%s"\n\nput --lease=%s %s %s\n\n\n' "$key" "$held" "$lease" "$key" "$record" | e txn) || { e lease revoke "$lease" >/dev/null 2>&1; exit 1; }
+    case $res in SUCCESS*) echo "$lease"; exit 0;; esac
+fi
+e lease revoke "$lease" >/dev/null 2>&1
+printf '%s' "$held" | base64 -d
+exit 75"#;
+
+/// Renews the lease whose id is on stdin (args: etcdctl, endpoint).
+const KEEP_ETCD: &str = r#"read -r lease; ETCDCTL_API=3 "$1" --endpoints="$2" --command-timeout=5s lease keep-alive --once "$lease""#;
+
+/// Revokes the lease whose id is on stdin, and the key with it (args:
+/// etcdctl, endpoint); one already gone is released.
+const RELEASE_ETCD: &str = r#"read -r lease; out=$(ETCDCTL_API=3 "$1" --endpoints="$2" --command-timeout=5s lease revoke "$lease" 2>&1) || case $out in *"lease not found"*) ;; *) printf '%s\n' "$out" >&2; exit 1;; esac"#;
+
+/// Deletes the key if the run named on stdin holds it (args: etcdctl,
+/// endpoint, key).
+const BREAK_ETCD: &str = r#"read -r holder; ctl=$1 ep=$2 key=$3; v=$(ETCDCTL_API=3 "$ctl" --endpoints="$ep" --command-timeout=5s get "$key" --print-value-only) || exit 1; if printf '%s' "$v" | base64 -d 2>/dev/null | grep -qF "\"run\":\"$holder\""; then ETCDCTL_API=3 "$ctl" --endpoints="$ep" --command-timeout=5s del "$key" >/dev/null; fi"#;
+
+/// How long an etcd lock outlives its holder's last renewal, by default.
+pub const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A site's lock, as a plan holds it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SiteLock {
     pub site: String,
-    /// The lock directory on each node.
+    /// The lock directory on each node, or the etcd key.
     pub path: String,
-    /// How many of `on` must be held: a majority.
+    /// How many of `on` must be held: a majority of nodes, or one etcd
+    /// member (the cluster keeps the lock).
     pub need: usize,
-    /// In the order they are taken.
+    /// In the order they are taken (etcd: tried).
     pub on: Vec<LockOn>,
+    #[serde(default, skip_serializing_if = "Backend::is_nodes")]
+    pub backend: Backend,
+    /// etcd: the lease's TTL; it is renewed six times as often.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_secs: Option<u64>,
+}
+
+/// Where a lock lives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// A directory on each node.
+    #[default]
+    Nodes,
+    /// A key under a lease in the site's etcd cluster: it dies with the
+    /// lease when its holder stops renewing it.
+    Etcd,
+}
+
+impl Backend {
+    fn is_nodes(&self) -> bool {
+        *self == Backend::Nodes
+    }
 }
 
 /// Taking, releasing and breaking the lock on one node.
@@ -53,6 +114,9 @@ pub struct LockOn {
     /// The holder's run id on stdin.
     #[serde(rename = "break")]
     pub break_: Command,
+    /// etcd: renews the lease (its id on stdin); `release` revokes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<Command>,
 }
 
 impl SiteLock {
@@ -66,6 +130,7 @@ impl SiteLock {
                 take: Command::remote_str(name, a, &["sh", "-c", TAKE, "opsctl-lock", &path, run]),
                 release: Command::remote_str(name, a, &["sh", "-c", RELEASE, "opsctl-unlock", &path, run]),
                 break_: Command::remote_str(name, a, &["sh", "-c", BREAK, "opsctl-break-lock", &path]),
+                keep: None,
             })
             .collect();
         SiteLock {
@@ -73,11 +138,64 @@ impl SiteLock {
             path,
             need: nodes.len() / 2 + 1,
             on,
+            backend: Backend::Nodes,
+            lease_secs: None,
+        }
+    }
+
+    /// How often an etcd lock's lease is renewed: six times per TTL.
+    pub fn renew_secs(&self) -> u64 {
+        (self.lease_secs.unwrap_or(LEASE_TTL.as_secs()) / 6).max(1)
+    }
+
+    /// The lock of `site` as a key in its etcd cluster, taken through the
+    /// first of `members` (name, access, etcdctl, client URL) whose etcd
+    /// answers.
+    pub fn etcd(
+        site: &str,
+        run: &str,
+        lease: std::time::Duration,
+        members: &[(&str, &Access, &str, &str)],
+    ) -> SiteLock {
+        let key = format!("/opsctl/locks/{site}");
+        let ttl = lease.as_secs().max(2).to_string();
+        let on = members
+            .iter()
+            .map(|(name, a, ctl, ep)| LockOn {
+                node: (*name).to_owned(),
+                take: Command::remote_str(
+                    name,
+                    a,
+                    &["sh", "-c", TAKE_ETCD, "opsctl-lock", ctl, ep, &key, &ttl, run],
+                ),
+                release: Command::remote_str(name, a, &["sh", "-c", RELEASE_ETCD, "opsctl-unlock", ctl, ep]),
+                break_: Command::remote_str(
+                    name,
+                    a,
+                    &["sh", "-c", BREAK_ETCD, "opsctl-break-lock", ctl, ep, &key],
+                ),
+                keep: Some(Command::remote_str(
+                    name,
+                    a,
+                    &["sh", "-c", KEEP_ETCD, "opsctl-keep-lock", ctl, ep],
+                )),
+            })
+            .collect();
+        SiteLock {
+            site: site.to_owned(),
+            path: key,
+            need: 1,
+            on,
+            backend: Backend::Etcd,
+            lease_secs: Some(lease.as_secs().max(2)),
         }
     }
 
     pub fn commands(&self) -> impl Iterator<Item = &Command> {
-        self.on.iter().flat_map(|o| [&o.take, &o.release, &o.break_])
+        self.on
+            .iter()
+            .flat_map(|o| [Some(&o.take), o.keep.as_ref(), Some(&o.release), Some(&o.break_)])
+            .flatten()
     }
 }
 

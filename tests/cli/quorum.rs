@@ -537,3 +537,156 @@ fn a_rebuild_killed_inside_a_step_is_finished_by_resume() {
     let show = opsctl_env(&e.s.0, &["runs", "show", &id], &[]);
     assert!(show.stdout.contains("state: done"), "{}", show.dump());
 }
+
+/// The lock held in etcd, as `opsctl` left it: the holder's record, or
+/// nothing.
+fn etcd_lock(e: &EtcdLab) -> String {
+    let out = e.etcdctl(0, "get /opsctl/locks/lab --print-value-only");
+    assert!(out.status.success(), "{out:?}");
+    let b64 = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if b64.is_empty() {
+        return String::new();
+    }
+    let decoded = std::process::Command::new("sh")
+        .args(["-c", "printf '%s' \"$1\" | base64 -d", "sh", &b64])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&decoded.stdout).into_owned()
+}
+
+/// Relays on a site with an etcd cluster lock it there, under a lease: two
+/// restarts at once, one proceeds and the other names the holder; the
+/// holder killed, its lock dies with its lease (no --break-lock needed),
+/// and the killed run is resumed under its own lock.
+#[test]
+fn relays_of_a_site_with_etcd_lock_it_under_a_lease_that_dies_with_its_holder() {
+    let e = EtcdLab::start(3);
+    let mut values = String::from("brig:\n  turnStatic:\n    v2:\n");
+    let mut relays = String::from("    relays:\n");
+    for (i, n) in e.lab.nodes.iter().enumerate() {
+        e.lab.relayd(i, "relayd");
+        assert!(e.lab.systemctl(i, "start relayd").status.success());
+        values.push_str(&format!("      - turn:{}:3478\n", n.ip));
+        relays.push_str(&format!(
+            "      - {{name: relay-{}, host: {ip}, kind: relayd, urls: ['turn:{ip}:3478'], stats: {{addr: '{ip}:33000'}}, drain: {{poll: 1s}}}}\n",
+            i + 1,
+            ip = n.ip
+        ));
+    }
+    e.s.write("values.yaml", &values);
+    let inv = std::fs::read_to_string(e.s.0.join("inventory.yaml"))
+        .unwrap()
+        .replace("  - name: lab\n", &format!("  - name: lab\n{relays}"));
+    e.s.write(
+        "inventory.yaml",
+        &format!("lock: {{lease: 6s}}\nadvertise: {{backend: values-file, file: values.yaml, apply: 'true'}}\n{inv}"),
+    );
+    // Calls that stay: whichever run gets the site waits in its drain.
+    for i in 0..2 {
+        e.lab.idle_allocations(i, 1, "caller", "pw", &["-c"]);
+    }
+    let operator = |who: &str, args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_opsctl"));
+        c.current_dir(&e.s.0)
+            .args(args)
+            .env_remove("OPSCTL_RUN_ID")
+            .env("OPSCTL_SSH_PERSIST", "0s")
+            .env("OPSCTL_CONTROL_DIR", e.s.0.join(format!(".ssh-{who}")))
+            .env("OPSCTL_STATE_DIR", e.s.0.join(format!(".state-{who}")))
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
+    };
+    let plan = Output::of(
+        "dry run",
+        operator("a", &["-n", "restart", "--no-downtime", "relay-1"])
+            .output()
+            .unwrap(),
+    );
+    plan.success();
+    assert!(
+        plan.stdout
+            .contains("lock: site lab, the key /opsctl/locks/lab in its etcd cluster, under a lease of 6s"),
+        "{}",
+        plan.dump()
+    );
+    let args = |relay: &'static str| ["--yes", "restart", "--no-downtime", relay];
+    let mut a = operator("a", &args("relay-1")).spawn().unwrap();
+    let mut b = operator("b", &args("relay-2")).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (loser, mut winner, who) = loop {
+        if a.try_wait().unwrap().is_some() {
+            break (a, b, "b");
+        }
+        if b.try_wait().unwrap().is_some() {
+            break (b, a, "a");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "neither run ended: both hold the site?"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let refused = Output::of("the second operator", loser.wait_with_output().unwrap());
+    assert_eq!(refused.code, 1, "{}", refused.dump());
+    assert!(
+        refused.stderr.contains("site `lab` is locked by run ")
+            && refused.stderr.contains(&format!(", pid {}, since ", winner.id()))
+            && refused.stderr.contains("(as /opsctl/locks/lab on "),
+        "{}",
+        refused.dump()
+    );
+    let held = etcd_lock(&e);
+    assert!(held.contains(&format!("\"pid\":{}", winner.id())), "{held}");
+    // The holder is killed: no release, and its lock outlives it only as
+    // long as its lease.
+    winner.kill().unwrap();
+    winner.wait().unwrap();
+    let journal = std::fs::read_dir(e.s.0.join(format!(".state-{who}")))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let run = journal.file_stem().unwrap().to_string_lossy().into_owned();
+    // Meanwhile a third run is refused, told the lock frees itself.
+    let third = Output::of(
+        "a third operator",
+        operator("c", &["--yes", "restart", "--no-downtime", "relay-3"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(third.code, 1, "{}", third.dump());
+    assert!(
+        third.stderr.contains(
+            "its process is gone from this machine: the lock frees itself once its lease runs out (within 6s)"
+        ),
+        "{}",
+        third.dump()
+    );
+    e.until("the killed holder's lock dies with its lease", || {
+        etcd_lock(&e).is_empty()
+    });
+    // The calls end; the killed run is resumed, and locks the site anew.
+    for i in 0..2 {
+        assert!(e.lab.systemctl(i, "restart relayd").status.success());
+    }
+    let resumed = Output::of(
+        "resume",
+        operator(who, &["--yes", "resume", &run]).output().unwrap(),
+    );
+    resumed.success();
+    assert!(
+        resumed
+            .stderr
+            .contains("locked site `lab` in its etcd cluster, through node-1, under lease "),
+        "{}",
+        resumed.dump()
+    );
+    assert_eq!(
+        std::fs::read_to_string(e.s.0.join("values.yaml")).unwrap(),
+        values
+    );
+    assert_eq!(etcd_lock(&e), "", "released at the end");
+}

@@ -238,6 +238,10 @@ pub struct Executor<'a> {
     pub(super) trust: std::sync::Mutex<BTreeMap<Vec<String>, Arc<crate::cert::Trust>>>,
     /// The site locks taken: (lock, node) indexes into the plan's locks.
     pub(super) locks_held: Vec<(usize, usize)>,
+    /// etcd locks: the lease each is held under, by lock index.
+    pub(super) leases: BTreeMap<usize, String>,
+    /// The tasks renewing those leases.
+    pub(super) keepers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Executor<'_> {

@@ -79,6 +79,8 @@ pub async fn run(plan: &Plan, opts: Options, stop: Stop) -> anyhow::Result<()> {
         finished: resume.done.clone(),
         trust: Default::default(),
         locks_held: Vec::new(),
+        leases: BTreeMap::new(),
+        keepers: Vec::new(),
     };
     // What the steps done before did to each node: a resumed run's summary
     // says a relay it left out is out.

@@ -28,6 +28,11 @@ pub struct Inventory {
     /// `lock.dir`: where on the nodes a run's site locks live
     /// ([`DEFAULT_LOCK_DIR`] unless set).
     pub lock_dir: String,
+    /// Relay procedures on a site with an etcd cluster lock in it (an
+    /// etcd lease), unless `lock: {backend: nodes}`.
+    pub lock_etcd: bool,
+    /// `lock: {lease: DURATION}`: an etcd lock's lease TTL.
+    pub lock_lease: std::time::Duration,
     pub advertise: Advertise,
     pub sites: Vec<Site>,
 }

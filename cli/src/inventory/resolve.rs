@@ -91,16 +91,30 @@ pub fn inventory(root: &At, file: String, dir: PathBuf) -> Option<Inventory> {
         c.finish();
         ca
     });
-    // `lock: {dir: PATH}`: where on the nodes a run's site locks live.
+    // `lock: {dir: PATH, backend: auto|nodes}`: where on the nodes a run's
+    // site locks live, and whether a site's etcd cluster holds them.
+    let mut lock_etcd = true;
+    let mut lock_lease = crate::lock::LEASE_TTL;
     let lock_dir = m
         .get("lock")
         .and_then(|a| {
             let mut l = a.map()?;
+            if let Some(b) = l.get("backend") {
+                match b.word("backend").as_deref() {
+                    Some("auto") => {}
+                    Some("nodes") => lock_etcd = false,
+                    Some(other) => b.error(
+                        format!("unknown lock backend `{other}`"),
+                        Some("use `auto` (an etcd lease where the site has an etcd cluster, else the nodes) or `nodes`".into()),
+                    ),
+                    None => {}
+                }
+            }
+            if let Some(d) = l.get("lease").and_then(|t| t.duration()) {
+                lock_lease = d;
+            }
             let d = l
-                .require(
-                    "dir",
-                    "an absolute directory on the nodes, e.g. `dir: /var/lib/opsctl/locks`",
-                )
+                .get("dir")
                 .and_then(|d| {
                     let p = d.word("path")?;
                     if !p.starts_with('/') {
@@ -195,6 +209,8 @@ pub fn inventory(root: &At, file: String, dir: PathBuf) -> Option<Inventory> {
         playbooks_dir,
         cert_ca,
         lock_dir,
+        lock_etcd,
+        lock_lease,
         advertise: advertise?,
         sites,
     };

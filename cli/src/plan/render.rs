@@ -54,16 +54,35 @@ impl Render {
             );
         }
         for l in &plan.locks {
-            let _ = writeln!(
-                self.out,
-                "\nlock: site {}, in {} on each node; held once a majority ({} of {}) takes it, in this order, after the `reachable` check and before the others; released at the end:",
-                l.site,
-                l.path,
-                l.need,
-                l.on.len()
-            );
+            if l.backend == crate::lock::Backend::Etcd {
+                let _ = writeln!(
+                    self.out,
+                    "\nlock: site {}, the key {} in its etcd cluster, under a lease of {}s that dies with this run; taken through the first member that answers, in this order, after the `reachable` check and before the others; released at the end:",
+                    l.site,
+                    l.path,
+                    l.lease_secs.unwrap_or(0)
+                );
+            } else {
+                let _ = writeln!(
+                    self.out,
+                    "\nlock: site {}, in {} on each node; held once a majority ({} of {}) takes it, in this order, after the `reachable` check and before the others; released at the end:",
+                    l.site,
+                    l.path,
+                    l.need,
+                    l.on.len()
+                );
+            }
             let take: Vec<&Command> = l.on.iter().map(|o| &o.take).collect();
             self.commands(&take, "  ");
+            let keep: Vec<&Command> = l.on.iter().filter_map(|o| o.keep.as_ref()).collect();
+            if !keep.is_empty() {
+                let _ = writeln!(
+                    self.out,
+                    "  renewed every {}s, through the member that took it, by:",
+                    l.renew_secs()
+                );
+                self.commands(&keep, "  ");
+            }
             let _ = writeln!(self.out, "  released by:");
             let release: Vec<&Command> = l.on.iter().map(|o| &o.release).collect();
             self.commands(&release, "  ");

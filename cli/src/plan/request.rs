@@ -173,7 +173,14 @@ impl<'a> Builder<'a> {
                     out.insert(r.name.clone(), r.access.clone());
                 }
             }
-            if self.req.targets.contains(&site.name)
+            // The site's etcd members hold its lock (see `locks`).
+            let locked_in_etcd = relays_used
+                && self.inv.lock_etcd
+                && site
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|c| matches!(c.flavor, InvFlavor::Etcd(_)));
+            if (locked_in_etcd || self.req.targets.contains(&site.name))
                 && let Some(c) = &site.cluster
             {
                 for m in &c.members {
@@ -210,7 +217,41 @@ impl<'a> Builder<'a> {
             } else {
                 Vec::new()
             };
-            if !nodes.is_empty() {
+            // A relay procedure on a site with an etcd cluster locks there:
+            // a lease that dies with its holder. (A rebuild never locks
+            // through the cluster it repairs.)
+            let etcd = match &site.cluster {
+                Some(c)
+                    if self.inv.lock_etcd && !matches!(self.req.procedure, Procedure::RecoverQuorum(_)) =>
+                {
+                    match &c.flavor {
+                        InvFlavor::Etcd(e) => Some(
+                            c.members
+                                .iter()
+                                .filter_map(|m| match &m.role {
+                                    crate::inventory::MemberRole::Etcd { client_url, .. } => Some((
+                                        m.name.as_str(),
+                                        &m.access,
+                                        e.etcdctl.as_str(),
+                                        client_url.as_str(),
+                                    )),
+                                    _ => None,
+                                })
+                                .collect::<Vec<_>>(),
+                        ),
+                        InvFlavor::Clearwater(_) => None,
+                    }
+                }
+                _ => None,
+            };
+            if let Some(members) = etcd.filter(|m| !m.is_empty() && !nodes.is_empty()) {
+                out.push(crate::lock::SiteLock::etcd(
+                    &site.name,
+                    &self.req.run,
+                    self.inv.lock_lease,
+                    &members,
+                ));
+            } else if !nodes.is_empty() {
                 out.push(crate::lock::SiteLock::new(
                     &site.name,
                     &self.inv.lock_dir,
