@@ -514,8 +514,9 @@ pub struct UploadCommands {
     pub temp: String,
     pub write: Command,
     pub check: Command,
-    /// Keeps the current file under the backup name; refuses (changing
-    /// nothing) when that name is taken, so no earlier backup is lost.
+    /// Keeps the current file under the backup name, once per run: a name
+    /// already taken holds this run's own backup (the id names one run),
+    /// made before it was cut short, which is the original and is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<Command>,
     pub rename: Command,
@@ -525,9 +526,6 @@ pub struct UploadCommands {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<Command>,
 }
-
-/// Refuses a backup name already taken; keeps the file there is (none is fine).
-const BACKUP: &str = r#"if [ -e "$2" ]; then echo "opsctl: $2 exists already (an earlier backup); nothing was replaced" >&2; exit 1; fi; if [ -e "$1" ]; then cp -a -- "$1" "$2"; fi"#;
 
 /// Keeps the file there is (none is fine) under the backup name, unless
 /// that name holds one already: this run's own, made before it was cut
@@ -572,15 +570,14 @@ impl UploadCommands {
                 mode.unwrap_or("keep"),
             ]),
             check: cmd(&["sha256sum", "--", temp]),
-            backup: backup.map(|b| cmd(&["sh", "-c", BACKUP, "opsctl-backup", to, b])),
+            backup: backup.map(|b| cmd(&["sh", "-c", KEEP_BACKUP, "opsctl-backup", to, b])),
             rename: cmd(&["mv", "-T", "--", temp, to]),
             cleanup: cmd(&["rm", "-f", "--", temp]),
             restore: backup.map(|b| cmd(&["sh", "-c", RESTORE, "opsctl-restore", to, b, temp])),
         }
     }
 
-    /// [`UploadCommands::new`] with a backup made once per run: safe to
-    /// repeat when a run cut short is continued.
+    /// [`UploadCommands::new`] with a backup and no restore, the mode kept.
     pub fn keeping_backup(name: &str, a: &Access, to: &str, temp: &str, backup: &str) -> Self {
         UploadCommands {
             backup: Some(Command::remote_str(

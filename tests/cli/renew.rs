@@ -734,3 +734,64 @@ fn secrets_show_nowhere_an_operator_or_another_user_could_read() {
         leaks("a journal", &text);
     }
 }
+
+/// A rollout killed just after node-1's new file is written, resumed, and
+/// killed again in node-2's upload, resumed again: both serve the new leaf,
+/// and each backup still holds the certificate the node had before (a run
+/// continued never replaces its own backup with the new file).
+#[test]
+fn a_rollout_killed_and_resumed_keeps_the_original_certificate_as_the_backup() {
+    let t = tls_lab(2, "relayd", "");
+    let original: Vec<String> = (0..2)
+        .map(|i| std::fs::read_to_string(t.lab.nodes[i].dir.join("relayd.pem")).unwrap())
+        .collect();
+    let leaf = t.new_bundle(CURRENT);
+    let dry = t.run(&["-n", "-o", "json", "renew-cert", "--bundle", "new.pem", "--all"]);
+    dry.success();
+    let plan: serde_json::Value = serde_json::from_str(&dry.stdout).unwrap();
+    let up1 = crate::util::plan_step(&plan, "node-1", "upload");
+    let up2 = crate::util::plan_step(&plan, "node-2", "upload");
+    let run = "renew-resumed";
+    let env = [("LAB_CLI_PW", "lab-cli-pw")];
+    crate::util::kill_when(
+        &t.s.0,
+        &[
+            "--run-id",
+            run,
+            "--yes",
+            "renew-cert",
+            "--bundle",
+            "new.pem",
+            "--all",
+        ],
+        &env,
+        run,
+        "node-1's new file written",
+        |j| crate::util::journal_has(j, "step", up1),
+    );
+    crate::util::kill_when(
+        &t.s.0,
+        &["--yes", "resume", run],
+        &env,
+        run,
+        "node-2's upload begun",
+        |j| crate::util::journal_has(j, "step-start", up2),
+    );
+    let out = t.run(&["--yes", "resume", run]);
+    out.success();
+    for i in 0..2 {
+        assert_eq!(
+            t.served(i),
+            leaf.fingerprint(),
+            "node-{} serves the new leaf",
+            i + 1
+        );
+        let dir = &t.lab.nodes[i].dir;
+        assert_eq!(
+            std::fs::read_to_string(dir.join(format!("relayd.pem.opsctl-{run}"))).unwrap(),
+            original[i],
+            "node-{}'s backup is the certificate it had",
+            i + 1
+        );
+    }
+}
