@@ -319,53 +319,7 @@ pub fn runs(dir: &Path) -> Vec<Summary> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("jsonl"))
-        .filter_map(|path| {
-            let text = std::fs::read_to_string(&path).ok()?;
-            let mut events = text.lines().filter_map(|l| serde_json::from_str::<Event>(l).ok());
-            let Event::Start {
-                run,
-                procedure,
-                targets,
-                at,
-                plan,
-                user,
-                machine,
-                pid,
-                ..
-            } = events.next()?
-            else {
-                return None;
-            };
-            let mut pid = pid;
-            let mut done = std::collections::BTreeSet::new();
-            let mut ended = None;
-            for e in events {
-                match e {
-                    Event::Step { number, .. } => {
-                        done.insert(number);
-                    }
-                    Event::End { outcome, .. } => ended = Some(outcome),
-                    Event::Resume { pid: p, .. } => {
-                        ended = None;
-                        pid = p;
-                    }
-                    _ => {}
-                }
-            }
-            let state = state(ended, &machine, pid);
-            Some(Summary {
-                run,
-                procedure,
-                targets,
-                user,
-                machine,
-                started: at,
-                state,
-                steps_done: done.len(),
-                steps_total: plan.map(|p| p.steps().count()).unwrap_or(0),
-                journal: path.display().to_string(),
-            })
-        })
+        .filter_map(|path| history_at(&path).map(|h| h.summary))
         .collect();
     out.sort_by(|a, b| (b.started, &b.run).cmp(&(a.started, &a.run)));
     out
@@ -414,8 +368,12 @@ pub struct History {
 
 /// Reads the journal of run `run` in `dir` in full.
 pub fn history(dir: &Path, run: &str) -> Option<History> {
-    let path = dir.join(format!("{run}.jsonl"));
-    let text = std::fs::read_to_string(&path).ok()?;
+    history_at(&dir.join(format!("{run}.jsonl")))
+}
+
+/// Reads the journal at `path` in full; `None` if it is not one.
+fn history_at(path: &Path) -> Option<History> {
+    let text = std::fs::read_to_string(path).ok()?;
     let mut events = text.lines().filter_map(|l| serde_json::from_str::<Event>(l).ok());
     let Event::Start {
         run,

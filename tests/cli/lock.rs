@@ -3,7 +3,6 @@
 //! `--break-lock` takes over.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::run::{CLI_PW, coturn_lab};
 use crate::util::{Output, Scratch};
@@ -51,23 +50,11 @@ fn two_restarts_of_one_site_at_once_one_proceeds_the_other_is_told_who_holds_it(
     lab.coturn_idle_allocations(0, 2);
     lab.coturn_idle_allocations(1, 2);
     let args = |node: &'static str| ["--yes", "restart", "--no-downtime", node];
-    let mut a = spawn(&scratch, "a", &args("node-1"));
-    let mut b = spawn(&scratch, "b", &args("node-2"));
+    let a = spawn(&scratch, "a", &args("node-1"));
+    let b = spawn(&scratch, "b", &args("node-2"));
     // The one refused ends at once; the other drains.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (loser, mut winner, winner_node) = loop {
-        if a.try_wait().unwrap().is_some() {
-            break (a, b, "node-2");
-        }
-        if b.try_wait().unwrap().is_some() {
-            break (b, a, "node-1");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "neither run ended: both hold the site?"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (loser, mut winner, a_holds) = crate::util::one_ends(a, b);
+    let winner_node = if a_holds { "node-1" } else { "node-2" };
     let refused = output(loser.wait_with_output().unwrap());
     assert_eq!(refused.code, 1, "{}", refused.dump());
     assert!(

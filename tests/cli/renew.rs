@@ -779,7 +779,7 @@ fn a_rollout_killed_and_resumed_keeps_the_original_certificate_as_the_backup() {
     );
     let out = t.run(&["--yes", "resume", run]);
     out.success();
-    for i in 0..2 {
+    for (i, before) in original.iter().enumerate() {
         assert_eq!(
             t.served(i),
             leaf.fingerprint(),
@@ -788,8 +788,8 @@ fn a_rollout_killed_and_resumed_keeps_the_original_certificate_as_the_backup() {
         );
         let dir = &t.lab.nodes[i].dir;
         assert_eq!(
-            std::fs::read_to_string(dir.join(format!("relayd.pem.opsctl-{run}"))).unwrap(),
-            original[i],
+            &std::fs::read_to_string(dir.join(format!("relayd.pem.opsctl-{run}"))).unwrap(),
+            before,
             "node-{}'s backup is the certificate it had",
             i + 1
         );

@@ -218,3 +218,72 @@ fn a_reboot_killed_after_it_was_asked_for_is_not_done_twice() {
         values
     );
 }
+
+/// A run resumed after the inventory changed in a way its plan depends on
+/// is refused, showing what differs, and nothing is run; put back, it
+/// resumes. A values file that lost a relay's entries is refused too.
+#[test]
+fn a_resume_against_a_changed_inventory_or_values_file_is_refused() {
+    let (lab, scratch, values) = coturn_lab(2, "true");
+    lab.coturn_idle_allocations(0, 1);
+    let env = [("LAB_CLI_PW", CLI_PW)];
+    let run = "changed";
+    kill_when(
+        &scratch.0,
+        &["--run-id", run, "--yes", "restart", "--no-downtime", "--all"],
+        &env,
+        run,
+        "node-1 draining",
+        |j| journal_has(j, "step-start", 3),
+    );
+    let inv_path = scratch.0.join("inventory.yaml");
+    let inv = std::fs::read_to_string(&inv_path).unwrap();
+    let changed = inv.replace("drain: {poll: 1s}", "drain: {poll: 2s}");
+    assert_ne!(changed, inv);
+    std::fs::write(&inv_path, &changed).unwrap();
+    let journal = scratch.0.join(format!(".opsctl-state/{run}.jsonl"));
+    let before = std::fs::read_to_string(&journal).unwrap();
+    let out = opsctl_env(&scratch.0, &["--yes", "resume", run], &env);
+    assert!(
+        out.code == 1
+            && out.stderr.contains(
+                "and the plan made now differs from the one it ran: the inventory (or a file the plan reads) changed since; nothing was run"
+            )
+            && out.stderr.contains("\"poll_secs\": 1.0,")
+            && out.stderr.contains("\"poll_secs\": 2.0,"),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&journal).unwrap(),
+        before,
+        "nothing was run"
+    );
+    // node-2's entries gone from the values file: refused at planning.
+    std::fs::write(&inv_path, &inv).unwrap();
+    let now = std::fs::read_to_string(scratch.0.join("values.yaml")).unwrap();
+    let without: String = now
+        .lines()
+        .filter(|l| !l.contains(&lab.nodes[1].ip.to_string()))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(scratch.0.join("values.yaml"), &without).unwrap();
+    let out = opsctl_env(&scratch.0, &["--yes", "resume", run], &env);
+    assert_eq!(out.code, 2, "{}", out.dump());
+    assert!(out.stderr.contains("node-2"), "{}", out.dump());
+    assert_eq!(
+        std::fs::read_to_string(&journal).unwrap(),
+        before,
+        "nothing was run"
+    );
+    // Put back, and the calls gone: it resumes to the end.
+    std::fs::write(scratch.0.join("values.yaml"), &now).unwrap();
+    assert!(lab.systemctl(0, "restart coturn").status.success());
+    lab.wait_tcp(0, 5766).unwrap();
+    let out = opsctl_env(&scratch.0, &["--yes", "resume", run], &env);
+    out.success();
+    assert_eq!(
+        std::fs::read_to_string(scratch.0.join("values.yaml")).unwrap(),
+        values
+    );
+}

@@ -200,6 +200,29 @@ pub fn kill_recover_quorum_after(dir: &Path, id: &str, journal: &str, after: usi
     )
 }
 
+/// Two runs started at once on one site: the one refused ends at once, the
+/// other holds the site (and stays, waiting in its drain). Returns the
+/// one that ended, the one still running, and whether `a` is that one.
+pub fn one_ends(
+    mut a: std::process::Child,
+    mut b: std::process::Child,
+) -> (std::process::Child, std::process::Child, bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if a.try_wait().unwrap().is_some() {
+            return (a, b, false);
+        }
+        if b.try_wait().unwrap().is_some() {
+            return (b, a, true);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "neither run ended: both hold the site?"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Whether a journal records step `n` begun (`event` `step-start`) or
 /// done (`step`).
 pub fn journal_has(text: &str, event: &str, n: usize) -> bool {

@@ -209,13 +209,18 @@ impl Lab {
         if let Some(mut child) = self.nodes[i].sshd.take() {
             let _ = child.kill();
             let _ = child.wait();
-            let addr = SocketAddr::from((self.nodes[i].ip, PORT));
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline
-                && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            self.until_sshd_gone(i);
+        }
+    }
+
+    /// Waits (5 s at most) until node `i`'s SSH port no longer answers.
+    fn until_sshd_gone(&self, i: usize) {
+        let addr = SocketAddr::from((self.nodes[i].ip, PORT));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline
+            && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        {
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -242,13 +247,7 @@ impl Lab {
         for p in std::iter::once(daemon).chain(sessions) {
             let _ = Command::new("kill").args(["-KILL", &p.to_string()]).status();
         }
-        let addr = SocketAddr::from((self.nodes[i].ip, PORT));
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline
-            && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.until_sshd_gone(i);
     }
 
     /// Starts node `i`'s sshd again after [`Lab::stop_sshd_only`], inside the

@@ -128,13 +128,25 @@ fn continued(
         serde_json::to_value((&p.sections, &p.nodes, checks)).ok()
     };
     if same(&now) != same(&prev.plan) {
-        let diff = crate::clearwater::diff(
-            &format!("run {}", prev.run),
-            "planned now",
-            &plan::text(&prev.plan),
-            &plan::text(&now),
+        // What was compared, as JSON: the lines that differ are the change.
+        let pretty = |p: &plan::Plan| {
+            same(p)
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or_default()
+        };
+        let diff = crate::advertise::diff(
+            &format!("plan of run {} -> planned now", prev.run),
+            &pretty(&prev.plan),
+            &pretty(&now),
         );
-        let shown: Vec<&str> = diff.lines().take(40).collect();
+        let shown: Vec<String> = diff
+            .lines()
+            .take(40)
+            .map(|l| match l.char_indices().nth(160) {
+                Some((cut, _)) => format!("{}...", &l[..cut]),
+                None => l.to_owned(),
+            })
+            .collect();
         return Err(error::refused(format!(
             "run {} of {} on {} did not finish ({} of its steps done), and the plan made now differs from the one it ran: the inventory (or a file the plan reads) changed since; nothing was run\n{}{}\nhelp: put the inventory back as it was for run {}, or finish by hand from its journal in {}",
             prev.run,

@@ -105,6 +105,9 @@ impl Builder<'_> {
                         );
                     }
                     for site in self.sites_of(relays) {
+                        // A target the run being continued left out is back
+                        // in the list before the next target goes out (its
+                        // own section comes first), so it counts.
                         let advertised: Vec<&Relay> = site
                             .relays
                             .iter()
@@ -112,6 +115,8 @@ impl Builder<'_> {
                                 entries
                                     .get(&r.name)
                                     .is_none_or(|e| adv::state(e) == State::Advertised)
+                                    || (self.req.left_out.contains_key(&r.name)
+                                        && self.req.targets.contains(&r.name))
                             })
                             .collect();
                         // While a target is out, the other advertised relays carry

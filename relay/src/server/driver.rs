@@ -14,7 +14,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-use super::{Config, Ctx, RelayAddress, Tls, tasks};
+use super::{Config, Ctx, RelayAddress, Tls};
 use crate::status::{self, StatusPort};
 use crate::turn::{BindFailure, Event, Family, FiveTuple, Server, Transmit, Transport};
 
@@ -102,6 +102,10 @@ pub(super) async fn run_timer(ctx: &Ctx, shutdown: impl Future) {
     }
 }
 
+/// Starts the task that reads a relayed socket (the server's tasks module
+/// gives it; the driver does not reach up to it).
+pub(super) type SpawnRelay = fn(Arc<UdpSocket>, SocketAddr, usize, Ctx) -> JoinHandle<()>;
+
 #[derive(Debug)]
 pub(super) struct Driver {
     pub(super) core: Server,
@@ -115,6 +119,7 @@ pub(super) struct Driver {
     tls: Option<Arc<Tls>>,
     /// The deadline the timer task waits for.
     armed: Option<Instant>,
+    spawn_relay: SpawnRelay,
 }
 
 impl Driver {
@@ -122,6 +127,7 @@ impl Driver {
         config: Config,
         udp: &[(SocketAddr, Arc<UdpSocket>)],
         status: Option<Arc<UdpSocket>>,
+        spawn_relay: SpawnRelay,
     ) -> Driver {
         let now = tokio::time::Instant::now().into_std();
         let max_packet = config.turn.max_packet;
@@ -137,6 +143,7 @@ impl Driver {
             status: status.map(|s| (s, StatusPort::new())),
             tls: config.tls,
             armed: None,
+            spawn_relay,
         }
     }
 
@@ -238,8 +245,7 @@ impl Driver {
         drop(odd);
         let relayed = SocketAddr::new(addr.advertise.unwrap_or(addr.bind), local.port());
         let socket = Arc::new(socket);
-        let task = tasks::relay_listener(socket.clone(), relayed, self.max_packet, ctx.clone_for_task());
-        let reader = tokio::spawn(task);
+        let reader = (self.spawn_relay)(socket.clone(), relayed, self.max_packet, ctx.clone_for_task());
         self.relays.insert(relayed, Relay { socket, reader });
         Ok(relayed)
     }

@@ -180,7 +180,12 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future) ->
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let max_packet = config.turn.max_packet;
     let max_connections = config.max_connections;
-    let core = driver::Driver::new(config, &udp, status.as_ref().map(|(_, s)| s.clone()));
+    let core = driver::Driver::new(
+        config,
+        &udp,
+        status.as_ref().map(|(_, s)| s.clone()),
+        tasks::spawn_relay,
+    );
     let ctx = Ctx {
         shutdown: shutdown_rx,
         shared: Arc::new(driver::Shared::new(core)),

@@ -45,11 +45,21 @@ pub(super) async fn udp_listener(socket: Arc<UdpSocket>, local: SocketAddr, max_
 }
 
 /// Reads datagrams from peers to one relayed socket.
-pub(super) async fn relay_listener(socket: Arc<UdpSocket>, relayed: SocketAddr, max_packet: usize, ctx: Ctx) {
+async fn relay_listener(socket: Arc<UdpSocket>, relayed: SocketAddr, max_packet: usize, ctx: Ctx) {
     datagrams(&socket, max_packet, ctx, |driver, now, peer, bytes| {
         driver.core.handle_peer(now, relayed, peer, bytes);
     })
     .await;
+}
+
+/// Starts [`relay_listener`] as a task of its own.
+pub(super) fn spawn_relay(
+    socket: Arc<UdpSocket>,
+    relayed: SocketAddr,
+    max_packet: usize,
+    ctx: Ctx,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(relay_listener(socket, relayed, max_packet, ctx))
 }
 
 /// Reads status commands.
