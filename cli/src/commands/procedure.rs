@@ -36,7 +36,17 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
     {
         // A rebuild cut short is finished, not started again: the nodes are
         // mid-change and most checks it passed before its first change no
-        // longer hold.
+        // longer hold. One still running is not continued beside itself.
+        if prev.state() == "running" {
+            return Err(error::refused(format!(
+                "run {} of {} on {} is running now (process {} on this machine); nothing was run\nhelp: wait for it, or stop it first (Ctrl-C where it runs, or `kill -INT {}`)",
+                prev.run,
+                prev.procedure,
+                prev.targets.join(", "),
+                prev.pid,
+                prev.pid
+            )));
+        }
         let again = prev.plan.request.clone().unwrap_or_else(|| Request {
             run: prev.run.clone(),
             ..req.clone()

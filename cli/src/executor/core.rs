@@ -422,11 +422,18 @@ impl Executor<'_> {
                 "`{question}?` needs an answer, and there is no terminal to ask on\nhelp: pass `--yes` to answer yes in automation"
             );
         }
-        let yes = dialoguer::Confirm::new()
-            .with_prompt(question.to_owned())
-            .default(false)
-            .interact_on(&console::Term::stderr())
-            .context("asking for confirmation")?;
+        // Asked off the run's thread: while the operator thinks, the run's
+        // other tasks (an etcd lock's renewal) go on.
+        let prompt = question.to_owned();
+        let yes = tokio::task::spawn_blocking(move || {
+            dialoguer::Confirm::new()
+                .with_prompt(prompt)
+                .default(false)
+                .interact_on(&console::Term::stderr())
+        })
+        .await
+        .context("asking for confirmation")?
+        .context("asking for confirmation")?;
         if !yes {
             bail!("not confirmed: {question}");
         }
