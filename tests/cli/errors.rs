@@ -546,3 +546,62 @@ fn limits_and_encodings_are_said_in_words() {
             "opsctl: error: inventory.yaml has 3 problems:\n  inventory.yaml:1:24: defaults.ssh.port: 70000 is too large for a port number (at most 65535)\n  inventory.yaml:1:31: defaults.ssh.password: a password cannot be written in the inventory\n      help: opsctl logs in with a key: set `identity_file`, or load the key with `ssh-add`\n  inventory.yaml:5:67: sites[0].relays[0].stats.password: a password cannot be written in the inventory\n      help: use `password_env: VAR` (an environment variable) or `password_file: PATH`\n",
         );
 }
+
+#[test]
+fn a_lock_setting_that_is_not_one_is_located() {
+    let out = check(
+        r#"lock:
+  backend: zookeeper
+  lease: forever
+  dir: var/lib/opsctl
+sites:
+  - name: dc1
+    relays:
+      - name: relay-1
+        host: 10.0.0.1
+        kind: restund
+"#,
+    );
+    assert_eq!(out.code, 2, "{}", out.dump());
+    for want in [
+        "inventory.yaml:2:12: lock.backend: unknown lock backend `zookeeper`",
+        "help: use `auto` (an etcd lease where the site has an etcd cluster, else the nodes) or `nodes`",
+        "inventory.yaml:3:10: lock.lease: cannot read duration",
+        "inventory.yaml:4:8: lock.dir: `var/lib/opsctl` is not an absolute path",
+    ] {
+        assert!(out.stderr.contains(want), "{want}\n{}", out.dump());
+    }
+}
+
+/// `lock: {backend: nodes}` keeps a site with an etcd cluster on the node
+/// lock; left out, the site locks in its cluster.
+#[test]
+fn the_lock_backend_is_chosen_by_the_inventory() {
+    let root = crate::util::root();
+    // The example, its values file named from the scratch directory.
+    let example = std::fs::read_to_string(root.join("inventory.example.yaml"))
+        .unwrap()
+        .replace("file: examples/", &format!("file: {}/examples/", root.display()));
+    let scratch = Scratch::new();
+    let plan = |inv: &str| {
+        scratch.write("inventory.yaml", inv);
+        scratch.opsctl(&["-n", "restart", "--no-downtime", "relay-5"])
+    };
+    let etcd = plan(&example);
+    etcd.success();
+    assert!(
+        etcd.stdout
+            .contains("lock: site dc2, the key /opsctl/locks/dc2 in its etcd cluster, under a lease of 60s"),
+        "{}",
+        etcd.dump()
+    );
+    let nodes = plan(&format!("lock: {{backend: nodes, lease: 10s}}\n{example}"));
+    nodes.success();
+    assert!(
+        nodes
+            .stdout
+            .contains("lock: site dc2, in /var/lib/opsctl/locks/dc2 on each node"),
+        "{}",
+        nodes.dump()
+    );
+}
