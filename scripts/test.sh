@@ -19,6 +19,10 @@ command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 [ -x /usr/bin/turnserver ] || need+=(coturn)
 [ -x /usr/bin/etcd ] || need+=(etcd-server)
 [ -x /usr/bin/etcdctl ] || need+=(etcd-client)
+# rtpengine in userspace and its CLI, and Redis, for the redundancy lab.
+[ -x /usr/bin/rtpengine ] || need+=(rtpengine-daemon)
+[ -x /usr/bin/rtpengine-ctl ] || need+=(rtpengine-utils)
+[ -x /usr/bin/redis-server ] || need+=(redis-server)
 # openssl makes the certificates rcgen cannot (an RSA key of 1024 bits).
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # ss (iproute2) cuts a lab etcd member's peer connections, as a partition would.

@@ -8,6 +8,8 @@
 //! [`server`] the thin tokio layer that owns sockets and timers, and
 //! [`daemon`] the program (config file and flags) behind the `relayd` binary. [`client`] speaks STUN and
 //! TURN to any relay, for health checks and the lab's call simulator.
+//! [`ng`] speaks rtpengine's ng control protocol (bencode over UDP), for
+//! the lab's calls and checks.
 //! [`pem`] reads and checks certificate bundles, for relayd's TLS and for
 //! opsctl's certificate checks.
 //! Parsers, codecs and protocol cores are pure functions of bytes and time;
@@ -16,6 +18,7 @@
 pub mod client;
 pub mod daemon;
 pub mod kind;
+pub mod ng;
 pub mod pem;
 mod random;
 pub mod server;

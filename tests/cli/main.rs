@@ -19,6 +19,7 @@ mod reboot;
 mod remote;
 mod renew;
 mod resume;
+mod rtpengine;
 mod run;
 mod status;
 mod util;
