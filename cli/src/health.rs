@@ -128,6 +128,8 @@ pub struct Health {
     pub reachable: bool,
     pub service_up: Option<bool>,
     pub allocations: Option<u64>,
+    /// rtpengine: its own and its peers' calls.
+    pub sessions: Option<relay::stats::Sessions>,
     /// The relay's own drain mode; `None` where it has none or it could not be read.
     pub draining: Option<bool>,
     pub stun: Option<bool>,
@@ -185,7 +187,7 @@ pub async fn read(remote: &Remote, node: &Node, p: &Probe) -> Health {
         Err(e) => h.problems.push(e.to_string()),
     }
     match reading {
-        Ok(s) => h.allocations = Some(s.allocations),
+        Ok(s) => (h.allocations, h.sessions) = (Some(s.allocations), s.sessions),
         Err(e) => h.problems.push(format!("stats: {e:#}")),
     }
     // A restund without the drain module answers `command not found`: its

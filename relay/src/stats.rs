@@ -129,8 +129,18 @@ pub struct Stats {
     pub channels: Option<u64>,
     /// Whether the relay's own drain mode is on.
     pub draining: Option<bool>,
+    /// rtpengine: the calls it owns, and those it holds for a peer (learnt
+    /// from the peer's Redis database); `allocations` is their sum.
+    pub sessions: Option<Sessions>,
     /// When the reply was read, as the caller's clock said.
     pub read_at: SystemTime,
+}
+
+/// rtpengine's sessions, by whose they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Sessions {
+    pub own: u64,
+    pub foreign: u64,
 }
 
 impl Stats {
@@ -146,6 +156,7 @@ impl Stats {
             bytes_total: None,
             channels: None,
             draining: None,
+            sessions: None,
             read_at,
         }
     }

@@ -129,4 +129,36 @@ fn three_instances_with_redis_each_hold_their_own_call_and_their_peers() {
             || r.sessions(k) == Some((1, 2)),
         );
     }
+    // `opsctl status` reads each instance's sessions by whose they are.
+    let s = crate::util::Scratch::new();
+    let mut inv = r.lab.inventory("rtpengine", "");
+    for n in &r.lab.nodes {
+        inv = inv.replace(
+            &format!("host: {}}}", n.ip),
+            &format!(
+                "host: {ip}, service: {{unit: rtpengine}}, stats: {{via: rtpengine-ctl, command: [rtpengine-ctl, -ip, '{ip}', -port, '9900', list, numsessions]}}}}",
+                ip = n.ip
+            ),
+        );
+    }
+    s.write("inventory.yaml", &inv);
+    let status = s.opsctl(&["status"]);
+    status.success();
+    for n in &r.lab.nodes {
+        let row = status
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&n.name))
+            .unwrap_or_default();
+        assert!(row.contains(" 3 (1 own, 2 foreign) "), "{row}\n{}", status.dump());
+    }
+    let json = s.opsctl(&["status", "-o", "json"]);
+    json.success();
+    let rows: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let sessions: Vec<&serde_json::Value> = rows.as_array().unwrap().iter().map(|r| &r["sessions"]).collect();
+    assert!(
+        sessions.len() == 3 && sessions.iter().all(|s| s["own"] == 1 && s["foreign"] == 2),
+        "{}",
+        json.dump()
+    );
 }

@@ -31,6 +31,9 @@ pub struct Row {
     pub service_up: Option<bool>,
     /// Current allocations (or sessions); `null` when they could not be read.
     pub allocations: Option<u64>,
+    /// rtpengine: `own` calls and `foreign` ones it holds for its peers
+    /// (through Redis); `null` for other kinds.
+    pub sessions: Option<relay::stats::Sessions>,
     /// `advertised`, `unadvertised`, `partial`; `null` without a values file.
     pub advertised: Option<&'static str>,
     /// Days until the certificate served on the relay's `turns:` port expires.
@@ -160,6 +163,7 @@ impl Row {
             reachable: false,
             service_up: None,
             allocations: None,
+            sessions: None,
             advertised: None,
             cert_days_left: None,
             cert: None,
@@ -216,6 +220,7 @@ async fn read_relay(remote: &Remote, r: &Relay, trust: Arc<crate::cert::Trust>) 
     }
     row.service_up = h.service_up;
     row.allocations = h.allocations;
+    row.sessions = h.sessions;
     row.draining = h.draining;
     row.problems = h.problems.clone();
     row.health = Some(h);
@@ -331,7 +336,11 @@ fn table(rows: &[Row]) -> String {
                 } else {
                     opt(r.service_up, "up", "DOWN")
                 },
-                r.allocations.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+                match (r.allocations, r.sessions) {
+                    (Some(a), Some(s)) => format!("{a} ({} own, {} foreign)", s.own, s.foreign),
+                    (Some(a), None) => a.to_string(),
+                    (None, _) => "-".into(),
+                },
                 r.advertised.unwrap_or("-").to_owned(),
                 r.etcd.unwrap_or("-").to_owned(),
                 match (r.cert_days_left, r.cert.as_deref()) {

@@ -24,6 +24,7 @@ pub fn parse_rtpengine_numsessions(text: &str, read_at: SystemTime) -> Result<St
         return Err(ParseError::Empty { reply: NUMSESSIONS });
     }
     let mut total = None;
+    let (mut own, mut foreign) = (None, None);
     for line in lines(text).filter(|l| !l.is_empty()) {
         let (key, value) = line
             .split_once(": ")
@@ -36,6 +37,11 @@ pub fn parse_rtpengine_numsessions(text: &str, read_at: SystemTime) -> Result<St
             reply: NUMSESSIONS,
             line: quote(line),
         })?;
+        match key {
+            "Current sessions own" => own = Some(value),
+            "Current sessions foreign" => foreign = Some(value),
+            _ => {}
+        }
         if key == "Current sessions total" {
             if total.is_some() {
                 return Err(ParseError::Duplicate {
@@ -50,7 +56,11 @@ pub fn parse_rtpengine_numsessions(text: &str, read_at: SystemTime) -> Result<St
         reply: NUMSESSIONS,
         field: "Current sessions total",
     })?;
-    Ok(Stats::new(SourceKind::RtpengineCtl, total, read_at))
+    let mut stats = Stats::new(SourceKind::RtpengineCtl, total, read_at);
+    if let (Some(own), Some(foreign)) = (own, foreign) {
+        stats.sessions = Some(super::Sessions { own, foreign });
+    }
+    Ok(stats)
 }
 
 #[cfg(test)]
@@ -71,7 +81,11 @@ mod tests {
     fn reads_the_total() {
         let s = parse_rtpengine_numsessions(BOOKWORM, at()).unwrap();
         assert_eq!((s.source, s.allocations), (SourceKind::RtpengineCtl, 6));
+        assert_eq!(s.sessions, Some(crate::stats::Sessions { own: 4, foreign: 2 }));
         assert_eq!(parse_rtpengine_numsessions(NEWER, at()).unwrap().allocations, 0);
+        // A reply without the own and foreign lines still gives the total.
+        let bare = parse_rtpengine_numsessions("Current sessions total: 3\n", at()).unwrap();
+        assert_eq!((bare.allocations, bare.sessions), (3, None));
     }
 
     #[test]
