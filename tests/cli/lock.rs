@@ -9,7 +9,7 @@ use crate::util::{Output, Scratch};
 
 /// opsctl as another operator would run it: its own run id, state and
 /// SSH control directories (`who` names them).
-fn operator(scratch: &Scratch, who: &str, args: &[&str]) -> Command {
+pub(crate) fn operator(scratch: &Scratch, who: &str, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_opsctl"));
     c.current_dir(&scratch.0)
         .args(args)

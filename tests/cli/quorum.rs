@@ -585,16 +585,10 @@ fn relays_of_a_site_with_etcd_lock_it_under_a_lease_that_dies_with_its_holder() 
     for i in 0..2 {
         e.lab.idle_allocations(i, 1, "caller", "pw", &["-c"]);
     }
+    // Each operator with its own run id, state and SSH directories.
     let operator = |who: &str, args: &[&str]| {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_opsctl"));
-        c.current_dir(&e.s.0)
-            .args(args)
-            .env_remove("OPSCTL_RUN_ID")
-            .env("OPSCTL_SSH_PERSIST", "0s")
-            .env("OPSCTL_CONTROL_DIR", e.s.0.join(format!(".ssh-{who}")))
-            .env("OPSCTL_STATE_DIR", e.s.0.join(format!(".state-{who}")))
-            .env("NO_COLOR", "1")
-            .stdout(std::process::Stdio::piped())
+        let mut c = crate::lock::operator(&e.s, who, args);
+        c.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         c
     };

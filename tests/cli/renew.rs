@@ -702,6 +702,25 @@ fn secrets_show_nowhere_an_operator_or_another_user_could_read() {
         ],
         &["-o", "json", "-n", "renew-cert", "--bundle", "new.pem", "--all"],
     ];
+    // The hook is part of what runs: the dry run says so.
+    let shown = t.run(&[
+        "-n",
+        "--notify",
+        &hook,
+        "renew-cert",
+        "--bundle",
+        "new.pem",
+        "--all",
+    ]);
+    shown.success();
+    assert!(
+        shown.stdout.contains("--notify: `sh -c 'cat >> ")
+            && shown
+                .stdout
+                .contains("` runs here at each step's end and at the run's end"),
+        "{}",
+        shown.dump()
+    );
     let mut said = String::new();
     for args in runs {
         let out = t.run(args);

@@ -681,18 +681,7 @@ fn a_step_whose_connection_is_lost_runs_again_once_the_node_answers() {
     let run = "lost-step";
     let marker = std::path::PathBuf::from(format!("/tmp/opsctl-slow-{run}"));
     let _ = std::fs::remove_file(&marker);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_opsctl"))
-        .current_dir(&scratch.0)
-        .args(["--run-id", run, "restart", "--no-downtime", "node-1"])
-        .env("LAB_CLI_PW", CLI_PW)
-        .env("OPSCTL_SSH_PERSIST", "0s")
-        .env("OPSCTL_CONTROL_DIR", scratch.0.join(".opsctl-ssh"))
-        .env("OPSCTL_STATE_DIR", scratch.0.join(".opsctl-state"))
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn(&scratch, &["--run-id", run, "restart", "--no-downtime", "node-1"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !marker.exists() {
         assert!(std::time::Instant::now() < deadline, "the slow step never began");

@@ -206,7 +206,14 @@ fn continued(
 }
 
 /// Prints the plan (`--dry-run`) or runs it.
-fn execute(cfg: &Config, plan: plan::Plan, resume: Option<executor::Resume>) -> anyhow::Result<()> {
+fn execute(cfg: &Config, mut plan: plan::Plan, resume: Option<executor::Resume>) -> anyhow::Result<()> {
+    // The hook runs on this machine, like an apply command: the plan says so.
+    if let Some(hook) = &cfg.notify {
+        plan.notes.push(format!(
+            "--notify: `sh -c {}` runs here at each step's end and at the run's end, with that event as one JSON line on its stdin (10 s at most each)",
+            crate::shell::join(std::slice::from_ref(hook))
+        ));
+    }
     if cfg.dry_run {
         match cfg.output {
             Output::Text => cfg.printer.text(&plan::text(&plan)),

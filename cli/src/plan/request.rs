@@ -174,13 +174,7 @@ impl<'a> Builder<'a> {
                 }
             }
             // The site's etcd members hold its lock (see `locks`).
-            let locked_in_etcd = relays_used
-                && self.inv.lock_etcd
-                && site
-                    .cluster
-                    .as_ref()
-                    .is_some_and(|c| matches!(c.flavor, InvFlavor::Etcd(_)));
-            if (locked_in_etcd || self.req.targets.contains(&site.name))
+            if (self.etcd_lock_members(site).is_some() || self.req.targets.contains(&site.name))
                 && let Some(c) = &site.cluster
             {
                 for m in &c.members {
@@ -220,31 +214,7 @@ impl<'a> Builder<'a> {
             // A relay procedure on a site with an etcd cluster locks there:
             // a lease that dies with its holder. (A rebuild never locks
             // through the cluster it repairs.)
-            let etcd = match &site.cluster {
-                Some(c)
-                    if self.inv.lock_etcd && !matches!(self.req.procedure, Procedure::RecoverQuorum(_)) =>
-                {
-                    match &c.flavor {
-                        InvFlavor::Etcd(e) => Some(
-                            c.members
-                                .iter()
-                                .filter_map(|m| match &m.role {
-                                    crate::inventory::MemberRole::Etcd { client_url, .. } => Some((
-                                        m.name.as_str(),
-                                        &m.access,
-                                        e.etcdctl.as_str(),
-                                        client_url.as_str(),
-                                    )),
-                                    _ => None,
-                                })
-                                .collect::<Vec<_>>(),
-                        ),
-                        InvFlavor::Clearwater(_) => None,
-                    }
-                }
-                _ => None,
-            };
-            if let Some(members) = etcd.filter(|m| !m.is_empty() && !nodes.is_empty()) {
+            if let Some(members) = self.etcd_lock_members(site) {
                 out.push(crate::lock::SiteLock::etcd(
                     &site.name,
                     &self.req.run,
@@ -261,6 +231,41 @@ impl<'a> Builder<'a> {
             }
         }
         out
+    }
+
+    /// The members through which a relay procedure locks `site` in its etcd
+    /// cluster (name, access, etcdctl, client URL), when it does: the run
+    /// works on the site's relays, the site has a plain etcd cluster, and
+    /// the inventory does not say `lock: {backend: nodes}`. A rebuild never
+    /// locks through the cluster it repairs.
+    fn etcd_lock_members<'s>(
+        &self,
+        site: &'s crate::inventory::Site,
+    ) -> Option<Vec<(&'s str, &'s Access, &'s str, &'s str)>> {
+        if !self.inv.lock_etcd
+            || matches!(self.req.procedure, Procedure::RecoverQuorum(_))
+            || !site.relays.iter().any(|r| self.req.targets.contains(&r.name))
+        {
+            return None;
+        }
+        let c = site.cluster.as_ref()?;
+        let InvFlavor::Etcd(e) = &c.flavor else {
+            return None;
+        };
+        let members: Vec<_> = c
+            .members
+            .iter()
+            .filter_map(|m| match &m.role {
+                crate::inventory::MemberRole::Etcd { client_url, .. } => Some((
+                    m.name.as_str(),
+                    &m.access,
+                    e.etcdctl.as_str(),
+                    client_url.as_str(),
+                )),
+                _ => None,
+            })
+            .collect();
+        (!members.is_empty()).then_some(members)
     }
 
     pub(super) fn push(
