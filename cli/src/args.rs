@@ -50,7 +50,8 @@ pub struct Global {
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 
-    /// Name of this run (backups and the journal carry it); default: the UTC time.
+    /// Name of this run (backups and the journal carry it); default: the UTC
+    /// time to the millisecond and a random suffix. An id names one run.
     #[arg(long, global = true, value_name = "ID", env = "OPSCTL_RUN_ID")]
     pub run_id: Option<String>,
 
