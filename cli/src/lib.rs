@@ -23,6 +23,7 @@ pub mod playbook;
 pub mod printer;
 pub mod reader;
 pub mod remote;
+pub mod rtpengine;
 pub mod served_cert;
 pub mod shell;
 pub mod stats;

@@ -9,7 +9,8 @@
 //! [`daemon`] the program (config file and flags) behind the `relayd` binary. [`client`] speaks STUN and
 //! TURN to any relay, for health checks and the lab's call simulator.
 //! [`ng`] speaks rtpengine's ng control protocol (bencode over UDP), for
-//! the lab's calls and checks.
+//! the lab's calls and checks; [`rtpengine`] reads its CLI's call lists and
+//! finds the holes in its Redis redundancy.
 //! [`pem`] reads and checks certificate bundles, for relayd's TLS and for
 //! opsctl's certificate checks.
 //! Parsers, codecs and protocol cores are pure functions of bytes and time;
@@ -21,6 +22,7 @@ pub mod kind;
 pub mod ng;
 pub mod pem;
 mod random;
+pub mod rtpengine;
 pub mod server;
 pub mod stats;
 pub mod status;

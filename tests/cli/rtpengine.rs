@@ -8,6 +8,8 @@ use crate::lab::Lab;
 /// Three rtpengine instances and one Redis, on the lab's nodes.
 struct RtpLab {
     lab: Lab,
+    /// `subscribed[k]`: the instances whose databases instance `k` follows.
+    subscribed: Vec<Vec<usize>>,
 }
 
 impl RtpLab {
@@ -49,7 +51,7 @@ impl RtpLab {
                 k,
                 "rtpengine",
                 &format!(
-                    "/usr/bin/rtpengine --config-file=none --foreground --log-stderr --table=-1 {} --listen-ng={ip}:2223 --listen-cli={ip}:9900 --redis={redis}:6379/{} {} --port-min={ports} --port-max={}",
+                    "/usr/bin/rtpengine --config-file=none --foreground --log-stderr --table=-1 --timeout=600 {} --listen-ng={ip}:2223 --listen-cli={ip}:9900 --redis={redis}:6379/{} {} --port-min={ports} --port-max={}",
                     interfaces.join(" "),
                     k + 1,
                     subscribe.join(" "),
@@ -58,13 +60,44 @@ impl RtpLab {
             );
             assert!(lab.systemctl(k, "start rtpengine").status.success());
         }
-        let r = RtpLab { lab };
+        let r = RtpLab {
+            lab,
+            subscribed: subscribed.iter().map(|s| s.to_vec()).collect(),
+        };
         for k in 0..n {
             r.until(&format!("rtpengine {} answers its CLI", k + 1), || {
                 r.sessions(k).is_some()
             });
         }
         r
+    }
+
+    /// The inventory: every instance with its CLI, ng socket, Redis
+    /// database, the keyspaces it follows and its interfaces, as started.
+    fn inventory(&self, extra: &str) -> String {
+        let redis = self.lab.nodes[0].ip;
+        let mut inv = self.lab.inventory("rtpengine", "");
+        for (k, n) in self.lab.nodes.iter().enumerate() {
+            let ip = n.ip;
+            let follows = &self.subscribed[k];
+            let mut interfaces = vec![format!("pub{}/{ip}", k + 1)];
+            interfaces.extend(
+                follows
+                    .iter()
+                    .map(|j| format!("pub{}/{}", j + 1, self.lab.nodes[*j].ip)),
+            );
+            let subscribe: Vec<String> = follows.iter().map(|j| (j + 1).to_string()).collect();
+            inv = inv.replace(
+                &format!("host: {ip}}}"),
+                &format!(
+                    "host: {ip}, service: {{unit: rtpengine}}, rtpengine: {{cli: '{ip}:9900', ng: '{ip}:2223', redis: '{redis}:6379/{}', subscribe: [{}], interfaces: [{}]}}{extra}}}",
+                    k + 1,
+                    subscribe.join(", "),
+                    interfaces.join(", ")
+                ),
+            );
+        }
+        inv
     }
 
     fn until(&self, what: &str, done: impl Fn() -> bool) {
@@ -131,17 +164,7 @@ fn three_instances_with_redis_each_hold_their_own_call_and_their_peers() {
     }
     // `opsctl status` reads each instance's sessions by whose they are.
     let s = crate::util::Scratch::new();
-    let mut inv = r.lab.inventory("rtpengine", "");
-    for n in &r.lab.nodes {
-        inv = inv.replace(
-            &format!("host: {}}}", n.ip),
-            &format!(
-                "host: {ip}, service: {{unit: rtpengine}}, stats: {{via: rtpengine-ctl, command: [rtpengine-ctl, -ip, '{ip}', -port, '9900', list, numsessions]}}}}",
-                ip = n.ip
-            ),
-        );
-    }
-    s.write("inventory.yaml", &inv);
+    s.write("inventory.yaml", &r.inventory(""));
     let status = s.opsctl(&["status"]);
     status.success();
     for n in &r.lab.nodes {
@@ -161,4 +184,43 @@ fn three_instances_with_redis_each_hold_their_own_call_and_their_peers() {
         "{}",
         json.dump()
     );
+}
+
+#[test]
+fn a_peer_that_does_not_subscribe_is_reported_as_a_redundancy_hole() {
+    // Instance 3 follows instance 2 only: instance 1's calls have one
+    // holder, not two.
+    let r = RtpLab::start(&[&[1, 2], &[0, 2], &[1]]);
+    for k in 0..3 {
+        r.call(k, &format!("call-{}", k + 1));
+    }
+    r.until("instance 3 holds instance 2's call", || {
+        r.sessions(2) == Some((1, 1))
+    });
+    let s = crate::util::Scratch::new();
+    s.write("inventory.yaml", &r.inventory(""));
+    let status = s.opsctl(&["status"]);
+    assert_eq!(status.code, 1, "{}", status.dump());
+    let (n1, n3) = (&r.lab.nodes[0].name, &r.lab.nodes[2].name);
+    assert!(
+        status.stdout.contains(&format!(
+            "{n1}: redundancy hole: {n3} does not subscribe to {n1}'s keyspace 1, so it holds none of {n1}'s calls"
+        )),
+        "{}",
+        status.dump()
+    );
+    // Only instance 1's cover has a hole.
+    assert_eq!(
+        status.stdout.matches("redundancy hole").count(),
+        1,
+        "{}",
+        status.dump()
+    );
+    let json = s.opsctl(&["status", "-o", "json"]);
+    let rows: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let holes = &rows[0]["redundancy_holes"];
+    assert_eq!(holes[0]["hole"], "not-subscribed", "{}", json.dump());
+    assert_eq!(holes[0]["peer"], n3.as_str(), "{}", json.dump());
+    assert_eq!(rows[1]["max_sessions"], -1, "{}", json.dump());
+    assert!(rows[1].get("redundancy_holes").is_none(), "{}", json.dump());
 }

@@ -45,6 +45,13 @@ pub struct Row {
     /// The relay's own drain mode: `true` while it refuses new allocations;
     /// `null` where it has none or it could not be read.
     pub draining: Option<bool>,
+    /// rtpengine with Redis: its limit on new calls (`maxsessions`; -1 is
+    /// none, 0 refuses them all, shown as draining).
+    pub max_sessions: Option<i64>,
+    /// rtpengine with Redis: where its calls are not held by a peer of its
+    /// site (each also a problem, and the relay unhealthy).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub redundancy_holes: Vec<relay::rtpengine::Hole>,
     /// etcd member health for cluster members: `healthy` or `unhealthy`.
     pub etcd: Option<&'static str>,
     pub healthy: bool,
@@ -81,8 +88,12 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
         // One definition of a healthy relay, with whether clients are sent to it.
         if let Some(h) = &row.health {
             let listed = row.advertised.is_none_or(|a| a != "unadvertised");
-            row.healthy = h.healthy(listed) && row.cert_ok;
-            if listed && h.draining == Some(true) {
+            row.healthy = h.healthy(listed) && row.cert_ok && row.redundancy_holes.is_empty();
+            if listed && row.max_sessions == Some(0) {
+                row.problems.push(
+                    "its limit on new calls (`maxsessions`) is 0 while it is in service: every new call is refused\nhelp: `rtpengine-ctl set maxsessions -1` (or the limit it had) on it, or `opsctl resume RUN` for the run that set it (`opsctl runs`)".into(),
+                );
+            } else if listed && h.draining == Some(true) {
                 row.problems.push(health::DRAINING_WHILE_ADVERTISED.into());
             }
         }
@@ -147,10 +158,64 @@ async fn read_all(
         rows.push(done?);
     }
     rows.sort_by_key(|(i, _)| *i);
+    let mut rows: Vec<Row> = rows.into_iter().map(|(_, r)| r).collect();
+    for site in &inv.sites {
+        redundancy(&remote, site, &mut rows).await;
+    }
     if let Ok(remote) = Arc::try_unwrap(remote) {
         remote.close().await;
     }
-    Ok(rows.into_iter().map(|(_, r)| r).collect())
+    Ok(rows)
+}
+
+/// The site's rtpengines that share calls through Redis: each one's limit
+/// on new calls, and the holes in its cover (with two or more of them).
+async fn redundancy(remote: &Remote, site: &crate::inventory::Site, rows: &mut [Row]) {
+    let group = crate::rtpengine::group(site);
+    if group.is_empty() {
+        return;
+    }
+    let nodes: Vec<Node> = site
+        .relays
+        .iter()
+        .filter(|r| rows.iter().any(|row| row.node == r.name && row.reachable))
+        .map(|r| Node {
+            name: r.name.clone(),
+            access: r.access.clone(),
+        })
+        .collect();
+    let readings = crate::rtpengine::read_all(remote, &nodes, &group).await;
+    let checked = crate::rtpengine::check(&group, &readings);
+    for (rep, reading) in group.iter().zip(&readings) {
+        let Some(row) = rows.iter_mut().find(|r| r.node == rep.relay) else {
+            continue;
+        };
+        match reading {
+            Ok(rd) => {
+                row.max_sessions = Some(rd.max_sessions);
+                if rd.max_sessions == 0 {
+                    // rtpengine's own drain: every new call is refused.
+                    row.draining = Some(true);
+                    if let Some(h) = &mut row.health {
+                        h.draining = Some(true);
+                    }
+                }
+            }
+            Err(why) if row.reachable => row.problems.push(format!("redundancy: {why}")),
+            Err(_) => {}
+        }
+        if group.len() > 1 {
+            row.redundancy_holes = checked
+                .holes
+                .iter()
+                .filter(|h| h.of() == rep.relay)
+                .cloned()
+                .collect();
+            for h in &row.redundancy_holes {
+                row.problems.push(format!("redundancy hole: {h}"));
+            }
+        }
+    }
 }
 
 impl Row {
@@ -164,6 +229,8 @@ impl Row {
             service_up: None,
             allocations: None,
             sessions: None,
+            max_sessions: None,
+            redundancy_holes: Vec::new(),
             advertised: None,
             cert_days_left: None,
             cert: None,

@@ -306,4 +306,88 @@ sites:
         assert_eq!(workdir, &deploy);
         assert_eq!(inv.playbooks_dir.as_deref(), Some(deploy.join("pb").as_path()));
     }
+
+    const RTP: &str = r#"
+sites:
+  - name: a
+    relays:
+      - name: rtp-1
+        host: h1
+        kind: rtpengine
+        rtpengine:
+          cli: 10.0.0.1:9900
+          ng: "[2001:db8::1]:2223"
+          redis: 10.0.0.10:6379/1
+          subscribe: [2]
+          interfaces: [pub1/10.0.0.1, pub2/10.0.0.2]
+          redis_password_env: RTPENGINE_REDIS_AUTH_PW
+      - name: rtp-2
+        host: h2
+        kind: rtpengine
+        rtpengine: {redis: "10.0.0.10:6379/2", subscribe: [1]}
+"#;
+
+    #[test]
+    fn an_rtpengine_block_gives_its_cli_redis_and_interfaces() {
+        let inv = load(RTP);
+        let r: Vec<&Relay> = inv.relays().collect();
+        let e = r[0].rtpengine.as_ref().unwrap();
+        assert_eq!(e.cli, ("10.0.0.1".to_owned(), 9900));
+        assert_eq!(e.ng.as_deref(), Some("[2001:db8::1]:2223"));
+        assert_eq!(
+            e.redis,
+            Some(Redis {
+                addr: "10.0.0.10:6379".into(),
+                db: 1
+            })
+        );
+        assert_eq!(e.subscribe, [2]);
+        assert_eq!(e.own_interface(), Some("pub1"));
+        assert_eq!(
+            e.redis_password,
+            Some(SecretRef::Env("RTPENGINE_REDIS_AUTH_PW".into()))
+        );
+        // The stats are read through the CLI it names.
+        let StatsSource::RtpengineCtl { command } = &r[0].stats.source else {
+            panic!()
+        };
+        assert_eq!(
+            command.join(" "),
+            "rtpengine-ctl -ip 10.0.0.1 -port 9900 list numsessions"
+        );
+        let StatsSource::RtpengineCtl { command } = &r[1].stats.source else {
+            panic!()
+        };
+        assert_eq!(
+            command.join(" "),
+            "rtpengine-ctl -ip 127.0.0.1 -port 9900 list numsessions"
+        );
+    }
+
+    #[test]
+    fn a_bad_rtpengine_block_is_refused_where_it_is_wrong() {
+        let err = |text: &str| parse(text, Path::new("inv.yaml")).unwrap_err().to_string();
+        let e = err(&RTP.replace("redis: \"10.0.0.10:6379/2\"", "redis: \"10.0.0.10:6379/1\""));
+        assert!(
+            e.contains("relays `rtp-1` and `rtp-2` both write their calls to Redis 10.0.0.10:6379/1"),
+            "{e}"
+        );
+        let e = err(&RTP.replace("subscribe: [2]", "subscribe: [2, 1]"));
+        assert!(
+            e.contains("inv.yaml:12:22") && e.contains("it subscribes to its own database 1"),
+            "{e}"
+        );
+        let e = err(&RTP.replace("10.0.0.10:6379/1", "10.0.0.10:6379"));
+        assert!(e.contains("names no database"), "{e}");
+        let e = err(&RTP.replace("pub2/10.0.0.2", "pub2"));
+        assert!(e.contains("`pub2` is not `NAME/ADDRESS`"), "{e}");
+        let e = err(&RTP.replace(
+            "redis_password_env: RTPENGINE_REDIS_AUTH_PW",
+            "redis_password: hunter2",
+        ));
+        assert!(e.contains("a password cannot be written in the inventory"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = err(&RTP.replacen("kind: rtpengine", "kind: coturn", 1));
+        assert!(e.contains("`rtpengine` settings on a coturn relay"), "{e}");
+    }
 }

@@ -60,6 +60,57 @@ pub struct Relay {
     /// Send a STUN binding request from where opsctl runs as a health check.
     pub stun_check: bool,
     pub reboot: Reboot,
+    /// An rtpengine's control addresses and Redis redundancy (`rtpengine:`).
+    pub rtpengine: Option<Rtpengine>,
+}
+
+/// How opsctl reaches an rtpengine and how it shares calls through Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rtpengine {
+    /// Its CLI (`listen-cli`), `host:port`, reached with `rtpengine-ctl` on the node.
+    pub cli: (String, u16),
+    /// Its ng control socket (`listen-ng`, UDP), `host:port`: pinged from
+    /// here after a restart when set.
+    pub ng: Option<String>,
+    /// Where it writes its own calls (`redis=`); `None`: no redundancy.
+    pub redis: Option<Redis>,
+    /// The keyspaces (peers' databases) it is set to follow (`subscribe-keyspace`).
+    pub subscribe: Vec<u32>,
+    /// Its `interface=` list, `name/address`: the first binds its own calls,
+    /// the others carry the calls of the peers whose first they name.
+    pub interfaces: Vec<(String, String)>,
+    /// The Redis password's source; never the value, never a command line.
+    pub redis_password: Option<SecretRef>,
+}
+
+impl Rtpengine {
+    /// `rtpengine-ctl` reaching this instance's CLI, with `args`.
+    pub fn ctl(&self, args: &[&str]) -> Vec<String> {
+        let mut argv: Vec<String> = [
+            "rtpengine-ctl",
+            "-ip",
+            &self.cli.0,
+            "-port",
+            &self.cli.1.to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
+        argv.extend(args.iter().map(|a| (*a).to_owned()));
+        argv
+    }
+
+    /// The name of its first interface: the one its own calls bind, and
+    /// the name its peers give the interface they hold them on.
+    pub fn own_interface(&self) -> Option<&str> {
+        self.interfaces.first().map(|(n, _)| n.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redis {
+    /// `host:port`.
+    pub addr: String,
+    pub db: u32,
 }
 
 impl Relay {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use relay::Kind;
 
 use super::layers::{CertLayer, Defaults, Manager, RelayLayer, SshLayer, StatsLayer};
-use super::model::{KnownHosts, OnTimeout, ReadOn, SecretRef, Transport};
+use super::model::{KnownHosts, OnTimeout, ReadOn, Redis, Rtpengine, SecretRef, Transport};
 use crate::reader::{At, MapReader};
 
 pub const KINDS: [(&str, Kind); 4] = [
@@ -153,6 +153,138 @@ pub fn secret(m: &mut MapReader, env_key: &'static str, file_key: &'static str) 
         );
     }
     env.or(file)
+}
+
+/// A relay's `rtpengine:` block.
+pub fn rtpengine(at: &At) -> Option<Rtpengine> {
+    let mut m = at.map()?;
+    let cli = match m.get("cli") {
+        Some(a) => host_port(&a)?,
+        None => ("127.0.0.1".to_owned(), 9900),
+    };
+    let ng = match m.get("ng") {
+        Some(a) => {
+            let (h, p) = host_port(&a)?;
+            Some(format!("{}:{p}", super::resolve::bracket_v6(&h)))
+        }
+        None => None,
+    };
+    let redis = match m.get("redis") {
+        Some(a) => {
+            let text = a.name()?;
+            let Some((addr, db)) = text.rsplit_once('/') else {
+                a.error(
+                    format!("`{text}` names no database"),
+                    Some(
+                        "write it as rtpengine's `redis=` does: `HOST:PORT/DB`, e.g. `10.0.0.10:6379/1`"
+                            .into(),
+                    ),
+                );
+                return None;
+            };
+            let Ok(db) = db.parse::<u32>() else {
+                a.error(
+                    format!("`{db}` is not a Redis database number"),
+                    Some("write `HOST:PORT/DB`, e.g. `10.0.0.10:6379/1`".into()),
+                );
+                return None;
+            };
+            if addr
+                .rsplit_once(':')
+                .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+            {
+                a.error(
+                    format!("`{addr}` is not host:port"),
+                    Some("write `HOST:PORT/DB`, e.g. `10.0.0.10:6379/1`".into()),
+                );
+                return None;
+            }
+            Some(Redis {
+                addr: addr.to_owned(),
+                db,
+            })
+        }
+        None => None,
+    };
+    let subscribe = match m.get("subscribe") {
+        Some(a) => {
+            let mut out = Vec::new();
+            for item in a.list()? {
+                out.push(item.int::<u32>("a Redis database number")?);
+            }
+            if let Some(r) = &redis
+                && out.contains(&r.db)
+            {
+                a.error(
+                    format!("it subscribes to its own database {}", r.db),
+                    Some("list the databases of its peers only: it writes its own calls to its own".into()),
+                );
+            }
+            out
+        }
+        None => Vec::new(),
+    };
+    let interfaces = match m.get("interfaces") {
+        Some(a) => {
+            let mut out = Vec::new();
+            for item in a.list()? {
+                let text = item.name()?;
+                match text.split_once('/') {
+                    Some((n, addr)) if !n.is_empty() && !addr.is_empty() => {
+                        out.push((n.to_owned(), addr.to_owned()))
+                    }
+                    _ => {
+                        item.error(
+                            format!("`{text}` is not `NAME/ADDRESS`"),
+                            Some("write each as rtpengine's `interface=` does, e.g. `pub1/10.0.0.1`".into()),
+                        );
+                        return None;
+                    }
+                }
+            }
+            out
+        }
+        None => Vec::new(),
+    };
+    if m.has("redis_password") {
+        m.key_error(
+            "redis_password",
+            "a password cannot be written in the inventory",
+            Some("use `redis_password_env: VAR` (rtpengine itself reads `RTPENGINE_REDIS_AUTH_PW`) or `redis_password_file: PATH`".into()),
+        );
+    }
+    let redis_password = secret(&mut m, "redis_password_env", "redis_password_file");
+    if redis_password.is_some() && redis.is_none() {
+        m.at.error(
+            "a Redis password but no `redis`",
+            Some("set `redis: HOST:PORT/DB`, or remove the password".into()),
+        );
+    }
+    m.finish();
+    Some(Rtpengine {
+        cli,
+        ng,
+        redis,
+        subscribe,
+        interfaces,
+        redis_password,
+    })
+}
+
+/// `host:port`, with an IPv6 host in brackets.
+fn host_port(a: &At) -> Option<(String, u16)> {
+    let text = a.name()?;
+    let parsed = text
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_owned(), p.parse::<u16>().ok()?)))
+        .filter(|(h, _)| !h.is_empty());
+    if parsed.is_none() {
+        a.error(
+            format!("`{text}` is not host:port"),
+            Some("e.g. `10.0.0.1:9900`, or `[2001:db8::1]:9900`".into()),
+        );
+    }
+    parsed
 }
 
 fn service(at: &At, r: &mut RelayLayer) {

@@ -249,6 +249,7 @@ fn site(at: &At, walk: &Walk) -> Option<Site> {
         );
     }
     let relays: Vec<Relay> = relays.into_iter().collect::<Option<_>>()?;
+    check_redis_databases(at, &site_name, &relays);
     Some(Site {
         name: name?,
         min_healthy_relays,
@@ -344,6 +345,8 @@ fn relay(at: &At, defaults: &Defaults, site: &str, walk: &Walk) -> Option<Relay>
             }
         }
     }
+    let rtp_at = m.get("rtpengine");
+    let rtpengine = rtp_at.as_ref().and_then(read::rtpengine);
     let own = read::relay_settings(&mut m);
     m.finish();
     let l = own.over(&defaults.relay);
@@ -361,7 +364,15 @@ fn relay(at: &At, defaults: &Defaults, site: &str, walk: &Walk) -> Option<Relay>
             return None;
         }
     };
-    let stats = stats(at, &l, kind);
+    if let Some(a) = &rtp_at
+        && kind != Kind::Rtpengine
+    {
+        a.error(
+            format!("`rtpengine` settings on a {kind} relay"),
+            Some("remove the block, or set `kind: rtpengine`".into()),
+        );
+    }
+    let stats = stats(at, &l, kind, rtpengine.as_ref());
     let cert = cert(&l, kind);
     let service = service(&l, kind);
     Some(Relay {
@@ -399,6 +410,7 @@ fn relay(at: &At, defaults: &Defaults, site: &str, walk: &Walk) -> Option<Relay>
                 .unwrap_or_else(|| vec!["cat".into(), "/proc/sys/kernel/random/boot_id".into()]),
             timeout: l.reboot_timeout.unwrap_or(DEFAULT_REBOOT_TIMEOUT),
         },
+        rtpengine,
     })
 }
 
@@ -424,8 +436,12 @@ fn check_ice_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn stats(at: &At, l: &RelayLayer, kind: Kind) -> Option<Stats> {
-    let default = kind.default_stats();
+fn stats(at: &At, l: &RelayLayer, kind: Kind, rtp: Option<&Rtpengine>) -> Option<Stats> {
+    let mut default = kind.default_stats();
+    // rtpengine-ctl reaches the CLI the `rtpengine` block names.
+    if let (StatsSource::RtpengineCtl { command }, Some(r)) = (&mut default, rtp) {
+        *command = r.ctl(&["list", "numsessions"]);
+    }
     let Some(s) = &l.stats else {
         return Some(Stats {
             source: default,
@@ -865,7 +881,27 @@ fn member(at: &At, defaults: &Defaults, shared: &MemberDefaults, walk: &Walk) ->
     })
 }
 
-fn bracket_v6(host: &str) -> String {
+/// Two rtpengines writing their own calls to one Redis database would
+/// take each other's calls for their own.
+fn check_redis_databases(at: &At, site: &str, relays: &[Relay]) {
+    let mut seen: HashMap<(&str, u32), &str> = HashMap::new();
+    for r in relays {
+        let Some(redis) = r.rtpengine.as_ref().and_then(|e| e.redis.as_ref()) else {
+            continue;
+        };
+        if let Some(first) = seen.insert((redis.addr.as_str(), redis.db), &r.name) {
+            at.error(
+                format!(
+                    "site `{site}`: relays `{first}` and `{}` both write their calls to Redis {}/{}",
+                    r.name, redis.addr, redis.db
+                ),
+                Some("give each rtpengine a database of its own (`redis: HOST:PORT/DB`)".into()),
+            );
+        }
+    }
+}
+
+pub(super) fn bracket_v6(host: &str) -> String {
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]")
     } else {
