@@ -153,6 +153,7 @@ fn against_inventory(
             run: run.clone(),
             left_out: left_out.clone(),
             force,
+            handover: Default::default(),
         })
     };
     let action = match command {

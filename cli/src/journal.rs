@@ -72,6 +72,9 @@ pub enum Event {
         value: String,
         at: u64,
     },
+    /// What step `number` changed was undone by step `by`, run as the run
+    /// stopped: a continued run does `number` again.
+    Undone { number: usize, by: usize, at: u64 },
     /// The run is continued by a later invocation, from the steps not done.
     Resume {
         done: usize,
@@ -265,6 +268,9 @@ pub fn read(path: &Path) -> Option<Previous> {
             Event::Step { number, .. } => {
                 p.done.insert(number);
             }
+            Event::Undone { number, .. } => {
+                p.done.remove(&number);
+            }
             Event::Record {
                 node, name, value, ..
             } => {
@@ -447,6 +453,15 @@ fn history_at(path: &Path) -> Option<History> {
                 node, name, value, ..
             } => {
                 records.entry(node).or_default().insert(name, value);
+            }
+            Event::Undone { number, by, .. } => {
+                if let Some(i) = step(&mut steps, number) {
+                    let s = &mut steps[i];
+                    s.result = "undone".into();
+                    s.error = Some(format!(
+                        "undone by step {by} as the run stopped; a resumed run does it again"
+                    ));
+                }
             }
             Event::Resume { at, pid: p, .. } => {
                 resumed.push(at);

@@ -162,15 +162,26 @@ pub enum Condition {
     Drain,
     /// They are not (`--no-drain`): they are dropped, once confirmed.
     NoDrain,
+    /// The relay is an rtpengine.
+    Rtpengine,
+    /// An rtpengine whose peers hold every call it owns (through Redis),
+    /// as read when the plan was made: it restarts while they do, instead
+    /// of waiting for its calls to end.
+    Handover,
+    /// An rtpengine with an ng control address (`rtpengine.ng`).
+    NgCheck,
 }
 
-pub const CONDITIONS: [(&str, Condition); 6] = [
+pub const CONDITIONS: [(&str, Condition); 9] = [
     ("relay-drain", Condition::RelayDrain),
     ("stun-check", Condition::StunCheck),
     ("reload", Condition::Reload),
     ("restart", Condition::Restart),
     ("drain", Condition::Drain),
     ("no-drain", Condition::NoDrain),
+    ("rtpengine", Condition::Rtpengine),
+    ("handover", Condition::Handover),
+    ("ng-check", Condition::NgCheck),
 ];
 
 #[derive(Debug, Clone)]
@@ -184,6 +195,14 @@ pub enum StepKind {
     Advertise,
     /// Switch the relay's own drain mode on or off.
     RelayDrain(bool),
+    /// rtpengine: refuse new calls (`set maxsessions 0`, its documented
+    /// drain, the limit it had kept on the node) or allow them again at
+    /// that limit. Allowing also runs when the run stops after refusing.
+    NewSessions {
+        refuse: bool,
+    },
+    /// rtpengine: keep the ids of the calls it owns, for `calls-restored`.
+    RecordCalls,
     Wait(GateSpec),
     Service(ServiceAction),
     Run {
@@ -288,9 +307,21 @@ pub enum Gate {
     MonitStopped,
     /// Clearwater: `check_config_sync` says the shared configuration is in sync.
     ConfigSynced,
+    /// rtpengine: every peer of its group holds each call it owns.
+    CallsHeld,
+    /// rtpengine: it owns again every call it owned before the restart
+    /// that its peers still hold (restored from Redis).
+    CallsRestored,
+    /// rtpengine: every instance of the group holds each peer's calls, and
+    /// none a call its owner does not have.
+    CallsConsistent,
+    /// rtpengine: the packet counters of its own calls advance.
+    MediaFlows,
+    /// rtpengine: its ng control socket answers `ping` from here.
+    NgPing,
 }
 
-pub const GATES: [(&str, Gate); 17] = [
+pub const GATES: [(&str, Gate); 22] = [
     ("drained", Gate::Drained),
     ("service-up", Gate::ServiceUp),
     ("stats-answer", Gate::StatsAnswer),
@@ -308,6 +339,11 @@ pub const GATES: [(&str, Gate); 17] = [
     ("monit-running", Gate::MonitRunning),
     ("monit-stopped", Gate::MonitStopped),
     ("config-synced", Gate::ConfigSynced),
+    ("calls-held", Gate::CallsHeld),
+    ("calls-restored", Gate::CallsRestored),
+    ("calls-consistent", Gate::CallsConsistent),
+    ("media-flows", Gate::MediaFlows),
+    ("ng-ping", Gate::NgPing),
 ];
 
 impl Gate {
@@ -525,11 +561,13 @@ pub fn selector_name(s: Selector) -> &'static str {
         .unwrap_or("?")
 }
 
-const STEP_KINDS: [&str; 15] = [
+const STEP_KINDS: [&str; 17] = [
     "confirm",
     "unadvertise",
     "advertise",
     "relay-drain",
+    "new-sessions",
+    "record-calls",
     "wait",
     "service",
     "run",
@@ -566,6 +604,7 @@ fn step(at: &At, vars: &[&str]) -> Option<Step> {
             "upload-cert" => StepKind::UploadCert,
             "read-served" => StepKind::ReadServed,
             "copy-shared-config" => StepKind::CopySharedConfig,
+            "record-calls" => StepKind::RecordCalls,
             other => {
                 let help = crate::suggest::closest(other, STEP_KINDS)
                     .map(|k| format!("did you mean `{k}`?"))
@@ -642,6 +681,11 @@ fn step_kind(m: &mut MapReader, key: &'static str, vars: &[&str]) -> Option<Step
         "upload-cert" => flag(m, StepKind::UploadCert),
         "read-served" => flag(m, StepKind::ReadServed),
         "copy-shared-config" => flag(m, StepKind::CopySharedConfig),
+        "record-calls" => flag(m, StepKind::RecordCalls),
+        "new-sessions" => m
+            .get(key)?
+            .choice(&[("refuse", true), ("allow", false)])
+            .map(|refuse| StepKind::NewSessions { refuse }),
         "datastore-config" => m
             .get(key)?
             .choice(&[("chronos", Store::Chronos), ("memcached", Store::Memcached)])

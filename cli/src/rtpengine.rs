@@ -25,10 +25,13 @@ use crate::remote::{Node, Remote};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     pub relay: String,
-    /// Its Redis database: the keyspace its peers follow.
-    pub keyspace: u32,
+    /// Its Redis database: the keyspace its peers follow; `None` without
+    /// Redis (it is then in no group, and its report has no Redis part).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyspace: Option<u32>,
     /// `host:port/db`, for messages.
-    pub redis: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<String>,
     pub command: Command,
     /// The Redis password, fed on stdin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,33 +75,21 @@ fn script() -> String {
     s
 }
 
-/// How `r`'s report is read; `None` for an rtpengine without Redis.
+/// How `r`'s report is read; `None` for a relay that is not an rtpengine.
 pub fn report(r: &Relay) -> Option<Report> {
     let e = r.rtpengine.as_ref()?;
-    let redis = e.redis.as_ref()?;
-    let (host, port) = redis.addr.rsplit_once(':')?;
-    let cli_port = e.cli.1.to_string();
-    let db = redis.db.to_string();
     let s = script();
+    let cli_port = e.cli.1.to_string();
+    let db = e.redis.as_ref().map(|r| r.db.to_string()).unwrap_or_default();
+    let mut argv = vec!["bash", "-c", &s, "opsctl-rtpengine", &e.cli.0, &cli_port];
+    if let Some((host, port)) = e.redis.as_ref().and_then(|r| r.addr.rsplit_once(':')) {
+        argv.extend([host.trim_matches(['[', ']']), port, &db]);
+    }
     Some(Report {
         relay: r.name.clone(),
-        keyspace: redis.db,
-        redis: format!("{}/{}", redis.addr, redis.db),
-        command: Command::remote_str(
-            &r.name,
-            &r.access,
-            &[
-                "bash",
-                "-c",
-                &s,
-                "opsctl-rtpengine",
-                &e.cli.0,
-                &cli_port,
-                host.trim_matches(['[', ']']),
-                port,
-                &db,
-            ],
-        ),
+        keyspace: e.redis.as_ref().map(|r| r.db),
+        redis: e.redis.as_ref().map(|r| format!("{}/{}", r.addr, r.db)),
+        command: Command::remote_str(&r.name, &r.access, &argv),
         stdin: e.redis_password.clone(),
         interfaces: e.interfaces.iter().map(|(n, _)| n.clone()).collect(),
     })
@@ -106,7 +97,11 @@ pub fn report(r: &Relay) -> Option<Report> {
 
 /// The site's group: every rtpengine of it that writes its calls to Redis.
 pub fn group(site: &Site) -> Vec<Report> {
-    site.relays.iter().filter_map(report).collect()
+    site.relays
+        .iter()
+        .filter_map(report)
+        .filter(|r| r.keyspace.is_some())
+        .collect()
 }
 
 /// Reads one instance's report.
@@ -121,14 +116,15 @@ pub async fn read(remote: &Remote, node: &Node, rep: &Report) -> anyhow::Result<
         .await?;
     let err = crate::remote::trim_output(&out.stderr);
     let relay = &rep.relay;
+    let redis = rep.redis.as_deref().unwrap_or("?");
     match out.code {
         0 => rtp::parse_report(&out.stdout).with_context(|| format!("what rtpengine on {relay} reported")),
         70 => bail!("rtpengine-ctl on {relay} failed: {err}"),
-        74 => bail!("Redis {} cannot be reached from {relay}: {err}", rep.redis),
-        75 => bail!("Redis {} did not answer {relay} within 5s", rep.redis),
+        74 => bail!("Redis {redis} cannot be reached from {relay}: {err}"),
+        75 => bail!("Redis {redis} did not answer {relay} within 5s"),
         76 => bail!(
             "Redis {} refused {relay}: {err}{}",
-            rep.redis,
+            redis,
             match &rep.stdin {
                 Some(p) => format!(" (the password comes from {p})"),
                 None => " (no `redis_password_env` or `redis_password_file` is set for it)".into(),
@@ -183,10 +179,11 @@ pub fn check(group: &[Report], readings: &[Result<Reading, String>]) -> Checked 
     let mut c = Checked::default();
     let mut instances = Vec::new();
     for (rep, r) in group.iter().zip(readings) {
+        let Some(keyspace) = rep.keyspace else { continue };
         match r {
             Ok(reading) => instances.push(Instance {
                 name: &rep.relay,
-                keyspace: rep.keyspace,
+                keyspace,
                 reading,
             }),
             Err(why) => c.unread.push((rep.relay.clone(), why.clone())),
@@ -276,8 +273,8 @@ pub fn handover(r: &Relay, group: &[Report], readings: &[Result<Reading, String>
 
 /// Where the limit on new calls an instance had before a run refused
 /// them is kept on its node, until the run allows them again.
-fn kept_limit(run: &str, cli_port: u16) -> String {
-    format!("/run/opsctl/{run}.rtpengine-{cli_port}.maxsessions")
+fn kept_limit(run: &str, cli: &(String, u16)) -> String {
+    format!("/run/opsctl/{run}.rtpengine-{}-{}.maxsessions", cli.0, cli.1)
 }
 
 /// Keeps the limit on new calls (unless this run kept it already: a step
@@ -320,7 +317,7 @@ pub fn new_sessions(r: &Relay, run: &str, refuse: bool) -> anyhow::Result<Comman
             },
             &e.cli.0,
             &port,
-            &kept_limit(run, e.cli.1),
+            &kept_limit(run, &e.cli),
         ],
     ))
 }
@@ -328,45 +325,68 @@ pub fn new_sessions(r: &Relay, run: &str, refuse: bool) -> anyhow::Result<Comman
 /// Up to this many of an instance's own calls are checked for media.
 pub const MEDIA_SAMPLE: usize = 5;
 
-/// Prints `list sessions ID` for up to [`MEDIA_SAMPLE`] of the instance's
-/// own calls, each after `@@opsctl ID`.
-const MEDIA: &str = r#"ids=$(rtpengine-ctl -ip "$1" -port "$2" list sessions own) || exit 70
-for id in $(printf '%s\n' "$ids" | sed -n 's/^callid: *\([^ |]*\).*/\1/p' | head -n "$3"); do
+/// Prints `list sessions ID` for the first [`MEDIA_SAMPLE`] (by id) of
+/// the calls of keyspace `$4` the instance lists as `$3` (`own` or
+/// `foreign`), each after `@@opsctl ID`.
+const MEDIA: &str = r#"ids=$(rtpengine-ctl -ip "$1" -port "$2" list sessions "$3") || exit 70
+for id in $(printf '%s\n' "$ids" | grep -F "| redis_keyspace:$4 |" | sed -n 's/^callid: *\([^ |]*\).*/\1/p' | sort | head -n "$5"); do
   printf '@@opsctl %s\n' "$id"; rtpengine-ctl -ip "$1" -port "$2" list sessions "$id" || exit 70
 done"#;
 
-/// The command that lists the packet counters of `r`'s own calls.
-pub fn media(r: &Relay) -> anyhow::Result<Command> {
-    let e = r
+/// The commands that list the packet counters of `of`'s calls: on `of`
+/// (its own) and on each peer of its group (those it holds as foreign).
+/// Whichever instance relays a call's media counts its packets: its owner,
+/// or a peer that took over its address.
+pub fn media(of: &Relay, site: &Site) -> anyhow::Result<Vec<Command>> {
+    let keyspace = of
         .rtpengine
         .as_ref()
-        .with_context(|| format!("relay `{}` is not an rtpengine", r.name))?;
-    Ok(Command::remote_str(
-        &r.name,
-        &r.access,
-        &[
-            "sh",
-            "-c",
-            MEDIA,
-            "opsctl-media",
-            &e.cli.0,
-            &e.cli.1.to_string(),
-            &MEDIA_SAMPLE.to_string(),
-        ],
-    ))
+        .and_then(|e| e.redis.as_ref())
+        .map(|r| r.db)
+        .with_context(|| format!("relay `{}` has no `rtpengine.redis`", of.name))?;
+    let mut out = Vec::new();
+    for r in site
+        .relays
+        .iter()
+        .filter(|r| r.name == of.name || report(r).is_some_and(|rep| rep.keyspace.is_some()))
+    {
+        let Some(e) = &r.rtpengine else { continue };
+        let whose = if r.name == of.name { "own" } else { "foreign" };
+        let cmd = Command::remote_str(
+            &r.name,
+            &r.access,
+            &[
+                "sh",
+                "-c",
+                MEDIA,
+                "opsctl-media",
+                &e.cli.0,
+                &e.cli.1.to_string(),
+                whose,
+                &keyspace.to_string(),
+                &MEDIA_SAMPLE.to_string(),
+            ],
+        );
+        // The owner's first.
+        if r.name == of.name {
+            out.insert(0, cmd);
+        } else {
+            out.push(cmd);
+        }
+    }
+    Ok(out)
 }
 
 /// The packets each listed call has carried, from [`media`]'s output.
 pub fn packets(text: &str) -> anyhow::Result<Vec<(String, u64)>> {
-    let mut out = Vec::new();
-    let mut parts = text.split(rtp::MARK).filter(|p| !p.trim().is_empty());
     if !text.trim().is_empty() && !text.starts_with(rtp::MARK) {
         bail!(
             "unexpected output before the first call: {}",
             text.lines().next().unwrap_or("")
         );
     }
-    for part in parts.by_ref() {
+    let mut out = Vec::new();
+    for part in text.split(rtp::MARK).filter(|p| !p.trim().is_empty()) {
         let (id, detail) = part.split_once('\n').unwrap_or((part, ""));
         if let Some(n) = rtp::parse_packets(detail)? {
             out.push((id.trim().to_owned(), n));

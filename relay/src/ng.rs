@@ -214,6 +214,10 @@ pub struct Client {
     addr: SocketAddr,
     socket: UdpSocket,
     timeout: Duration,
+    /// Starts every cookie of this client: rtpengine answers a cookie it
+    /// has seen (from any client) with its cached reply, so no two clients,
+    /// in this process or another, may share one.
+    prefix: String,
     next: u64,
 }
 
@@ -227,10 +231,13 @@ impl Client {
         let io = |source| NgError::Io { addr, source };
         let socket = UdpSocket::bind(bind).map_err(io)?;
         socket.set_read_timeout(Some(timeout)).map_err(io)?;
+        let mut nonce = [0u8; 8];
+        crate::random::fill(&mut nonce).map_err(io)?;
         Ok(Client {
             addr,
             socket,
             timeout,
+            prefix: format!("opsctl-{:016x}", u64::from_le_bytes(nonce)),
             next: 1,
         })
     }
@@ -244,7 +251,7 @@ impl Client {
     /// the cookie, or a result other than ok with rtpengine's reason.
     pub fn command(&mut self, command: &str, args: Vec<(&str, Value)>) -> Result<Value, NgError> {
         let addr = self.addr;
-        let cookie = format!("opsctl-{}-{}", std::process::id(), self.next);
+        let cookie = format!("{}-{}", self.prefix, self.next);
         self.next += 1;
         let mut msg = Value::dict(args);
         if let Value::Dict(d) = &mut msg {
@@ -340,14 +347,18 @@ impl Client {
         self.sdp_of(&reply)
     }
 
-    /// `delete`: ends the call.
+    /// `delete`: ends the call at once (rtpengine otherwise keeps a
+    /// deleted call for its `delete-delay`, 30 s by default).
     ///
     /// # Errors
     ///
     /// See [`Client::command`].
     pub fn delete(&mut self, call_id: &str) -> Result<(), NgError> {
-        self.command("delete", vec![("call-id", Value::str(call_id))])
-            .map(|_| ())
+        self.command(
+            "delete",
+            vec![("call-id", Value::str(call_id)), ("delete delay", Value::Int(0))],
+        )
+        .map(|_| ())
     }
 
     fn sdp_of(&self, reply: &Value) -> Result<String, NgError> {

@@ -144,6 +144,13 @@ pub struct Sessions {
 }
 
 impl Stats {
+    /// What a drain waits on: rtpengine's own calls (those it holds for a
+    /// peer are the peer's to end), else `allocations`.
+    #[must_use]
+    pub fn to_drain(&self) -> u64 {
+        self.sessions.map_or(self.allocations, |s| s.own)
+    }
+
     /// A reading with only the current count known.
     #[must_use]
     pub fn new(source: SourceKind, allocations: u64, read_at: SystemTime) -> Stats {

@@ -217,7 +217,7 @@ steps:
         "opsctl: error: pb/restart-no-downtime.yaml has 9 problems:
   pb/restart-no-downtime.yaml:3:24: preflight[1]: `min-heathy` is not one of `reachable`, `stats-readable`, `peers-healthy`, `min-healthy`, `advertised`, `bundle-valid`, `quorum-lost`, `seed-latest`, `keys-counted`, `config-present`, `cassandra-healthy`, `sprout-config`
       help: did you mean `min-healthy`?
-  pb/restart-no-downtime.yaml:6:11: steps[1].wait: `drainned` is not one of `drained`, `service-up`, `stats-answer`, `stun-binding`, `unadvertised`, `advertised`, `ssh-down`, `new-boot`, `served-cert`, `member-healthy`, `cluster-healthy`, `keys-preserved`, `member-added`, `accepts-writes`, `monit-running`, `monit-stopped`, `config-synced`
+  pb/restart-no-downtime.yaml:6:11: steps[1].wait: `drainned` is not one of `drained`, `service-up`, `stats-answer`, `stun-binding`, `unadvertised`, `advertised`, `ssh-down`, `new-boot`, `served-cert`, `member-healthy`, `cluster-healthy`, `keys-preserved`, `member-added`, `accepts-writes`, `monit-running`, `monit-stopped`, `config-synced`, `calls-held`, `calls-restored`, `calls-consistent`, `media-flows`, `ng-ping`
       help: did you mean `drained`?
   pb/restart-no-downtime.yaml:7:5: steps[2].servce: unknown field `servce`
       help: did you mean `service`?

@@ -127,28 +127,153 @@ impl RtpLab {
         Some((count("own")?, count("foreign")?))
     }
 
-    /// A call through instance `k`: offer and answer over ng.
-    fn call(&self, k: usize, id: &str) {
+    /// `rtpengine-ctl ARGS` on instance `k`'s node, its stdout.
+    fn ctl(&self, k: usize, args: &str) -> String {
+        let out = self.lab.ssh(
+            k,
+            &format!("rtpengine-ctl -ip {} -port 9900 {args}", self.lab.nodes[k].ip),
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Instance `k`'s limit on new calls.
+    fn max_sessions(&self, k: usize) -> String {
+        self.ctl(k, "list maxsessions").trim().to_owned()
+    }
+
+    /// The ids of the calls instance `k` owns.
+    fn own_calls(&self, k: usize) -> Vec<String> {
+        relay::rtpengine::parse_sessions(&self.ctl(k, "list sessions own"))
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect()
+    }
+
+    /// The pid of instance `k`'s process.
+    fn pid(&self, k: usize) -> String {
+        let out = self.lab.systemctl(k, "show-pid rtpengine");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn ng(&self, k: usize) -> relay::ng::Client {
         let ng = std::net::SocketAddr::new(self.lab.nodes[k].ip.into(), 2223);
-        let mut c = relay::ng::Client::new(
+        relay::ng::Client::new(
             ng,
             "0.0.0.0:0".parse().unwrap(),
             std::time::Duration::from_secs(3),
         )
-        .unwrap();
-        let caller = relay::ng::audio_sdp("127.0.0.1:40000".parse().unwrap());
-        let offered = c.offer(id, "caller", &caller).unwrap();
+        .unwrap()
+    }
+
+    /// A call through instance `k`: offer and answer over ng, between two
+    /// sockets of this test's own on loopback.
+    fn call(&self, k: usize, id: &str) -> Call {
+        let caller = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let callee = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut c = self.ng(k);
+        let offered = c
+            .offer(id, "caller", &relay::ng::audio_sdp(caller.local_addr().unwrap()))
+            .unwrap();
         assert!(relay::ng::sdp_audio(&offered).is_some(), "{offered}");
-        let callee = relay::ng::audio_sdp("127.0.0.1:40002".parse().unwrap());
-        let answered = c.answer(id, "caller", "callee", &callee).unwrap();
-        let at = relay::ng::sdp_audio(&answered).unwrap();
+        let answered = c
+            .answer(
+                id,
+                "caller",
+                "callee",
+                &relay::ng::audio_sdp(callee.local_addr().unwrap()),
+            )
+            .unwrap();
+        let to = relay::ng::sdp_audio(&answered).unwrap();
         assert_eq!(
-            at.ip(),
+            to.ip(),
             std::net::IpAddr::from(self.lab.nodes[k].ip),
             "{answered}"
         );
+        Call { caller, callee, to }
+    }
+
+    /// Ends call `id` on instance `k`.
+    fn hang_up(&self, k: usize, id: &str) {
+        self.ng(k).delete(id).unwrap();
     }
 }
+
+/// A call's two ends: the caller sends to `to` (the relay's port for it),
+/// the relay forwards to the callee.
+struct Call {
+    caller: std::net::UdpSocket,
+    callee: std::net::UdpSocket,
+    to: std::net::SocketAddr,
+}
+
+/// RTP from a call's caller, 50 packets a second, and what reaches its
+/// callee; bounded (2 minutes at most), stopped by `stop`.
+struct Media {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Heard>,
+}
+
+#[derive(Debug)]
+struct Heard {
+    sent: u64,
+    /// When each packet reached the callee, since the stream began.
+    arrivals: Vec<std::time::Duration>,
+}
+
+impl Heard {
+    /// The longest time without a packet.
+    fn longest_gap(&self) -> std::time::Duration {
+        self.arrivals
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+impl Media {
+    fn start(call: &Call) -> Media {
+        let (caller, callee, to) = (
+            call.caller.try_clone().unwrap(),
+            call.callee.try_clone().unwrap(),
+            call.to,
+        );
+        callee.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let began = std::time::Instant::now();
+            let (mut sent, mut arrivals) = (0u64, Vec::new());
+            let mut buf = [0u8; 2048];
+            while !flag.load(std::sync::atomic::Ordering::Relaxed)
+                && began.elapsed() < std::time::Duration::from_secs(120)
+            {
+                let mut rtp = vec![0x80, 0, (sent >> 8) as u8, sent as u8];
+                rtp.extend_from_slice(&((sent as u32) * 160).to_be_bytes());
+                rtp.extend_from_slice(&0x1234u32.to_be_bytes());
+                rtp.extend_from_slice(&[0xff; 160]);
+                let _ = caller.send_to(&rtp, to);
+                sent += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                while callee.recv(&mut buf).is_ok() {
+                    arrivals.push(began.elapsed());
+                }
+            }
+            Heard { sent, arrivals }
+        });
+        Media { stop, thread }
+    }
+
+    fn stop(self) -> Heard {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+/// The inventory's `advertise` block: a stand-in for a SIP proxy's
+/// dispatcher, which records each take-out and put-back in `dispatcher.log`.
+const DISPATCHER: &str = "advertise:\n  backend: command\n  remove: [sh, -c, 'echo \"remove $0\" >> dispatcher.log', '{node}']\n  restore: [sh, -c, 'echo \"restore $0\" >> dispatcher.log', '{node}']\n";
 
 #[test]
 fn three_instances_with_redis_each_hold_their_own_call_and_their_peers() {
@@ -223,4 +348,206 @@ fn a_peer_that_does_not_subscribe_is_reported_as_a_redundancy_hole() {
     assert_eq!(holes[0]["peer"], n3.as_str(), "{}", json.dump());
     assert_eq!(rows[1]["max_sessions"], -1, "{}", json.dump());
     assert!(rows[1].get("redundancy_holes").is_none(), "{}", json.dump());
+}
+
+#[test]
+fn a_no_downtime_restart_hands_its_calls_to_the_peers_and_takes_them_back() {
+    let r = RtpLab::start(&[&[1, 2], &[0, 2], &[0, 1]]);
+    let calls: Vec<Call> = (0..3).map(|k| r.call(k, &format!("call-{}", k + 1))).collect();
+    for k in 0..3 {
+        r.until(&format!("rtpengine {} holds 1 own and 2 foreign", k + 1), || {
+            r.sessions(k) == Some((1, 2))
+        });
+    }
+    let media = Media::start(&calls[0]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let before = r.pid(0);
+    let s = crate::util::Scratch::new();
+    s.write("inventory.yaml", &format!("{DISPATCHER}{}", r.inventory("")));
+    let (n1, n2, n3) = (&r.lab.nodes[0].name, &r.lab.nodes[1].name, &r.lab.nodes[2].name);
+    let plan = s.opsctl(&["restart", "--no-downtime", n1, "--dry-run"]);
+    plan.success();
+    assert!(
+        plan.stdout.contains(&format!(
+            "{n1}: restarted while {n2} and {n3} hold the 1 call(s) it owns (through Redis)"
+        )),
+        "{}",
+        plan.dump()
+    );
+    for gate in [
+        "calls-held",
+        "calls-restored",
+        "calls-consistent",
+        "media-flows",
+        "ng-ping",
+    ] {
+        assert!(
+            plan.stdout.contains(&format!("wait: {gate}")),
+            "{gate}\n{}",
+            plan.dump()
+        );
+    }
+    assert!(!plan.stdout.contains("wait: drained"), "{}", plan.dump());
+
+    let out = s.opsctl(&["restart", "--no-downtime", n1]);
+    out.success();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let heard = media.stop();
+    eprintln!(
+        "media through the restart: {} sent, {} heard, longest gap {:?}",
+        heard.sent,
+        heard.arrivals.len(),
+        heard.longest_gap()
+    );
+    assert_ne!(r.pid(0), before, "rtpengine 1 was not restarted\n{}", out.dump());
+    assert!(
+        out.stderr
+            .contains("1 of the 1 call(s) it owned are its own again"),
+        "{}",
+        out.dump()
+    );
+    // Its call is its own again, every peer holds it, nothing was dropped.
+    assert_eq!(r.own_calls(0), ["call-1"], "{}", out.dump());
+    for k in 0..3 {
+        assert_eq!(r.sessions(k), Some((1, 2)), "rtpengine {}\n{}", k + 1, out.dump());
+    }
+    // RTP sent to it still reaches the callee after the restart.
+    let last = *heard.arrivals.last().expect("no RTP reached the callee");
+    let ended = std::time::Duration::from_millis(20 * heard.sent);
+    assert!(
+        ended.saturating_sub(last) < std::time::Duration::from_millis(500),
+        "the last packet arrived at {last:?} of {ended:?}: {heard:?}"
+    );
+    assert_eq!(r.max_sessions(0), "Maximum sessions configured on rtpengine: -1");
+    assert_eq!(
+        std::fs::read_to_string(s.0.join("dispatcher.log")).unwrap(),
+        format!("remove {n1}\nrestore {n1}\n")
+    );
+}
+
+#[test]
+fn with_a_redundancy_hole_the_restart_waits_for_its_own_calls_and_new_calls_are_allowed_again_when_it_stops()
+{
+    // Instance 3 does not follow instance 1.
+    let r = RtpLab::start(&[&[1, 2], &[0, 2], &[1]]);
+    let _calls: Vec<Call> = (0..3).map(|k| r.call(k, &format!("call-{}", k + 1))).collect();
+    r.until("instance 3 holds instance 2's call", || {
+        r.sessions(2) == Some((1, 1))
+    });
+    let before = r.pid(0);
+    let s = crate::util::Scratch::new();
+    s.write("inventory.yaml", &r.inventory(", drain: {timeout: 4s, poll: 1s}"));
+    let (n1, n3) = (&r.lab.nodes[0].name, &r.lab.nodes[2].name);
+    let plan = s.opsctl(&["restart", "--no-downtime", n1, "--dry-run"]);
+    plan.success();
+    assert!(
+        plan.stdout.contains(&format!(
+            "{n1}: new calls are refused and its own calls must end before the restart: a redundancy hole: {n3} does not subscribe to {n1}'s keyspace 1"
+        )),
+        "{}",
+        plan.dump()
+    );
+    assert!(plan.stdout.contains("wait: drained") && !plan.stdout.contains("wait: calls-held"));
+
+    // Its call does not end: the drain times out, it is not restarted, and
+    // it takes new calls again.
+    let watcher = std::thread::scope(|scope| {
+        let seen = scope.spawn(|| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while std::time::Instant::now() < deadline {
+                if r.max_sessions(0).ends_with(": 0") {
+                    return true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            false
+        });
+        let out = s.opsctl(&["restart", "--no-downtime", n1]);
+        (seen.join().unwrap(), out)
+    });
+    let (refused, out) = watcher;
+    assert_ne!(out.code, 0, "{}", out.dump());
+    assert!(
+        refused,
+        "new calls were never refused during the drain\n{}",
+        out.dump()
+    );
+    assert!(out.stderr.contains("own calls on"), "{}", out.dump());
+    assert!(out.stderr.contains("Undoing"), "{}", out.dump());
+    assert_eq!(r.pid(0), before, "{}", out.dump());
+    assert_eq!(r.max_sessions(0), "Maximum sessions configured on rtpengine: -1");
+    assert_eq!(r.own_calls(0), ["call-1"]);
+
+    // Once its call ends, the same restart goes through.
+    r.hang_up(0, "call-1");
+    r.until("rtpengine 1 owns no call", || r.own_calls(0).is_empty());
+    let again = s.opsctl(&["restart", "--no-downtime", n1]);
+    again.success();
+    assert_ne!(r.pid(0), before, "{}", again.dump());
+    assert_eq!(r.max_sessions(0), "Maximum sessions configured on rtpengine: -1");
+}
+
+#[test]
+fn new_calls_are_allowed_again_when_the_run_is_interrupted_and_refused_again_on_resume() {
+    let r = RtpLab::start(&[&[1], &[0]]);
+    let _calls: Vec<Call> = (0..2).map(|k| r.call(k, &format!("call-{}", k + 1))).collect();
+    let s = crate::util::Scratch::new();
+    // No Redis for instance 1 in the inventory: its calls are drained.
+    let inv = r
+        .inventory("")
+        .replacen(&format!(", redis: '{}:6379/1'", r.lab.nodes[0].ip), "", 1);
+    s.write("inventory.yaml", &inv);
+    let n1 = &r.lab.nodes[0].name;
+    let (code, said) = crate::util::interrupt_when(
+        &s.0,
+        &["restart", "--no-downtime", n1],
+        "test",
+        "the drain wait began",
+        |j| j.contains("\"verdict\":\"not-yet\""),
+    );
+    assert_ne!(code, 0, "{said}");
+    assert!(said.contains("Undoing"), "{said}");
+    assert_eq!(
+        r.max_sessions(0),
+        "Maximum sessions configured on rtpengine: -1",
+        "{said}"
+    );
+    let shown = s.opsctl(&["runs", "show", "test"]);
+    assert!(shown.stdout.contains("undone"), "{}", shown.dump());
+
+    // Resumed, it refuses new calls again before it waits.
+    r.hang_up(0, "call-1");
+    let resumed = s.opsctl(&["resume", "test"]);
+    resumed.success();
+    assert!(
+        resumed.stderr.contains("refuse new calls (maxsessions 0)"),
+        "{}",
+        resumed.dump()
+    );
+    assert_eq!(r.max_sessions(0), "Maximum sessions configured on rtpengine: -1");
+
+    // Killed outright, it cannot allow them again: `status` says so, with
+    // the fix, and a resume does.
+    let _held = r.call(0, "call-3");
+    crate::util::kill_when(
+        &s.0,
+        &["--run-id", "killed", "restart", "--no-downtime", n1],
+        &[],
+        "killed",
+        "the drain wait began",
+        |j| j.contains("\"verdict\":\"not-yet\""),
+    );
+    assert!(r.max_sessions(0).ends_with(": 0"));
+    let status = s.opsctl(&["status"]);
+    assert_eq!(status.code, 1, "{}", status.dump());
+    assert!(
+        status.stdout.contains(&format!(
+            "{n1}: its limit on new calls (`maxsessions`) is 0 while it is in service"
+        )),
+        "{}",
+        status.dump()
+    );
+    r.hang_up(0, "call-3");
+    s.opsctl(&["resume", "killed"]).success();
+    assert_eq!(r.max_sessions(0), "Maximum sessions configured on rtpengine: -1");
 }

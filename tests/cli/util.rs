@@ -230,6 +230,70 @@ pub fn journal_has(text: &str, event: &str, n: usize) -> bool {
     text.lines().any(|l| l.starts_with(&line))
 }
 
+/// Starts opsctl as [`kill_when`] does, and once `when` holds of the
+/// journal, interrupts it (SIGINT, as Ctrl-C) and waits for it to end
+/// (60 s at most). Returns its exit status and what it printed on stderr.
+pub fn interrupt_when(
+    dir: &Path,
+    args: &[&str],
+    journal: &str,
+    what: &str,
+    when: impl Fn(&str) -> bool,
+) -> (i32, String) {
+    let state = dir.join(".opsctl-state");
+    let said = dir.join("interrupted.stderr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_opsctl"))
+        .current_dir(dir)
+        .args(args)
+        .env("OPSCTL_RUN_ID", journal)
+        .env("OPSCTL_SSH_PERSIST", "0s")
+        .env("OPSCTL_CONTROL_DIR", dir.join(".opsctl-ssh"))
+        .env("OPSCTL_STATE_DIR", &state)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&said).unwrap())
+        .spawn()
+        .unwrap();
+    let journal = state.join(format!("{journal}.jsonl"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while !when(&std::fs::read_to_string(&journal).unwrap_or_default()) {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "opsctl {} ended ({status}) before {what}:\n{}",
+                args.join(" "),
+                std::fs::read_to_string(&said).unwrap_or_default()
+            );
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("not within 90s: {what}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("opsctl did not end within 60s of SIGINT");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    (
+        status.code().unwrap_or(-1),
+        std::fs::read_to_string(&said).unwrap_or_default(),
+    )
+}
+
 /// Starts opsctl with `args` in `dir` (its state and control directories
 /// there, and `env`), and kills it (SIGKILL, no chance to clean up) once
 /// `when` holds of the journal of run `journal`: `what` says when, for a

@@ -184,6 +184,7 @@ fn demo(dir: &std::path::Path, cfg: &Config) -> anyhow::Result<()> {
             run,
             left_out: BTreeMap::new(),
             force: false,
+            handover: BTreeMap::new(),
         },
     )?;
     out.say(&format!(

@@ -28,6 +28,11 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
             Err(why) => (None, Some(why)),
         };
     }
+    if matches!(req.procedure, plan::Procedure::RestartNoDowntime) {
+        // Whether each rtpengine's peers hold its calls: the path its
+        // restart takes.
+        req.handover = read_handover(cfg, inv, &req.targets)?;
+    }
     let mut plan = plan::build(inv, &req).map_err(|e| error::mark(Kind::Usage, e))?;
     let mut resume = None;
     if matches!(req.procedure, plan::Procedure::RecoverQuorum { .. })
@@ -240,6 +245,54 @@ fn execute(cfg: &Config, mut plan: plan::Plan, resume: Option<executor::Resume>)
         let stop = executor::Stop::default();
         stop.on_ctrl_c(cfg.printer.clone());
         executor::run(&plan, opts, stop).await
+    })
+}
+
+/// For each rtpengine target: whether its peers hold its calls now (its
+/// site's group read at once), the path its restart takes.
+fn read_handover(
+    cfg: &Config,
+    inv: &crate::inventory::Inventory,
+    targets: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, crate::rtpengine::Handover>> {
+    let rtpengines: Vec<&crate::inventory::Relay> = inv
+        .relays()
+        .filter(|r| targets.contains(&r.name) && r.kind == relay::Kind::Rtpengine)
+        .collect();
+    let mut out = std::collections::BTreeMap::new();
+    if rtpengines.is_empty() {
+        return Ok(out);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let remote = crate::remote::Remote::with_persist(cfg.control_dir.clone(), cfg.ssh_persist)?;
+        for site in &inv.sites {
+            let mine: Vec<_> = rtpengines.iter().filter(|r| r.site == site.name).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let group = crate::rtpengine::group(site);
+            let readings = if group.len() > 1 {
+                let nodes: Vec<crate::remote::Node> = site
+                    .relays
+                    .iter()
+                    .map(|r| crate::remote::Node {
+                        name: r.name.clone(),
+                        access: r.access.clone(),
+                    })
+                    .collect();
+                crate::rtpengine::read_all(&remote, &nodes, &group).await
+            } else {
+                Vec::new()
+            };
+            for r in mine {
+                out.insert(r.name.clone(), crate::rtpengine::handover(r, &group, &readings));
+            }
+        }
+        remote.close().await;
+        Ok(out)
     })
 }
 

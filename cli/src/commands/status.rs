@@ -168,13 +168,16 @@ async fn read_all(
     Ok(rows)
 }
 
-/// The site's rtpengines that share calls through Redis: each one's limit
-/// on new calls, and the holes in its cover (with two or more of them).
+/// The site's rtpengines: each one's limit on new calls, and for those
+/// that share calls through Redis (two or more), the holes in each one's
+/// cover.
 async fn redundancy(remote: &Remote, site: &crate::inventory::Site, rows: &mut [Row]) {
-    let group = crate::rtpengine::group(site);
-    if group.is_empty() {
+    let reports: Vec<crate::rtpengine::Report> =
+        site.relays.iter().filter_map(crate::rtpengine::report).collect();
+    if reports.is_empty() {
         return;
     }
+    let shared = reports.iter().filter(|r| r.keyspace.is_some()).count();
     let nodes: Vec<Node> = site
         .relays
         .iter()
@@ -184,9 +187,9 @@ async fn redundancy(remote: &Remote, site: &crate::inventory::Site, rows: &mut [
             access: r.access.clone(),
         })
         .collect();
-    let readings = crate::rtpengine::read_all(remote, &nodes, &group).await;
-    let checked = crate::rtpengine::check(&group, &readings);
-    for (rep, reading) in group.iter().zip(&readings) {
+    let readings = crate::rtpengine::read_all(remote, &nodes, &reports).await;
+    let checked = crate::rtpengine::check(&reports, &readings);
+    for (rep, reading) in reports.iter().zip(&readings) {
         let Some(row) = rows.iter_mut().find(|r| r.node == rep.relay) else {
             continue;
         };
@@ -204,7 +207,7 @@ async fn redundancy(remote: &Remote, site: &crate::inventory::Site, rows: &mut [
             Err(why) if row.reachable => row.problems.push(format!("redundancy: {why}")),
             Err(_) => {}
         }
-        if group.len() > 1 {
+        if shared > 1 && rep.keyspace.is_some() {
             row.redundancy_holes = checked
                 .holes
                 .iter()

@@ -75,6 +75,8 @@ pub struct DrainProgress {
     last_fall: Option<(Duration, u64)>,
     /// The count last read.
     last: Option<u64>,
+    /// What is counted: `allocations`, or rtpengine's `own calls`.
+    noun: &'static str,
 }
 
 impl DrainProgress {
@@ -84,7 +86,14 @@ impl DrainProgress {
             first: None,
             last_fall: None,
             last: None,
+            noun: "allocations",
         }
+    }
+
+    /// Counting `noun` instead of allocations.
+    pub fn counting(mut self, noun: &'static str) -> DrainProgress {
+        self.noun = noun;
+        self
     }
 
     /// What a reading is told apart by: the count, not the rate or the
@@ -105,7 +114,7 @@ impl DrainProgress {
     pub fn observe(&mut self, elapsed: Duration, count: u64, threshold: u64) -> Poll {
         self.last = Some(count);
         if count <= threshold {
-            return Poll::Holds(format!("{count} allocations"));
+            return Poll::Holds(format!("{count} {}", self.noun));
         }
         let (t0, start) = *self.first.get_or_insert((elapsed, count));
         match self.last_fall {
@@ -124,10 +133,10 @@ impl DrainProgress {
         } else {
             String::new()
         };
-        let mut line = format!("{count} allocations (from {start}, -{rate:.1}/min{eta})");
+        let mut line = format!("{count} {} (from {start}, -{rate:.1}/min{eta})", self.noun);
         if let Some((since, _)) = self.last_fall {
             let flat = elapsed.saturating_sub(since);
-            if flat >= self.stuck_after {
+            if flat >= self.stuck_after && self.noun == "allocations" {
                 line.push_str(&format!(
                     "; not falling for {}: allocations of clients that left without deallocating stay counted until their lifetime ends",
                     crate::duration::format(Duration::from_secs(flat.as_secs()))
@@ -181,10 +190,19 @@ pub async fn wait(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
     let out = ex.out.clone();
     let bar = out.wait(&format!("{}: waiting until {fact}", step.node));
     let started = Instant::now();
-    let mut drain = DrainProgress::new(match gate {
-        Gate::Drained { stuck_after, .. } => *stuck_after,
-        _ => Duration::MAX,
-    });
+    let mut drain = match gate {
+        Gate::Drained {
+            stuck_after, stats, ..
+        } => {
+            let d = DrainProgress::new(*stuck_after);
+            if stats.source.kind() == relay::StatsSourceKind::RtpengineCtl {
+                d.counting("own calls")
+            } else {
+                d
+            }
+        }
+        _ => DrainProgress::new(Duration::MAX),
+    };
     // The reading last journaled: only a change is written again.
     let mut journaled: Option<(&'static str, String)> = None;
     loop {
@@ -292,7 +310,7 @@ async fn read(
             ..
         } => {
             let node = ex.node(&stats.relay)?;
-            let count = crate::stats::read(&ex.remote, &node, stats).await?.allocations;
+            let count = crate::stats::read(&ex.remote, &node, stats).await?.to_drain();
             let poll = drain.observe(started.elapsed(), count, *threshold);
             match (poll, list) {
                 (Poll::NotYet(line), Some(list)) if drain.stuck(started.elapsed()) => {
@@ -530,6 +548,11 @@ async fn read(
                 out.trim().lines().last().unwrap_or("")
             )),
         },
+        Gate::CallsHeld { .. }
+        | Gate::CallsRestored { .. }
+        | Gate::CallsConsistent { .. }
+        | Gate::MediaFlows { .. }
+        | Gate::NgPing { .. } => super::rtpengine::read(ex, step, gate).await?,
     })
 }
 

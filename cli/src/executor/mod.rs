@@ -14,6 +14,7 @@ mod checks;
 mod core;
 mod gates;
 mod lock;
+mod rtpengine;
 mod steps;
 mod summary;
 
@@ -308,9 +309,9 @@ impl Executor<'_> {
                     continue;
                 }
                 if self.stop.requested() {
-                    return Err(
-                        anyhow::Error::new(Stopped).context(format!("stopped before step {}", step.number))
-                    );
+                    let e =
+                        anyhow::Error::new(Stopped).context(format!("stopped before step {}", step.number));
+                    return Err(self.undo(section, step.number - 1, e).await);
                 }
                 self.out.status(
                     verb(&step.action),
@@ -321,6 +322,7 @@ impl Executor<'_> {
                     .await
                     .with_context(|| format!("step {} ({}: {}) failed", step.number, step.node, step.title));
                 if let Err(e) = result {
+                    let e = self.undo(section, step.number, e).await;
                     return Err(match &section.rollback {
                         Some(rb)
                             if (rb.from..=rb.to).contains(&step.number) && !error::is(&e, Kind::Stopped) =>
@@ -339,6 +341,61 @@ impl Executor<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Runs each step of `section` that undoes a step begun by now (up to
+    /// step `reached`) and has not run itself: the run stops, and what was
+    /// changed only for a while (an rtpengine refusing new calls) must not
+    /// stay so. They run even after a stop at once (a short command each,
+    /// bounded by its timeout), and the journal says the step they undo is
+    /// to be done again by a resumed run. The error says what was undone.
+    async fn undo(
+        &mut self,
+        section: &crate::plan::Section,
+        reached: usize,
+        cause: anyhow::Error,
+    ) -> anyhow::Error {
+        let mut cause = cause;
+        for s in &section.steps {
+            let Some(n) = s.undoes else { continue };
+            if n > reached || s.number <= reached || self.finished.contains(&s.number) {
+                continue;
+            }
+            self.out.status(
+                "Undoing",
+                &format!(
+                    "{}. {}: {} (the run stops after step {n})",
+                    s.number, s.node, s.title
+                ),
+            );
+            // A second Ctrl-C abandoned the run's commands; this one still runs.
+            let stop = std::mem::take(&mut self.stop);
+            let done = steps::perform(self, s).await;
+            self.stop = stop;
+            match done.and_then(|()| self.record_done(s, false)) {
+                Ok(()) => {
+                    if let Err(e) = self.journal(journal::Event::Undone {
+                        number: n,
+                        by: s.number,
+                        at: journal::now(),
+                    }) {
+                        return cause.context(format!("{e:#}"));
+                    }
+                    self.finished.remove(&n);
+                    cause = cause.context(format!(
+                        "step {} ran as the run stopped ({}: {}); a resumed run does step {n} again",
+                        s.number, s.node, s.title
+                    ));
+                }
+                Err(e) => {
+                    return cause.context(format!(
+                        "step {} ({}: {}) could not undo step {n} as the run stopped: {e:#}\ndo it by hand, as `--dry-run` shows step {}",
+                        s.number, s.node, s.title, s.number
+                    ));
+                }
+            }
+        }
+        cause
     }
 
     /// Puts `node` back as it was after a step of its section failed: the
@@ -585,7 +642,7 @@ impl Executor<'_> {
         {
             let n = crate::stats::read(&ex.remote, &ex.node(&stats.relay)?, stats)
                 .await
-                .map(|s| s.allocations);
+                .map(|s| s.to_drain());
             let question = match n {
                 Ok(n) => format!(
                     "the drain of {node} timed out after {waited}; restart it anyway, dropping its {n} allocations"

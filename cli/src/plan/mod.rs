@@ -14,6 +14,7 @@ mod cluster;
 mod render;
 mod renew;
 mod request;
+mod rtpengine;
 mod safety;
 mod steps;
 
@@ -276,6 +277,11 @@ pub struct Step {
     /// Every other step is safe to run again; see README.md, "Resume".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done_if: Option<DoneIf>,
+    /// This step undoes what step `undoes` (of its section) changed for a
+    /// while: when the run stops after that step and before this one, for
+    /// any reason, this step runs then (rtpengine's new calls allowed again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undoes: Option<usize>,
     #[serde(flatten)]
     pub action: Action,
 }
@@ -551,6 +557,36 @@ pub enum Gate {
         del: Command,
         value: String,
     },
+    /// rtpengine: every peer in `group` holds each call `of` owns (and
+    /// follows its keyspace), as their reports say.
+    CallsHeld {
+        of: String,
+        group: Vec<crate::rtpengine::Report>,
+    },
+    /// rtpengine: after its restart `of` owns again each call it owned
+    /// before (kept as `record`) that a peer still holds; one no peer
+    /// holds any more ended meanwhile.
+    CallsRestored {
+        of: String,
+        record: String,
+        group: Vec<crate::rtpengine::Report>,
+    },
+    /// rtpengine: no hole in the group and no foreign call whose owner
+    /// does not have it.
+    CallsConsistent {
+        group: Vec<crate::rtpengine::Report>,
+    },
+    /// rtpengine: `reads` list the packet counters of `of`'s calls, on it
+    /// and on its peers; read twice, 2 s apart, one call's packets summed
+    /// over the instances must have grown (or it owns none).
+    MediaFlows {
+        of: String,
+        reads: Vec<Command>,
+    },
+    /// rtpengine: an ng `ping` sent from here to `target` (UDP) is answered `pong`.
+    NgPing {
+        target: String,
+    },
 }
 
 impl Gate {
@@ -574,6 +610,11 @@ impl Gate {
             Gate::MonitRunning { .. } => "monit-running",
             Gate::MonitStopped { .. } => "monit-stopped",
             Gate::ConfigSynced { .. } => "config-synced",
+            Gate::CallsHeld { .. } => "calls-held",
+            Gate::CallsRestored { .. } => "calls-restored",
+            Gate::CallsConsistent { .. } => "calls-consistent",
+            Gate::MediaFlows { .. } => "media-flows",
+            Gate::NgPing { .. } => "ng-ping",
         }
     }
 }
@@ -721,7 +762,11 @@ impl Action {
                 | Gate::ConfigSynced { command } => out.push(command),
                 Gate::MemberAdded { list, add, .. } => out.extend([list, add]),
                 Gate::AcceptsWrites { put, get, del, .. } => out.extend([put, get, del]),
-                Gate::StunBinding { .. } | Gate::ServedCert { .. } => {}
+                Gate::CallsHeld { group, .. }
+                | Gate::CallsRestored { group, .. }
+                | Gate::CallsConsistent { group } => out.extend(group.iter().map(|r| &r.command)),
+                Gate::MediaFlows { reads, .. } => out.extend(reads),
+                Gate::StunBinding { .. } | Gate::ServedCert { .. } | Gate::NgPing { .. } => {}
             },
             Action::Safety { safety } => {
                 for p in &safety.others {

@@ -129,6 +129,12 @@ impl Render {
                     }
                     None => {}
                 }
+                if let Some(n) = step.undoes {
+                    let _ = writeln!(
+                        self.out,
+                        "{pad}  also run at once if the run stops (fails, times out, is interrupted) after step {n} and before this one"
+                    );
+                }
             }
             if let Some(r) = &section.rollback {
                 let _ = writeln!(
@@ -636,6 +642,39 @@ impl Render {
                     "{pad}  written, read back (it must print `{value}`), deleted:"
                 );
                 self.commands(&[put, get, del], pad);
+            }
+            Gate::CallsHeld { group, .. }
+            | Gate::CallsRestored { group, .. }
+            | Gate::CallsConsistent { group } => {
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  read by each instance's report (its own and foreign calls, subscribed keyspaces, maxsessions, the keys of its Redis database), parsed and compared:"
+                );
+                for rep in group {
+                    self.command(&rep.command, pad);
+                    if let Some(secret) = &rep.stdin {
+                        let _ = writeln!(
+                            self.out,
+                            "{pad}    with the Redis password from {secret} on its stdin"
+                        );
+                    }
+                }
+                if let Gate::CallsRestored { record, .. } = g {
+                    let _ = writeln!(self.out, "{pad}  against the ids kept as `{record}`");
+                }
+            }
+            Gate::MediaFlows { reads, .. } => {
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  read by these twice, 2 s apart (packets per call, summed over its streams and the instances):"
+                );
+                self.commands(&reads.iter().collect::<Vec<_>>(), pad);
+            }
+            Gate::NgPing { target } => {
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  read by opsctl: an ng `ping` (bencode over UDP) to {target} from here"
+                );
             }
         }
     }

@@ -414,6 +414,7 @@ impl Builder<'_> {
                     source: "rollback".into(),
                     takes_out: false,
                     done_if: None,
+                    undoes: None,
                     action,
                 })
                 .collect(),

@@ -75,6 +75,10 @@ pub struct Request {
     pub left_out: BTreeMap<String, String>,
     /// On a drain timeout, restart anyway once the remaining count is confirmed.
     pub force: bool,
+    /// rtpengine targets of a no-downtime restart: whether their peers
+    /// hold their calls, read just before planning (the path each takes).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub handover: BTreeMap<String, crate::rtpengine::Handover>,
 }
 
 impl Procedure {
@@ -111,6 +115,7 @@ pub fn build(inv: &Inventory, req: &Request) -> anyhow::Result<Plan> {
         number: 0,
         continues: BTreeMap::new(),
         next_steps: Vec::new(),
+        refused: BTreeMap::new(),
     };
     let preflight = match (&pb.targets, &pb.body) {
         (Targets::Relays, Body::PerRelay(steps)) => b.relays(steps)?,
@@ -159,6 +164,8 @@ pub(super) struct Builder<'a> {
     pub(super) number: usize,
     pub(super) continues: BTreeMap<String, String>,
     pub(super) next_steps: Vec<String>,
+    /// The step that refused new calls on a node, until one allows them again.
+    pub(super) refused: BTreeMap<String, usize>,
 }
 
 impl<'a> Builder<'a> {
@@ -284,6 +291,14 @@ impl<'a> Builder<'a> {
                 (StepKind::Reboot, Action::Run { .. }) => boot_id.take(),
                 _ => None,
             };
+            let undoes = match step.kind {
+                StepKind::NewSessions { refuse: true } => {
+                    self.refused.insert(node.to_owned(), self.number);
+                    None
+                }
+                StepKind::NewSessions { refuse: false } => self.refused.remove(node),
+                _ => None,
+            };
             if let (StepKind::Reboot, Action::Record { name, command }) = (&step.kind, &action) {
                 boot_id = Some(DoneIf::NewBoot {
                     command: command.clone(),
@@ -300,6 +315,7 @@ impl<'a> Builder<'a> {
                 source: format!("{}:{}", self.pb_file(), step.line),
                 takes_out: takes_out_of_service(&step.kind),
                 done_if,
+                undoes,
                 action,
             });
         }
@@ -344,6 +360,11 @@ impl<'a> Builder<'a> {
         let preflight = self.relay_preflight(&relays, &entries, cert.as_ref())?;
         let drain = !matches!(self.req.procedure, Procedure::RebootNode { drain: false });
         for r in &relays {
+            let handover = matches!(
+                self.req.handover.get(&r.name),
+                Some(crate::rtpengine::Handover::Held { .. })
+            );
+            self.handover_note(r);
             let mut section = Section {
                 title: format!(
                     "{} ({}, {}, {})",
@@ -363,8 +384,11 @@ impl<'a> Builder<'a> {
                     Condition::StunCheck => r.stun_check,
                     Condition::Reload => !restarts,
                     Condition::Restart => restarts,
-                    Condition::Drain => drain,
+                    Condition::Drain => drain && !handover,
                     Condition::NoDrain => !drain,
+                    Condition::Rtpengine => r.kind == relay::Kind::Rtpengine,
+                    Condition::Handover => handover,
+                    Condition::NgCheck => r.rtpengine.as_ref().is_some_and(|e| e.ng.is_some()),
                 });
                 if applies && !checked && takes_out_of_service(&step.kind) {
                     checked = true;
@@ -377,6 +401,7 @@ impl<'a> Builder<'a> {
                         source: format!("before {}:{}", self.pb_file(), step.line),
                         takes_out: false,
                         done_if: None,
+                        undoes: None,
                         action: Action::Safety { safety },
                     });
                 }
@@ -430,11 +455,14 @@ fn takes_out_of_service(k: &StepKind) -> bool {
     match k {
         StepKind::Unadvertise
         | StepKind::RelayDrain(true)
+        | StepKind::NewSessions { refuse: true }
         | StepKind::Reboot
         | StepKind::Service(ServiceAction::Stop | ServiceAction::Restart) => true,
         StepKind::Confirm { .. }
         | StepKind::Advertise
         | StepKind::RelayDrain(false)
+        | StepKind::NewSessions { refuse: false }
+        | StepKind::RecordCalls
         | StepKind::Wait(_)
         | StepKind::Service(ServiceAction::Start | ServiceAction::Reload)
         | StepKind::Run { .. }
@@ -469,6 +497,9 @@ pub(super) fn title(node: &str, kind: &StepKind, action: &Action, i: usize) -> S
                 ServiceAction::Reload => "reload",
             }
         ),
+        (StepKind::NewSessions { refuse: true }, _) => "refuse new calls (maxsessions 0)".into(),
+        (StepKind::NewSessions { refuse: false }, _) => "allow new calls again (the limit it had)".into(),
+        (StepKind::RecordCalls, _) => "keep the ids of the calls it owns".into(),
         (StepKind::Reboot, _) if i == 0 => "read the boot id".into(),
         (StepKind::Reboot, _) => "reboot".into(),
         (StepKind::Backup(_), Action::Run { command }) => format!(
@@ -515,6 +546,8 @@ pub(super) fn step_name(k: &StepKind) -> &'static str {
         StepKind::Unadvertise => "unadvertise",
         StepKind::Advertise => "advertise",
         StepKind::RelayDrain(_) => "relay-drain",
+        StepKind::NewSessions { .. } => "new-sessions",
+        StepKind::RecordCalls => "record-calls",
         StepKind::Wait(_) => "wait",
         StepKind::Service(_) => "service",
         StepKind::Run { .. } => "run",
@@ -549,6 +582,7 @@ mod tests {
                 run: "t".into(),
                 left_out: BTreeMap::new(),
                 force: false,
+                handover: BTreeMap::new(),
             },
         )
     }

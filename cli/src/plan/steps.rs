@@ -75,6 +75,8 @@ impl Builder<'_> {
                     cost: cost.filter(|_| *on),
                 }]
             }
+            StepKind::NewSessions { refuse } => vec![self.new_sessions(r, *refuse)?],
+            StepKind::RecordCalls => vec![self.record_calls(r)?],
             StepKind::Wait(spec) => self.relay_gate(r, spec, cert)?.into_iter().collect(),
             StepKind::Service(action) => {
                 let argv = match action {
@@ -215,8 +217,13 @@ impl Builder<'_> {
                     (true, false) => OnTimeout::Force,
                     (true, true) => OnTimeout::ForceElseReadvertise,
                 };
+                let what = if r.kind == relay::Kind::Rtpengine {
+                    "own calls"
+                } else {
+                    "allocations"
+                };
                 (
-                    format!("allocations on {} <= {}", r.name, r.drain.threshold),
+                    format!("{what} on {} <= {}", r.name, r.drain.threshold),
                     Gate::Drained {
                         stats: crate::stats::plan(r)?,
                         threshold: r.drain.threshold,
@@ -302,6 +309,14 @@ impl Builder<'_> {
                 )
             }
             PbGate::ServedCert => self.served_cert(r, cert)?,
+            PbGate::CallsHeld => {
+                // Nothing was disturbed yet: the relay goes back in service.
+                on_timeout = OnTimeout::Readvertise;
+                self.rtpengine_gate(r, spec.gate)?
+            }
+            PbGate::CallsRestored | PbGate::CallsConsistent | PbGate::MediaFlows | PbGate::NgPing => {
+                self.rtpengine_gate(r, spec.gate)?
+            }
             PbGate::MemberHealthy
             | PbGate::ClusterHealthy
             | PbGate::KeysPreserved
@@ -408,5 +423,12 @@ pub(super) fn gate_defaults(g: PbGate) -> (Duration, Duration) {
         PbGate::MemberHealthy => (s(2), s(120)),
         PbGate::ClusterHealthy => (s(2), s(300)),
         PbGate::MonitRunning | PbGate::MonitStopped | PbGate::ConfigSynced => (s(2), s(120)),
+        // A peer learns a call within milliseconds of its owner writing it.
+        PbGate::CallsHeld => (s(1), s(30)),
+        // rtpengine restores its calls from Redis as it starts.
+        PbGate::CallsRestored | PbGate::CallsConsistent => (s(1), s(60)),
+        // Each reading takes 2 s.
+        PbGate::MediaFlows => (s(3), s(60)),
+        PbGate::NgPing => (s(1), s(60)),
     }
 }
