@@ -93,12 +93,15 @@ impl std::fmt::Display for SecretRef {
 }
 
 impl SecretRef {
-    /// The secret's value, read now; the error says where it was looked for.
-    pub fn read(&self, what: &str) -> anyhow::Result<String> {
+    /// The secret's value, read now; the error says where it was looked
+    /// for, and `file_key`, the inventory field that names a file instead.
+    pub fn read(&self, what: &str, file_key: &str) -> anyhow::Result<String> {
         use anyhow::Context;
         match self {
             SecretRef::Env(name) => std::env::var(name).with_context(|| {
-                format!("{what} comes from ${name}, which is not set; export it, or name a file with `password_file`")
+                format!(
+                    "{what} comes from ${name}, which is not set; export it, or name a file with `{file_key}`"
+                )
             }),
             SecretRef::File(path) => Ok(std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {what} file {}", path.display()))?

@@ -107,7 +107,7 @@ pub fn group(site: &Site) -> Vec<Report> {
 /// Reads one instance's report.
 pub async fn read(remote: &Remote, node: &Node, rep: &Report) -> anyhow::Result<Reading> {
     let stdin = match &rep.stdin {
-        Some(s) => Some(format!("{}\n", s.read("the Redis password")?).into_bytes()),
+        Some(s) => Some(format!("{}\n", s.read("the Redis password", "redis_password_file")?).into_bytes()),
         None => None,
     };
     let timeout = Duration::from_secs(30).min(node.access.ssh.command_timeout);

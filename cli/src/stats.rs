@@ -209,7 +209,9 @@ pub async fn send(remote: &Remote, node: &Node, s: &StatsRead) -> anyhow::Result
         How::Here { addr, message } => query_udp(addr, message, s.reply_within).await?,
         How::Command { command, stdin } => {
             let stdin = match stdin {
-                Some(secret) => Some(format!("{}\n", secret.read("the stats password")?).into_bytes()),
+                Some(secret) => {
+                    Some(format!("{}\n", secret.read("the stats password", "password_file")?).into_bytes())
+                }
                 None => None,
             };
             run(remote, node, s, command, stdin).await?

@@ -15,6 +15,12 @@ struct RtpLab {
 impl RtpLab {
     /// `subscribed[k]`: the instances whose databases instance `k` follows.
     fn start(subscribed: &[&[usize]]) -> RtpLab {
+        RtpLab::start_with(subscribed, None)
+    }
+
+    /// With `password`, Redis requires it, and each rtpengine gets it as
+    /// rtpengine reads it: from `RTPENGINE_REDIS_AUTH_PW`.
+    fn start_with(subscribed: &[&[usize]], password: Option<&str>) -> RtpLab {
         for (bin, pkg) in [
             ("/usr/bin/rtpengine", "rtpengine-daemon"),
             ("/usr/bin/redis-server", "redis-server"),
@@ -31,7 +37,8 @@ impl RtpLab {
             0,
             "redis",
             &format!(
-                "/usr/bin/redis-server --bind {redis} --port 6379 --save '' --appendonly no --protected-mode no --notify-keyspace-events KEA"
+                "/usr/bin/redis-server --bind {redis} --port 6379 --save '' --appendonly no --protected-mode no --notify-keyspace-events KEA{}",
+                password.map(|p| format!(" --requirepass {p}")).unwrap_or_default()
             ),
         );
         assert!(lab.systemctl(0, "start redis").status.success());
@@ -51,7 +58,8 @@ impl RtpLab {
                 k,
                 "rtpengine",
                 &format!(
-                    "/usr/bin/rtpengine --config-file=none --foreground --log-stderr --table=-1 --timeout=600 {} --listen-ng={ip}:2223 --listen-cli={ip}:9900 --redis={redis}:6379/{} {} --port-min={ports} --port-max={}",
+                    "{}/usr/bin/rtpengine --config-file=none --foreground --log-stderr --table=-1 --timeout=600 {} --listen-ng={ip}:2223 --listen-cli={ip}:9900 --redis={redis}:6379/{} {} --port-min={ports} --port-max={}",
+                    password.map(|p| format!("env RTPENGINE_REDIS_AUTH_PW={p} ")).unwrap_or_default(),
                     interfaces.join(" "),
                     k + 1,
                     subscribe.join(" "),
@@ -406,6 +414,13 @@ fn a_no_downtime_restart_hands_its_calls_to_the_peers_and_takes_them_back() {
         "{}",
         out.dump()
     );
+    // Media was checked on the call that carried it, not skipped.
+    assert!(
+        out.stderr
+            .contains("1 of the 1 call(s) that carried media before the restart carry it again"),
+        "{}",
+        out.dump()
+    );
     // Its call is its own again, every peer holds it, nothing was dropped.
     assert_eq!(r.own_calls(0), ["call-1"], "{}", out.dump());
     for k in 0..3 {
@@ -550,4 +565,72 @@ fn new_calls_are_allowed_again_when_the_run_is_interrupted_and_refused_again_on_
     r.hang_up(0, "call-3");
     s.opsctl(&["resume", "killed"]).success();
     assert_eq!(r.max_sessions(0), "Maximum sessions configured on rtpengine: -1");
+}
+
+#[test]
+fn the_redis_password_comes_from_the_environment_and_never_reaches_a_command_line() {
+    let password = "s3cret-redis-pw";
+    let r = RtpLab::start_with(&[&[1], &[0]], Some(password));
+    let _calls: Vec<Call> = (0..2).map(|k| r.call(k, &format!("call-{}", k + 1))).collect();
+    for k in 0..2 {
+        r.until("each holds its peer's call", || r.sessions(k) == Some((1, 1)));
+        r.lab.commands_run(k);
+    }
+    let s = crate::util::Scratch::new();
+    s.write(
+        "inventory.yaml",
+        &r.inventory("")
+            .replace("interfaces: [", "redis_password_env: LAB_REDIS_PW, interfaces: ["),
+    );
+    // Without the variable: said, naming it.
+    let unset = s.opsctl(&["status"]);
+    assert_eq!(unset.code, 1, "{}", unset.dump());
+    assert!(unset.stdout.contains("LAB_REDIS_PW"), "{}", unset.dump());
+    // A wrong one: Redis's refusal, and where the password came from.
+    let wrong = crate::util::opsctl_env(&s.0, &["status"], &[("LAB_REDIS_PW", "nope")]);
+    assert_eq!(wrong.code, 1, "{}", wrong.dump());
+    assert!(
+        wrong.stdout.contains("refused") && wrong.stdout.contains("(the password comes from $LAB_REDIS_PW)"),
+        "{}",
+        wrong.dump()
+    );
+    // The right one: the report reads Redis, and no hole is found.
+    let right = crate::util::opsctl_env(&s.0, &["status"], &[("LAB_REDIS_PW", password)]);
+    right.success();
+    assert!(!right.stdout.contains("redundancy"), "{}", right.dump());
+    let restart = crate::util::opsctl_env(
+        &s.0,
+        &["restart", "--no-downtime", &r.lab.nodes[0].name],
+        &[("LAB_REDIS_PW", password)],
+    );
+    restart.success();
+    assert!(restart.stderr.contains("restarted while"), "{}", restart.dump());
+    // Its calls carried no RTP: silence before is not a failure after.
+    assert!(
+        restart
+            .stderr
+            .contains("none of its calls carried media before the restart"),
+        "{}",
+        restart.dump()
+    );
+    for k in 0..2 {
+        let ran = r.lab.commands_run(k);
+        assert!(ran.iter().any(|c| c.contains("opsctl-rtpengine")), "{ran:?}");
+        assert!(!ran.iter().any(|c| c.contains(password)), "{ran:?}");
+    }
+}
+
+#[test]
+fn every_command_a_handover_restart_sends_is_in_its_dry_run() {
+    let r = RtpLab::start(&[&[1], &[0]]);
+    let calls: Vec<Call> = (0..2).map(|k| r.call(k, &format!("call-{}", k + 1))).collect();
+    r.until("each holds its peer's call", || {
+        r.sessions(0) == Some((1, 1)) && r.sessions(1) == Some((1, 1))
+    });
+    let media = Media::start(&calls[0]);
+    let s = crate::util::Scratch::new();
+    s.write("inventory.yaml", &format!("{DISPATCHER}{}", r.inventory("")));
+    let sent = crate::contract::holds(&r.lab, &s, &["restart", "--no-downtime", &r.lab.nodes[0].name]);
+    media.stop();
+    assert!(sent > 20, "{sent} commands");
 }

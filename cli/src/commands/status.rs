@@ -61,6 +61,8 @@ pub struct Row {
     health: Option<Health>,
     #[serde(skip)]
     cert_ok: bool,
+    #[serde(skip)]
+    redundancy_unread: bool,
 }
 
 pub fn run(cfg: &Config) -> anyhow::Result<()> {
@@ -88,7 +90,8 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
         // One definition of a healthy relay, with whether clients are sent to it.
         if let Some(h) = &row.health {
             let listed = row.advertised.is_none_or(|a| a != "unadvertised");
-            row.healthy = h.healthy(listed) && row.cert_ok && row.redundancy_holes.is_empty();
+            row.healthy =
+                h.healthy(listed) && row.cert_ok && row.redundancy_holes.is_empty() && !row.redundancy_unread;
             if listed && row.max_sessions == Some(0) {
                 row.problems.push(
                     "its limit on new calls (`maxsessions`) is 0 while it is in service: every new call is refused\nhelp: `rtpengine-ctl set maxsessions -1` (or the limit it had) on it, or `opsctl resume RUN` for the run that set it (`opsctl runs`)".into(),
@@ -204,7 +207,11 @@ async fn redundancy(remote: &Remote, site: &crate::inventory::Site, rows: &mut [
                     }
                 }
             }
-            Err(why) if row.reachable => row.problems.push(format!("redundancy: {why}")),
+            Err(why) if row.reachable => {
+                // Whether its calls are covered cannot be told.
+                row.redundancy_unread = true;
+                row.problems.push(format!("redundancy: {why}"));
+            }
             Err(_) => {}
         }
         if shared > 1 && rep.keyspace.is_some() {
@@ -243,6 +250,7 @@ impl Row {
             problems: Vec::new(),
             health: None,
             cert_ok: true,
+            redundancy_unread: false,
         }
     }
 

@@ -444,7 +444,7 @@ impl Executor<'_> {
 pub(super) fn verb(a: &Action) -> &'static str {
     match a {
         Action::Run { .. } => "Running",
-        Action::Record { .. } => "Reading",
+        Action::Record { .. } | Action::RecordCalls { .. } => "Reading",
         Action::Gate {
             gate: crate::plan::Gate::Drained { .. },
             ..

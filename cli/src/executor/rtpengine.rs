@@ -9,7 +9,7 @@ use relay::rtpengine::Reading;
 
 use super::core::Executor;
 use super::gates::Poll;
-use crate::plan::{Gate, Step};
+use crate::plan::{Action, Gate, Step};
 use crate::rtpengine::{self as rtp, Report};
 
 /// Reads every instance of the group, each result in its place.
@@ -24,6 +24,39 @@ fn joined<T: ToString>(items: &[T]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Keeps, before a restart, the ids of the calls the rtpengine owns, and of
+/// those carrying media (their packets grew over 2 s on some instance).
+pub(super) async fn record_calls(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
+    let Action::RecordCalls {
+        own,
+        record,
+        media,
+        media_record,
+    } = &step.action
+    else {
+        unreachable!("record_calls is called for record-calls steps")
+    };
+    let owned = ex.run(own).await?;
+    rtp::own_ids(&owned)?;
+    let first = packets(ex, media).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second = packets(ex, media).await?;
+    let flowing: Vec<&str> = second
+        .iter()
+        .filter(|(id, n)| first.get(*id).is_some_and(|m| *n > m))
+        .map(|(id, _)| id.as_str())
+        .collect();
+    ex.out.note(&format!(
+        "{}: of the {} call(s) checked, {} carried media",
+        step.node,
+        second.len(),
+        flowing.len()
+    ));
+    ex.keep(&step.node, record, owned.trim().to_owned())?;
+    ex.keep(&step.node, media_record, flowing.join("\n"))?;
+    Ok(())
 }
 
 /// The packets each sampled call carried, summed over the instances that
@@ -153,26 +186,33 @@ pub(super) async fn read(ex: &Executor<'_>, step: &Step, gate: &Gate) -> anyhow:
                 Poll::NotYet(why.join("; "))
             }
         }
-        Gate::MediaFlows { reads, .. } => {
-            let first = packets(ex, reads).await?;
-            if first.is_empty() {
-                return Ok(Poll::Holds("it owns no call: there is no media to check".into()));
+        Gate::MediaFlows { reads, record, .. } => {
+            let kept = ex
+                .records
+                .get(&(step.node.clone(), record.clone()))
+                .with_context(|| format!("no `{record}` was kept before the restart"))?;
+            let before: BTreeSet<&str> = kept.lines().filter(|l| !l.is_empty()).collect();
+            if before.is_empty() {
+                return Ok(Poll::Holds(
+                    "none of its calls carried media before the restart: there is nothing to compare".into(),
+                ));
             }
+            let first = packets(ex, reads).await?;
             tokio::time::sleep(Duration::from_secs(2)).await;
             let second = packets(ex, reads).await?;
             let grew = second
                 .iter()
-                .filter(|(id, n)| first.get(*id).is_some_and(|m| *n > m))
+                .filter(|(id, n)| before.contains(id.as_str()) && first.get(*id).is_some_and(|m| *n > m))
                 .count();
             if grew > 0 {
                 Poll::Holds(format!(
-                    "{grew} of {} call(s) checked carried packets within 2 s",
-                    second.len()
+                    "{grew} of the {} call(s) that carried media before the restart carry it again",
+                    before.len()
                 ))
             } else {
                 Poll::NotYet(format!(
-                    "none of the {} call(s) checked carried a packet within 2 s",
-                    second.len()
+                    "none of the {} call(s) that carried media before the restart carried a packet within 2 s",
+                    before.len()
                 ))
             }
         }

@@ -41,6 +41,7 @@ pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
             let out = ex.run(command).await?;
             ex.keep(&step.node, name, out.trim().to_owned())?;
         }
+        Action::RecordCalls { .. } => super::rtpengine::record_calls(ex, step).await?,
         Action::Gate { .. } => gates::wait(ex, step).await?,
         Action::Safety { safety } => {
             let seen = unless_stopped(&ex.stop, checks::safety(ex, safety)).await?;

@@ -410,6 +410,16 @@ pub enum Action {
         path: String,
         command: Command,
     },
+    /// rtpengine, just before a restart: keeps the ids of the calls it owns
+    /// (`own`'s output, as `record`), and of those that carry media (`media`
+    /// read twice, 2 s apart, packets summed over the instances, as
+    /// `media_record`).
+    RecordCalls {
+        own: Command,
+        record: String,
+        media: Vec<Command>,
+        media_record: String,
+    },
     /// Reads the certificate the relay serves now, before anything of it
     /// changes: kept as `record` (what a rollback must serve again), and
     /// refused when it ends later than the new one (`new_not_after`)
@@ -577,11 +587,14 @@ pub enum Gate {
         group: Vec<crate::rtpengine::Report>,
     },
     /// rtpengine: `reads` list the packet counters of `of`'s calls, on it
-    /// and on its peers; read twice, 2 s apart, one call's packets summed
-    /// over the instances must have grown (or it owns none).
+    /// and on its peers; read twice, 2 s apart, one of the calls kept as
+    /// `record` (those that carried media before the restart) must have
+    /// carried packets, summed over the instances; with none kept, there is
+    /// nothing to compare.
     MediaFlows {
         of: String,
         reads: Vec<Command>,
+        record: String,
     },
     /// rtpengine: an ng `ping` sent from here to `target` (UDP) is answered `pong`.
     NgPing {
@@ -785,6 +798,10 @@ impl Action {
                 out.extend(commands.all());
             }
             Action::ReadServed { .. } => {}
+            Action::RecordCalls { own, media, .. } => {
+                out.push(own);
+                out.extend(media);
+            }
             Action::Confirm {
                 allocations, service, ..
             } => {

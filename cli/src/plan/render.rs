@@ -321,6 +321,23 @@ impl Render {
                 self.command(command, pad);
                 let _ = writeln!(self.out, "{pad}  keep its output as `{name}`");
             }
+            Action::RecordCalls {
+                own,
+                record,
+                media,
+                media_record,
+            } => {
+                self.command(own, pad);
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  keep its output as `{record}`; then these twice, 2 s apart:"
+                );
+                self.commands(&media.iter().collect::<Vec<_>>(), pad);
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  keep the ids of the calls whose packets grew as `{media_record}`"
+                );
+            }
             Action::Gate {
                 gate,
                 fact,
@@ -663,10 +680,10 @@ impl Render {
                     let _ = writeln!(self.out, "{pad}  against the ids kept as `{record}`");
                 }
             }
-            Gate::MediaFlows { reads, .. } => {
+            Gate::MediaFlows { reads, record, .. } => {
                 let _ = writeln!(
                     self.out,
-                    "{pad}  read by these twice, 2 s apart (packets per call, summed over its streams and the instances):"
+                    "{pad}  read by these twice, 2 s apart (packets per call, summed over its streams and the instances), for the calls kept as `{record}`:"
                 );
                 self.commands(&reads.iter().collect::<Vec<_>>(), pad);
             }

@@ -499,7 +499,6 @@ pub(super) fn title(node: &str, kind: &StepKind, action: &Action, i: usize) -> S
         ),
         (StepKind::NewSessions { refuse: true }, _) => "refuse new calls (maxsessions 0)".into(),
         (StepKind::NewSessions { refuse: false }, _) => "allow new calls again (the limit it had)".into(),
-        (StepKind::RecordCalls, _) => "keep the ids of the calls it owns".into(),
         (StepKind::Reboot, _) if i == 0 => "read the boot id".into(),
         (StepKind::Reboot, _) => "reboot".into(),
         (StepKind::Backup(_), Action::Run { command }) => format!(
@@ -512,6 +511,9 @@ pub(super) fn title(node: &str, kind: &StepKind, action: &Action, i: usize) -> S
         ),
         (_, Action::Run { .. }) => "run".into(),
         (_, Action::Record { name, .. }) => format!("read {name}"),
+        (_, Action::RecordCalls { .. }) => {
+            "keep the ids of the calls it owns, and of those carrying media".into()
+        }
         (_, Action::Gate { gate, .. }) => format!("wait: {}", gate.name()),
         (_, Action::Safety { safety }) => format!(
             "check the relays staying in service before {} goes out",

@@ -12,6 +12,8 @@ use crate::rtpengine::{self as rtp, Handover};
 
 /// The name the own-call ids are kept under before a restart.
 pub(super) const OWN_CALLS: &str = "own_calls";
+/// The name the ids of the calls that carried media then are kept under.
+pub(super) const MEDIA_BEFORE: &str = "media_before";
 
 impl Builder<'_> {
     /// Says which path a target rtpengine's restart takes, and why.
@@ -45,9 +47,15 @@ impl Builder<'_> {
     }
 
     pub(super) fn record_calls(&self, r: &Relay) -> anyhow::Result<Action> {
-        Ok(Action::Record {
-            name: OWN_CALLS.into(),
-            command: rtp::own_calls(r)?,
+        let site = self
+            .inv
+            .site(&r.site)
+            .with_context(|| format!("no site `{}`", r.site))?;
+        Ok(Action::RecordCalls {
+            own: rtp::own_calls(r)?,
+            record: OWN_CALLS.into(),
+            media: rtp::media(r, site)?,
+            media_record: MEDIA_BEFORE.into(),
         })
     }
 
@@ -124,6 +132,7 @@ impl Builder<'_> {
                     Gate::MediaFlows {
                         of: r.name.clone(),
                         reads: rtp::media(r, site)?,
+                        record: MEDIA_BEFORE.into(),
                     },
                 )
             }
