@@ -230,6 +230,23 @@ pub fn journal_has(text: &str, event: &str, n: usize) -> bool {
     text.lines().any(|l| l.starts_with(&line))
 }
 
+/// Starts opsctl with `args` in `dir`, its state and control directories
+/// there, `env` added, its stderr into `said`.
+fn spawn_watched(dir: &Path, args: &[&str], env: &[(&str, &str)], said: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_opsctl"))
+        .current_dir(dir)
+        .args(args)
+        .envs(env.iter().copied())
+        .env("OPSCTL_SSH_PERSIST", "0s")
+        .env("OPSCTL_CONTROL_DIR", dir.join(".opsctl-ssh"))
+        .env("OPSCTL_STATE_DIR", dir.join(".opsctl-state"))
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(said).unwrap())
+        .spawn()
+        .unwrap()
+}
+
 /// Starts opsctl as [`kill_when`] does, and once `when` holds of the
 /// journal, interrupts it (SIGINT, as Ctrl-C) and waits for it to end
 /// (60 s at most). Returns its exit status and what it printed on stderr.
@@ -240,21 +257,9 @@ pub fn interrupt_when(
     what: &str,
     when: impl Fn(&str) -> bool,
 ) -> (i32, String) {
-    let state = dir.join(".opsctl-state");
     let said = dir.join("interrupted.stderr");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_opsctl"))
-        .current_dir(dir)
-        .args(args)
-        .env("OPSCTL_RUN_ID", journal)
-        .env("OPSCTL_SSH_PERSIST", "0s")
-        .env("OPSCTL_CONTROL_DIR", dir.join(".opsctl-ssh"))
-        .env("OPSCTL_STATE_DIR", &state)
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&said).unwrap())
-        .spawn()
-        .unwrap();
-    let journal = state.join(format!("{journal}.jsonl"));
+    let mut child = spawn_watched(dir, args, &[("OPSCTL_RUN_ID", journal)], &said);
+    let journal = dir.join(".opsctl-state").join(format!("{journal}.jsonl"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     while !when(&std::fs::read_to_string(&journal).unwrap_or_default()) {
         if let Ok(Some(status)) = child.try_wait() {
@@ -306,22 +311,10 @@ pub fn kill_when(
     what: &str,
     when: impl Fn(&str) -> bool,
 ) -> String {
-    let state = dir.join(".opsctl-state");
     // What it says, for a failure: it is killed before it could be read.
     let said = dir.join("killed.stderr");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_opsctl"))
-        .current_dir(dir)
-        .args(args)
-        .envs(env.iter().copied())
-        .env("OPSCTL_SSH_PERSIST", "0s")
-        .env("OPSCTL_CONTROL_DIR", dir.join(".opsctl-ssh"))
-        .env("OPSCTL_STATE_DIR", &state)
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&said).unwrap())
-        .spawn()
-        .unwrap();
-    let journal = state.join(format!("{journal}.jsonl"));
+    let mut child = spawn_watched(dir, args, env, &said);
+    let journal = dir.join(".opsctl-state").join(format!("{journal}.jsonl"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     loop {
         let text = std::fs::read_to_string(&journal).unwrap_or_default();

@@ -16,6 +16,13 @@ use crate::plan::{Action, Command, Plan, Step};
 use crate::printer::{Printer, Tone};
 use crate::remote::{Node, Remote};
 
+/// What one reading of a gate's fact found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Poll {
+    Holds(String),
+    NotYet(String),
+}
+
 /// How a run is carried out.
 pub struct Options {
     /// How many nodes the safety checks read at once.

@@ -32,12 +32,7 @@ impl std::fmt::Display for TimedOut {
 
 impl std::error::Error for TimedOut {}
 
-/// What one reading found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Poll {
-    Holds(String),
-    NotYet(String),
-}
+pub use super::core::Poll;
 
 /// What the gate does after a reading.
 #[derive(Debug, Clone, PartialEq, Eq)]

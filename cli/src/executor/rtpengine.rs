@@ -7,8 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use relay::rtpengine::Reading;
 
-use super::core::Executor;
-use super::gates::Poll;
+use super::core::{Executor, Poll};
 use crate::plan::{Action, Gate, Step};
 use crate::rtpengine::{self as rtp, Report};
 

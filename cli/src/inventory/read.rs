@@ -165,7 +165,7 @@ pub fn rtpengine(at: &At) -> Option<Rtpengine> {
     let ng = match m.get("ng") {
         Some(a) => {
             let (h, p) = host_port(&a)?;
-            Some(format!("{}:{p}", super::resolve::bracket_v6(&h)))
+            Some(format!("{}:{p}", bracket_v6(&h)))
         }
         None => None,
     };
@@ -269,6 +269,15 @@ pub fn rtpengine(at: &At) -> Option<Rtpengine> {
         interfaces,
         redis_password,
     })
+}
+
+/// An IPv6 address in brackets, as it is written before a port.
+pub(super) fn bracket_v6(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
 }
 
 /// `host:port`, with an IPv6 host in brackets.

@@ -874,7 +874,7 @@ fn member(at: &At, defaults: &Defaults, shared: &MemberDefaults, walk: &Walk) ->
         if let Some(r) = role {
             r.error("`role` applies only to `clearwater` members", None);
         }
-        let url_host = bracket_v6(&host);
+        let url_host = read::bracket_v6(&host);
         MemberRole::Etcd {
             client_url: client_url.unwrap_or_else(|| format!("http://{url_host}:2379")),
             peer_url: peer_url.unwrap_or_else(|| format!("http://{url_host}:2380")),
@@ -911,14 +911,6 @@ fn check_redis_databases(at: &At, site: &str, relays: &[Relay]) {
                 Some("give each rtpengine a database of its own (`redis: HOST:PORT/DB`)".into()),
             );
         }
-    }
-}
-
-pub(super) fn bracket_v6(host: &str) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
     }
 }
 
