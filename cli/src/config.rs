@@ -154,6 +154,7 @@ fn against_inventory(
             left_out: left_out.clone(),
             force,
             handover: Default::default(),
+            handover_reads: Vec::new(),
         })
     };
     let action = match command {

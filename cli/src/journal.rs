@@ -270,6 +270,7 @@ pub fn read(path: &Path) -> Option<Previous> {
             }
             Event::Undone { number, .. } => {
                 p.done.remove(&number);
+                p.begun.remove(&number);
             }
             Event::Record {
                 node, name, value, ..

@@ -40,6 +40,9 @@ pub struct Report {
     /// its own calls); empty when the inventory does not say.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<String>,
+    /// The keyspaces the inventory says it follows (`subscribe`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscribe: Vec<u32>,
 }
 
 /// The Redis part of the report: `$3`:`$4`, database `$5`; the password,
@@ -55,7 +58,7 @@ if [ -n "$pw" ]; then say AUTH "$pw"; line; [ "$l" = +OK ] || { printf '%s\n' "$
 say SELECT "$5"; line; [ "$l" = +OK ] || { printf '%s\n' "$l" >&2; exit 76; }
 c=0
 while :; do
-  say SCAN "$c" COUNT 1000; line; line; line; c=$l; line; n=${l#\*}
+  say SCAN "$c" COUNT 1000; line; [ "$l" = '*2' ] || { printf '%s\n' "$l" >&2; exit 76; }; line; line; c=$l; line; n=${l#\*}
   i=0; while [ "$i" -lt "$n" ]; do line; line; printf '%s\n' "$l"; i=$((i+1)); done
   [ "$c" = 0 ] && break
 done"#;
@@ -92,6 +95,7 @@ pub fn report(r: &Relay) -> Option<Report> {
         command: Command::remote_str(&r.name, &r.access, &argv),
         stdin: e.redis_password.clone(),
         interfaces: e.interfaces.iter().map(|(n, _)| n.clone()).collect(),
+        subscribe: e.subscribe.clone(),
     })
 }
 
@@ -271,30 +275,39 @@ pub fn handover(r: &Relay, group: &[Report], readings: &[Result<Reading, String>
     }
 }
 
-/// Where the limit on new calls an instance had before a run refused
-/// them is kept on its node, until the run allows them again.
-fn kept_limit(run: &str, cli: &(String, u16)) -> String {
-    format!("/run/opsctl/{run}.rtpengine-{}-{}.maxsessions", cli.0, cli.1)
-}
+/// Where the limit on new calls an instance had before a run refused them
+/// is kept on its node, until a run allows them again: `DIR/RUN` then this.
+const KEPT_DIR: &str = "/run/opsctl";
 
-/// Keeps the limit on new calls (unless this run kept it already: a step
-/// run again must not keep its own 0), then sets it to 0.
-const REFUSE: &str = r#"f=$3; mkdir -p "${f%/*}" || exit 71
+/// Keeps the limit on new calls of the rtpengine whose CLI is `$1`:`$2` in
+/// `$3/$4.rtpengine-$1-$2.maxsessions` (`$3` the directory, `$4` the run),
+/// then sets it to 0. A limit this run kept already is kept (a step run
+/// again must not keep its own 0); one another run kept (cut short before
+/// it allowed calls again) is taken over; a limit of 0 with none kept is
+/// refused: what it was before is unknown.
+const REFUSE: &str = r#"s=".rtpengine-$1-$2.maxsessions"; f="$3/$4$s"; mkdir -p "$3" || exit 71
+if [ ! -e "$f" ]; then
+  for o in "$3"/*"$s"; do [ -e "$o" ] && { cp "$o" "$f.tmp" && mv "$f.tmp" "$f" || exit 71; echo "the limit run ${o##*/} kept is taken over"; break; }; done
+fi
 if [ ! -e "$f" ]; then rtpengine-ctl -ip "$1" -port "$2" list maxsessions > "$f.tmp" || exit 70
-  grep -q '^Maximum sessions configured on rtpengine: ' "$f.tmp" || { cat "$f.tmp" >&2; rm -f "$f.tmp"; exit 72; }
+  n=$(sed -n 's/^Maximum sessions configured on rtpengine: *//p' "$f.tmp")
+  [ -n "$n" ] || { cat "$f.tmp" >&2; rm -f "$f.tmp"; exit 72; }
+  [ "$n" != 0 ] || { rm -f "$f.tmp"; echo "its limit on new calls is 0 already and no run kept the one it had: set it first (rtpengine-ctl -ip $1 -port $2 set maxsessions N, -1 for none)" >&2; exit 73; }
   mv "$f.tmp" "$f" || exit 71; fi
 r=$(rtpengine-ctl -ip "$1" -port "$2" set maxsessions 0) || exit 70
 case "$r" in "Success setting maxsessions to 0"*) ;; *) printf '%s\n' "$r" >&2; exit 72;; esac
 printf 'new calls refused; the limit it had: %s\n' "$(sed 's/.*: //' "$f")""#;
 
-/// Sets the limit kept by [`REFUSE`] back, and forgets it; with none kept
-/// (new calls were never refused by this run) there is nothing to do.
-const ALLOW: &str = r#"f=$3; [ -e "$f" ] || { echo "no limit was kept: nothing to restore"; exit 0; }
+/// Sets the limit [`REFUSE`] kept back, and forgets every limit kept for
+/// this instance; with none kept (new calls were never refused) there is
+/// nothing to do.
+const ALLOW: &str = r#"s=".rtpengine-$1-$2.maxsessions"; f="$3/$4$s"
+[ -e "$f" ] || { echo "no limit was kept: nothing to restore"; exit 0; }
 n=$(sed -n 's/^Maximum sessions configured on rtpengine: *//p' "$f")
-[ -n "$n" ] || { cat "$f" >&2; exit 72; }
+[ -n "$n" ] && [ "$n" != 0 ] || { cat "$f" >&2; exit 72; }
 r=$(rtpengine-ctl -ip "$1" -port "$2" set maxsessions "$n") || exit 70
 case "$r" in "Success setting maxsessions to $n"*) ;; *) printf '%s\n' "$r" >&2; exit 72;; esac
-rm -f "$f"; printf 'new calls allowed again (maxsessions %s)\n' "$n""#;
+rm -f "$3"/*"$s"; printf 'new calls allowed again (maxsessions %s)\n' "$n""#;
 
 /// The command that refuses (`refuse`) or allows again new calls on `r`.
 pub fn new_sessions(r: &Relay, run: &str, refuse: bool) -> anyhow::Result<Command> {
@@ -317,7 +330,8 @@ pub fn new_sessions(r: &Relay, run: &str, refuse: bool) -> anyhow::Result<Comman
             },
             &e.cli.0,
             &port,
-            &kept_limit(run, &e.cli),
+            KEPT_DIR,
+            run,
         ],
     ))
 }
@@ -328,7 +342,7 @@ pub const MEDIA_SAMPLE: usize = 5;
 /// Prints `list sessions ID` for the first [`MEDIA_SAMPLE`] (by id) of
 /// the calls of keyspace `$4` the instance lists as `$3` (`own` or
 /// `foreign`), each after `@@opsctl ID`.
-const MEDIA: &str = r#"ids=$(rtpengine-ctl -ip "$1" -port "$2" list sessions "$3") || exit 70
+const MEDIA: &str = r#"set -f; ids=$(rtpengine-ctl -ip "$1" -port "$2" list sessions "$3") || exit 70
 for id in $(printf '%s\n' "$ids" | grep -F "| redis_keyspace:$4 |" | sed -n 's/^callid: *\([^ |]*\).*/\1/p' | sort | head -n "$5"); do
   printf '@@opsctl %s\n' "$id"; rtpengine-ctl -ip "$1" -port "$2" list sessions "$id" || exit 70
 done"#;

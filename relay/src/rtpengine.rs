@@ -91,6 +91,10 @@ fn quote(line: &str) -> String {
 ///
 /// A line that is neither.
 pub fn parse_sessions(text: &str) -> Result<Vec<Call>, ParseError> {
+    // rtpengine says when it has none: silence is no answer, not no calls.
+    if text.trim().is_empty() {
+        return Err(ParseError::Empty { reply: SESSIONS });
+    }
     let mut calls = Vec::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         if line.starts_with("No ") && line.ends_with("sessions on this media relay.") {
@@ -490,12 +494,16 @@ mod tests {
             )),
             "unexpected line `Cannot connect to the rtpengine Connection refused` in rtpengine `list sessions` reply"
         );
+        assert_eq!(
+            parse_sessions("\n").unwrap_err().to_string(),
+            "rtpengine `list sessions` reply is empty"
+        );
         assert!(parse_kslist("x").is_err());
         assert!(parse_kslist("Subscribed-on keyspaces:\ntwo\n").is_err());
         assert!(parse_max_sessions("").is_err());
         assert!(parse_max_sessions("Maximum sessions configured on rtpengine: many").is_err());
         let no_ks = format!(
-            "@@opsctl own\n{OWN}@@opsctl foreign\n@@opsctl maxsessions\nMaximum sessions configured on rtpengine: 1\n"
+            "@@opsctl own\n{OWN}@@opsctl foreign\nNo foreign sessions on this media relay.\n@@opsctl maxsessions\nMaximum sessions configured on rtpengine: 1\n"
         );
         assert_eq!(
             parse_report(&no_ks).unwrap_err().to_string(),

@@ -426,7 +426,18 @@ fn a_no_downtime_restart_hands_its_calls_to_the_peers_and_takes_them_back() {
     for k in 0..3 {
         assert_eq!(r.sessions(k), Some((1, 2)), "rtpengine {}\n{}", k + 1, out.dump());
     }
-    // RTP sent to it still reaches the callee after the restart.
+    // RTP sent to it still reaches the callee after the restart: in the
+    // lab its peers forward it meanwhile, so next to nothing is lost.
+    assert!(
+        heard.arrivals.len() as u64 * 100 >= heard.sent * 98,
+        "{} of {} packets arrived: {heard:?}",
+        heard.arrivals.len(),
+        heard.sent
+    );
+    assert!(
+        heard.longest_gap() < std::time::Duration::from_secs(1),
+        "{heard:?}"
+    );
     let last = *heard.arrivals.last().expect("no RTP reached the callee");
     let ended = std::time::Duration::from_millis(20 * heard.sent);
     assert!(
@@ -563,7 +574,15 @@ fn new_calls_are_allowed_again_when_the_run_is_interrupted_and_refused_again_on_
         status.dump()
     );
     r.hang_up(0, "call-3");
-    s.opsctl(&["resume", "killed"]).success();
+    // A new run (not the killed one resumed) takes over the limit it kept,
+    // rather than keeping the 0 it left.
+    let fresh = s.opsctl(&["--yes", "--break-lock", "restart", "--no-downtime", n1]);
+    fresh.success();
+    assert!(
+        fresh.stderr.contains("the limit run killed.rtpengine-"),
+        "{}",
+        fresh.dump()
+    );
     assert_eq!(r.max_sessions(0), "Maximum sessions configured on rtpengine: -1");
 }
 
@@ -633,4 +652,61 @@ fn every_command_a_handover_restart_sends_is_in_its_dry_run() {
     let sent = crate::contract::holds(&r.lab, &s, &["restart", "--no-downtime", &r.lab.nodes[0].name]);
     media.stop();
     assert!(sent > 20, "{sent} commands");
+}
+
+#[test]
+fn a_drain_done_before_the_run_stopped_is_done_again_on_resume() {
+    let r = RtpLab::start(&[&[1], &[0]]);
+    let s = crate::util::Scratch::new();
+    // No Redis for instance 1 in the inventory: its own calls are drained.
+    let inv = r.inventory(", drain: {timeout: 4s, poll: 1s}").replacen(
+        &format!(", redis: '{}:6379/1'", r.lab.nodes[0].ip),
+        "",
+        1,
+    );
+    s.write("inventory.yaml", &inv);
+    let n1 = &r.lab.nodes[0].name;
+    let plan = s.opsctl(&["--dry-run", "-o", "json", "restart", "--no-downtime", n1]);
+    plan.success();
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let steps = plan["sections"][0]["steps"].as_array().unwrap();
+    let number = |key: &str, value: &str| {
+        steps
+            .iter()
+            .find(|st| st[key] == value)
+            .and_then(|st| st["number"].as_u64())
+            .unwrap_or_else(|| panic!("no step with {key} {value}"))
+    };
+    let refuse = number("title", "refuse new calls (maxsessions 0)");
+    let drained = number("gate", "drained");
+    // Interrupted (as by Ctrl-C) once its drain is done, before its restart.
+    let hook = format!(
+        "e=$(cat); if printf '%s' \"$e\" | grep -q '\"step-end\"' && printf '%s' \"$e\" | grep -q '\"number\":{drained}[,}}]' && printf '%s' \"$e\" | grep -q '\"ok\":true'; then kill -INT $PPID; sleep 1; fi; exit 0"
+    );
+    let before = r.pid(0);
+    let out = s.opsctl(&["--notify", &hook, "restart", "--no-downtime", n1]);
+    assert_ne!(out.code, 0, "{}", out.dump());
+    assert!(
+        out.stderr
+            .contains(&format!("a resumed run does steps {refuse}, {drained} again")),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(r.pid(0), before, "restarted after the stop\n{}", out.dump());
+    assert_eq!(r.max_sessions(0), "Maximum sessions configured on rtpengine: -1");
+    // A call comes in meanwhile: the resumed run waits for it again, and
+    // does not restart under it.
+    let _late = r.call(0, "late");
+    // The first run of a test's directory has the id `test`.
+    let run = "test";
+    let waited = s.opsctl(&["resume", run]);
+    assert_ne!(waited.code, 0, "{}", waited.dump());
+    assert!(waited.stderr.contains("own calls on"), "{}", waited.dump());
+    assert_eq!(r.pid(0), before, "{}", waited.dump());
+    assert_eq!(r.own_calls(0), ["late"]);
+    r.hang_up(0, "late");
+    r.until("rtpengine 1 owns no call", || r.own_calls(0).is_empty());
+    s.opsctl(&["resume", run]).success();
+    assert_ne!(r.pid(0), before);
+    assert_eq!(r.max_sessions(0), "Maximum sessions configured on rtpengine: -1");
 }

@@ -185,6 +185,7 @@ fn demo(dir: &std::path::Path, cfg: &Config) -> anyhow::Result<()> {
             left_out: BTreeMap::new(),
             force: false,
             handover: BTreeMap::new(),
+            handover_reads: Vec::new(),
         },
     )?;
     out.say(&format!(

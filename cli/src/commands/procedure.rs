@@ -31,7 +31,7 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
     if matches!(req.procedure, plan::Procedure::RestartNoDowntime) {
         // Whether each rtpengine's peers hold its calls: the path its
         // restart takes.
-        req.handover = read_handover(cfg, inv, &req.targets)?;
+        (req.handover, req.handover_reads) = read_handover(cfg, inv, &req.targets)?;
     }
     let mut plan = plan::build(inv, &req).map_err(|e| error::mark(Kind::Usage, e))?;
     let mut resume = None;
@@ -254,14 +254,17 @@ fn read_handover(
     cfg: &Config,
     inv: &crate::inventory::Inventory,
     targets: &[String],
-) -> anyhow::Result<std::collections::BTreeMap<String, crate::rtpengine::Handover>> {
+) -> anyhow::Result<(
+    std::collections::BTreeMap<String, crate::rtpengine::Handover>,
+    Vec<crate::rtpengine::Report>,
+)> {
     let rtpengines: Vec<&crate::inventory::Relay> = inv
         .relays()
         .filter(|r| targets.contains(&r.name) && r.kind == relay::Kind::Rtpengine)
         .collect();
-    let mut out = std::collections::BTreeMap::new();
+    let (mut out, mut reads) = (std::collections::BTreeMap::new(), Vec::new());
     if rtpengines.is_empty() {
-        return Ok(out);
+        return Ok((out, reads));
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -283,7 +286,9 @@ fn read_handover(
                         access: r.access.clone(),
                     })
                     .collect();
-                crate::rtpengine::read_all(&remote, &nodes, &group).await
+                let r = crate::rtpengine::read_all(&remote, &nodes, &group).await;
+                reads.extend(group.iter().cloned());
+                r
             } else {
                 Vec::new()
             };
@@ -292,7 +297,7 @@ fn read_handover(
             }
         }
         remote.close().await;
-        Ok(out)
+        Ok((out, reads))
     })
 }
 

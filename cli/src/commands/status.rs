@@ -199,6 +199,15 @@ async fn redundancy(remote: &Remote, site: &crate::inventory::Site, rows: &mut [
         match reading {
             Ok(rd) => {
                 row.max_sessions = Some(rd.max_sessions);
+                let (mut live, mut said) = (rd.subscribed.clone(), rep.subscribe.clone());
+                live.sort_unstable();
+                said.sort_unstable();
+                if !said.is_empty() && live != said {
+                    // Told, not judged: a keyspace it lacks is a hole of its peer's.
+                    row.problems.push(format!(
+                        "it follows keyspaces {live:?} (`kslist`), the inventory says {said:?}"
+                    ));
+                }
                 if rd.max_sessions == 0 {
                     // rtpengine's own drain: every new call is refused.
                     row.draining = Some(true);
@@ -210,7 +219,7 @@ async fn redundancy(remote: &Remote, site: &crate::inventory::Site, rows: &mut [
             Err(why) if row.reachable => {
                 // Whether its calls are covered cannot be told.
                 row.redundancy_unread = true;
-                row.problems.push(format!("redundancy: {why}"));
+                row.problems.push(format!("rtpengine report: {why}"));
             }
             Err(_) => {}
         }

@@ -249,6 +249,8 @@ pub struct Executor<'a> {
     pub(super) leases: BTreeMap<usize, String>,
     /// The tasks renewing those leases.
     pub(super) keepers: Vec<tokio::task::JoinHandle<()>>,
+    /// The steps already run to undo an earlier one as the run stops.
+    pub(super) undone_by: std::collections::BTreeSet<usize>,
 }
 
 impl Executor<'_> {

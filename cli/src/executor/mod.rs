@@ -82,6 +82,7 @@ pub async fn run(plan: &Plan, opts: Options, stop: Stop) -> anyhow::Result<()> {
         locks_held: Vec::new(),
         leases: BTreeMap::new(),
         keepers: Vec::new(),
+        undone_by: Default::default(),
     };
     // What the steps done before did to each node: a resumed run's summary
     // says a relay it left out is out.
@@ -347,18 +348,24 @@ impl Executor<'_> {
     /// step `reached`) and has not run itself: the run stops, and what was
     /// changed only for a while (an rtpengine refusing new calls) must not
     /// stay so. They run even after a stop at once (a short command each,
-    /// bounded by its timeout), and the journal says the step they undo is
-    /// to be done again by a resumed run. The error says what was undone.
-    async fn undo(
+    /// bounded by its timeout). The journal marks the step they undo not
+    /// done, so a resumed run does it again; and unless a later step took
+    /// the node further out of service (its restart), also every step done
+    /// after it: a drain or a check that held while new calls were refused
+    /// no longer does. Says what was undone; the error is an undo that failed.
+    async fn undo_pending(
         &mut self,
         section: &crate::plan::Section,
         reached: usize,
-        cause: anyhow::Error,
-    ) -> anyhow::Error {
-        let mut cause = cause;
+    ) -> anyhow::Result<Vec<String>> {
+        let mut said = Vec::new();
         for s in &section.steps {
             let Some(n) = s.undoes else { continue };
-            if n > reached || s.number <= reached || self.finished.contains(&s.number) {
+            if n > reached
+                || s.number <= reached
+                || self.finished.contains(&s.number)
+                || !self.undone_by.insert(s.number)
+            {
                 continue;
             }
             self.out.status(
@@ -372,30 +379,66 @@ impl Executor<'_> {
             let stop = std::mem::take(&mut self.stop);
             let done = steps::perform(self, s).await;
             self.stop = stop;
-            match done.and_then(|()| self.record_done(s, false)) {
-                Ok(()) => {
-                    if let Err(e) = self.journal(journal::Event::Undone {
-                        number: n,
-                        by: s.number,
-                        at: journal::now(),
-                    }) {
-                        return cause.context(format!("{e:#}"));
-                    }
-                    self.finished.remove(&n);
-                    cause = cause.context(format!(
-                        "step {} ran as the run stopped ({}: {}); a resumed run does step {n} again",
-                        s.number, s.node, s.title
-                    ));
-                }
-                Err(e) => {
-                    return cause.context(format!(
-                        "step {} ({}: {}) could not undo step {n} as the run stopped: {e:#}\ndo it by hand, as `--dry-run` shows step {}",
-                        s.number, s.node, s.title, s.number
-                    ));
-                }
+            if let Err(e) = done.and_then(|()| self.record_done(s, false)) {
+                bail!(
+                    "step {} ({}: {}) could not undo step {n} as the run stopped: {e:#}\ndo it by hand, as `--dry-run` shows step {}",
+                    s.number,
+                    s.node,
+                    s.title,
+                    s.number
+                );
             }
+            let taken_further = section.steps.iter().any(|t| {
+                t.number > n
+                    && t.number <= reached
+                    && t.takes_out
+                    && matches!(t.action, Action::Run { .. })
+                    && self.finished.contains(&t.number)
+            });
+            let again: Vec<usize> = section
+                .steps
+                .iter()
+                .map(|t| t.number)
+                .filter(|&t| {
+                    t == n || (!taken_further && t > n && t <= reached && self.finished.contains(&t))
+                })
+                .collect();
+            for &t in &again {
+                self.journal(journal::Event::Undone {
+                    number: t,
+                    by: s.number,
+                    at: journal::now(),
+                })?;
+                self.finished.remove(&t);
+            }
+            said.push(format!(
+                "step {} ran as the run stopped ({}: {}); a resumed run does step{} {} again",
+                s.number,
+                s.node,
+                s.title,
+                if again.len() == 1 { "" } else { "s" },
+                again
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
-        cause
+        Ok(said)
+    }
+
+    /// [`Self::undo_pending`] as a run stops with `cause`: the error says
+    /// what was undone, or which undo failed.
+    async fn undo(
+        &mut self,
+        section: &crate::plan::Section,
+        reached: usize,
+        cause: anyhow::Error,
+    ) -> anyhow::Error {
+        match self.undo_pending(section, reached).await {
+            Ok(said) => said.into_iter().fold(cause, |c, s| c.context(s)),
+            Err(e) => cause.context(format!("{e:#}")),
+        }
     }
 
     /// Puts `node` back as it was after a step of its section failed: the
@@ -643,9 +686,14 @@ impl Executor<'_> {
             let n = crate::stats::read(&ex.remote, &ex.node(&stats.relay)?, stats)
                 .await
                 .map(|s| s.to_drain());
+            let what = if stats.source.kind() == relay::StatsSourceKind::RtpengineCtl {
+                "own calls"
+            } else {
+                "allocations"
+            };
             let question = match n {
                 Ok(n) => format!(
-                    "the drain of {node} timed out after {waited}; restart it anyway, dropping its {n} allocations"
+                    "the drain of {node} timed out after {waited}; restart it anyway, dropping its {n} {what}"
                 ),
                 Err(e) => bail!(
                     "the drain of {node} timed out and its allocations cannot be read ({e:#}): not restarting"
@@ -671,6 +719,17 @@ impl Executor<'_> {
                 })
                 .collect();
             if undo.iter().any(|s| matches!(s.action, Action::Advertise { .. })) {
+                // New calls allowed again before it is listed: a relay
+                // advertised while refusing them fails every one.
+                if let Some(section) = plan
+                    .sections
+                    .iter()
+                    .find(|s| s.steps.iter().any(|t| t.number == step.number))
+                {
+                    for said in ex.undo_pending(section, step.number).await? {
+                        ex.out.note(&said);
+                    }
+                }
                 for back in undo {
                     ex.out.status(
                         verb(&back.action),

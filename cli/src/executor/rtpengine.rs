@@ -199,19 +199,31 @@ pub(super) async fn read(ex: &Executor<'_>, step: &Step, gate: &Gate) -> anyhow:
             let first = packets(ex, reads).await?;
             tokio::time::sleep(Duration::from_secs(2)).await;
             let second = packets(ex, reads).await?;
-            let grew = second
+            // A call that ended meanwhile is listed no more.
+            let present: Vec<&str> = before
                 .iter()
-                .filter(|(id, n)| before.contains(id.as_str()) && first.get(*id).is_some_and(|m| *n > m))
+                .copied()
+                .filter(|id| second.contains_key(*id))
+                .collect();
+            if present.is_empty() {
+                return Ok(Poll::Holds(format!(
+                    "the {} call(s) that carried media before the restart have ended",
+                    before.len()
+                )));
+            }
+            let grew = present
+                .iter()
+                .filter(|id| first.get(**id).is_some_and(|m| second[**id] > *m))
                 .count();
             if grew > 0 {
                 Poll::Holds(format!(
                     "{grew} of the {} call(s) that carried media before the restart carry it again",
-                    before.len()
+                    present.len()
                 ))
             } else {
                 Poll::NotYet(format!(
                     "none of the {} call(s) that carried media before the restart carried a packet within 2 s",
-                    before.len()
+                    present.len()
                 ))
             }
         }

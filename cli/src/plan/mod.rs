@@ -710,6 +710,9 @@ impl Plan {
                 None => {}
             }
         }
+        if let Some(r) = &self.request {
+            out.extend(r.handover_reads.iter().map(|rep| &rep.command));
+        }
         out
     }
 }

@@ -132,7 +132,7 @@ impl Render {
                 if let Some(n) = step.undoes {
                     let _ = writeln!(
                         self.out,
-                        "{pad}  also run at once if the run stops (fails, times out, is interrupted) after step {n} and before this one"
+                        "{pad}  also run at once if the run stops after step {n} began and before this one (a step fails or times out, or Ctrl-C stops it)"
                     );
                 }
             }
@@ -154,6 +154,15 @@ impl Render {
             let _ = writeln!(self.out, "\nnotes:");
             for n in &plan.notes {
                 let _ = writeln!(self.out, "  - {n}");
+            }
+        }
+        if let Some(r) = plan.request.as_ref().filter(|r| !r.handover_reads.is_empty()) {
+            let _ = writeln!(
+                self.out,
+                "\nread to make this plan (whether each rtpengine's peers hold its calls):"
+            );
+            for rep in &r.handover_reads {
+                self.command(&rep.command, "  ");
             }
         }
         if !plan.next_steps.is_empty() {

@@ -79,6 +79,9 @@ pub struct Request {
     /// hold their calls, read just before planning (the path each takes).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub handover: BTreeMap<String, crate::rtpengine::Handover>,
+    /// The reports read to tell that (the commands run to make the plan).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub handover_reads: Vec<crate::rtpengine::Report>,
 }
 
 impl Procedure {
@@ -293,7 +296,8 @@ impl<'a> Builder<'a> {
             };
             let undoes = match step.kind {
                 StepKind::NewSessions { refuse: true } => {
-                    self.refused.insert(node.to_owned(), self.number);
+                    // Allowing them again undoes the first refusal.
+                    self.refused.entry(node.to_owned()).or_insert(self.number);
                     None
                 }
                 StepKind::NewSessions { refuse: false } => self.refused.remove(node),
@@ -585,6 +589,7 @@ mod tests {
                 left_out: BTreeMap::new(),
                 force: false,
                 handover: BTreeMap::new(),
+                handover_reads: Vec::new(),
             },
         )
     }
