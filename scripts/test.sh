@@ -25,8 +25,10 @@ command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 [ -x /usr/bin/redis-server ] || need+=(redis-server)
 # openssl makes the certificates rcgen cannot (an RSA key of 1024 bits).
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
-# ss (iproute2) cuts a lab etcd member's peer connections, as a partition would.
+# ss and ip (iproute2) for the lab; iptables cuts a lab etcd member off its
+# peers, as a partition between hosts would.
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
 if [ ${#need[@]} -gt 0 ]; then
     echo "scripts/test.sh: installing ${need[*]} for the lab" >&2
     export DEBIAN_FRONTEND=noninteractive
