@@ -97,6 +97,16 @@ impl SourceKind {
             SourceKind::RtpengineCtl => "rtpengine-ctl",
         }
     }
+
+    /// What a drain read through this interface counts ([`Stats::to_drain`]):
+    /// rtpengine's own calls, else allocations.
+    #[must_use]
+    pub fn drains(self) -> &'static str {
+        match self {
+            SourceKind::RtpengineCtl => "own calls",
+            _ => "allocations",
+        }
+    }
 }
 
 impl fmt::Display for SourceKind {

@@ -188,14 +188,7 @@ pub async fn wait(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
     let mut drain = match gate {
         Gate::Drained {
             stuck_after, stats, ..
-        } => {
-            let d = DrainProgress::new(*stuck_after);
-            if stats.source.kind() == relay::StatsSourceKind::RtpengineCtl {
-                d.counting("own calls")
-            } else {
-                d
-            }
-        }
+        } => DrainProgress::new(*stuck_after).counting(stats.source.kind().drains()),
         _ => DrainProgress::new(Duration::MAX),
     };
     // The reading last journaled: only a change is written again.

@@ -686,11 +686,7 @@ impl Executor<'_> {
             let n = crate::stats::read(&ex.remote, &ex.node(&stats.relay)?, stats)
                 .await
                 .map(|s| s.to_drain());
-            let what = if stats.source.kind() == relay::StatsSourceKind::RtpengineCtl {
-                "own calls"
-            } else {
-                "allocations"
-            };
+            let what = stats.source.kind().drains();
             let question = match n {
                 Ok(n) => format!(
                     "the drain of {node} timed out after {waited}; restart it anyway, dropping its {n} {what}"

@@ -38,6 +38,7 @@ pub(super) async fn record_calls(ex: &mut Executor<'_>, step: &Step) -> anyhow::
         unreachable!("record_calls is called for record-calls steps")
     };
     let owned = ex.run(own).await?;
+    // Kept only if it is a listing: `calls-restored` compares with it.
     rtp::own_ids(&owned)?;
     let first = packets(ex, media).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;

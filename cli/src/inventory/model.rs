@@ -83,6 +83,20 @@ pub struct Rtpengine {
     pub redis_password: Option<SecretRef>,
 }
 
+impl Default for Rtpengine {
+    /// rtpengine's own default CLI, nothing else known.
+    fn default() -> Rtpengine {
+        Rtpengine {
+            cli: ("127.0.0.1".into(), 9900),
+            ng: None,
+            redis: None,
+            subscribe: Vec::new(),
+            interfaces: Vec::new(),
+            redis_password: None,
+        }
+    }
+}
+
 impl Rtpengine {
     /// `rtpengine-ctl` reaching this instance's CLI, with `args`.
     pub fn ctl(&self, args: &[&str]) -> Vec<String> {

@@ -160,7 +160,7 @@ pub fn rtpengine(at: &At) -> Option<Rtpengine> {
     let mut m = at.map()?;
     let cli = match m.get("cli") {
         Some(a) => host_port(&a)?,
-        None => ("127.0.0.1".to_owned(), 9900),
+        None => Rtpengine::default().cli,
     };
     let ng = match m.get("ng") {
         Some(a) => {

@@ -375,14 +375,7 @@ fn relay(at: &At, defaults: &Defaults, site: &str, walk: &Walk) -> Option<Relay>
     // Every rtpengine has a CLI; without a block, rtpengine's default one.
     let rtpengine = match (kind, rtpengine, &rtp_at) {
         (Kind::Rtpengine, Some(e), _) => Some(e),
-        (Kind::Rtpengine, None, None) => Some(Rtpengine {
-            cli: ("127.0.0.1".into(), 9900),
-            ng: None,
-            redis: None,
-            subscribe: Vec::new(),
-            interfaces: Vec::new(),
-            redis_password: None,
-        }),
+        (Kind::Rtpengine, None, None) => Some(Rtpengine::default()),
         _ => None,
     };
     let stats = stats(at, &l, kind, rtpengine.as_ref());

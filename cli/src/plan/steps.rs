@@ -217,13 +217,13 @@ impl Builder<'_> {
                     (true, false) => OnTimeout::Force,
                     (true, true) => OnTimeout::ForceElseReadvertise,
                 };
-                let what = if r.kind == relay::Kind::Rtpengine {
-                    "own calls"
-                } else {
-                    "allocations"
-                };
                 (
-                    format!("{what} on {} <= {}", r.name, r.drain.threshold),
+                    format!(
+                        "{} on {} <= {}",
+                        r.stats.source.kind().drains(),
+                        r.name,
+                        r.drain.threshold
+                    ),
                     Gate::Drained {
                         stats: crate::stats::plan(r)?,
                         threshold: r.drain.threshold,
