@@ -21,15 +21,19 @@ pub const HELD: i32 = 75;
 /// Makes the site's lock directory and writes the record (stdin) in it; the
 /// same run taking it again (continuing) is fine. Held by another: prints
 /// its record (given a second to appear, as a run that has just made the
-/// directory writes it next), exits 75.
-const TAKE: &str = r#"mkdir -p -- "${1%/*}" || exit 1; if mkdir -- "$1" 2>/dev/null || grep -qF "\"run\":\"$2\"" "$1/owner" 2>/dev/null; then cat > "$1/owner.tmp" && mv -f -- "$1/owner.tmp" "$1/owner"; else for i in 1 2 3 4 5 6 7 8 9 10; do [ -s "$1/owner" ] && break; sleep 0.1; done; cat -- "$1/owner" 2>/dev/null; exit 75; fi"#;
+/// directory writes it next), exits 75. A record that does not arrive whole
+/// (it names the run; a run killed as it sent it sends less) is never
+/// written: the lock it made is removed again and the take fails.
+const TAKE: &str = r#"mkdir -p -- "${1%/*}" || exit 1; made=; if mkdir -- "$1" 2>/dev/null; then made=1; elif ! grep -qF "\"run\":\"$2\"" "$1/owner" 2>/dev/null; then for i in 1 2 3 4 5 6 7 8 9 10; do [ -s "$1/owner" ] && break; sleep 0.1; done; cat -- "$1/owner" 2>/dev/null; exit 75; fi
+cat > "$1/owner.tmp" && grep -qF "\"run\":\"$2\"" "$1/owner.tmp" && mv -f -- "$1/owner.tmp" "$1/owner" && exit 0
+rm -f -- "$1/owner.tmp"; [ -n "$made" ] && rm -rf -- "$1"; echo "the lock record did not arrive whole on stdin" >&2; exit 1"#;
 
 /// Removes the lock if this run holds it.
 const RELEASE: &str = r#"if grep -qF "\"run\":\"$2\"" "$1/owner" 2>/dev/null; then rm -rf -- "$1"; fi"#;
 
-/// Removes the lock held by the run named on stdin (or with no record,
-/// left by a run killed while taking it).
-const BREAK: &str = r#"read -r holder; if [ -d "$1" ] && { [ ! -e "$1/owner" ] || grep -qF "\"run\":\"$holder\"" "$1/owner"; }; then rm -rf -- "$1"; fi"#;
+/// Removes the lock held by the run named on stdin (or with no record, or
+/// an empty one, left by a run killed while taking it).
+const BREAK: &str = r#"read -r holder; if [ -d "$1" ] && { [ ! -s "$1/owner" ] || grep -qF "\"run\":\"$holder\"" "$1/owner"; }; then rm -rf -- "$1"; fi"#;
 
 /// etcd's lease-backed lock (args: etcdctl, endpoint, key, TTL, run; the
 /// record on stdin): a lease is granted and the key put under it only if
@@ -271,6 +275,46 @@ pub fn machine() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The take script run by a real `sh`, fed `record`: its exit status and
+    /// what is left in `dir`.
+    fn take(dir: &std::path::Path, run: &str, record: &str) -> (i32, Option<String>) {
+        use std::io::Write;
+        let lock = dir.join("locks/site");
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", TAKE, "opsctl-lock"])
+            .arg(&lock)
+            .arg(run)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        sh.stdin.take().unwrap().write_all(record.as_bytes()).unwrap();
+        let code = sh.wait().unwrap().code().unwrap();
+        (code, std::fs::read_to_string(lock.join("owner")).ok())
+    }
+
+    /// A run killed as it sent its record (nothing, or part of it, arrived)
+    /// leaves no lock behind, and the lock stays free for the next run.
+    #[test]
+    fn a_record_that_does_not_arrive_whole_takes_no_lock() {
+        let dir = std::env::temp_dir().join(format!("opsctl-lock-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let whole = r#"{"run":"run-1","procedure":"x"}"#;
+        assert_eq!(take(&dir, "run-1", ""), (1, None));
+        assert_eq!(take(&dir, "run-1", r#"{"ru"#), (1, None));
+        assert!(!dir.join("locks/site").exists(), "the half-taken lock is removed");
+        assert_eq!(take(&dir, "run-1", whole), (0, Some(whole.into())));
+        // Taken again by the same run with a cut record: the lock it holds stays as it was.
+        assert_eq!(take(&dir, "run-1", ""), (1, Some(whole.into())));
+        // Another run is told who holds it.
+        assert_eq!(
+            take(&dir, "run-2", r#"{"run":"run-2"}"#),
+            (HELD, Some(whole.into()))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_holder_record_names_who_where_and_since_when() {
