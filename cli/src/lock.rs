@@ -41,10 +41,12 @@ const BREAK: &str = r#"read -r holder; if [ -d "$1" ] && { [ ! -s "$1/owner" ] |
 /// another run: the lease is revoked, the holder's record printed, exit
 /// 75. Held by this same run (a continued run, within the lease of the
 /// invocation before): taken over under the new lease, as long as the
-/// record is still the one read.
+/// record is still the one read. A record that does not arrive whole is
+/// refused before any lease is granted.
 const TAKE_ETCD: &str = r#"ctl=$1 ep=$2 key=$3 ttl=$4 run=$5
 e() { ETCDCTL_API=3 "$ctl" --endpoints="$ep" --command-timeout=5s "$@"; }
 record=$(base64 -w0) || exit 1
+printf '%s' "$record" | base64 -d | grep -qF "\"run\":\"$run\"" || { echo "the lock record did not arrive whole on stdin" >&2; exit 1; }
 lease=$(e lease grant "$ttl") || exit 1
 lease=${lease#lease }; lease=${lease%% *}
 res=$(printf 'create("%s") = "0"\n\nput --lease=%s %s %s\n\nget %s\n\n' "$key" "$lease" "$key" "$record" "$key" | e txn) || { e lease revoke "$lease" >/dev/null 2>&1; exit 1; }
