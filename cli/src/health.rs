@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::Command;
 use crate::inventory::Relay;
-use crate::remote::{Node, Remote};
+use crate::remote::{Node, Output, Part, Remote};
 use crate::stats::{self, StatsRead};
 
 /// Everything read to judge one relay's health: the exact commands.
@@ -56,6 +56,11 @@ impl ServiceProbe {
         let out = remote
             .probe(node, &self.command, node.access.ssh.command_timeout, None)
             .await?;
+        Ok(self.judge(&out))
+    }
+
+    /// Whether what the status command printed and its exit status say "up", and what was seen.
+    pub fn judge(&self, out: &Output) -> (bool, String) {
         let printed = out.stdout.trim().to_owned();
         let up = out.code == 0 && self.expect.as_deref().is_none_or(|want| printed == want);
         let seen = if up {
@@ -66,7 +71,7 @@ impl ServiceProbe {
                 self.command.line, out.code
             )
         };
-        Ok((up, seen))
+        (up, seen)
     }
 
     /// The words of the fact, for plans.
@@ -177,6 +182,110 @@ pub async fn read(remote: &Remote, node: &Node, p: &Probe) -> Health {
         stats::read(remote, node, &p.stats),
         drain
     );
+    judge(&mut h, p, service, reading, drain).await;
+    h
+}
+
+/// [`read`] for a survey (`opsctl status`): every command the probe runs,
+/// and `extra`'s after them, go to the node as one command line (one round
+/// trip); reads that opsctl makes itself (a status port read from here) go
+/// alongside. What `extra` printed comes back in its order, or why the
+/// batch failed.
+pub async fn read_at_once(
+    remote: &Remote,
+    node: &Node,
+    p: &Probe,
+    extra: &[Part<'_>],
+) -> (Health, Result<Vec<Output>, String>) {
+    let mut h = Health::default();
+    if let Err(e) = remote.reachable(node).await {
+        h.problems.push(e.to_string());
+        return (h, Err(e.to_string()));
+    }
+    h.reachable = true;
+    let (stats_in, drain_in) = (stats::stdin(&p.stats), p.drain_state.as_ref().map(stats::stdin));
+    let timeout = node.access.ssh.command_timeout;
+    let mut parts = vec![Part {
+        command: &p.service.command,
+        stdin: None,
+        timeout,
+    }];
+    let stats_at = push_read(&mut parts, &p.stats, &stats_in, node);
+    let drain_at = match (&p.drain_state, &drain_in) {
+        (Some(d), Some(fed)) => push_read(&mut parts, d, fed, node),
+        _ => None,
+    };
+    let extra_at = parts.len();
+    parts.extend(extra.iter().map(|e| Part { ..*e }));
+    let (batch, stats_here, drain_here) = tokio::join!(
+        remote.batch(node, &parts),
+        read_here(remote, node, Some(&p.stats)),
+        read_here(remote, node, p.drain_state.as_ref())
+    );
+    let outs = match batch {
+        Ok(outs) => outs,
+        Err(e) => {
+            // The connection broke or the node did not answer in time:
+            // nothing it runs is known, and that is said once.
+            h.problems.push(e.to_string());
+            return (h, Err(e.to_string()));
+        }
+    };
+    let take = |at: Option<usize>| at.map(|i| outs[i].clone());
+    let service = Ok(p.service.judge(&outs[0]));
+    let reading = match (stats_here, take(stats_at), stats_in) {
+        (Some(text), _, _) => text,
+        (None, Some(out), _) => stats::answer(&p.stats, out),
+        (None, None, fed) => Err(fed
+            .err()
+            .unwrap_or_else(|| anyhow::anyhow!("the stats were not read"))),
+    }
+    .and_then(|text| stats::parse(&p.stats, &text));
+    let drain = match (drain_here, take(drain_at), &p.drain_state) {
+        (Some(text), _, _) => Some(text),
+        (None, Some(out), Some(d)) => Some(stats::answer(d, out)),
+        _ => None,
+    };
+    judge(&mut h, p, service, reading, drain).await;
+    (h, Ok(outs[extra_at..].to_vec()))
+}
+
+/// Adds a read made by a command to a batch (one whose stdin could not be
+/// had is left out: its error is the read's); where it is in the batch.
+fn push_read<'a>(
+    parts: &mut Vec<Part<'a>>,
+    read: &'a StatsRead,
+    fed: &'a anyhow::Result<Option<Vec<u8>>>,
+    node: &Node,
+) -> Option<usize> {
+    let (command, Ok(fed)) = (read.command()?, fed) else {
+        return None;
+    };
+    parts.push(Part {
+        command,
+        stdin: fed.as_deref(),
+        timeout: stats::timeout(read, node),
+    });
+    Some(parts.len() - 1)
+}
+
+/// A read opsctl makes itself (a status port from here); `None` for one made by a command.
+async fn read_here(remote: &Remote, node: &Node, read: Option<&StatsRead>) -> Option<anyhow::Result<String>> {
+    let read = read?;
+    match &read.how {
+        stats::How::Here { .. } => Some(stats::send(remote, node, read).await),
+        stats::How::Command { .. } => None,
+    }
+}
+
+/// What the reads say, into `h`; then the STUN binding from here.
+async fn judge(
+    h: &mut Health,
+    p: &Probe,
+    service: anyhow::Result<(bool, String)>,
+    reading: anyhow::Result<relay::Stats>,
+    drain: Option<anyhow::Result<String>>,
+) {
     match service {
         Ok((up, seen)) => {
             h.service_up = Some(up);
@@ -204,7 +313,6 @@ pub async fn read(remote: &Remote, node: &Node, p: &Probe) -> Health {
             }
         }
     }
-    h
 }
 
 /// A STUN binding request from here to `target` (`host:port`, udp); the

@@ -173,7 +173,7 @@ impl Remote {
     async fn resume(&self, record: &std::path::Path) -> Option<Session> {
         self.persist?;
         let ctl = PathBuf::from(std::fs::read_to_string(record).ok()?.trim());
-        let session = Session::resume(ctl.clone().into_boxed_path(), None);
+        let session = Session::resume_mux(ctl.clone().into_boxed_path(), None);
         if session.check().await.is_ok() {
             return Some(session);
         }
@@ -277,6 +277,161 @@ impl Remote {
         }
     }
 
+    /// Runs `parts` on the node one after the other as one command line,
+    /// over one session: what a read-only survey (`opsctl status`) needs of
+    /// a node costs one round trip, not one per command. Each part's output
+    /// and exit status come back as if it had run alone, told apart by a
+    /// mark made for this batch (random, so no command prints it by chance).
+    /// At most one part may be fed stdin; the others read nothing. A
+    /// connection error or timeout is the whole batch's.
+    ///
+    /// Plans never batch: the commands a plan shows are the commands sent.
+    pub async fn batch(&self, node: &Node, parts: &[Part<'_>]) -> Result<Vec<Output>, ExecError> {
+        if node.access.transport == Transport::Local || parts.len() == 1 {
+            let mut outs = Vec::with_capacity(parts.len());
+            for p in parts {
+                outs.push(self.probe(node, p.command, p.timeout, p.stdin).await?);
+            }
+            return Ok(outs);
+        }
+        let fed: Vec<&Part> = parts.iter().filter(|p| p.stdin.is_some()).collect();
+        if fed.len() > 1 {
+            return Err(ExecError::Spawn {
+                node: node.name.clone(),
+                command: fed
+                    .iter()
+                    .map(|p| p.command.line.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                reason: "only one command of a batch can be fed stdin".into(),
+            });
+        }
+        let mark = batch_mark();
+        let line = batch_line(&mark, parts);
+        for p in parts {
+            tracing::info!(node = %node.name, command = %p.command.line, "running (batched)");
+        }
+        let started = std::time::Instant::now();
+        let result = self
+            .run_batch(node, &line, &mark, parts, fed.first().and_then(|p| p.stdin))
+            .await;
+        match &result {
+            Ok(outs) => {
+                let codes: Vec<i32> = outs.iter().map(|o| o.code).collect();
+                tracing::debug!(node = %node.name, ?codes, elapsed_ms = started.elapsed().as_millis() as u64, "finished")
+            }
+            Err(e) => tracing::debug!(node = %node.name, "failed: {e}"),
+        }
+        result
+    }
+
+    /// The batch over SSH, its output read as it comes: each part has its
+    /// own time limit from when the one before it ended, and a timeout or a
+    /// lost connection names the part that was running.
+    async fn run_batch(
+        &self,
+        node: &Node,
+        line: &str,
+        mark: &str,
+        parts: &[Part<'_>],
+        stdin: Option<&[u8]>,
+    ) -> Result<Vec<Output>, ExecError> {
+        use tokio::io::AsyncReadExt;
+        let session = self.session(node).await?;
+        let running = |done: usize| &parts[done.min(parts.len() - 1)].command.line;
+        let lost = |done: usize| ExecError::Disconnected {
+            node: node.name.clone(),
+            command: running(done).clone(),
+        };
+        let mut c = session.raw_command(line);
+        c.stdout(openssh::Stdio::piped()).stderr(openssh::Stdio::piped());
+        c.stdin(if stdin.is_some() {
+            openssh::Stdio::piped()
+        } else {
+            openssh::Stdio::null()
+        });
+        let Ok(mut child) = c.spawn().await else {
+            if session.check().await.is_err() {
+                self.forget_node(&node.name).await;
+            }
+            return Err(lost(0));
+        };
+        if let (Some(data), Some(mut w)) = (stdin, child.stdin().take())
+            && (w.write_all(data).await.is_err() || w.shutdown().await.is_err())
+        {
+            return Err(lost(0));
+        }
+        let errors = child.stderr().take().map(|mut pipe| {
+            tokio::spawn(async move {
+                let mut text = Vec::new();
+                let _ = pipe.read_to_end(&mut text).await;
+                text
+            })
+        });
+        let mut stdout = Vec::new();
+        let mut done = 0;
+        if let Some(mut pipe) = child.stdout().take() {
+            let mut scan = Marks::new(mark);
+            let mut deadline = tokio::time::Instant::now() + parts[0].timeout;
+            let mut chunk = [0u8; 16 * 1024];
+            loop {
+                match tokio::time::timeout_at(deadline, pipe.read(&mut chunk)).await {
+                    Err(_) => {
+                        if let Some(t) = &errors {
+                            t.abort();
+                        }
+                        return Err(ExecError::Timeout {
+                            node: node.name.clone(),
+                            command: running(done).clone(),
+                            after: crate::duration::format(parts[done.min(parts.len() - 1)].timeout),
+                        });
+                    }
+                    Ok(Ok(0) | Err(_)) => break,
+                    Ok(Ok(n)) => {
+                        stdout.extend_from_slice(&chunk[..n]);
+                        let now = scan.done(&stdout);
+                        if now > done && now < parts.len() {
+                            deadline = tokio::time::Instant::now() + parts[now].timeout;
+                        }
+                        done = now;
+                    }
+                }
+            }
+        }
+        let stderr = match errors {
+            Some(t) => tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let ended = child.wait().await;
+        let out = Output {
+            code: ended.as_ref().ok().and_then(|s| s.code()).unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        };
+        match split_batch(mark, parts.len(), &out) {
+            Some(outs) => Ok(outs),
+            None => {
+                if session.check().await.is_err() {
+                    self.forget_node(&node.name).await;
+                    return Err(lost(done));
+                }
+                Err(ExecError::Failed {
+                    node: node.name.clone(),
+                    command: running(done).clone(),
+                    code: out.code,
+                    stderr: format!(
+                        "the commands after it did not run: the batch ended early\n{}",
+                        out.stderr
+                    ),
+                })
+            }
+        }
+    }
+
     /// Whether the node answers: a connection is made (or an open one still works).
     pub async fn reachable(&self, node: &Node) -> Result<(), ExecError> {
         match node.access.transport {
@@ -338,7 +493,7 @@ impl Remote {
         }
         let address = crate::command::Host::of(&node.name, a).address;
         let session = b
-            .connect(&a.host)
+            .connect_mux(&a.host)
             .await
             .map_err(|e| connect_error(&node.name, &address, a, e))?;
         let session = Arc::new(session);
@@ -367,6 +522,101 @@ impl Remote {
             }
         }
     }
+}
+
+/// One command of a [`Remote::batch`].
+pub struct Part<'a> {
+    pub command: &'a Command,
+    pub stdin: Option<&'a [u8]>,
+    pub timeout: Duration,
+}
+
+/// A mark no command prints by chance: 16 random hex digits.
+fn batch_mark() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if random.is_err() {
+        // No /dev/urandom: the time and pid still make it unlike any output.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        bytes = ((t as u64) ^ (u64::from(std::process::id()) << 40)).to_le_bytes();
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("@@opsctl-{hex}")
+}
+
+/// The line that runs each part in turn (POSIX sh, as each part's own line
+/// is), each in a subshell of its own, so none ends the batch: after each, its exit status on stdout and a mark on stderr, each on
+/// a line of its own. Only the part fed stdin reads it.
+fn batch_line(mark: &str, parts: &[Part<'_>]) -> String {
+    let mut line = String::new();
+    for p in parts {
+        let input = if p.stdin.is_some() { "" } else { " </dev/null" };
+        line.push_str(&format!(
+            "( {}\n){input}; printf '\\n%s %s\\n' {mark} \"$?\"; printf '\\n%s\\n' {mark} >&2\n",
+            p.command.line
+        ));
+    }
+    line
+}
+
+/// How many parts of a batch have ended, as its output arrives: the
+/// complete status lines seen, scanning each byte once.
+struct Marks {
+    mark: Vec<u8>,
+    scanned: usize,
+    done: usize,
+}
+
+impl Marks {
+    fn new(mark: &str) -> Marks {
+        Marks {
+            mark: format!("\n{mark} ").into_bytes(),
+            scanned: 0,
+            done: 0,
+        }
+    }
+
+    fn done(&mut self, out: &[u8]) -> usize {
+        while let Some(at) = out[self.scanned..]
+            .windows(self.mark.len())
+            .position(|w| w == self.mark)
+        {
+            let code = self.scanned + at + self.mark.len();
+            let Some(end) = out[code..].iter().position(|b| *b == b'\n') else {
+                // The status line is not whole yet: look here again.
+                self.scanned += at;
+                return self.done;
+            };
+            self.scanned = code + end + 1;
+            self.done += 1;
+        }
+        // Keep the tail that may hold the start of a mark.
+        self.scanned = self.scanned.max(out.len().saturating_sub(self.mark.len() - 1));
+        self.done
+    }
+}
+
+/// Each part's output out of a batch's; `None` when the batch stopped early.
+fn split_batch(mark: &str, n: usize, out: &Output) -> Option<Vec<Output>> {
+    let mut outs = Vec::with_capacity(n);
+    let (mut stdout, mut stderr) = (out.stdout.as_str(), out.stderr.as_str());
+    let (out_mark, err_mark) = (format!("\n{mark} "), format!("\n{mark}\n"));
+    for _ in 0..n {
+        let (text, rest) = stdout.split_once(&out_mark)?;
+        let (code, rest) = rest.split_once('\n')?;
+        let (err, err_rest) = stderr.split_once(&err_mark)?;
+        outs.push(Output {
+            code: code.parse().ok()?,
+            stdout: text.to_owned(),
+            stderr: err.to_owned(),
+        });
+        (stdout, stderr) = (rest, err_rest);
+    }
+    Some(outs)
 }
 
 async fn run_ssh(session: &Session, cmd: &Command, stdin: Option<&[u8]>) -> Result<Output, openssh::Error> {
@@ -652,6 +902,82 @@ impl Remote {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A batch run by a real `sh`, as a node's login shell runs it.
+    #[test]
+    fn a_batch_gives_each_command_its_own_output_status_stderr_and_stdin() {
+        use std::io::Write;
+        let c = |line: &str| Command {
+            on: crate::command::Host::here(),
+            argv: Vec::new(),
+            line: line.into(),
+            cwd: None,
+        };
+        let cmds = [
+            c("printf 'no newline'"),
+            c("cat; echo out; echo err >&2; exit 3"),
+            c("read -r pw; printf '%s' \"[$pw]\""),
+        ];
+        let fed: &[u8] = b"secret\n";
+        let parts: Vec<Part> = cmds
+            .iter()
+            .enumerate()
+            .map(|(i, command)| Part {
+                command,
+                stdin: (i == 2).then_some(fed),
+                timeout: Duration::from_secs(5),
+            })
+            .collect();
+        let mark = batch_mark();
+        assert_ne!(mark, batch_mark(), "each batch has a mark of its own");
+        let mut sh = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(batch_line(&mark, &parts))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        sh.stdin.take().unwrap().write_all(fed).unwrap();
+        let out = sh.wait_with_output().unwrap();
+        let out = Output {
+            code: out.status.code().unwrap(),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        };
+        let outs = split_batch(&mark, 3, &out).expect("every part ran");
+        let seen: Vec<(i32, &str, &str)> = outs
+            .iter()
+            .map(|o| (o.code, o.stdout.as_str(), o.stderr.as_str()))
+            .collect();
+        // The second part's `cat` read nothing: only the third is fed.
+        assert_eq!(
+            seen,
+            [(0, "no newline", ""), (3, "out\n", "err\n"), (0, "[secret]", "")]
+        );
+        // Read as it arrives, a byte at a time: each part is seen to end
+        // once its status line is whole, and only then.
+        let mut marks = Marks::new(&mark);
+        let bytes = out.stdout.as_bytes();
+        let ends: Vec<usize> = (1..=bytes.len())
+            .filter(|&n| {
+                let before = marks.done;
+                marks.done(&bytes[..n]) > before
+            })
+            .collect();
+        let whole = |i: usize| {
+            let from = out.stdout.match_indices(&format!("\n{mark} ")).nth(i).unwrap().0;
+            from + out.stdout[from + 1..].find('\n').unwrap() + 2
+        };
+        assert_eq!(ends, [whole(0), whole(1), whole(2)]);
+        // A batch cut short (the connection went) is no answer.
+        let cut = Output {
+            code: 255,
+            stdout: out.stdout[..out.stdout.len() - 10].to_owned(),
+            stderr: out.stderr.clone(),
+        };
+        assert!(split_batch(&mark, 3, &cut).is_none());
+    }
 
     #[test]
     fn stderr_is_trimmed_to_its_last_lines() {

@@ -110,14 +110,30 @@ pub fn group(site: &Site) -> Vec<Report> {
 
 /// Reads one instance's report.
 pub async fn read(remote: &Remote, node: &Node, rep: &Report) -> anyhow::Result<Reading> {
-    let stdin = match &rep.stdin {
-        Some(s) => Some(format!("{}\n", s.read("the Redis password", "redis_password_file")?).into_bytes()),
-        None => None,
-    };
-    let timeout = Duration::from_secs(30).min(node.access.ssh.command_timeout);
+    let stdin = stdin(rep)?;
     let out = remote
-        .probe(node, &rep.command, timeout, stdin.as_deref())
+        .probe(node, &rep.command, timeout(node), stdin.as_deref())
         .await?;
+    reading(rep, &out)
+}
+
+/// What the report's command is fed: the Redis password, never on its command line.
+pub fn stdin(rep: &Report) -> anyhow::Result<Option<Vec<u8>>> {
+    match &rep.stdin {
+        Some(s) => Ok(Some(
+            format!("{}\n", s.read("the Redis password", "redis_password_file")?).into_bytes(),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// How long the report may take on `node`.
+pub fn timeout(node: &Node) -> Duration {
+    Duration::from_secs(30).min(node.access.ssh.command_timeout)
+}
+
+/// The reading out of what the report's command printed and how it ended.
+pub fn reading(rep: &Report, out: &crate::remote::Output) -> anyhow::Result<Reading> {
     let err = crate::remote::trim_output(&out.stderr);
     let relay = &rep.relay;
     let redis = rep.redis.as_deref().unwrap_or("?");

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, SecretRef};
 use crate::inventory::{ReadOn, Relay, Transport};
-use crate::remote::{Node, Remote};
+use crate::remote::{Node, Output, Remote};
 
 /// restund slices a reply into datagrams of at most this many bytes, so a
 /// shorter one is the last: the reader stops there instead of waiting out a
@@ -199,24 +199,54 @@ impl StatsRead {
 
 /// Reads the relay's stats once. `node` is where the read's command runs.
 pub async fn read(remote: &Remote, node: &Node, s: &StatsRead) -> anyhow::Result<relay::Stats> {
-    let text = send(remote, node, s).await?;
-    relay::stats::parse(&s.source, &text).with_context(|| format!("{}", s.source))
+    parse(s, &send(remote, node, s).await?)
+}
+
+/// The counters in a reply `s` got.
+pub fn parse(s: &StatsRead, text: &str) -> anyhow::Result<relay::Stats> {
+    relay::stats::parse(&s.source, text).with_context(|| format!("{}", s.source))
 }
 
 /// Sends what `s` says and returns the reply text; a silent port is an error.
 pub async fn send(remote: &Remote, node: &Node, s: &StatsRead) -> anyhow::Result<String> {
-    let text = match &s.how {
-        How::Here { addr, message } => query_udp(addr, message, s.reply_within).await?,
-        How::Command { command, stdin } => {
-            let stdin = match stdin {
-                Some(secret) => {
-                    Some(format!("{}\n", secret.read("the stats password", "password_file")?).into_bytes())
-                }
-                None => None,
-            };
-            run(remote, node, s, command, stdin).await?
+    match &s.how {
+        How::Here { addr, message } => answered(s, query_udp(addr, message, s.reply_within).await?),
+        How::Command { command, .. } => {
+            let stdin = stdin(s)?;
+            let out = remote
+                .probe(node, command, timeout(s, node), stdin.as_deref())
+                .await?;
+            answer(s, out)
         }
-    };
+    }
+}
+
+/// What a read by command is fed on stdin: the password, never on its command line.
+pub fn stdin(s: &StatsRead) -> anyhow::Result<Option<Vec<u8>>> {
+    match &s.how {
+        How::Command {
+            stdin: Some(secret), ..
+        } => Ok(Some(
+            format!("{}\n", secret.read("the stats password", "password_file")?).into_bytes(),
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// How long a read by command may take on `node`: the probe's own
+/// listening bounds the wait for the relay; this bounds the connection too,
+/// a few seconds past it.
+pub fn timeout(s: &StatsRead, node: &Node) -> Duration {
+    (s.reply_within * 2 + Duration::from_secs(10)).min(node.access.ssh.command_timeout)
+}
+
+/// The reply text out of what the read's command printed and how it ended.
+pub fn answer(s: &StatsRead, out: Output) -> anyhow::Result<String> {
+    let text = exited(s, out)?;
+    answered(s, text)
+}
+
+fn answered(s: &StatsRead, text: String) -> anyhow::Result<String> {
     if text.trim().is_empty() {
         bail!(
             "{} did not answer (no reply within {})",
@@ -267,18 +297,7 @@ pub async fn query_udp(addr: &str, command: &str, reply_within: Duration) -> any
     Ok(collector.text()?.to_owned())
 }
 
-async fn run(
-    remote: &Remote,
-    node: &Node,
-    s: &StatsRead,
-    cmd: &Command,
-    stdin: Option<Vec<u8>>,
-) -> anyhow::Result<String> {
-    // The probe's own listening bounds the wait for the relay; this bounds
-    // the connection too, a few seconds past it.
-    let timeout =
-        (s.reply_within * 2 + std::time::Duration::from_secs(10)).min(node.access.ssh.command_timeout);
-    let out = remote.probe(node, cmd, timeout, stdin.as_deref()).await?;
+fn exited(s: &StatsRead, out: Output) -> anyhow::Result<String> {
     let (source, relay) = (&s.source, &s.relay);
     match out.code {
         0 => Ok(out.stdout),

@@ -146,14 +146,23 @@ fn a_command_that_hangs_is_stopped_at_the_command_timeout() {
 }
 
 /// With `--ssh-persist`, the next command reuses the master connection the
-/// previous one left open instead of a new key exchange.
+/// previous one left open instead of a new key exchange; cold or warm,
+/// status asks each node everything in one command.
 #[test]
 fn a_second_command_reuses_the_kept_master() {
     let lab = lab(2);
     for i in 0..2 {
         lab.service(i, "relayd", "sleep 600");
         assert!(lab.systemctl(i, "start relayd").status.success());
+        lab.commands_run(i);
     }
+    let one_command_each = |what: &str| {
+        for i in 0..2 {
+            let sent = lab.commands_run(i);
+            assert_eq!(sent.len(), 1, "{what}: node-{} was sent {sent:#?}", i + 1);
+            assert!(sent[0].contains("systemctl is-active relayd") && sent[0].contains("turnstats"));
+        }
+    };
     let scratch = Scratch::new();
     scratch.write("inventory.yaml", &inventory(&lab, ""));
     let persist = [("OPSCTL_SSH_PERSIST", "30s")];
@@ -167,6 +176,7 @@ fn a_second_command_reuses_the_kept_master() {
         .unwrap()
         .count();
     assert_eq!(records, 2, "one kept master per node\n{}", first.dump());
+    one_command_each("cold");
     let second = crate::util::opsctl_env(&scratch.0, &["-vv", "status"], &persist);
     assert_eq!(
         second
@@ -178,6 +188,7 @@ fn a_second_command_reuses_the_kept_master() {
         second.dump()
     );
     assert_eq!(first.stdout, second.stdout);
+    one_command_each("warm");
     // The masters end with the lab: stopping a node's sshd drops their connection.
 }
 

@@ -63,6 +63,9 @@ pub struct Row {
     cert_ok: bool,
     #[serde(skip)]
     redundancy_unread: bool,
+    /// rtpengine: its report, read with the rest (or why it was not).
+    #[serde(skip)]
+    report: Option<Result<relay::rtpengine::Reading, String>>,
 }
 
 pub fn run(cfg: &Config) -> anyhow::Result<()> {
@@ -78,9 +81,17 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let remote = Remote::with_persist(cfg.control_dir.clone(), cfg.ssh_persist)?;
-    let trust = crate::cert::Trust::load(&inv.cert_ca.iter().cloned().collect::<Vec<_>>())
-        .map_err(|e| error::mark(Kind::Input, e))?;
-    let mut rows = runtime.block_on(read_all(inv, remote, cfg.forks, Arc::new(trust)))?;
+    // The trust store is read (the system's, a few hundred certificates)
+    // only where a served certificate is to be verified.
+    let trust = if inv.relays().any(|r| r.turns_target().is_some()) {
+        let ca: Vec<_> = inv.cert_ca.iter().cloned().collect();
+        Some(Arc::new(
+            crate::cert::Trust::load(&ca).map_err(|e| error::mark(Kind::Input, e))?,
+        ))
+    } else {
+        None
+    };
+    let mut rows = runtime.block_on(read_all(inv, remote, cfg.forks, trust))?;
     for row in &mut rows {
         row.advertised = advertised.get(&row.node).map(|e| match advertise::state(e) {
             State::Advertised => "advertised",
@@ -127,7 +138,7 @@ async fn read_all(
     inv: &Inventory,
     remote: Remote,
     forks: usize,
-    trust: Arc<crate::cert::Trust>,
+    trust: Option<Arc<crate::cert::Trust>>,
 ) -> anyhow::Result<Vec<Row>> {
     let remote = Arc::new(remote);
     let limit = Arc::new(Semaphore::new(forks.max(1)));
@@ -163,7 +174,7 @@ async fn read_all(
     rows.sort_by_key(|(i, _)| *i);
     let mut rows: Vec<Row> = rows.into_iter().map(|(_, r)| r).collect();
     for site in &inv.sites {
-        redundancy(&remote, site, &mut rows).await;
+        redundancy(site, &mut rows);
     }
     if let Ok(remote) = Arc::try_unwrap(remote) {
         remote.close().await;
@@ -174,23 +185,22 @@ async fn read_all(
 /// The site's rtpengines: each one's limit on new calls, and for those
 /// that share calls through Redis (two or more), the holes in each one's
 /// cover.
-async fn redundancy(remote: &Remote, site: &crate::inventory::Site, rows: &mut [Row]) {
+fn redundancy(site: &crate::inventory::Site, rows: &mut [Row]) {
     let reports: Vec<crate::rtpengine::Report> =
         site.relays.iter().filter_map(crate::rtpengine::report).collect();
     if reports.is_empty() {
         return;
     }
     let shared = reports.iter().filter(|r| r.keyspace.is_some()).count();
-    let nodes: Vec<Node> = site
-        .relays
+    let readings: Vec<Result<relay::rtpengine::Reading, String>> = reports
         .iter()
-        .filter(|r| rows.iter().any(|row| row.node == r.name && row.reachable))
-        .map(|r| Node {
-            name: r.name.clone(),
-            access: r.access.clone(),
+        .map(|rep| {
+            rows.iter_mut()
+                .find(|row| row.node == rep.relay)
+                .and_then(|row| row.report.take())
+                .unwrap_or_else(|| Err(format!("{} could not be reached to read it", rep.relay)))
         })
         .collect();
-    let readings = crate::rtpengine::read_all(remote, &nodes, &reports).await;
     let checked = crate::rtpengine::check(&reports, &readings);
     for (rep, reading) in reports.iter().zip(&readings) {
         let Some(row) = rows.iter_mut().find(|r| r.node == rep.relay) else {
@@ -260,6 +270,7 @@ impl Row {
             health: None,
             cert_ok: true,
             redundancy_unread: false,
+            report: None,
         }
     }
 
@@ -286,7 +297,7 @@ fn command(name: &str, access: &Access, argv: Vec<String>) -> Command {
     Command::remote(name, access, argv)
 }
 
-async fn read_relay(remote: &Remote, r: &Relay, trust: Arc<crate::cert::Trust>) -> Row {
+async fn read_relay(remote: &Remote, r: &Relay, trust: Option<Arc<crate::cert::Trust>>) -> Row {
     let mut row = Row::new(&r.name, &r.site, r.kind.to_string(), &r.access);
     let probe = match Probe::of(r) {
         Ok(p) => p,
@@ -299,7 +310,29 @@ async fn read_relay(remote: &Remote, r: &Relay, trust: Arc<crate::cert::Trust>) 
         name: r.name.clone(),
         access: r.access.clone(),
     };
-    let h = health::read(remote, &node, &probe).await;
+    // Everything status asks the node goes in one command line: the
+    // service, the stats, the drain state, and an rtpengine's report.
+    let report = crate::rtpengine::report(r);
+    let fed = report.as_ref().map(crate::rtpengine::stdin);
+    let extra: Vec<crate::remote::Part> = match (&report, &fed) {
+        (Some(rep), Some(Ok(stdin))) => vec![crate::remote::Part {
+            command: &rep.command,
+            stdin: stdin.as_deref(),
+            timeout: crate::rtpengine::timeout(&node),
+        }],
+        _ => Vec::new(),
+    };
+    let (h, extra_out) = health::read_at_once(remote, &node, &probe, &extra).await;
+    if let Some(rep) = &report {
+        row.report = Some(match (fed, extra_out) {
+            (Some(Err(e)), _) => Err(format!("{e:#}")),
+            (_, Ok(outs)) => match outs.first() {
+                Some(out) => crate::rtpengine::reading(rep, out).map_err(|e| format!("{e:#}")),
+                None => Err("it was not read".into()),
+            },
+            (_, Err(e)) => Err(e),
+        });
+    }
     row.reachable = h.reachable;
     if !h.reachable {
         row.problems = h.problems;
@@ -314,7 +347,7 @@ async fn read_relay(remote: &Remote, r: &Relay, trust: Arc<crate::cert::Trust>) 
     // A relay advertised under `turns:` must serve a certificate a client
     // accepts: valid now, for its host, with a chain to a trusted root.
     let mut cert_ok = true;
-    if let Some(hostport) = r.turns_target() {
+    if let (Some(hostport), Some(trust)) = (r.turns_target(), trust) {
         let name = crate::cert::host_of(&hostport).to_owned();
         let served = tokio::task::spawn_blocking(move || {
             crate::served_cert::read(&hostport, std::time::Duration::from_secs(5))
