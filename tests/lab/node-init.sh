@@ -23,6 +23,10 @@ for d in etc/clearwater etc/chronos usr/share/clearwater var/lib; do
 done
 # opsctl's site locks (/var/lib/opsctl) are each node's own.
 mkdir -p "$node/opsctl-lib" /var/lib/opsctl && mount --bind "$node/opsctl-lib" /var/lib/opsctl || exit 1
+# The reboot shim wakes this init through a FIFO once it has written
+# run/reboot: the init sleeps in `read` meanwhile, using no CPU (a lab of
+# hundreds of nodes polling would load the machine it measures).
+rm -f "$node/run/wake" && mkfifo "$node/run/wake" || exit 1
 while :; do
     cat /proc/sys/kernel/random/uuid > "$node/boot_id"
     # Every boot, in order: how many times the node was rebooted.
@@ -36,7 +40,7 @@ while :; do
         done < "$node/run/on-boot"
         rm -f "$node/run/on-boot"
     fi
-    while [ ! -f "$node/run/reboot" ]; do sleep 0.1; done
+    while [ ! -f "$node/run/reboot" ]; do read -r _ < "$node/run/wake"; done
     # Let the command that asked for the reboot return over SSH first.
     sleep 1
     down=$(cat "$node/run/reboot")
