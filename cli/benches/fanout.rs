@@ -45,16 +45,33 @@ struct Cpu {
 }
 
 impl Cpu {
-    fn new(name: &str) -> Cpu {
+    fn root() -> (PathBuf, bool) {
         let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-        let root = if v2 {
-            PathBuf::from("/sys/fs/cgroup")
+        if v2 {
+            (PathBuf::from("/sys/fs/cgroup"), true)
         } else {
-            PathBuf::from("/sys/fs/cgroup/cpuacct")
-        };
+            (PathBuf::from("/sys/fs/cgroup/cpuacct"), false)
+        }
+    }
+
+    fn new(name: &str) -> Cpu {
+        let (root, v2) = Cpu::root();
         let dir = root.join(format!("opsctl-bench-{}-{name}", std::process::id()));
         let dir = std::fs::create_dir(&dir).ok().map(|()| dir);
         Cpu { dir, v2 }
+    }
+
+    /// Moves this process into the cgroup (what it starts from now on goes
+    /// there too), or back out to the root with `None`.
+    fn move_self(to: Option<&Cpu>) -> bool {
+        let dir = match to {
+            Some(c) => match &c.dir {
+                Some(d) => d.clone(),
+                None => return false,
+            },
+            None => Cpu::root().0,
+        };
+        std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string()).is_ok()
     }
 
     /// Puts the process `c` starts into this cgroup before it runs.
@@ -98,7 +115,8 @@ impl Drop for Cpu {
         if let Some(d) = &self.dir {
             // What the tool left running (its kept ssh masters) is stopped by pid.
             let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
-            let pids: Vec<&str> = procs.split_whitespace().collect();
+            let me = std::process::id().to_string();
+            let pids: Vec<&str> = procs.split_whitespace().filter(|p| *p != me).collect();
             if !pids.is_empty() {
                 let _ = Command::new("kill").args(&pids).status();
             }
@@ -123,17 +141,32 @@ fn children_cpu() -> f64 {
     (ticks(16) + ticks(17)) / 100.0
 }
 
-/// One timed run of a tool: wall seconds, CPU seconds, and whether every node answered.
+/// One timed run of a tool: wall seconds, its CPU seconds, and the lab
+/// nodes' (sshd, the shells and commands it ran, the relays) meanwhile.
 struct Sample {
     wall: f64,
     cpu: f64,
+    server: f64,
 }
 
 /// One timed run of a tool; `Err` says what did not answer.
 type Run<'a> = dyn Fn(&Cpu) -> Result<(), String> + 'a;
 
-/// Each tool's medians: wall and CPU seconds.
-type Medians = BTreeMap<&'static str, (f64, f64)>;
+/// Each tool's medians: wall, client CPU and server CPU seconds.
+type Medians = BTreeMap<&'static str, (f64, f64, f64)>;
+
+/// The ratios the targets are stated in, each the median of its rounds'
+/// own ratios (interleaved rounds pair each tool's run with the other's).
+const RATIOS: [(&str, &str, &str); 3] = [
+    ("warm / ssh warm", "opsctl warm", "ssh warm"),
+    ("cold / ssh cold", "opsctl cold", "ssh cold"),
+    ("pyinfra / warm", "pyinfra", "opsctl warm"),
+];
+
+struct Measured {
+    medians: Medians,
+    ratios: Vec<Option<f64>>,
+}
 
 struct Tool<'a> {
     name: &'static str,
@@ -220,6 +253,9 @@ fn main() {
         .unwrap_or(3);
     let max = *counts.last().unwrap();
     eprintln!("fanout: starting {max} lab nodes, each with relayd...");
+    // Every process of the lab in one cgroup of its own: the server side's CPU.
+    let nodes = Cpu::new("nodes");
+    let counted = Cpu::move_self(Some(&nodes));
     let lab = lab::Lab::start(max).unwrap_or_else(|why| panic!("cannot start the lab: {why}"));
     for i in 0..max {
         lab.relayd(i, "relayd");
@@ -237,6 +273,9 @@ fn main() {
             });
         }
     });
+    if counted && !Cpu::move_self(None) {
+        panic!("fanout: cannot leave the lab's cgroup");
+    }
     let opsctl = PathBuf::from(env!("CARGO_BIN_EXE_opsctl"));
     let have_pyinfra = on_path("pyinfra");
     let have_ansible = on_path("ansible");
@@ -260,12 +299,12 @@ fn main() {
         .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())
         .unwrap_or_default();
     println!(
-        "fan-out on {} cores ({machine}), {ssh_version}; median of {reps} interleaved rounds, wall seconds (client CPU seconds)\n",
+        "fan-out on {} cores ({machine}), {ssh_version}; median of {reps} interleaved rounds, wall seconds (client CPU seconds / the nodes' CPU seconds)\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    let mut table: Vec<(usize, Medians)> = Vec::new();
+    let mut table: Vec<(usize, Measured)> = Vec::new();
     for &n in &counts {
-        let results = measure(&lab, &opsctl, n, reps, have_pyinfra, have_ansible);
+        let results = measure(&lab, &nodes, &opsctl, n, reps, have_pyinfra, have_ansible);
         print_row(n, &results);
         table.push((n, results));
     }
@@ -275,12 +314,13 @@ fn main() {
 
 fn measure(
     lab: &lab::Lab,
+    nodes: &Cpu,
     opsctl: &Path,
     n: usize,
     reps: usize,
     pyinfra: bool,
     ansible: bool,
-) -> Medians {
+) -> Measured {
     let dir = lab.dir.join(format!("bench-{n}"));
     std::fs::create_dir_all(&dir).unwrap();
     let mut inv = lab.inventory("relayd", "");
@@ -541,7 +581,7 @@ fn measure(
     let mut samples: BTreeMap<&'static str, Vec<Sample>> = BTreeMap::new();
     for round in 0..reps {
         for t in &tools {
-            let cpu0 = t.cpu.used();
+            let (cpu0, server0) = (t.cpu.used(), nodes.used());
             let started = Instant::now();
             if let Err(e) = (t.run)(&t.cpu) {
                 panic!("{} on {n} nodes, round {}: {e}", t.name, round + 1);
@@ -549,30 +589,37 @@ fn measure(
             let wall = started.elapsed().as_secs_f64();
             // Masters a cold run closes may still be exiting: let them finish.
             std::thread::sleep(Duration::from_millis(300));
-            let cpu = t.cpu.used() - cpu0;
+            let (cpu, server) = (t.cpu.used() - cpu0, nodes.used() - server0);
             eprintln!(
-                "fanout: N={n} round {} {:<13} {wall:.3} s, cpu {cpu:.2} s",
+                "fanout: N={n} round {} {:<13} {wall:.3} s, cpu {cpu:.2} s, nodes {server:.2} s",
                 round + 1,
                 t.name
             );
-            samples.entry(t.name).or_default().push(Sample { wall, cpu });
+            samples
+                .entry(t.name)
+                .or_default()
+                .push(Sample { wall, cpu, server });
         }
     }
-    samples
+    let ratios = RATIOS
+        .iter()
+        .map(|(_, a, b)| {
+            let (a, b) = (samples.get(a)?, samples.get(b)?);
+            let per_round: Vec<f64> = a.iter().zip(b).map(|(x, y)| x.wall / y.wall).collect();
+            Some(median(per_round))
+        })
+        .collect();
+    let medians = samples
         .into_iter()
         .map(|(k, v)| {
-            (
-                k,
-                (
-                    median(v.iter().map(|s| s.wall).collect()),
-                    median(v.iter().map(|s| s.cpu).collect()),
-                ),
-            )
+            let m = |f: fn(&Sample) -> f64| median(v.iter().map(f).collect());
+            (k, (m(|s| s.wall), m(|s| s.cpu), m(|s| s.server)))
         })
-        .collect()
+        .collect();
+    Measured { medians, ratios }
 }
 
-const COLUMNS: [&str; 8] = [
+const COLUMNS: [&str; 7] = [
     "ssh cold",
     "ssh warm",
     "pyinfra",
@@ -580,42 +627,36 @@ const COLUMNS: [&str; 8] = [
     "ansible shell",
     "opsctl cold",
     "opsctl warm",
-    "",
 ];
 
-fn print_row(n: usize, r: &Medians) {
-    let cells: Vec<String> = COLUMNS[..7]
+fn print_row(n: usize, r: &Measured) {
+    let cells: Vec<String> = COLUMNS
         .iter()
-        .map(|c| match r.get(c) {
-            Some((w, cpu)) => format!("{c} {w:.3} ({cpu:.2})"),
+        .map(|c| match r.medians.get(c) {
+            Some((w, cpu, server)) => format!("{c} {w:.3} ({cpu:.2} / {server:.2})"),
             None => format!("{c} -"),
         })
         .collect();
     println!("N={n}: {}", cells.join(", "));
 }
 
-fn print_table(rows: &[(usize, Medians)]) {
-    println!(
-        "| N | {} | warm / ssh warm | cold / ssh cold | pyinfra / warm |",
-        COLUMNS[..7].join(" | ")
-    );
-    println!("|---|{}---|---|---|", "---|".repeat(7));
+fn print_table(rows: &[(usize, Measured)]) {
+    let names: Vec<&str> = RATIOS.iter().map(|(name, _, _)| *name).collect();
+    println!("| N | {} | {} |", COLUMNS.join(" | "), names.join(" | "));
+    println!("|---|{}{}", "---|".repeat(7), "---|".repeat(RATIOS.len()));
     for (n, r) in rows {
-        let cell = |c: &str| match r.get(c) {
-            Some((w, cpu)) => format!("{w:.3} ({cpu:.2})"),
-            None => "-".into(),
-        };
-        let ratio = |a: &str, b: &str| match (r.get(a), r.get(b)) {
-            (Some((x, _)), Some((y, _))) if *y > 0.0 => format!("{:.2}x", x / y),
-            _ => "-".into(),
-        };
-        let cells: Vec<String> = COLUMNS[..7].iter().map(|c| cell(c)).collect();
-        println!(
-            "| {n} | {} | {} | {} | {} |",
-            cells.join(" | "),
-            ratio("opsctl warm", "ssh warm"),
-            ratio("opsctl cold", "ssh cold"),
-            ratio("pyinfra", "opsctl warm")
-        );
+        let cells: Vec<String> = COLUMNS
+            .iter()
+            .map(|c| match r.medians.get(c) {
+                Some((w, cpu, server)) => format!("{w:.3} ({cpu:.2} / {server:.1})"),
+                None => "-".into(),
+            })
+            .collect();
+        let ratios: Vec<String> = r
+            .ratios
+            .iter()
+            .map(|x| x.map_or("-".into(), |x| format!("{x:.2}x")))
+            .collect();
+        println!("| {n} | {} | {} |", cells.join(" | "), ratios.join(" | "));
     }
 }
