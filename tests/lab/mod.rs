@@ -405,9 +405,8 @@ impl Lab {
     }
 
     /// Allocations left on node `i`'s relay (port 3478) by coturn's own
-    /// client logging in as `user` (with more of its flags in `extra`; `-c`:
-    /// no RTCP allocation, which relayd does not reserve), killed before it
-    /// releases them.
+    /// client logging in as `user` (with more of its flags in `extra`, such
+    /// as `-c`: no RTCP allocation), killed before it releases them.
     pub fn idle_allocations(&self, i: usize, clients: usize, user: &str, password: &str, extra: &[&str]) {
         let ip = self.nodes[i].ip.to_string();
         let out = Command::new("timeout")

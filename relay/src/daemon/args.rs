@@ -106,6 +106,16 @@ pub struct Args {
     #[arg(long)]
     pub drain: bool,
 
+    /// Receive and send buffer of each TURN listening socket, in bytes or
+    /// with KiB/MiB (default 4MiB; 0: the kernel's default). Every client's
+    /// datagrams queue there; a kernel ceiling below it is logged.
+    #[arg(long, value_name = "SIZE", value_parser = super::settings::parse_size)]
+    pub listen_buffer: Option<usize>,
+
+    /// Receive and send buffer of each relayed socket (default 1MiB).
+    #[arg(long, value_name = "SIZE", value_parser = super::settings::parse_size)]
+    pub relay_buffer: Option<usize>,
+
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -12,6 +12,7 @@
 //! quota: {user: 10, total: 10000}
 //! lifetime: {default: 600, max: 3600}   # seconds
 //! alternate_server: 198.51.100.7:3478
+//! buffers: {listen: 4MiB, relayed: 1MiB}   # socket buffers asked of the kernel
 //! ```
 
 use std::collections::BTreeMap;
@@ -48,6 +49,54 @@ pub struct File {
     allow_loopback_peers: bool,
     draining: bool,
     tls: Option<TlsFiles>,
+    buffers: BufferSizes,
+}
+
+/// Socket buffer sizes: bytes, or a number with `KiB` or `MiB`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct BufferSizes {
+    listen: Option<SizeValue>,
+    relayed: Option<SizeValue>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+impl SizeValue {
+    fn bytes(&self, field: &str) -> anyhow::Result<usize> {
+        match self {
+            SizeValue::Bytes(n) => parse_size(&n.to_string()),
+            SizeValue::Text(t) => parse_size(t),
+        }
+        .map_err(|why| anyhow::anyhow!("`{field}`: {why}"))
+    }
+}
+
+/// A socket buffer size: bytes, or with a `K`/`KiB` or `M`/`MiB` suffix
+/// (powers of 1024); 0 leaves the kernel's default. At most 2 GiB - 1,
+/// what the kernel takes.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" | "k" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        other => return Err(format!("`{text}`: the unit `{other}` is not B, KiB or MiB")),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (bytes, or a number with KiB or MiB)"))?;
+    let bytes = n.checked_mul(scale).filter(|b| *b <= i32::MAX as u64);
+    bytes
+        .map(|b| b as usize)
+        .ok_or_else(|| format!("`{text}` is more than the kernel takes (2 GiB - 1)"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -284,6 +333,16 @@ pub fn resolve(file: File, args: &Args) -> anyhow::Result<Settings> {
     let mut server = server::Config::new(turn, credentials, relay);
     server.draining = args.drain || file.draining;
     server.tls = tls_cert;
+    if let Some(b) = args.listen_buffer {
+        server.buffers.listen = b;
+    } else if let Some(v) = &file.buffers.listen {
+        server.buffers.listen = v.bytes("buffers.listen")?;
+    }
+    if let Some(b) = args.relay_buffer {
+        server.buffers.relayed = b;
+    } else if let Some(v) = &file.buffers.relayed {
+        server.buffers.relayed = v.bytes("buffers.relayed")?;
+    }
     Ok(Settings {
         server,
         udp,
@@ -319,6 +378,38 @@ lifetime: {default: 300, max: 900}
 alternate_server: 198.51.100.7:3478
 draining: true
 ";
+
+    #[test]
+    fn buffer_sizes_are_bytes_or_binary_units_and_the_flags_win() {
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert!(parse_size("4 MB").unwrap_err().contains("the unit `MB`"));
+        assert!(parse_size("3GiB").unwrap_err().contains("`3GiB`"));
+        assert!(
+            parse_size("4096MiB")
+                .unwrap_err()
+                .contains("more than the kernel takes")
+        );
+        let base = "realm: r\nrelay: [{bind: 192.0.2.1}]\n";
+        let s = resolve(File::parse(base).unwrap(), &args(&[])).unwrap();
+        assert_eq!(s.server.buffers, server::Buffers::default());
+        let file = format!("{base}buffers: {{listen: 8MiB, relayed: 262144}}\n");
+        let s = resolve(File::parse(&file).unwrap(), &args(&[])).unwrap();
+        assert_eq!(
+            (s.server.buffers.listen, s.server.buffers.relayed),
+            (8 << 20, 262_144)
+        );
+        let s = resolve(File::parse(&file).unwrap(), &args(&["--listen-buffer", "2MiB"])).unwrap();
+        assert_eq!(
+            (s.server.buffers.listen, s.server.buffers.relayed),
+            (2 << 20, 262_144)
+        );
+        let bad = format!("{base}buffers: {{listen: 4 MB}}\n");
+        let e = resolve(File::parse(&bad).unwrap(), &args(&[])).unwrap_err();
+        assert!(format!("{e:#}").contains("`buffers.listen`: `4 MB`"), "{e:#}");
+    }
 
     #[test]
     fn the_file_is_read_whole() {

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::{Config, Ctx, RelayAddress, Tls};
 use crate::status::{self, StatusPort};
-use crate::turn::{BindFailure, Event, Family, FiveTuple, Server, Transmit, Transport};
+use crate::turn::{BindFailure, Event, Family, FiveTuple, Port, Server, Transmit, Transport};
 
 /// How many ports to draw before an EVEN-PORT allocation gives up.
 const EVEN_PORT_TRIES: usize = 32;
@@ -110,11 +110,16 @@ pub(super) type SpawnRelay = fn(Arc<UdpSocket>, SocketAddr, usize, Ctx) -> JoinH
 pub(super) struct Driver {
     pub(super) core: Server,
     relay_addrs: Vec<RelayAddress>,
+    /// What each relayed socket asks for as buffers.
+    relay_buffer: usize,
     max_packet: usize,
     udp: HashMap<SocketAddr, Arc<UdpSocket>>,
     pub(super) tcp: HashMap<FiveTuple, mpsc::Sender<Vec<u8>>>,
     /// Keyed by the advertised relayed address, the core's name for it.
     relays: HashMap<SocketAddr, Relay>,
+    /// Ports bound for a later Allocate (EVEN-PORT with the R bit), by
+    /// token, with their advertised address; nothing reads them until claimed.
+    reserved: HashMap<[u8; 8], (UdpSocket, SocketAddr)>,
     status: Option<(Arc<UdpSocket>, StatusPort)>,
     tls: Option<Arc<Tls>>,
     /// The deadline the timer task waits for.
@@ -136,10 +141,12 @@ impl Driver {
         Driver {
             core,
             relay_addrs: config.relay,
+            relay_buffer: config.buffers.relayed,
             max_packet,
             udp: udp.iter().cloned().collect(),
             tcp: HashMap::new(),
             relays: HashMap::new(),
+            reserved: HashMap::new(),
             status: status.map(|s| (s, StatusPort::new())),
             tls: config.tls,
             armed: None,
@@ -170,14 +177,13 @@ impl Driver {
     fn flush(&mut self, ctx: &Ctx) {
         while let Some(event) = self.core.poll_event() {
             match event {
-                Event::BindRelay {
-                    id,
-                    family,
-                    even_port,
-                } => {
+                Event::BindRelay { id, family, port } => {
                     let now = tokio::time::Instant::now().into_std();
-                    let result = self.bind_relay(family, even_port, ctx);
+                    let result = self.bind_relay(family, port, ctx);
                     self.core.relay_bound(now, id, result);
+                }
+                Event::Unreserve { token } => {
+                    self.reserved.remove(&token);
                 }
                 Event::Released { relayed, .. } => {
                     if let Some(relay) = self.relays.remove(&relayed) {
@@ -215,39 +221,77 @@ impl Driver {
         }
     }
 
-    fn bind_relay(&mut self, family: Family, even_port: bool, ctx: &Ctx) -> Result<SocketAddr, BindFailure> {
+    fn bind_relay(&mut self, family: Family, port: Port, ctx: &Ctx) -> Result<SocketAddr, BindFailure> {
         let Some(addr) = self
             .relay_addrs
             .iter()
             .find(|a| Family::of(SocketAddr::new(a.bind, 0)) == family)
+            .copied()
         else {
             return Err(BindFailure::FamilyUnsupported);
         };
-        // The kernel picks the port; for EVEN-PORT, odd ones are held (so
-        // they are not drawn again) and closed once an even one is found, as
-        // restund does (32 tries: 2^-32 to fail by chance).
-        let mut odd = Vec::new();
-        let (socket, local) = loop {
-            let socket = bind_udp(SocketAddr::new(addr.bind, 0)).map_err(|e| {
-                tracing::warn!(bind = %addr.bind, error = %e, "cannot bind a relayed socket");
-                BindFailure::NoCapacity
-            })?;
-            let local = socket.local_addr().map_err(|_| BindFailure::NoCapacity)?;
-            if !even_port || local.port() % 2 == 0 {
-                break (socket, local);
-            }
-            odd.push(socket);
-            if odd.len() == EVEN_PORT_TRIES {
-                tracing::warn!(bind = %addr.bind, "no even relayed port in {EVEN_PORT_TRIES} tries");
-                return Err(BindFailure::NoCapacity);
+        let advertised =
+            |local: SocketAddr| SocketAddr::new(addr.advertise.unwrap_or(addr.bind), local.port());
+        let (socket, relayed) = match port {
+            Port::Reserved { token } => self.reserved.remove(&token).ok_or(BindFailure::NoCapacity)?,
+            Port::Any | Port::Even | Port::EvenReserving { .. } => {
+                let (socket, next) = self.bind_port(addr, port)?;
+                let local = socket.local_addr().map_err(|_| BindFailure::NoCapacity)?;
+                if let (Port::EvenReserving { token }, Some(next)) = (port, next) {
+                    let reserved = next.local_addr().map_err(|_| BindFailure::NoCapacity)?;
+                    self.reserved.insert(token, (next, advertised(reserved)));
+                }
+                (socket, advertised(local))
             }
         };
-        drop(odd);
-        let relayed = SocketAddr::new(addr.advertise.unwrap_or(addr.bind), local.port());
         let socket = Arc::new(socket);
         let reader = (self.spawn_relay)(socket.clone(), relayed, self.max_packet, ctx.clone_for_task());
         self.relays.insert(relayed, Relay { socket, reader });
         Ok(relayed)
+    }
+}
+
+impl Driver {
+    /// Binds a relayed port: any, or an even one; for an RTP and RTCP
+    /// pair, an even one whose next port is bound too (returned second).
+    /// The kernel picks the port; ports that do not fit are held, so they
+    /// are not drawn again, and closed once one fits, as restund does (32
+    /// tries: for parity alone, 2^-32 to fail by chance).
+    fn bind_port(
+        &self,
+        addr: RelayAddress,
+        port: Port,
+    ) -> Result<(UdpSocket, Option<UdpSocket>), BindFailure> {
+        let bind = |at: SocketAddr| {
+            bind_udp(at, self.relay_buffer).map_err(|e| {
+                tracing::warn!(bind = %at, error = %e, "cannot bind a relayed socket");
+                BindFailure::NoCapacity
+            })
+        };
+        let mut held = Vec::new();
+        loop {
+            let socket = bind(SocketAddr::new(addr.bind, 0))?;
+            let local = socket.local_addr().map_err(|_| BindFailure::NoCapacity)?;
+            let even = local.port() % 2 == 0;
+            match port {
+                Port::Any => return Ok((socket, None)),
+                Port::Even if even => return Ok((socket, None)),
+                Port::EvenReserving { .. } if even && local.port() < u16::MAX => {
+                    // The next port may be taken: then this one does not fit either.
+                    if let Ok(next) =
+                        bind_udp(SocketAddr::new(addr.bind, local.port() + 1), self.relay_buffer)
+                    {
+                        return Ok((socket, Some(next)));
+                    }
+                }
+                _ => {}
+            }
+            held.push(socket);
+            if held.len() == EVEN_PORT_TRIES {
+                tracing::warn!(bind = %addr.bind, ?port, "no relayed port fits in {EVEN_PORT_TRIES} tries");
+                return Err(BindFailure::NoCapacity);
+            }
+        }
     }
 }
 
@@ -259,8 +303,9 @@ impl Drop for Driver {
     }
 }
 
-fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+fn bind_udp(addr: SocketAddr, buffer: usize) -> io::Result<UdpSocket> {
     let socket = std::net::UdpSocket::bind(addr)?;
+    super::buffers::size_relayed(&socket, buffer);
     socket.set_nonblocking(true)?;
     UdpSocket::from_std(socket)
 }

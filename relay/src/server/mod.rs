@@ -13,10 +13,12 @@
 //! dropped (UDP may lose them anyway) and each TCP connection has its own
 //! write queue.
 
+mod buffers;
 mod driver;
 mod tasks;
 mod tls;
 
+pub use buffers::{Buffers, Granted, size as size_buffers};
 pub use tls::{Expect, Tls};
 
 use std::future::Future;
@@ -87,6 +89,8 @@ pub struct Config {
     pub draining: bool,
     /// The certificate TLS listeners serve.
     pub tls: Option<Arc<Tls>>,
+    /// The socket buffers asked for.
+    pub buffers: Buffers,
 }
 
 impl Config {
@@ -100,6 +104,7 @@ impl Config {
             max_connections: 4096,
             draining: false,
             tls: None,
+            buffers: Buffers::default(),
         }
     }
 }
@@ -158,7 +163,9 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future) ->
         |what: &'static str, r: io::Result<SocketAddr>| r.map_err(|source| Error::LocalAddr { what, source });
     let mut udp = Vec::new();
     for socket in listeners.udp {
-        udp.push((local("turn udp", socket.local_addr())?, Arc::new(socket)));
+        let addr = local("turn udp", socket.local_addr())?;
+        buffers::size_listening(&socket, config.buffers.listen, addr);
+        udp.push((addr, Arc::new(socket)));
     }
     let mut streams = Vec::new();
     for listener in listeners.tcp {

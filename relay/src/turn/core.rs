@@ -39,7 +39,13 @@ pub(super) struct Pending {
     pub(super) username: String,
     pub(super) key: Key,
     pub(super) lifetime: Duration,
+    /// The RESERVATION-TOKEN to answer with, when it reserves the next port.
+    pub(super) reserving: Option<[u8; 8]>,
 }
+
+/// How long a reserved port waits for the Allocate that claims it (RFC
+/// 8656 §7.2: about 30 seconds).
+pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
 
 /// One allocation as the status port shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +79,10 @@ pub struct Server {
     pub(super) pending: HashMap<AllocationId, Pending>,
     pub(super) pending_by_tuple: HashMap<FiveTuple, AllocationId>,
     pub(super) per_user: HashMap<String, usize>,
+    /// Ports reserved by EVEN-PORT with the R bit, by token, until when.
+    pub(super) reservations: HashMap<[u8; 8], Instant>,
+    /// The same, in the order they lapse (each lives as long as the next).
+    pub(super) reservation_order: VecDeque<([u8; 8], Instant)>,
     timers: BinaryHeap<Reverse<(Instant, AllocationId)>>,
     transmits: VecDeque<Transmit>,
     pub(super) events: VecDeque<Event>,
@@ -99,6 +109,8 @@ impl Server {
             pending: HashMap::new(),
             pending_by_tuple: HashMap::new(),
             per_user: HashMap::new(),
+            reservations: HashMap::new(),
+            reservation_order: VecDeque::new(),
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -247,17 +259,37 @@ impl Server {
             && let Some(p) = self.pending.remove(&id)
         {
             self.release_user(&p.username);
+            // Its bind is still queued: the port it reserves is let go after it.
+            if let Some(token) = p.reserving {
+                self.events.push_back(Event::Unreserve { token });
+            }
         }
     }
 
     /// When [`Server::handle_timeout`] next has work, if ever.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        let timer = self.timers.peek().map(|Reverse((at, _))| *at);
+        let reservation = self.reservation_order.front().map(|(_, at)| *at);
+        match (timer, reservation) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Expires allocations, permissions and channels due at `now`.
+    /// Expires allocations, permissions, channels and reserved ports due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(token, at)) = self.reservation_order.front() {
+            if at > now {
+                break;
+            }
+            self.reservation_order.pop_front();
+            // One claimed since is gone from the map and was handed over already.
+            if self.reservations.get(&token) == Some(&at) {
+                self.reservations.remove(&token);
+                self.events.push_back(Event::Unreserve { token });
+            }
+        }
         while let Some(&Reverse((at, id))) = self.timers.peek() {
             if at > now {
                 break;

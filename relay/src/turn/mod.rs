@@ -136,8 +136,13 @@ pub enum Event {
         id: AllocationId,
         /// The family the client asked for.
         family: Family,
-        /// The client sent EVEN-PORT: the port must be even.
-        even_port: bool,
+        /// Which port (EVEN-PORT, RESERVATION-TOKEN).
+        port: Port,
+    },
+    /// A port reserved under `token` was not claimed in time: close it.
+    Unreserve {
+        /// The reservation.
+        token: [u8; 8],
     },
     /// An allocation ended (released, expired or its connection closed):
     /// close its relayed socket.
@@ -146,6 +151,28 @@ pub enum Event {
         id: AllocationId,
         /// Its relayed address.
         relayed: SocketAddr,
+    },
+}
+
+/// Which relayed port an Allocate asks for (RFC 8656 §7.2): an RTP and
+/// RTCP pair is an even port and the one above it, the second claimed by a
+/// later Allocate with the token the first was answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// Any port.
+    Any,
+    /// An even port (EVEN-PORT, R bit clear).
+    Even,
+    /// An even port, and the next one bound too and kept under `token`
+    /// for a later Allocate (EVEN-PORT, R bit set).
+    EvenReserving {
+        /// The RESERVATION-TOKEN the client is answered with.
+        token: [u8; 8],
+    },
+    /// The port kept under `token` (RESERVATION-TOKEN).
+    Reserved {
+        /// The token the reserving Allocate was answered with.
+        token: [u8; 8],
     },
 }
 

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use super::allocation::{Allocation, BindConflict};
 use super::config::Config;
+use super::core::RESERVATION_LIFETIME;
 use super::core::{Pending, ReplyTo, Server};
-use super::{AllocationId, BindFailure, Event, Family, FiveTuple, REQUESTED_ADDRESS_FAMILY, Transmit};
+use super::{AllocationId, BindFailure, Event, Family, FiveTuple, Port, REQUESTED_ADDRESS_FAMILY, Transmit};
 use crate::stun::{
     Attribute, Builder, CHANNEL_MAX, CHANNEL_MIN, Class, ErrorCode, Key, Message, Method, TRANSPORT_UDP, kind,
 };
@@ -186,10 +187,14 @@ impl Server {
             }
             return;
         }
-        let (family, even_port) = match self.allocate_checks(req, &username) {
+        let (family, port) = match self.allocate_checks(req, &username) {
             Ok(checked) => checked,
             Err((refusal, attrs)) => return self.error(to, refusal, attrs, key_ref),
         };
+        if let Port::Reserved { token } = port {
+            // Claimed now: no second Allocate can claim it meanwhile.
+            self.reservations.remove(&token);
+        }
         let id = self.next_id();
         // LIFETIME 0 makes no sense in an Allocate: treat it as absent.
         let lifetime = self.config.grant(req.lifetime().filter(|&s| s > 0));
@@ -202,22 +207,22 @@ impl Server {
                 username,
                 key,
                 lifetime,
+                reserving: match port {
+                    Port::EvenReserving { token } => Some(token),
+                    _ => None,
+                },
             },
         );
-        self.events.push_back(Event::BindRelay {
-            id,
-            family,
-            even_port,
-        });
+        self.events.push_back(Event::BindRelay { id, family, port });
     }
 
     /// Transport, port parity, family, drain and quotas; the family to
-    /// relay on and whether the port must be even.
+    /// relay on and which port.
     fn allocate_checks(
         &self,
         req: &Message,
         username: &str,
-    ) -> Result<(Family, bool), (Refusal, Vec<Attribute>)> {
+    ) -> Result<(Family, Port), (Refusal, Vec<Attribute>)> {
         match req.get(kind::REQUESTED_TRANSPORT) {
             Some(Attribute::RequestedTransport(TRANSPORT_UDP)) => {}
             Some(_) => {
@@ -226,17 +231,33 @@ impl Server {
             }
             None => return Err((BAD_REQUEST, vec![])),
         }
-        // EVEN-PORT is understood (RFC 8656 §7.2), as restund and coturn do;
-        // coturn's turnutils_uclient sends it on every other Allocate. An
-        // even port is granted; reserving the next one (R bit) is not offered,
-        // so R and any RESERVATION-TOKEN (none is ever issued) get 508.
+        // EVEN-PORT and RESERVATION-TOKEN (RFC 8656 §7.2), the RTP and
+        // RTCP pair coturn's turnutils_uclient and SIP clients ask for: with
+        // the R bit the next port is bound too and kept under a token for
+        // 30 seconds; an Allocate with that token gets it. Both at once, or
+        // a token with a family, is malformed; a token that is unknown,
+        // lapsed or already claimed cannot be met (508).
         let no_reservation = (ErrorCode::INSUFFICIENT_CAPACITY, "Insufficient Capacity");
-        let even_port = match (req.get(kind::EVEN_PORT), req.get(kind::RESERVATION_TOKEN)) {
+        let port = match (req.get(kind::EVEN_PORT), req.get(kind::RESERVATION_TOKEN)) {
             (Some(_), Some(_)) => return Err((BAD_REQUEST, vec![])),
-            (None, Some(_)) | (Some(Attribute::EvenPort { reserve: true }), None) => {
-                return Err((no_reservation, vec![]));
+            (None, Some(_)) if req.get(REQUESTED_ADDRESS_FAMILY).is_some() => {
+                return Err((BAD_REQUEST, vec![]));
             }
-            (even, None) => even.is_some(),
+            (None, Some(Attribute::ReservationToken(token))) => {
+                if !self.reservations.contains_key(token) {
+                    return Err((no_reservation, vec![]));
+                }
+                Port::Reserved { token: *token }
+            }
+            (Some(Attribute::EvenPort { reserve: true }), None) => {
+                let mut token = [0u8; 8];
+                if crate::random::fill(&mut token).is_err() {
+                    return Err((no_reservation, vec![]));
+                }
+                Port::EvenReserving { token }
+            }
+            (None, None) => Port::Any,
+            _ => Port::Even,
         };
         let family = match req.get(REQUESTED_ADDRESS_FAMILY) {
             None => Family::V4,
@@ -265,7 +286,7 @@ impl Server {
         if self.config.total_quota.is_some_and(|q| total >= q) {
             return Err((quota, vec![]));
         }
-        Ok((family, even_port))
+        Ok((family, port))
     }
 
     /// The I/O layer's answer to [`Event::BindRelay`]: the allocation is
@@ -294,7 +315,13 @@ impl Server {
             }
         };
         let alloc = Allocation::new(id, p.to.tuple, relayed, p.username, now + p.lifetime, p.to.tid);
-        let attrs = allocated(&alloc, now);
+        let mut attrs = allocated(&alloc, now);
+        if let Some(token) = p.reserving {
+            let until = now + RESERVATION_LIFETIME;
+            self.reservations.insert(token, until);
+            self.reservation_order.push_back((token, until));
+            attrs.push(Attribute::ReservationToken(token));
+        }
         tracing::debug!(tuple = %alloc.tuple, %relayed, username = alloc.username, "allocation made");
         self.insert(alloc);
         self.success(p.to, attrs, Some(&p.key));

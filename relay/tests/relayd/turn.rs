@@ -176,9 +176,11 @@ async fn allocate_raw(relayd: &Relayd, socket: &UdpSocket, extra: &[Attribute]) 
 }
 
 /// coturn's turnutils_uclient sends EVEN-PORT on about half of its
-/// Allocates; relayd answered 420 until it learnt the attribute.
+/// Allocates; relayd answered 420 until it learnt the attribute. With the R
+/// bit (an RTP and RTCP pair) the port above is bound and kept for the
+/// Allocate that brings the token.
 #[tokio::test]
-async fn even_port_is_granted_and_reservations_are_refused() {
+async fn even_port_is_granted_and_the_port_above_is_reserved_for_its_token() {
     let relayd = Relayd::start(|_| {}).await;
     for _ in 0..8 {
         let socket = UdpSocket::bind(loopback()).await.unwrap();
@@ -187,10 +189,27 @@ async fn even_port_is_granted_and_reservations_are_refused() {
         let relayed = reply.xor_relayed_address();
         assert_eq!(relayed.map(|r| r.port() % 2), Some(0), "{reply:?}");
     }
-    let socket = UdpSocket::bind(loopback()).await.unwrap();
-    let reply = allocate_raw(&relayd, &socket, &[Attribute::EvenPort { reserve: true }]).await;
+    let rtp = UdpSocket::bind(loopback()).await.unwrap();
+    let reply = allocate_raw(&relayd, &rtp, &[Attribute::EvenPort { reserve: true }]).await;
+    assert_eq!(reply.class, Class::Success, "{reply:?}");
+    let even = reply.xor_relayed_address().unwrap();
+    assert_eq!(even.port() % 2, 0, "{reply:?}");
+    let Some(&Attribute::ReservationToken(token)) = reply.get(relay::stun::kind::RESERVATION_TOKEN) else {
+        panic!("no RESERVATION-TOKEN in {reply:?}");
+    };
+    // The port above is bound already: nobody else gets it meanwhile.
+    let above = std::net::SocketAddr::new(even.ip(), even.port() + 1);
+    assert!(std::net::UdpSocket::bind(above).is_err(), "{above} is free");
+    let rtcp = UdpSocket::bind(loopback()).await.unwrap();
+    let claim = [Attribute::ReservationToken(token)];
+    let reply = allocate_raw(&relayd, &rtcp, &claim).await;
+    assert_eq!(reply.class, Class::Success, "{reply:?}");
+    assert_eq!(reply.xor_relayed_address(), Some(above), "{reply:?}");
+    // Claimed once; a token never given cannot be met.
+    let other = UdpSocket::bind(loopback()).await.unwrap();
+    let reply = allocate_raw(&relayd, &other, &claim).await;
     assert_eq!(reply.error_code().map(|e| e.code), Some(508), "{reply:?}");
-    let reply = allocate_raw(&relayd, &socket, &[Attribute::ReservationToken([7; 8])]).await;
+    let reply = allocate_raw(&relayd, &other, &[Attribute::ReservationToken([7; 8])]).await;
     assert_eq!(reply.error_code().map(|e| e.code), Some(508), "{reply:?}");
     relayd.stop().await.unwrap();
 }

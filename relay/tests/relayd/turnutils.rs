@@ -3,10 +3,11 @@
 //! allocates, binds channels and relays its messages client to client over
 //! UDP, TCP and TLS, with static and with time-limited (`-W`) credentials.
 //!
-//! uclient runs with `-c` (no RTCP allocations): without it every Allocate
-//! asks for an even port with the next one reserved (EVEN-PORT with R=1),
-//! which relayd refuses with 508 since it never reserves ports. With `-c`
-//! uclient still sends EVEN-PORT (R=0) on about half of its Allocates.
+//! uclient runs with `-c` (no RTCP allocations, EVEN-PORT with R=0 on
+//! about half of its Allocates), and once without: then each client asks
+//! for an RTP and RTCP pair, an even port with the next one reserved
+//! (EVEN-PORT with R=1) and claimed by a second Allocate with the
+//! RESERVATION-TOKEN the first got.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -170,12 +171,18 @@ fn totals(output: &str) -> Option<(u64, u64)> {
 }
 
 /// Runs uclient client-to-client (`-y`), `clients` sessions of `messages`
-/// each, and checks it ran clean: exit 0, no error, its messages relayed.
+/// each, without RTCP allocations (`-c`), and checks it ran clean: exit 0,
+/// no error, its messages relayed.
 fn uclient(server: SocketAddr, extra: &[&str], clients: u64, messages: u64) -> (u64, u64) {
+    uclient_with(server, &[&["-c"], extra].concat(), clients, messages)
+}
+
+/// [`uclient`] with only the flags given (`-c` or not).
+fn uclient_with(server: SocketAddr, extra: &[&str], clients: u64, messages: u64) -> (u64, u64) {
     let port = server.port().to_string();
     let (m, n) = (clients.to_string(), messages.to_string());
     let len = MESSAGE_LEN.to_string();
-    let mut args = vec!["-c", "-y", "-p", &port, "-m", &m, "-n", &n, "-l", &len];
+    let mut args = vec!["-y", "-p", &port, "-m", &m, "-n", &n, "-l", &len];
     args.extend_from_slice(extra);
     args.push("127.0.0.1");
     let ran = run(UCLIENT, &args, Duration::from_secs(60));
@@ -224,6 +231,18 @@ fn stunclient_gets_a_binding_answer() {
 fn uclient_relays_over_udp_with_a_static_user() {
     let relayd = relayd();
     let (_, received) = uclient(relayd.udp, &["-u", "alice", "-w", "alice-pw"], 4, 20);
+    relayd.relayed_at_least(4, received);
+}
+
+/// Without `-c` each client allocates an RTP and RTCP pair: EVEN-PORT with
+/// the R bit, then RESERVATION-TOKEN. No 508: relayd reserves the port.
+#[test]
+fn uclient_relays_over_rtp_and_rtcp_pairs_on_reserved_ports() {
+    let relayd = relayd();
+    let (_, received) = uclient_with(relayd.udp, &["-u", "alice", "-w", "alice-pw"], 4, 20);
+    // uclient counts an RTP and an RTCP allocation as two of its sessions;
+    // each pair is one Allocate with EVEN-PORT (R) and one with the token,
+    // and a 508 would have been an error it printed.
     relayd.relayed_at_least(4, received);
 }
 

@@ -101,16 +101,19 @@ fn bad_allocate_requests() {
         reply.get(crate::stun::kind::UNKNOWN_ATTRIBUTES),
         Some(&Attribute::UnknownAttributes(vec![0x7777]))
     );
-    // EVEN-PORT is understood, but no port pair is ever reserved: the R bit
-    // and any RESERVATION-TOKEN cannot be satisfied (508), both at once is
-    // malformed (400).
+    // A token no Allocate was answered with cannot be met (508); EVEN-PORT
+    // and a token at once, or a token with a family, is malformed (400).
     let udp17 = Attribute::RequestedTransport(17);
     let token = Attribute::ReservationToken([1; 8]);
     let reserve = Attribute::EvenPort { reserve: true };
+    let v4 = Attribute::Other {
+        kind: REQUESTED_ADDRESS_FAMILY,
+        value: vec![1, 0, 0, 0],
+    };
     for (attrs, want) in [
-        (vec![udp17.clone(), reserve.clone()], 508),
         (vec![udp17.clone(), token.clone()], 508),
-        (vec![udp17.clone(), reserve, token], 400),
+        (vec![udp17.clone(), reserve, token.clone()], 400),
+        (vec![udp17.clone(), token, v4], 400),
     ] {
         assert_eq!(
             code(&alice.call(&mut h, Method::ALLOCATE, &attrs)),
@@ -145,6 +148,49 @@ fn bad_allocate_requests() {
     let other = Method::new(0x0ff).unwrap();
     let req = Builder::new(other, Class::Request, TransactionId([7; 12])).finish();
     assert_eq!(code(&h.one(udp(4001), &req)), Some(400));
+}
+
+/// An RTP and RTCP pair (EVEN-PORT with the R bit, then RESERVATION-TOKEN):
+/// an even port, the next one kept for 30 seconds under the token the first
+/// Allocate is answered with, claimed once by a second Allocate.
+#[test]
+fn an_even_port_s_neighbour_is_reserved_and_claimed_once_by_its_token() {
+    let mut h = Harness::new(config());
+    let udp17 = Attribute::RequestedTransport(17);
+    let reserve = [udp17.clone(), Attribute::EvenPort { reserve: true }];
+    let mut rtp = Client::new(udp(4000), "alice", "alice-pw");
+    let reply = rtp.call(&mut h, Method::ALLOCATE, &reserve);
+    assert_eq!(reply.class, Class::Success, "{reply:?}");
+    let even = relayed_of(&reply);
+    assert_eq!(even.port() % 2, 0);
+    let Some(&Attribute::ReservationToken(token)) = reply.get(crate::stun::kind::RESERVATION_TOKEN) else {
+        panic!("no RESERVATION-TOKEN in {reply:?}");
+    };
+    let claim = [udp17.clone(), Attribute::ReservationToken(token)];
+    let mut rtcp = Client::new(udp(4001), "alice", "alice-pw");
+    let reply = rtcp.call(&mut h, Method::ALLOCATE, &claim);
+    assert_eq!(reply.class, Class::Success, "{reply:?}");
+    assert_eq!(relayed_of(&reply).port(), even.port() + 1);
+    assert!(reply.get(crate::stun::kind::RESERVATION_TOKEN).is_none());
+    // Claimed once: another Allocate with it cannot be met.
+    let mut late = Client::new(udp(4002), "alice", "alice-pw");
+    assert_eq!(code(&late.call(&mut h, Method::ALLOCATE, &claim)), Some(508));
+
+    // A reservation nobody claims lapses after 30 seconds; its port is let go.
+    let mut lone = Client::new(udp(4003), "alice", "alice-pw");
+    let reply = lone.call(&mut h, Method::ALLOCATE, &reserve);
+    let Some(&Attribute::ReservationToken(lapsing)) = reply.get(crate::stun::kind::RESERVATION_TOKEN) else {
+        panic!("no RESERVATION-TOKEN in {reply:?}");
+    };
+    assert_ne!(lapsing, token, "each reservation has a token of its own");
+    h.advance(29);
+    assert!(h.unreserved.is_empty());
+    h.advance(2);
+    assert_eq!(h.unreserved, [lapsing]);
+    let mut after = Client::new(udp(4004), "alice", "alice-pw");
+    let claim = [udp17, Attribute::ReservationToken(lapsing)];
+    assert_eq!(code(&after.call(&mut h, Method::ALLOCATE, &claim)), Some(508));
+    assert_eq!(h.server.counters().allocs_cur, 3);
 }
 
 #[test]

@@ -41,6 +41,10 @@ pub(super) struct Harness {
     pub(super) bind_result: Option<BindFailure>,
     /// Whether each `BindRelay` asked for an even port.
     pub(super) even_ports: Vec<bool>,
+    /// Ports reserved by the I/O layer, by token.
+    pub(super) reserved: std::collections::HashMap<[u8; 8], SocketAddr>,
+    /// Reservations the core let go (`Unreserve`).
+    pub(super) unreserved: Vec<[u8; 8]>,
 }
 
 impl Harness {
@@ -58,6 +62,8 @@ impl Harness {
             released: Vec::new(),
             bind_result: None,
             even_ports: Vec::new(),
+            reserved: std::collections::HashMap::new(),
+            unreserved: Vec::new(),
         }
     }
 
@@ -77,18 +83,34 @@ impl Harness {
     pub(super) fn events(&mut self) {
         while let Some(event) = self.server.poll_event() {
             match event {
-                Event::BindRelay { id, even_port, .. } => {
-                    self.even_ports.push(even_port);
-                    let result = match self.bind_result {
-                        Some(failure) => Err(failure),
-                        None => {
+                Event::BindRelay { id, port, .. } => {
+                    self.even_ports.push(port != Port::Any);
+                    let at = |p: u16| SocketAddr::from(([192, 0, 2, 1], p));
+                    let result = match (self.bind_result, port) {
+                        (Some(failure), _) => Err(failure),
+                        (None, Port::Reserved { token }) => {
+                            self.reserved.remove(&token).ok_or(BindFailure::NoCapacity)
+                        }
+                        (None, Port::EvenReserving { token }) => {
+                            // The next even port, and the one above it kept.
+                            self.next_relay += 2 - self.next_relay % 2;
+                            self.reserved.insert(token, at(self.next_relay + 1));
+                            let even = self.next_relay;
                             self.next_relay += 1;
-                            Ok(SocketAddr::from(([192, 0, 2, 1], self.next_relay)))
+                            Ok(at(even))
+                        }
+                        (None, _) => {
+                            self.next_relay += 1;
+                            Ok(at(self.next_relay))
                         }
                     };
                     self.server.relay_bound(self.now, id, result);
                 }
                 Event::Released { relayed, .. } => self.released.push(relayed),
+                Event::Unreserve { token } => {
+                    self.reserved.remove(&token);
+                    self.unreserved.push(token);
+                }
             }
         }
     }
