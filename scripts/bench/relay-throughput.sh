@@ -5,8 +5,13 @@
 #   - STUN Binding requests answered per second,
 #   - TURN ChannelData messages relayed per second (client -> relayed socket
 #     -> relayed socket -> client, 100-byte payloads),
-#   both from relay_load (relay/benches/relay_load.rs), best of ROUNDS
-#   alternating rounds, with the server's CPU use and CPU time per message;
+#   both from relay_load (relay/benches/relay_load.rs), the median of ROUNDS
+#   interleaved rounds, with the server's CPU use and CPU time per message;
+#   - bursts: coturn's own client (`turnutils_uclient -c -y -m 50 -n 2000
+#     -l 120`: 50 clients sending to each other through the relay at once,
+#     100,000 messages) against both, ROUNDS times each, interleaved: the
+#     messages lost, and the datagrams the kernel dropped on the server's
+#     listening socket (/proc/net/udp) because its receive buffer was full;
 #   - turnutils_uclient (coturn's own client, 50 sessions, channels) against
 #     both: it is the slower side, so compare the servers' CPU per message;
 #   - relayd's memory (VmRSS) during a SOAK_SECONDS run of ChannelData load
@@ -134,9 +139,12 @@ wait_up "$coturn_port"
 
 declare -A port=([relayd]=$relayd_port [coturn]=$coturn_port)
 declare -A pid=([relayd]=$relayd_pid [coturn]=$coturn_pid)
-declare -A best best_cpu best_us
+declare -A rates cpus uss
 
-# One relay_load run against $1 in mode $2; keeps the best rate per server and mode.
+# The median of the numbers given.
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# One relay_load run against $1 in mode $2; keeps its rate, CPU use and CPU per message.
 measure() {
     local server=$1 mode=$2 before after out rate seconds count ticks
     before=$(cpu_ticks "${pid[$server]}")
@@ -149,11 +157,9 @@ measure() {
     count=$(field answered <<<"$out")
     [ -n "$count" ] || count=$(field received <<<"$out")
     ticks=$((after - before))
-    if [ "$rate" -gt "${best[$server.$mode]:-0}" ]; then
-        best[$server.$mode]=$rate
-        best_cpu[$server.$mode]=$(awk -v t="$ticks" -v s="$seconds" 'BEGIN { printf "%.0f%%", t / s }')
-        best_us[$server.$mode]=$(awk -v t="$ticks" -v c="$count" 'BEGIN { printf "%.1f", c ? t * 10000 / c : 0 }')
-    fi
+    rates[$server.$mode]+="$rate "
+    cpus[$server.$mode]+="$(awk -v t="$ticks" -v s="$seconds" 'BEGIN { printf "%.0f", t / s }') "
+    uss[$server.$mode]+="$(awk -v t="$ticks" -v c="$count" 'BEGIN { printf "%.1f", c ? t * 10000 / c : 0 }') "
 }
 
 for round in $(seq "$rounds"); do
@@ -161,6 +167,45 @@ for round in $(seq "$rounds"); do
     for mode in binding channel; do
         measure relayd "$mode"
         measure coturn "$mode"
+    done
+done
+
+declare -A best best_cpu best_us
+for key in "${!rates[@]}"; do
+    # shellcheck disable=SC2086 # the samples are space-separated numbers
+    best[$key]=$(median ${rates[$key]})
+    # shellcheck disable=SC2086
+    best_cpu[$key]="$(median ${cpus[$key]})%"
+    # shellcheck disable=SC2086
+    best_us[$key]=$(median ${uss[$key]})
+done
+
+# Datagrams the kernel dropped on the UDP sockets bound to 127.0.0.1:$1 (a
+# full receive buffer), summed: coturn opens one per thread on its port.
+udp_drops() {
+    local hex
+    hex=$(printf '0100007F:%04X' "$1")
+    awk -v a="$hex" '$2 == a { s += $NF } END { print s + 0 }' /proc/net/udp
+}
+
+# Bursts: coturn's own load client, 50 clients at once, 100,000 messages.
+declare -A lost drops
+for round in $(seq "$rounds"); do
+    for server in relayd coturn; do
+        d0=$(udp_drops "${port[$server]}")
+        out=$(taskset -c "$load_cpu" timeout 300 turnutils_uclient -c -y -m 50 -n 2000 -l 120 \
+            -u alice -w alice-pw -p "${port[$server]}" 127.0.0.1 2>&1) || {
+            echo "relay-throughput.sh: turnutils_uclient (bursts) against $server failed:" >&2
+            tail -n 5 <<<"$out" >&2
+            exit 1
+        }
+        d1=$(udp_drops "${port[$server]}")
+        totals=$(grep 'start_mclient: tot_send_msgs=' <<<"$out" | tail -1)
+        sent=$(sed -n 's/.*tot_send_msgs=\([0-9]*\).*/\1/p' <<<"$totals")
+        received=$(sed -n 's/.*tot_recv_msgs=\([0-9]*\).*/\1/p' <<<"$totals")
+        lost[$server]+="$((sent - received)) "
+        drops[$server]+="$((${d1:-0} - ${d0:-0})) "
+        echo "  bursts round $round, $server: sent $sent, received $received, kernel drops on its listening socket $((${d1:-0} - ${d0:-0}))" >&2
     done
 done
 
@@ -214,7 +259,7 @@ peak=$(printf '%s\n' "${samples[@]}" | sort -n | tail -1)
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b ? a / b : 0 }'; }
 echo
-echo "relay throughput, one core each (server on CPU $server_cpu, load on CPU $load_cpu), best of $rounds x ${phase}s"
+echo "relay throughput, one core each (server on CPU $server_cpu, load on CPU $load_cpu), median of $rounds x ${phase}s"
 printf '%-38s %12s %12s %14s\n' "" relayd coturn relayd/coturn
 printf '%-38s %12s %12s %14s\n' "STUN Binding answers/s" "${best[relayd.binding]}" "${best[coturn.binding]}" \
     "$(ratio "${best[relayd.binding]}" "${best[coturn.binding]}")"
@@ -228,6 +273,8 @@ printf '%-38s %12s %12s %14s\n' "ChannelData relayed/s (uclient)" "${uc_rate[rel
     "$(ratio "${uc_rate[relayd]}" "${uc_rate[coturn]}")"
 printf '%-38s %12s %12s %14s\n' "  server CPU us per message" "${uc_us[relayd]}" "${uc_us[coturn]}" \
     "$(ratio "${uc_us[relayd]}" "${uc_us[coturn]}")"
+printf '%-38s %12s %12s\n' "bursts: messages lost, each round" "${lost[relayd]% }" "${lost[coturn]% }"
+printf '%-38s %12s %12s\n' "  kernel drops (listening socket)" "${drops[relayd]% }" "${drops[coturn]% }"
 echo
 echo "relayd VmRSS over a ${soak}s soak (KiB): idle $idle, start ${samples[0]}, middle ${samples[$((n / 2))]}, end ${samples[$((n - 1))]}, peak $peak, after $after_soak"
 echo "  load: $(field received <<<"$soak_out") ChannelData messages relayed, $(field churned_allocations <<<"$soak_out") allocations made and released" \
