@@ -216,7 +216,7 @@ pub async fn read_at_once(
         _ => None,
     };
     let extra_at = parts.len();
-    parts.extend(extra.iter().map(|e| Part { ..*e }));
+    parts.extend_from_slice(extra);
     let (batch, stats_here, drain_here) = tokio::join!(
         remote.batch(node, &parts),
         read_here(remote, node, Some(&p.stats)),

@@ -287,7 +287,7 @@ impl Remote {
     ///
     /// Plans never batch: the commands a plan shows are the commands sent.
     pub async fn batch(&self, node: &Node, parts: &[Part<'_>]) -> Result<Vec<Output>, ExecError> {
-        if node.access.transport == Transport::Local || parts.len() == 1 {
+        if node.access.transport == Transport::Local || parts.len() <= 1 {
             let mut outs = Vec::with_capacity(parts.len());
             for p in parts {
                 outs.push(self.probe(node, p.command, p.timeout, p.stdin).await?);
@@ -525,6 +525,7 @@ impl Remote {
 }
 
 /// One command of a [`Remote::batch`].
+#[derive(Debug, Clone, Copy)]
 pub struct Part<'a> {
     pub command: &'a Command,
     pub stdin: Option<&'a [u8]>,

@@ -6,6 +6,8 @@
 //! relay_load binding --server ADDR [--seconds 5] [--sockets 4] [--window 64]
 //! relay_load channel --server ADDR --user U --password P [--seconds 5] [--pairs 4] [--window 64] [--size 100]
 //! relay_load soak    --server ADDR --user U --password P [--seconds 60]   # channel load + allocation churn
+//! relay_load latency --server ADDR --user U --password P [--count 20000] [--size 100]
+//! relay_load hold    --server ADDR --user U --password P [--count 10000] [--seconds 10] [--ready FILE]
 //! relay_load free-port                                                   # a loopback port free for TCP and UDP
 //! ```
 //!
@@ -18,6 +20,12 @@
 //! the relay twice (client to relayed socket, relayed socket to client).
 //! `soak` runs `channel` while `relay::client` allocates, relays and
 //! releases allocations one after another, for a memory-over-time reading.
+//! `latency` sends `--count` ChannelData messages one at a time through a
+//! pair of allocations, each timed from its send to its arrival, beside the
+//! same between two plain loopback sockets: what the relay adds, at the
+//! median and the 99th percentile. `hold` makes `--count` allocations (a
+//! client socket each), writes `--ready FILE` once all are held, keeps them
+//! for `--seconds`, then releases them: memory per held allocation.
 //!
 //! The hot loops busy-poll non-blocking sockets with pre-encoded messages, so
 //! the generator (on its own core) is not the limit: its CPU always reads
@@ -54,6 +62,8 @@ struct Opts {
     pairs: u16,
     window: u32,
     size: usize,
+    count: usize,
+    ready: Option<std::path::PathBuf>,
     user: String,
     password: String,
 }
@@ -91,6 +101,8 @@ fn main() -> ExitCode {
         "binding" => binding(&opts),
         "channel" => channel(&opts),
         "soak" => soak(&opts),
+        "latency" => latency(&opts),
+        "hold" => hold(&opts),
         other => return usage(&format!("unknown mode `{other}`")),
     };
     match result {
@@ -118,6 +130,8 @@ fn parse(flags: &[String]) -> Result<Opts, String> {
         pairs: 4,
         window: 64,
         size: 100,
+        count: 0,
+        ready: None,
         user: String::new(),
         password: String::new(),
     };
@@ -138,6 +152,8 @@ fn parse(flags: &[String]) -> Result<Opts, String> {
             "--pairs" => o.pairs = value.parse().map_err(|e| bad(&e))?,
             "--window" => o.window = value.parse().map_err(|e| bad(&e))?,
             "--size" => o.size = value.parse().map_err(|e| bad(&e))?,
+            "--count" => o.count = value.parse().map_err(|e| bad(&e))?,
+            "--ready" => o.ready = Some(value.into()),
             "--user" => o.user = value,
             "--password" => o.password = value,
             _ => return Err(format!("unknown flag `{name}`")),
@@ -540,6 +556,130 @@ async fn churn(o: &Opts, deadline: Instant) -> Result<Churned, String> {
         }
     }
     Ok(churned)
+}
+
+/// Waits on a non-blocking socket until a datagram arrives or `QUIET`
+/// passes; its length, or `None`.
+fn spin_recv(socket: &UdpSocket, buf: &mut [u8]) -> Result<Option<usize>, String> {
+    let give_up = Instant::now() + QUIET;
+    loop {
+        match socket.recv(buf) {
+            Ok(n) => return Ok(Some(n)),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if Instant::now() > give_up {
+                    return Ok(None);
+                }
+                std::hint::spin_loop();
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Times `count` datagrams one at a time, `send` then a spin on `rx`;
+/// sorted nanoseconds, and how many never came.
+fn one_at_a_time(
+    count: usize,
+    rx: &UdpSocket,
+    send: impl Fn() -> std::io::Result<usize>,
+) -> Result<(Vec<u64>, u64), String> {
+    let mut buf = vec![0; 65_536];
+    let mut times = Vec::with_capacity(count);
+    let mut lost = 0;
+    for _ in 0..count {
+        let sent = Instant::now();
+        send().map_err(|e| e.to_string())?;
+        match spin_recv(rx, &mut buf)? {
+            Some(_) => times.push(u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX)),
+            None => lost += 1,
+        }
+    }
+    times.sort_unstable();
+    Ok((times, lost))
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+/// What the relay adds to one ChannelData message's trip, at p50 and p99.
+fn latency(o: &Opts) -> Result<(String, Duration), String> {
+    let count = if o.count == 0 { 20_000 } else { o.count };
+    let start = Instant::now();
+    let payload = vec![0x5a; o.size];
+    // Plain loopback: the floor.
+    let a = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let b = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    a.connect(b.local_addr().map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    b.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let (direct, _) = one_at_a_time(count, &b, || a.send(&payload))?;
+    // Through the relay: a pair of allocations with a channel each way.
+    let mut from = Session::new(o)?;
+    let mut to = Session::new(o)?;
+    let from_relayed = from.allocate()?;
+    let to_relayed = to.allocate()?;
+    from.channel_bind(FIRST_CHANNEL, to_relayed)?;
+    to.channel_bind(FIRST_CHANNEL, from_relayed)?;
+    let frame = ChannelData {
+        channel: FIRST_CHANNEL,
+        data: &payload,
+    }
+    .encode(false)
+    .map_err(|e| e.to_string())?;
+    let rx = to.socket.try_clone().map_err(|e| e.to_string())?;
+    rx.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let (relayed, lost) = one_at_a_time(count, &rx, || from.socket.send(&frame))?;
+    for session in [&mut from, &mut to] {
+        if let Err(e) = session.release() {
+            eprintln!("relay_load: warning: {e}");
+        }
+    }
+    let line = format!(
+        "count={count} size={} lost={lost} direct_p50_us={:.1} direct_p99_us={:.1} relayed_p50_us={:.1} relayed_p99_us={:.1} added_p50_us={:.1} added_p99_us={:.1}",
+        o.size,
+        percentile(&direct, 0.5),
+        percentile(&direct, 0.99),
+        percentile(&relayed, 0.5),
+        percentile(&relayed, 0.99),
+        percentile(&relayed, 0.5) - percentile(&direct, 0.5),
+        percentile(&relayed, 0.99) - percentile(&direct, 0.99),
+    );
+    Ok((line, start.elapsed()))
+}
+
+/// Holds `--count` allocations for `--seconds`, then releases them.
+fn hold(o: &Opts) -> Result<(String, Duration), String> {
+    let count = if o.count == 0 { 10_000 } else { o.count };
+    let start = Instant::now();
+    let mut sessions = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut s = Session::new(o)?;
+        s.allocate()
+            .map_err(|e| format!("allocation {} of {count}: {e}", i + 1))?;
+        sessions.push(s);
+    }
+    let made = start.elapsed();
+    if let Some(path) = &o.ready {
+        std::fs::write(path, format!("{count}\n")).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    std::thread::sleep(Duration::from_secs_f64(o.seconds));
+    let mut unreleased = 0;
+    for s in &mut sessions {
+        if s.release().is_err() {
+            unreleased += 1;
+        }
+    }
+    let line = format!(
+        "held={count} made_in_seconds={:.2} allocations_per_second={:.0} unreleased={unreleased}",
+        made.as_secs_f64(),
+        count as f64 / made.as_secs_f64()
+    );
+    Ok((line, start.elapsed()))
 }
 
 /// User plus system CPU seconds this process has used.

@@ -14,6 +14,11 @@
 #     listening socket (/proc/net/udp) because its receive buffer was full;
 #   - turnutils_uclient (coturn's own client, 50 sessions, channels) against
 #     both: it is the slower side, so compare the servers' CPU per message;
+#   - the latency each server adds to a ChannelData message: 20,000 sent one
+#     at a time through a pair of allocations, beside plain loopback, p50
+#     and p99 (relay_load latency), median of ROUNDS;
+#   - memory per held allocation: HOLD (default 10,000) allocations held on
+#     each server in turn (relay_load hold), its VmRSS before and while held;
 #   - relayd's memory (VmRSS) during a SOAK_SECONDS run of ChannelData load
 #     plus allocation churn: idle, start, middle, end, peak, after.
 #
@@ -34,6 +39,9 @@ for n in "$soak" "$phase" "$rounds"; do
     esac
 done
 server_cpu=${SERVER_CPU:-0}
+hold_count=${HOLD:-10000}
+# A socket per held allocation on both sides: room for them.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 load_cpu=${LOAD_CPU:-1}
 
 need=()
@@ -116,8 +124,8 @@ cat >"$dir/turnserver.conf" <<EOF
 listening-ip=127.0.0.1
 listening-port=$coturn_port
 relay-ip=127.0.0.1
-min-port=61000
-max-port=61999
+min-port=40000
+max-port=60999
 realm=bench.example
 lt-cred-mech
 user=alice:alice-pw
@@ -235,6 +243,45 @@ for server in relayd coturn; do
     uc_us[$server]=$(awk -v t="$((after - before))" -v r="$received" 'BEGIN { printf "%.1f", r ? t * 10000 / r : 0 }')
 done
 
+# The latency each server adds, one message at a time.
+declare -A lat50 lat99
+for round in $(seq "$rounds"); do
+    for server in relayd coturn; do
+        out=$(taskset -c "$load_cpu" timeout 120 "$load" latency --server "127.0.0.1:${port[$server]}" \
+            --user alice --password alice-pw --count 20000)
+        echo "  latency round $round, $server: $out" >&2
+        lat50[$server]+="$(field added_p50_us <<<"$out") "
+        lat99[$server]+="$(field added_p99_us <<<"$out") "
+    done
+done
+
+# Memory per held allocation, each server in turn.
+declare -A hold_kib
+for server in relayd coturn; do
+    before=$(rss_kib "${pid[$server]}")
+    ready="$dir/held-$server"
+    taskset -c "$load_cpu" timeout 600 "$load" hold --server "127.0.0.1:${port[$server]}" \
+        --user alice --password alice-pw --count "$hold_count" --seconds 3 --ready "$ready" >"$dir/hold-$server.out" &
+    hold_pid=$!
+    pids+=("$hold_pid")
+    for _ in $(seq 1500); do
+        [ -e "$ready" ] && break
+        kill -0 "$hold_pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    if [ ! -e "$ready" ]; then
+        echo "relay-throughput.sh: $hold_count allocations could not be held on $server:" >&2
+        wait "$hold_pid" || true
+        cat "$dir/hold-$server.out" >&2
+        exit 1
+    fi
+    sleep 1
+    held=$(rss_kib "${pid[$server]}")
+    wait "$hold_pid"
+    hold_kib[$server]=$(awk -v a="$held" -v b="$before" -v n="$hold_count" 'BEGIN { printf "%.2f", (a - b) / n }')
+    echo "  hold $server: VmRSS $before KiB, holding $hold_count allocations $held KiB; $(cat "$dir/hold-$server.out")" >&2
+done
+
 # relayd's memory under a long, bounded mixed load.
 echo "soak: ${soak}s of ChannelData load and allocation churn against relayd..." >&2
 idle=$(rss_kib "$relayd_pid")
@@ -273,6 +320,12 @@ printf '%-38s %12s %12s %14s\n' "ChannelData relayed/s (uclient)" "${uc_rate[rel
     "$(ratio "${uc_rate[relayd]}" "${uc_rate[coturn]}")"
 printf '%-38s %12s %12s %14s\n' "  server CPU us per message" "${uc_us[relayd]}" "${uc_us[coturn]}" \
     "$(ratio "${uc_us[relayd]}" "${uc_us[coturn]}")"
+# shellcheck disable=SC2086 # space-separated samples
+printf '%-38s %12s %12s\n' "added latency p50 (us)" "$(median ${lat50[relayd]})" "$(median ${lat50[coturn]})"
+# shellcheck disable=SC2086
+printf '%-38s %12s %12s\n' "added latency p99 (us)" "$(median ${lat99[relayd]})" "$(median ${lat99[coturn]})"
+printf '%-38s %12s %12s %14s\n' "KiB per held allocation ($hold_count)" "${hold_kib[relayd]}" "${hold_kib[coturn]}" \
+    "$(ratio "${hold_kib[relayd]}" "${hold_kib[coturn]}")"
 printf '%-38s %12s %12s\n' "bursts: messages lost, each round" "${lost[relayd]% }" "${lost[coturn]% }"
 printf '%-38s %12s %12s\n' "  kernel drops (listening socket)" "${drops[relayd]% }" "${drops[coturn]% }"
 echo
