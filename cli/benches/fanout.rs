@@ -387,24 +387,7 @@ fn measure(
     };
 
     let mut tools: Vec<Tool> = Vec::new();
-    let ssh_args = |i: usize, extra: &[String]| {
-        let mut c = Command::new("ssh");
-        c.args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-p",
-            "2022",
-            "-i",
-        ])
-        .arg(&lab.client_key)
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", lab.known_hosts.display()))
-        .args(extra)
-        .arg(format!("root@{}", lab.nodes[i].ip));
-        c
-    };
+    let ssh_args = |i: usize, extra: &[String]| lab.ssh_to(i, extra);
     let parallel_ssh = move |cpu: &Cpu, extra: Vec<String>| -> Result<(), String> {
         let children: Vec<_> = (0..n)
             .map(|i| {

@@ -151,11 +151,26 @@ pub struct LabDir {
     pub dir: PathBuf,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct LabUp {
+    #[command(flatten)]
+    pub dir: LabDir,
+    /// How many relays (node-1 .. node-N).
+    #[arg(long, default_value_t = crate::lab::relays::RELAYS, value_name = "N")]
+    pub relays: usize,
+    /// How many calls the simulator keeps going at once.
+    #[arg(long, default_value_t = crate::lab::simulator::CONCURRENT, value_name = "N")]
+    pub calls: usize,
+    /// How long each simulated call lasts.
+    #[arg(long, default_value = "3s", value_parser = parse_duration, value_name = "DURATION")]
+    pub call_length: std::time::Duration,
+}
+
 #[derive(Debug, Clone, Subcommand)]
 pub enum LabCmd {
-    /// Start three relays on loopback addresses and calls that come and go;
-    /// writes DIR/inventory.yaml.
-    Up(LabDir),
+    /// Start relays on loopback addresses (three unless --relays) and calls
+    /// that come and go; writes DIR/inventory.yaml.
+    Up(LabUp),
     /// Stop everything `lab up` started.
     Down(LabDir),
     /// `opsctl status` on the lab.

@@ -199,3 +199,61 @@ fn up_status_down() {
     );
     assert!(ports_free("127.78.4"), "a lab port is still bound");
 }
+
+/// `lab up --relays N` makes a lab of N relays, all in service; its
+/// service control knows exactly those.
+#[test]
+fn a_lab_of_five_relays() {
+    let scratch = Scratch::new();
+    let env = [("OPSCTL_LAB_NET", "127.78.5")];
+    let up = opsctl_env(
+        &scratch.0,
+        &["lab", "up", "--dir", "lab", "--relays", "5", "--calls", "2"],
+        &env,
+    );
+    assert_eq!(up.code, 0, "{}", up.dump());
+    assert!(
+        up.stderr.contains("5 relays on 127.78.5.1 to 127.78.5.5"),
+        "{}",
+        up.dump()
+    );
+    let status = opsctl_env(&scratch.0, &["lab", "status", "--dir", "lab"], &env);
+    assert_eq!(status.code, 0, "{}", status.dump());
+    let rows: Vec<&str> = status.stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 5, "{}", status.dump());
+    assert!(
+        rows[4].starts_with("node-5 ") && rows[4].contains(" up "),
+        "{}",
+        status.dump()
+    );
+    let none = opsctl_env(
+        &scratch.0,
+        &["lab", "service", "--dir", "lab", "node-6", "status"],
+        &env,
+    );
+    assert_ne!(none.code, 0, "{}", none.dump());
+    assert!(
+        none.stderr.contains("the lab has node-1 to node-5"),
+        "{}",
+        none.dump()
+    );
+    let too_many = opsctl_env(
+        &scratch.0,
+        &["lab", "up", "--dir", "other", "--relays", "251"],
+        &env,
+    );
+    assert_ne!(too_many.code, 0);
+    assert!(
+        too_many.stderr.contains("a lab has 1 to 250 relays, not 251"),
+        "{}",
+        too_many.dump()
+    );
+    let down = opsctl_env(&scratch.0, &["lab", "down", "--dir", "lab"], &env);
+    assert_eq!(down.code, 0, "{}", down.dump());
+    assert!(
+        leftovers(&scratch.0).is_empty(),
+        "left running: {:?}",
+        leftovers(&scratch.0)
+    );
+    assert!(ports_free("127.78.5"), "a lab port is still bound");
+}

@@ -379,6 +379,14 @@ impl Lab {
     /// The `ssh` command line that runs `command` on node `i` with the lab's
     /// key and known_hosts, strictly checked.
     pub fn ssh_command(&self, i: usize, command: &str) -> Command {
+        let mut c = self.ssh_to(i, &[]);
+        c.arg(command);
+        c
+    }
+
+    /// `ssh` to node `i` as [`Lab::ssh_command`] has it, with `options`
+    /// before the destination; the command (if any) goes after.
+    pub fn ssh_to(&self, i: usize, options: &[String]) -> Command {
         let mut c = Command::new("ssh");
         c.args([
             "-o",
@@ -392,8 +400,8 @@ impl Lab {
         .arg(&self.client_key)
         .arg("-o")
         .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
-        .arg(format!("root@{}", self.nodes[i].ip))
-        .arg(command);
+        .args(options)
+        .arg(format!("root@{}", self.nodes[i].ip));
         c
     }
 

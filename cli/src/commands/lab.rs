@@ -19,12 +19,15 @@ use crate::printer::Printer;
 pub fn run(cfg: &Config, cmd: &LabCmd) -> anyhow::Result<()> {
     let out = &cfg.printer;
     match cmd.clone() {
-        LabCmd::Up(d) => {
+        LabCmd::Up(up) => {
+            let d = &up.dir;
             let lab = Lab::new(&d.dir)?;
-            lab.up(true)?;
+            lab.up(up.relays, Some((up.calls, up.call_length)))?;
             out.say(&format!(
-                "lab is up: {RELAYS} relays on {}-{RELAYS}, calls going on\n  inventory: {}\n  try: opsctl -i {} status\n  stop: opsctl lab down --dir {}",
+                "lab is up: {} relays on {} to {}, calls going on\n  inventory: {}\n  try: opsctl -i {} status\n  stop: opsctl lab down --dir {}",
+                up.relays,
                 relays::ip(&lab.dir, 0),
+                relays::ip(&lab.dir, up.relays - 1),
                 lab.inventory().display(),
                 lab.inventory().display(),
                 d.dir.display()
@@ -151,7 +154,7 @@ fn demo(dir: &std::path::Path, cfg: &Config) -> anyhow::Result<()> {
         "lab: starting {RELAYS} relays and calls that come and go ({})",
         lab.dir.display()
     ));
-    lab.up(true)?;
+    lab.up(RELAYS, Some((simulator::CONCURRENT, simulator::CALL_LENGTH)))?;
     // Let calls get going on every relay.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {

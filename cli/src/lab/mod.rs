@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use relays::{RELAYS, STATUS_PORT, TURN_PORT, ip, name};
+use relays::{STATUS_PORT, TURN_PORT, ip, name};
 
 /// The lab's files, beside each other in one directory.
 pub struct Lab {
@@ -38,15 +38,22 @@ impl Lab {
         self.dir.join("values.yaml")
     }
 
-    /// Starts relays, writes the values file and inventory, starts the simulator.
-    pub fn up(&self, simulator: bool) -> anyhow::Result<()> {
+    /// How many relays it has.
+    pub fn relays(&self) -> usize {
+        relays::count(&self.dir)
+    }
+
+    /// Starts `n` relays, writes the values file and inventory, starts the
+    /// simulator (`calls` at once, each `call_length` long) unless `calls` is None.
+    pub fn up(&self, n: usize, calls: Option<(usize, Duration)>) -> anyhow::Result<()> {
         relays::choose_net(&self.dir)?;
+        relays::choose_count(&self.dir, n)?;
         self.write_files()?;
-        for i in 0..RELAYS {
+        for i in 0..n {
             relays::start(&self.dir, i)?;
         }
-        if simulator {
-            self.start_simulator()?;
+        if let Some((concurrent, length)) = calls {
+            self.start_simulator(concurrent, length)?;
         }
         Ok(())
     }
@@ -66,13 +73,13 @@ impl Lab {
         }
         let _ = std::fs::remove_file(stop);
         let _ = std::fs::remove_file(self.dir.join("run/simulator.pid"));
-        for i in 0..RELAYS {
+        for i in 0..self.relays() {
             relays::stop(&self.dir, i)?;
         }
         Ok(())
     }
 
-    fn start_simulator(&self) -> anyhow::Result<()> {
+    fn start_simulator(&self, concurrent: usize, length: Duration) -> anyhow::Result<()> {
         if relays::running(&self.dir.join("run/simulator.pid")).is_some() {
             return Ok(());
         }
@@ -83,6 +90,10 @@ impl Lab {
         let child = Command::new(exe)
             .args(["lab", "simulate", "--dir"])
             .arg(&self.dir)
+            .arg("--concurrent")
+            .arg(concurrent.to_string())
+            .arg("--call-length")
+            .arg(crate::duration::format(length))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -102,7 +113,7 @@ impl Lab {
              # out of service and back in to return it.\n\
              brig:\n  turnStatic:\n    v2:\n",
         );
-        for i in 0..RELAYS {
+        for i in 0..self.relays() {
             values.push_str(&format!(
                 "      - turn:{ip}:{TURN_PORT} # {n}\n      - turn:{ip}:{TURN_PORT}?transport=tcp # {n}\n",
                 ip = ip(&self.dir, i),
@@ -130,7 +141,7 @@ impl Lab {
             apply = cmd(&["apply", "--dir", &dir]),
             check = cmd(&["calls-config", "--dir", &dir]),
         );
-        for i in 0..RELAYS {
+        for i in 0..self.relays() {
             let n = name(i);
             inv.push_str(&format!(
                 "      - name: {n}\n        host: {ip}\n        urls: ['turn:{ip}:{TURN_PORT}', 'turn:{ip}:{TURN_PORT}?transport=tcp']\n        stats: {{addr: '{ip}:{STATUS_PORT}', read_on: local}}\n        service:\n          stop: {stop}\n          start: {start}\n          restart: {restart}\n          status: {status}\n          status_expect: active\n",
@@ -148,7 +159,7 @@ impl Lab {
     /// `lab service NODE VERB`: what systemctl is for a real relay.
     /// Whether the relay runs, for `status`; `None` for the other verbs.
     pub fn service(&self, node: &str, verb: &str) -> anyhow::Result<Option<bool>> {
-        let i = relays::index(node)?;
+        let i = relays::index(&self.dir, node)?;
         match verb {
             "start" => relays::start(&self.dir, i).map(|_| None),
             "stop" => relays::stop(&self.dir, i).map(|_| None),

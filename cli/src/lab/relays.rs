@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-/// How many relays the lab runs.
+/// How many relays a lab runs unless `lab up --relays` says otherwise.
 pub const RELAYS: usize = 3;
+/// The most: each relay has an address of its own in the lab's /24.
+pub const MAX_RELAYS: usize = 250;
 /// The TURN port of every lab relay (each has an address of its own).
 pub const TURN_PORT: u16 = 3478;
 /// restund's default status port, on each relay's own address.
@@ -20,7 +22,25 @@ pub const STATUS_PORT: u16 = 33000;
 pub const USER: &str = "caller";
 pub const PASSWORD: &str = "lab-only-password";
 
-/// `node-1` .. `node-3`.
+/// How many relays the lab in `dir` has (written when it comes up).
+pub fn count(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("relays"))
+        .ok()
+        .and_then(|n| n.trim().parse().ok())
+        .filter(|n| (1..=MAX_RELAYS).contains(n))
+        .unwrap_or(RELAYS)
+}
+
+/// Records how many relays the lab has (see [`count`]).
+pub fn choose_count(dir: &Path, n: usize) -> anyhow::Result<()> {
+    if !(1..=MAX_RELAYS).contains(&n) {
+        bail!("a lab has 1 to {MAX_RELAYS} relays, not {n}");
+    }
+    std::fs::write(dir.join("relays"), format!("{n}\n"))?;
+    Ok(())
+}
+
+/// `node-1` .. `node-N`.
 pub fn name(i: usize) -> String {
     format!("node-{}", i + 1)
 }
@@ -49,12 +69,13 @@ pub fn choose_net(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn index(node: &str) -> anyhow::Result<usize> {
+pub fn index(dir: &Path, node: &str) -> anyhow::Result<usize> {
+    let n = count(dir);
     node.strip_prefix("node-")
-        .and_then(|n| n.parse::<usize>().ok())
-        .filter(|n| (1..=RELAYS).contains(n))
-        .map(|n| n - 1)
-        .with_context(|| format!("no lab relay `{node}`; the lab has node-1 to node-{RELAYS}"))
+        .and_then(|i| i.parse::<usize>().ok())
+        .filter(|i| (1..=n).contains(i))
+        .map(|i| i - 1)
+        .with_context(|| format!("no lab relay `{node}`; the lab has node-1 to node-{n}"))
 }
 
 fn pid_file(dir: &Path, i: usize) -> PathBuf {

@@ -31,6 +31,10 @@ pub struct Counts {
     pub drops: Vec<String>,
 }
 
+/// Calls the lab keeps going at once, and how long each lasts, unless told.
+pub const CONCURRENT: usize = 6;
+pub const CALL_LENGTH: Duration = Duration::from_secs(3);
+
 pub struct Settings {
     pub dir: PathBuf,
     /// Calls kept going at once.
