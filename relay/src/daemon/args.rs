@@ -109,14 +109,36 @@ pub struct Args {
     /// Receive and send buffer of each TURN listening socket, in bytes or
     /// with KiB/MiB (default 4MiB; 0: the kernel's default). Every client's
     /// datagrams queue there; a kernel ceiling below it is logged.
-    #[arg(long, value_name = "SIZE", value_parser = super::settings::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub listen_buffer: Option<usize>,
 
     /// Receive and send buffer of each relayed socket (default 1MiB).
-    #[arg(long, value_name = "SIZE", value_parser = super::settings::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub relay_buffer: Option<usize>,
 
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// A socket buffer size: bytes, or with a `K`/`KiB` or `M`/`MiB` suffix
+/// (powers of 1024); 0 leaves the kernel's default. At most 2 GiB - 1,
+/// what the kernel takes.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" | "k" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        other => return Err(format!("`{text}`: the unit `{other}` is not B, KiB or MiB")),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (bytes, or a number with KiB or MiB)"))?;
+    let bytes = n.checked_mul(scale).filter(|b| *b <= i32::MAX as u64);
+    bytes
+        .map(|b| b as usize)
+        .ok_or_else(|| format!("`{text}` is more than the kernel takes (2 GiB - 1)"))
 }

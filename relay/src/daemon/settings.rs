@@ -26,7 +26,7 @@ use crate::turn::{self, Credentials};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use super::args::Args;
+use super::args::{Args, parse_size};
 
 /// restund's default status address.
 const DEFAULT_STATUS: &str = "127.0.0.1:33000";
@@ -75,28 +75,6 @@ impl SizeValue {
         }
         .map_err(|why| anyhow::anyhow!("`{field}`: {why}"))
     }
-}
-
-/// A socket buffer size: bytes, or with a `K`/`KiB` or `M`/`MiB` suffix
-/// (powers of 1024); 0 leaves the kernel's default. At most 2 GiB - 1,
-/// what the kernel takes.
-pub fn parse_size(text: &str) -> Result<usize, String> {
-    let t = text.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(digits);
-    let scale: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "K" | "KiB" | "k" => 1 << 10,
-        "M" | "MiB" => 1 << 20,
-        other => return Err(format!("`{text}`: the unit `{other}` is not B, KiB or MiB")),
-    };
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size (bytes, or a number with KiB or MiB)"))?;
-    let bytes = n.checked_mul(scale).filter(|b| *b <= i32::MAX as u64);
-    bytes
-        .map(|b| b as usize)
-        .ok_or_else(|| format!("`{text}` is more than the kernel takes (2 GiB - 1)"))
 }
 
 #[derive(Debug, Deserialize)]
