@@ -190,14 +190,24 @@ fn up_status_down() {
         "the simulator's calls show as allocations\n{}",
         status.dump()
     );
-    let down = opsctl_env(&scratch.0, &["lab", "down", "--dir", "lab"], &env);
+    down_leaves_nothing(&scratch, "127.78.4");
+}
+
+/// `lab down` on the lab in `scratch` (on network `net`) ends every
+/// process it started and frees every port.
+fn down_leaves_nothing(scratch: &Scratch, net: &str) {
+    let down = opsctl_env(
+        &scratch.0,
+        &["lab", "down", "--dir", "lab"],
+        &[("OPSCTL_LAB_NET", net)],
+    );
     assert_eq!(down.code, 0, "{}", down.dump());
     assert!(
         leftovers(&scratch.0).is_empty(),
         "left running: {:?}",
         leftovers(&scratch.0)
     );
-    assert!(ports_free("127.78.4"), "a lab port is still bound");
+    assert!(ports_free(net), "a lab port is still bound");
 }
 
 /// `lab up --relays N` makes a lab of N relays, all in service; its
@@ -248,12 +258,13 @@ fn a_lab_of_five_relays() {
         "{}",
         too_many.dump()
     );
-    let down = opsctl_env(&scratch.0, &["lab", "down", "--dir", "lab"], &env);
-    assert_eq!(down.code, 0, "{}", down.dump());
+    // A running lab keeps its size: a smaller one would leave relays running unseen.
+    let resize = opsctl_env(&scratch.0, &["lab", "up", "--dir", "lab", "--relays", "3"], &env);
+    assert_ne!(resize.code, 0, "{}", resize.dump());
+    assert!(resize.stderr.contains("is up with 5 relays"), "{}", resize.dump());
     assert!(
-        leftovers(&scratch.0).is_empty(),
-        "left running: {:?}",
-        leftovers(&scratch.0)
+        !scratch.0.join("other/net").exists(),
+        "a refused lab wrote nothing"
     );
-    assert!(ports_free("127.78.5"), "a lab port is still bound");
+    down_leaves_nothing(&scratch, "127.78.5");
 }

@@ -46,8 +46,18 @@ impl Lab {
     /// Starts `n` relays, writes the values file and inventory, starts the
     /// simulator (`calls` at once, each `call_length` long) unless `calls` is None.
     pub fn up(&self, n: usize, calls: Option<(usize, Duration)>) -> anyhow::Result<()> {
-        relays::choose_net(&self.dir)?;
+        // A running lab keeps its size: relays past a smaller count would
+        // run on where `lab down` no longer looks.
+        let was = self.relays();
+        if was != n && (0..was).any(|i| relays::pid(&self.dir, i).is_some()) {
+            bail!(
+                "the lab in {} is up with {was} relays\nhelp: `opsctl lab down --dir {}` first to start it with {n}",
+                self.dir.display(),
+                self.dir.display()
+            );
+        }
         relays::choose_count(&self.dir, n)?;
+        relays::choose_net(&self.dir)?;
         self.write_files()?;
         for i in 0..n {
             relays::start(&self.dir, i)?;
