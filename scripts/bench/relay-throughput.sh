@@ -24,6 +24,11 @@
 #
 #   scripts/bench/relay-throughput.sh [SOAK_SECONDS=60] [PHASE_SECONDS=5] [ROUNDS=3]
 #
+# With BASELINE=PATH, a second relayd binary (one built from an earlier
+# commit, say) runs beside them, pinned to the same core, in the same
+# interleaved Binding, ChannelData and burst rounds, and is reported
+# against this tree's relayd.
+#
 # Everything runs on loopback with ports picked free, every load is bounded
 # in time, and every process started here is stopped on exit. Other work on
 # the machine skews the numbers: run it on a quiet one.
@@ -39,6 +44,11 @@ for n in "$soak" "$phase" "$rounds"; do
     esac
 done
 server_cpu=${SERVER_CPU:-0}
+baseline=${BASELINE:-}
+if [ -n "$baseline" ] && [ ! -x "$baseline" ]; then
+    echo "relay-throughput.sh: BASELINE=$baseline is not an executable relayd" >&2
+    exit 2
+fi
 hold_count=${HOLD:-10000}
 # A socket per held allocation on both sides: room for them.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -147,6 +157,19 @@ wait_up "$coturn_port"
 
 declare -A port=([relayd]=$relayd_port [coturn]=$coturn_port)
 declare -A pid=([relayd]=$relayd_pid [coturn]=$coturn_pid)
+servers=(relayd coturn)
+
+# The baseline relayd, pinned beside them, its own ports.
+if [ -n "$baseline" ]; then
+    port[baseline]=$("$load" free-port)
+    sed "s/^status: .*/status: 127.0.0.1:$("$load" free-port)/" "$dir/relayd.yaml" >"$dir/baseline.yaml"
+    taskset -c "$server_cpu" "$baseline" -c "$dir/baseline.yaml" \
+        --listen-udp "127.0.0.1:${port[baseline]}" >"$dir/baseline.log" 2>&1 &
+    pid[baseline]=$!
+    pids+=("${pid[baseline]}")
+    wait_up "${port[baseline]}"
+    servers+=(baseline)
+fi
 declare -A rates cpus uss
 
 # The median of the numbers given.
@@ -173,8 +196,9 @@ measure() {
 for round in $(seq "$rounds"); do
     echo "round $round of $rounds (${phase}s per run):" >&2
     for mode in binding channel; do
-        measure relayd "$mode"
-        measure coturn "$mode"
+        for server in "${servers[@]}"; do
+            measure "$server" "$mode"
+        done
     done
 done
 
@@ -199,7 +223,7 @@ udp_drops() {
 # Bursts: coturn's own load client, 50 clients at once, 100,000 messages.
 declare -A lost drops
 for round in $(seq "$rounds"); do
-    for server in relayd coturn; do
+    for server in "${servers[@]}"; do
         d0=$(udp_drops "${port[$server]}")
         out=$(taskset -c "$load_cpu" timeout 300 turnutils_uclient -c -y -m 50 -n 2000 -l 120 \
             -u alice -w alice-pw -p "${port[$server]}" 127.0.0.1 2>&1) || {
@@ -246,7 +270,7 @@ done
 # The latency each server adds, one message at a time.
 declare -A lat50 lat99
 for round in $(seq "$rounds"); do
-    for server in relayd coturn; do
+    for server in "${servers[@]}"; do
         out=$(taskset -c "$load_cpu" timeout 120 "$load" latency --server "127.0.0.1:${port[$server]}" \
             --user alice --password alice-pw --count 20000)
         echo "  latency round $round, $server: $out" >&2
@@ -328,6 +352,23 @@ printf '%-38s %12s %12s %14s\n' "KiB per held allocation ($hold_count)" "${hold_
     "$(ratio "${hold_kib[relayd]}" "${hold_kib[coturn]}")"
 printf '%-38s %12s %12s\n' "bursts: messages lost, each round" "${lost[relayd]% }" "${lost[coturn]% }"
 printf '%-38s %12s %12s\n' "  kernel drops (listening socket)" "${drops[relayd]% }" "${drops[coturn]% }"
+if [ -n "$baseline" ]; then
+    echo
+    echo "against the baseline relayd ($baseline), same core, same rounds"
+    printf '%-38s %12s %12s %14s\n' "" relayd baseline relayd/baseline
+    printf '%-38s %12s %12s %14s\n' "STUN Binding answers/s" "${best[relayd.binding]}" "${best[baseline.binding]}" \
+        "$(ratio "${best[relayd.binding]}" "${best[baseline.binding]}")"
+    printf '%-38s %12s %12s\n' "  server CPU us per answer" "${best_us[relayd.binding]}" "${best_us[baseline.binding]}"
+    printf '%-38s %12s %12s %14s\n' "ChannelData relayed/s (relay_load)" "${best[relayd.channel]}" "${best[baseline.channel]}" \
+        "$(ratio "${best[relayd.channel]}" "${best[baseline.channel]}")"
+    printf '%-38s %12s %12s\n' "  server CPU us per message" "${best_us[relayd.channel]}" "${best_us[baseline.channel]}"
+    # shellcheck disable=SC2086 # space-separated samples
+    printf '%-38s %12s %12s\n' "added latency p50 (us)" "$(median ${lat50[relayd]})" "$(median ${lat50[baseline]})"
+    # shellcheck disable=SC2086
+    printf '%-38s %12s %12s\n' "added latency p99 (us)" "$(median ${lat99[relayd]})" "$(median ${lat99[baseline]})"
+    printf '%-38s %12s %12s\n' "bursts: messages lost, each round" "${lost[relayd]% }" "${lost[baseline]% }"
+    printf '%-38s %12s %12s\n' "  kernel drops (listening socket)" "${drops[relayd]% }" "${drops[baseline]% }"
+fi
 echo
 echo "relayd VmRSS over a ${soak}s soak (KiB): idle $idle, start ${samples[0]}, middle ${samples[$((n / 2))]}, end ${samples[$((n - 1))]}, peak $peak, after $after_soak"
 echo "  load: $(field received <<<"$soak_out") ChannelData messages relayed, $(field churned_allocations <<<"$soak_out") allocations made and released" \

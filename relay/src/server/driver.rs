@@ -14,7 +14,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-use super::{Config, Ctx, RelayAddress, Tls};
+use super::{Config, Ctx, RelayAddress, Tls, mmsg};
 use crate::status::{self, StatusPort};
 use crate::turn::{BindFailure, Event, Family, FiveTuple, Port, Server, Transmit, Transport};
 
@@ -121,6 +121,8 @@ pub(super) struct Driver {
     /// token, with their advertised address; nothing reads them until claimed.
     reserved: HashMap<[u8; 8], (UdpSocket, SocketAddr)>,
     status: Option<(Arc<UdpSocket>, StatusPort)>,
+    /// What the flush under way sends; empty between flushes.
+    outbox: Outbox,
     tls: Option<Arc<Tls>>,
     /// The deadline the timer task waits for.
     armed: Option<Instant>,
@@ -148,6 +150,7 @@ impl Driver {
             relays: HashMap::new(),
             reserved: HashMap::new(),
             status: status.map(|s| (s, StatusPort::new())),
+            outbox: Outbox::default(),
             tls: config.tls,
             armed: None,
             spawn_relay,
@@ -192,33 +195,31 @@ impl Driver {
                 }
             }
         }
+        let outbox = &mut self.outbox;
         while let Some(transmit) = self.core.poll_transmit() {
             match transmit {
-                Transmit::ToClient { tuple, bytes } => self.to_client(tuple, bytes),
+                Transmit::ToClient { tuple, bytes } => match tuple.transport {
+                    Transport::Udp => {
+                        if let Some(socket) = self.udp.get(&tuple.server) {
+                            outbox.push(socket, tuple.client, bytes);
+                        }
+                    }
+                    Transport::Tcp | Transport::Tls => {
+                        // A full queue means the client reads slower than it is
+                        // sent to; dropping a whole frame keeps the stream in sync.
+                        if let Some(writer) = self.tcp.get(&tuple) {
+                            let _ = writer.try_send(bytes);
+                        }
+                    }
+                },
                 Transmit::ToPeer { relayed, peer, bytes } => {
                     if let Some(relay) = self.relays.get(&relayed) {
-                        send_dropping(&relay.socket, &bytes, peer);
+                        outbox.push(&relay.socket, peer, bytes);
                     }
                 }
             }
         }
-    }
-
-    fn to_client(&self, tuple: FiveTuple, bytes: Vec<u8>) {
-        match tuple.transport {
-            Transport::Udp => {
-                if let Some(socket) = self.udp.get(&tuple.server) {
-                    send_dropping(socket, &bytes, tuple.client);
-                }
-            }
-            Transport::Tcp | Transport::Tls => {
-                // A full queue means the client reads slower than it is sent
-                // to; dropping a whole frame keeps the stream in sync.
-                if let Some(writer) = self.tcp.get(&tuple) {
-                    let _ = writer.try_send(bytes);
-                }
-            }
-        }
+        outbox.send();
     }
 
     fn bind_relay(&mut self, family: Family, port: Port, ctx: &Ctx) -> Result<SocketAddr, BindFailure> {
@@ -310,10 +311,29 @@ fn bind_udp(addr: SocketAddr, buffer: usize) -> io::Result<UdpSocket> {
     UdpSocket::from_std(socket)
 }
 
-/// Sends a datagram if the socket can take it now.
-fn send_dropping(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
-    if let Err(e) = socket.try_send_to(bytes, to) {
-        tracing::trace!(%to, error = %e, "datagram dropped");
+/// The datagrams one flush sends, by the socket they go from, each
+/// socket's in the order the core queued them.
+#[derive(Debug, Default)]
+struct Outbox {
+    sockets: Vec<(Arc<UdpSocket>, Vec<mmsg::Datagram>)>,
+}
+
+impl Outbox {
+    fn push(&mut self, socket: &Arc<UdpSocket>, to: SocketAddr, bytes: Vec<u8>) {
+        // A flush sends from a few sockets at most: a scan finds one.
+        match self.sockets.iter_mut().find(|(s, _)| Arc::ptr_eq(s, socket)) {
+            Some((_, queued)) => queued.push((to, bytes)),
+            None => self.sockets.push((socket.clone(), vec![(to, bytes)])),
+        }
+    }
+
+    /// Sends each socket's datagrams, as many per system call as it takes
+    /// now; the rest are dropped rather than waited for. Empties the outbox
+    /// (and lets go of its sockets) but keeps its room.
+    fn send(&mut self) {
+        for (socket, datagrams) in self.sockets.drain(..) {
+            mmsg::send(&socket, &datagrams);
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 
 mod buffers;
 mod driver;
+mod mmsg;
 mod tasks;
 mod tls;
 

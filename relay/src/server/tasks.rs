@@ -1,7 +1,6 @@
 //! Reader tasks: each waits on one socket (or accepts connections) and
 //! hands what arrives to the core, until the shutdown signal.
 
-use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +12,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::Ctx;
 use super::driver::Driver;
+use super::mmsg::{self, BATCH, Inbox};
 use crate::stun::frame_len;
 use crate::turn::{FiveTuple, Transport};
 
@@ -20,12 +20,10 @@ use crate::turn::{FiveTuple, Transport};
 const WRITE_QUEUE: usize = 256;
 /// Longest status command datagram read; restund reads 32 bytes of it.
 const STATUS_DATAGRAM: usize = 2048;
-/// Most datagrams one socket hands the core before others get a turn.
-const BURST: usize = 32;
 
 thread_local! {
-    /// The receive buffer every datagram socket on this thread reads into.
-    static RECEIVE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// What every datagram socket on this thread reads into.
+    static INBOX: std::cell::RefCell<Inbox> = std::cell::RefCell::new(Inbox::default());
 }
 
 /// How long a TLS client has to finish its handshake.
@@ -70,12 +68,15 @@ pub(super) async fn status_listener(socket: Arc<UdpSocket>, ctx: Ctx) {
     .await;
 }
 
-/// Hands each datagram to the core until shutdown. Datagrams are read
-/// into the thread's one receive buffer rather than one per socket: a relay
-/// holds a socket per allocation, and a buffer each (64 KiB) would cost more
-/// than the allocation itself. The buffer is one byte longer than `max` so
-/// that a longer datagram arrives truncated but still too long, and the
-/// core counts it as oversized.
+/// Hands each datagram to the core until shutdown, a batch at a time: what
+/// one system call reads goes to the core under one take of its lock, and
+/// what the core sends in reply goes out a socket at a time
+/// ([`mmsg`]). Datagrams are read into the thread's one inbox rather than
+/// one per socket: a relay holds a socket per allocation, and a buffer each
+/// (a batch of 64 KiB slots) would cost far more than the allocation
+/// itself. Each slot is one byte longer than `max` so that a longer
+/// datagram arrives truncated but still too long, and the core counts it
+/// as oversized.
 async fn datagrams(
     socket: &UdpSocket,
     max: usize,
@@ -91,33 +92,24 @@ async fn datagrams(
             tracing::warn!(error = %e, "socket no longer readable");
             return;
         }
-        // What is queued now, in a bounded burst: a socket that still has
-        // more after it lets the other tasks run first.
-        let mut drained = false;
-        for _ in 0..BURST {
-            let more = RECEIVE.with_borrow_mut(|buf| {
-                if buf.len() < max + 1 {
-                    buf.resize(max + 1, 0);
-                }
-                match socket.try_recv_from(&mut buf[..=max]) {
-                    Ok((len, from)) => {
-                        ctx.drive(|driver, now| handle(driver, now, from, &buf[..len]));
-                        true
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => false,
-                    // ICMP errors surface here on some systems; the socket still works.
-                    Err(e) => {
-                        tracing::debug!(error = %e, "receive failed");
-                        true
-                    }
-                }
-            });
-            if !more {
-                drained = true;
-                break;
+        // What is queued now, one batch: a socket that had a full one may
+        // have more, and lets the other tasks run before it reads again.
+        let full = INBOX.with_borrow_mut(|inbox| {
+            if let Err(e) = mmsg::receive(socket, inbox, max + 1) {
+                // ICMP errors surface here on some systems; the socket still works.
+                tracing::debug!(error = %e, "receive failed");
+                return false;
             }
-        }
-        if !drained {
+            if inbox.len() > 0 {
+                ctx.drive(|driver, now| {
+                    for (from, bytes) in inbox.datagrams() {
+                        handle(driver, now, from, bytes);
+                    }
+                });
+            }
+            inbox.len() == BATCH
+        });
+        if full {
             tokio::task::yield_now().await;
         }
     }

@@ -67,6 +67,66 @@ async fn two_clients_through_channels_both_ways_udp_and_tcp() {
     relayd.stop().await.unwrap();
 }
 
+/// Clients and peers send bursts without waiting for any answer, so the
+/// relay reads and sends many datagrams per system call: every one arrives,
+/// whole, from the right sender, in the order it was sent.
+#[tokio::test]
+async fn bursts_from_many_clients_arrive_whole_and_in_order_both_ways() {
+    const CLIENTS: usize = 8;
+    // What each peer and client queues before it reads fits the kernel's
+    // default receive buffer (208 KiB), so none is lost on the test's side.
+    const BURST: usize = 100;
+    let relayd = Relayd::start(|_| {}).await;
+    let mut pairs = Vec::new();
+    for i in 0..CLIENTS {
+        let user = if i % 2 == 0 { "alice" } else { "bob" };
+        let (mut client, relayed) = allocated(&relayd, user).await;
+        let peer = Peer::new().await;
+        client.channel_bind(0x4000 + i as u16, peer.addr).await.unwrap();
+        pairs.push((client, relayed, peer));
+    }
+    // Each datagram says whose it is and its place; lengths vary too.
+    let datagram = |who: usize, n: usize| {
+        let mut d = format!("{who}:{n}:").into_bytes();
+        d.resize(20 + (n * 7 + who) % 200, b'x');
+        d
+    };
+
+    // Every client's burst, all at once, then every peer reads its own.
+    for n in 0..BURST {
+        for (who, (client, _, peer)) in pairs.iter_mut().enumerate() {
+            client.send(peer.addr, &datagram(who, n)).await.unwrap();
+        }
+    }
+    for (who, (_, relayed, peer)) in pairs.iter().enumerate() {
+        for n in 0..BURST {
+            assert_eq!(
+                peer.recv().await,
+                (datagram(who, n), *relayed),
+                "client {who}'s datagram {n}"
+            );
+        }
+    }
+
+    // And back: every peer's burst, then every client reads its own.
+    for n in 0..BURST {
+        for (who, (_, relayed, peer)) in pairs.iter().enumerate() {
+            peer.socket.send_to(&datagram(who, n), relayed).await.unwrap();
+        }
+    }
+    for (who, (client, _, peer)) in pairs.iter_mut().enumerate() {
+        for n in 0..BURST {
+            let got = client.recv().await.unwrap();
+            assert_eq!(
+                (got.peer, got.channel, got.data),
+                (peer.addr, Some(0x4000 + who as u16), datagram(who, n)),
+                "peer {who}'s datagram {n}"
+            );
+        }
+    }
+    relayd.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn plain_peers_need_a_permission() {
     let relayd = Relayd::start(|_| {}).await;
