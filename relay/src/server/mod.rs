@@ -6,8 +6,9 @@
 //! shutdown signal (`server::run(config, listeners, shutdown)`, as in
 //! mini-redis), so tests run it on `127.0.0.1:0` and a binary decides the
 //! addresses. The TURN core and the sockets it sends from sit behind one
-//! lock; each reader task hands the core what it reads right there, from
-//! its own buffer, and makes the sends the core asks for, so a packet is
+//! lock; each reader task hands the core what it reads right there, a
+//! batch of datagrams per system call and per take of the lock, and makes
+//! the sends the core asks for, a socket's batch per call, so a packet is
 //! relayed without crossing to another task. A timer task drives expiry.
 //! Nothing waits while holding the lock: UDP sends that would block are
 //! dropped (UDP may lose them anyway) and each TCP connection has its own
