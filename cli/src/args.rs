@@ -142,6 +142,21 @@ pub enum Command {
     /// A small deployment on this machine: relays, calls, and the demo.
     #[command(subcommand)]
     Lab(LabCmd),
+    /// Print the completion script for a shell, e.g. `opsctl completions
+    /// bash > /etc/bash_completion.d/opsctl`; for zsh, put `_opsctl` in a
+    /// directory of `$fpath`; for fish, `~/.config/fish/completions/opsctl.fish`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (opsctl.1 and one per subcommand, such as
+    /// opsctl-restart.1) into a directory, e.g. /usr/local/share/man/man1.
+    Man {
+        /// Where to write the pages; made if missing.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

@@ -41,6 +41,10 @@ pub enum Action {
     /// `opsctl resume RUN`: that run, as its journal tells it.
     Resume(Box<crate::journal::Previous>),
     Lab(args::LabCmd),
+    /// `opsctl completions SHELL`: no inventory.
+    Completions(clap_complete::Shell),
+    /// `opsctl man --dir DIR`: no inventory.
+    Man(std::path::PathBuf),
 }
 
 fn usage(msg: impl Into<String>) -> anyhow::Error {
@@ -60,6 +64,8 @@ impl Config {
         let state_dir = g.state_dir.clone().unwrap_or_else(crate::journal::default_dir);
         let (inventory, inventory_id, action) = match cli.command {
             Command::Lab(cmd) => (None, String::new(), Action::Lab(cmd)),
+            Command::Completions { shell } => (None, String::new(), Action::Completions(shell)),
+            Command::Man { dir } => (None, String::new(), Action::Man(dir)),
             Command::Runs(r) => (
                 None,
                 String::new(),
@@ -213,6 +219,9 @@ fn against_inventory(
         Command::Status => Action::Status,
         Command::Lab(_) => return Err(usage("`opsctl lab` reads no inventory")),
         Command::Runs(_) => return Err(usage("`opsctl runs` reads no inventory")),
+        Command::Completions { .. } | Command::Man { .. } => {
+            return Err(usage("`opsctl completions` and `opsctl man` read no inventory"));
+        }
         Command::Resume(_) => unreachable!("handled above"),
         Command::Inventory(args::InventoryCmd::Check) => Action::InventoryCheck,
     };

@@ -13,6 +13,7 @@ pub mod envfile;
 pub mod error;
 pub mod etcd;
 pub mod executor;
+pub mod files;
 pub mod health;
 pub mod inventory;
 pub mod journal;

@@ -34,6 +34,8 @@ fn run(cfg: &Config) -> anyhow::Result<()> {
         Action::Runs(None) => commands::runs::list(cfg),
         Action::Runs(Some(run)) => commands::runs::show(cfg, run),
         Action::Resume(prev) => commands::procedure::resume(cfg, prev),
+        Action::Completions(shell) => commands::docs::completions(cfg, *shell),
+        Action::Man(dir) => commands::docs::man(cfg, dir),
     }
 }
 

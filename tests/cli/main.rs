@@ -5,6 +5,7 @@ mod certs;
 mod clearwater;
 mod contract;
 mod docker;
+mod docs;
 mod errors;
 mod examples;
 mod gates;

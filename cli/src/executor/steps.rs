@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use super::core::{Executor, unless_stopped};
 use super::{checks, gates};
 use crate::advertise;
+use crate::files::write_atomically;
 use crate::plan::{Action, Step};
 
 pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
@@ -348,32 +349,5 @@ async fn advertise(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
             return Err(e);
         }
     }
-    Ok(())
-}
-
-/// Write to a temporary file beside `path`, sync, rename: never half-written.
-fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    // Named for this process and created exclusively: two runs never
-    // write through one temporary file.
-    let tmp = path.with_file_name(format!(
-        ".{}.opsctl-{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    let perms = std::fs::metadata(path).map(|m| m.permissions()).ok();
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    drop(f);
-    if let Some(p) = perms {
-        std::fs::set_permissions(&tmp, p)?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
     Ok(())
 }
