@@ -116,6 +116,12 @@ pub struct Args {
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub relay_buffer: Option<usize>,
 
+    /// Check the configuration (the file, with any flags given beside it:
+    /// its fields, addresses and certificate) and exit without serving:
+    /// 0 and what it would serve, or 2 and the file, line and reason.
+    #[arg(long)]
+    pub check_config: bool,
+
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -58,6 +58,15 @@ pub fn main_from(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.check_config {
+        let source = args
+            .config
+            .as_ref()
+            .map_or_else(|| "the flags".to_owned(), |p| p.display().to_string());
+        println!("relayd: {source}: ok");
+        print!("{}", settings.describe());
+        return ExitCode::SUCCESS;
+    }
     // One thread: the TURN core is one task, and readers on other threads
     // would wake it across threads for every packet, which costs more than
     // the reads they take off it (measured on one core: 44k ChannelData

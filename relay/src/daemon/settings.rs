@@ -25,6 +25,7 @@ use crate::server::{self, RelayAddress};
 use crate::turn::{self, Credentials};
 use anyhow::{Context, bail};
 use serde::Deserialize;
+use serde_saphyr::{Location, Spanned};
 
 use super::args::{Args, parse_size};
 
@@ -37,10 +38,13 @@ const DEFAULT_LISTEN: &str = "0.0.0.0:3478";
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct File {
+    /// Where it was read from, to name with a line in what is wrong.
+    #[serde(skip)]
+    path: Option<PathBuf>,
     realm: Option<String>,
     listen: Listen,
-    relay: Vec<Relay>,
-    status: Option<String>,
+    relay: Vec<Spanned<Relay>>,
+    status: Option<Spanned<String>>,
     users: BTreeMap<String, String>,
     auth_secrets: Vec<Secret>,
     quota: Quota,
@@ -48,7 +52,7 @@ pub struct File {
     alternate_server: Option<SocketAddr>,
     allow_loopback_peers: bool,
     draining: bool,
-    tls: Option<TlsFiles>,
+    tls: Option<Spanned<TlsFiles>>,
     buffers: BufferSizes,
 }
 
@@ -56,8 +60,8 @@ pub struct File {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct BufferSizes {
-    listen: Option<SizeValue>,
-    relayed: Option<SizeValue>,
+    listen: Option<Spanned<SizeValue>>,
+    relayed: Option<Spanned<SizeValue>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,12 +72,13 @@ enum SizeValue {
 }
 
 impl SizeValue {
-    fn bytes(&self, field: &str) -> anyhow::Result<usize> {
+    /// The size in bytes; what is wrong with it starts with `at` (`FILE:LINE: `).
+    fn bytes(&self, at: &str, field: &str) -> anyhow::Result<usize> {
         match self {
             SizeValue::Bytes(n) => parse_size(&n.to_string()),
             SizeValue::Text(t) => parse_size(t),
         }
-        .map_err(|why| anyhow::anyhow!("`{field}`: {why}"))
+        .map_err(|why| anyhow::anyhow!("{at}`{field}`: {why}"))
     }
 }
 
@@ -136,7 +141,10 @@ impl File {
     pub fn load(path: &std::path::Path) -> anyhow::Result<File> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        File::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+        let mut file =
+            File::parse(&text).with_context(|| format!("invalid config file {}", path.display()))?;
+        file.path = Some(path.to_owned());
+        Ok(file)
     }
 
     fn parse(text: &str) -> anyhow::Result<File> {
@@ -167,11 +175,19 @@ pub struct Settings {
 /// shown), TLS listeners without a certificate or the reverse, or a
 /// certificate that fails its checks.
 pub fn resolve(file: File, args: &Args) -> anyhow::Result<Settings> {
-    let realm = args
-        .realm
-        .clone()
-        .or(file.realm)
-        .context("no realm: set `realm` in the config file or pass --realm")?;
+    // `FILE:LINE: ` before what is wrong with a value the file gave.
+    let path = file.path.clone();
+    let at = |loc: &Location| match &path {
+        Some(p) => format!("{}:{}: ", p.display(), loc.line()),
+        None => format!("line {}: ", loc.line()),
+    };
+    let realm = args.realm.clone().or(file.realm).with_context(|| {
+        let file = path
+            .as_ref()
+            .map(|p| format!("{}: ", p.display()))
+            .unwrap_or_default();
+        format!("{file}no realm: set `realm` in the config file or pass --realm")
+    })?;
     let mut turn = turn::Config::with_random_key(realm).context("cannot draw a nonce key")?;
     if let Some(s) = file.lifetime.default {
         turn.default_lifetime = Duration::from_secs(s);
@@ -209,11 +225,18 @@ pub fn resolve(file: File, args: &Args) -> anyhow::Result<Settings> {
     }
 
     let relay: Vec<RelayAddress> = if args.relay_ip.is_empty() {
+        if let Some(r) = file.relay.iter().find(|r| r.value.bind.is_unspecified()) {
+            bail!(
+                "{}relay address `{}` is a wildcard; give the specific address relayed sockets bind to",
+                at(&r.referenced),
+                r.value.bind
+            );
+        }
         file.relay
             .iter()
             .map(|r| RelayAddress {
-                bind: r.bind,
-                advertise: r.advertise,
+                bind: r.value.bind,
+                advertise: r.value.advertise,
             })
             .collect()
     } else {
@@ -253,8 +276,10 @@ pub fn resolve(file: File, args: &Args) -> anyhow::Result<Settings> {
     let (file_names, file_ca) = file
         .tls
         .as_ref()
-        .map(|t| (t.names.clone(), t.ca.clone()))
+        .map(|t| (t.value.names.clone(), t.value.ca.clone()))
         .unwrap_or_default();
+    // Where the file named the certificate, for what is wrong with it.
+    let tls_at = file.tls.as_ref().map(|t| at(&t.referenced)).unwrap_or_default();
     let names = if args.tls_name.is_empty() {
         file_names
     } else {
@@ -263,7 +288,7 @@ pub fn resolve(file: File, args: &Args) -> anyhow::Result<Settings> {
     let ca: Vec<PathBuf> = args.tls_ca.clone().or(file_ca).into_iter().collect();
     let cert = match (&args.cert, file.tls) {
         (Some(cert), _) => Some((cert.clone(), args.key.clone())),
-        (None, Some(files)) => Some((files.cert, files.key)),
+        (None, Some(files)) => Some((files.value.cert, files.value.key)),
         (None, None) => None,
     };
     let tls_cert = match (cert, tls.is_empty()) {
@@ -287,24 +312,27 @@ pub fn resolve(file: File, args: &Args) -> anyhow::Result<Settings> {
                     trust: std::sync::Arc::new(crate::trust::Trust::load(&ca)?),
                 })
             };
-            Some(server::Tls::load(source, expect).context("cannot serve TLS")?)
+            let from_file = args.cert.is_none();
+            let tls = server::Tls::load(source, expect);
+            Some(tls.with_context(|| {
+                format!("{}cannot serve TLS", if from_file { tls_at.as_str() } else { "" })
+            })?)
         }
     };
     if udp.is_empty() && tcp.is_empty() && tls.is_empty() {
         let default: SocketAddr = DEFAULT_LISTEN.parse()?;
         (udp, tcp) = (vec![default], vec![default]);
     }
-    let status = match args
-        .status
-        .clone()
-        .or(file.status)
-        .as_deref()
-        .unwrap_or(DEFAULT_STATUS)
-    {
+    let (status, status_at) = match (&args.status, &file.status) {
+        (Some(flag), _) => (flag.as_str(), String::new()),
+        (None, Some(s)) => (s.value.as_str(), at(&s.referenced)),
+        (None, None) => (DEFAULT_STATUS, String::new()),
+    };
+    let status = match status {
         "off" => None,
         addr => Some(
             addr.parse()
-                .with_context(|| format!("status address `{addr}` is not IP:PORT or `off`"))?,
+                .with_context(|| format!("{status_at}status address `{addr}` is not IP:PORT or `off`"))?,
         ),
     };
 
@@ -314,12 +342,12 @@ pub fn resolve(file: File, args: &Args) -> anyhow::Result<Settings> {
     if let Some(b) = args.listen_buffer {
         server.buffers.listen = b;
     } else if let Some(v) = &file.buffers.listen {
-        server.buffers.listen = v.bytes("buffers.listen")?;
+        server.buffers.listen = v.value.bytes(&at(&v.referenced), "buffers.listen")?;
     }
     if let Some(b) = args.relay_buffer {
         server.buffers.relayed = b;
     } else if let Some(v) = &file.buffers.relayed {
-        server.buffers.relayed = v.bytes("buffers.relayed")?;
+        server.buffers.relayed = v.value.bytes(&at(&v.referenced), "buffers.relayed")?;
     }
     Ok(Settings {
         server,
@@ -328,6 +356,106 @@ pub fn resolve(file: File, args: &Args) -> anyhow::Result<Settings> {
         tls,
         status,
     })
+}
+
+impl Settings {
+    /// What relayd would serve, a line each, for `--check-config`.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let list = |addrs: &[SocketAddr]| {
+            if addrs.is_empty() {
+                "-".to_owned()
+            } else {
+                addrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let turn = &self.server.turn;
+        let mut out = format!(
+            "  realm: {}
+",
+            turn.realm
+        );
+        out += &format!(
+            "  listen: udp {}; tcp {}; tls {}
+",
+            list(&self.udp),
+            list(&self.tcp),
+            list(&self.tls)
+        );
+        for r in &self.server.relay {
+            match r.advertise {
+                Some(a) => {
+                    out += &format!(
+                        "  relay: {} (advertised as {a})
+",
+                        r.bind
+                    )
+                }
+                None => {
+                    out += &format!(
+                        "  relay: {}
+",
+                        r.bind
+                    )
+                }
+            }
+        }
+        out += &format!(
+            "  status: {}
+",
+            self.status.map_or_else(|| "off".to_owned(), |s| s.to_string())
+        );
+        let credentials = &self.server.credentials;
+        out += &format!(
+            "  credentials: {} static users, {} shared secrets{}
+",
+            credentials.users(),
+            credentials.secrets(),
+            if credentials.is_empty() {
+                " (every allocation will be refused)"
+            } else {
+                ""
+            }
+        );
+        let quota = |q: Option<usize>| q.map_or_else(|| "none".to_owned(), |n| n.to_string());
+        out += &format!(
+            "  quota: {} per user, {} in all; lifetime {} s by default, {} s at most
+",
+            quota(turn.user_quota),
+            quota(turn.total_quota),
+            turn.default_lifetime.as_secs(),
+            turn.max_lifetime.as_secs()
+        );
+        if let Some(tls) = &self.server.tls {
+            out += &format!(
+                "  certificate: {}
+",
+                tls.summary()
+            );
+        }
+        let size = |b: usize| {
+            if b == 0 {
+                "the kernel's default".to_owned()
+            } else {
+                format!("{b} bytes")
+            }
+        };
+        out += &format!(
+            "  buffers: listening {}, relayed {}
+",
+            size(self.server.buffers.listen),
+            size(self.server.buffers.relayed)
+        );
+        if self.server.draining {
+            out += "  starts draining: new allocations refused
+";
+        }
+        out
+    }
 }
 
 fn split_pair(s: &str) -> Option<(&str, &str)> {

@@ -99,6 +99,18 @@ impl Credentials {
         self.users.is_empty() && self.secrets.is_empty()
     }
 
+    /// How many static users there are.
+    #[must_use]
+    pub fn users(&self) -> usize {
+        self.users.len()
+    }
+
+    /// How many shared secrets there are.
+    #[must_use]
+    pub fn secrets(&self) -> usize {
+        self.secrets.len()
+    }
+
     /// How `username` would be checked.
     #[must_use]
     pub fn scheme(&self, username: &str) -> Option<Scheme> {

@@ -280,3 +280,108 @@ fn with_tls_name_it_refuses_to_start_with_a_certificate_for_another_name() {
         )
     );
 }
+
+/// `relayd --check-config` with these arguments: exit status, stdout, stderr.
+fn check_config(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_relayd"))
+        .arg("--check-config")
+        .args(args)
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn the_shipped_example_config_checks_clean_and_says_what_it_would_serve() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/relayd.yaml");
+    let (code, stdout, stderr) = check_config(&["-c", example]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_eq!(
+        stdout,
+        format!(
+            "relayd: {example}: ok
+  realm: turn.example.org
+  listen: udp 192.0.2.10:3478; tcp 192.0.2.10:3478; tls -
+  relay: 192.0.2.10 (advertised as 203.0.113.10)
+  status: 127.0.0.1:33000
+  credentials: 1 static users, 2 shared secrets
+  quota: 10 per user, 10000 in all; lifetime 600 s by default, 3600 s at most
+  buffers: listening 4194304 bytes, relayed 1048576 bytes
+"
+        )
+    );
+    // Flags beside the file are checked with it.
+    let (code, stdout, _) = check_config(&["-c", example, "--status=off", "--drain"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.contains("  status: off\n")
+            && stdout.ends_with("  starts draining: new allocations refused\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_bad_config_is_refused_with_its_file_line_and_reason() {
+    let dir = crate::harness::fresh_dir("check-config");
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let refused = |path: &str| {
+        let (code, stdout, stderr) = check_config(&["-c", path]);
+        assert_eq!(code, Some(2), "{stdout}{stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+        stderr
+    };
+    let base = "realm: r\nrelay: [{bind: 192.0.2.1}]\nusers: {a: b}\n";
+
+    let wildcard = file(
+        "wildcard.yaml",
+        "realm: r\nusers: {a: b}\nrelay:\n  - bind: 192.0.2.1\n  - bind: 0.0.0.0\n",
+    );
+    assert_eq!(
+        refused(&wildcard),
+        format!(
+            "relayd: error: {wildcard}:5: relay address `0.0.0.0` is a wildcard; give the specific address relayed sockets bind to\n"
+        )
+    );
+    let status = file("status.yaml", &format!("{base}status: localhost:33000\n"));
+    assert_eq!(
+        refused(&status),
+        format!(
+            "relayd: error: {status}:4: status address `localhost:33000` is not IP:PORT or `off`: invalid socket address syntax\n"
+        )
+    );
+    let buffers = file("buffers.yaml", &format!("{base}buffers:\n  listen: 4 MB\n"));
+    assert!(
+        refused(&buffers).starts_with(&format!(
+            "relayd: error: {buffers}:5: `buffers.listen`: `4 MB`: the unit `MB`"
+        )),
+        "{}",
+        refused(&buffers)
+    );
+    let typo = file("typo.yaml", &format!("{base}quota: {{users: 3}}\n"));
+    let why = refused(&typo);
+    assert!(
+        why.contains(&typo) && why.contains("users") && why.contains("line 4"),
+        "{why}"
+    );
+    let tls = file(
+        "tls.yaml",
+        &format!("{base}listen: {{tls: ['127.0.0.1:5349']}}\ntls:\n  cert: /nonexistent.pem\n"),
+    );
+    assert_eq!(
+        refused(&tls),
+        format!(
+            "relayd: error: {tls}:6: cannot serve TLS: cannot read /nonexistent.pem: No such file or directory (os error 2)\n"
+        )
+    );
+    let no_realm = file("no-realm.yaml", "relay: [{bind: 192.0.2.1}]\nusers: {a: b}\n");
+    assert_eq!(
+        refused(&no_realm),
+        format!("relayd: error: {no_realm}: no realm: set `realm` in the config file or pass --realm\n")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
