@@ -89,11 +89,19 @@ pub(super) fn receive(socket: &UdpSocket, inbox: &mut Inbox, stride: usize) -> i
 /// unreachable address, say) is dropped and the rest still go; once the
 /// socket's buffer is full the rest are dropped, as UDP may drop them
 /// anyway: nothing waits. Returns how many were sent.
+///
+/// The kernel is asked directly, not through tokio's readiness: nothing
+/// here waits for a socket to become writable, so that readiness would
+/// only drop datagrams the kernel would take. A relayed socket bound a
+/// moment ago is not yet known to tokio as writable until its reactor has
+/// looked, which a busy reader may not let it do for many requests: its
+/// first datagrams to the peer were dropped so (found under load, where a
+/// client's Send right after its CreatePermission was lost).
 pub(super) fn send(socket: &UdpSocket, datagrams: &[Datagram]) -> usize {
     let mut sent = 0;
     let mut next = 0;
     while next < datagrams.len() {
-        match socket.try_io(Interest::WRITABLE, || sys::send(socket, &datagrams[next..])) {
+        match sys::send(socket, &datagrams[next..]) {
             Ok(n) => {
                 sent += n;
                 next += n;
@@ -249,7 +257,9 @@ mod sys {
     /// single datagram goes by `sendto`, which has less to set up.
     pub(super) fn send(socket: &UdpSocket, datagrams: &[Datagram]) -> io::Result<usize> {
         if let [(to, bytes)] = datagrams {
-            return socket.try_send_to(bytes, *to).map(|_| 1);
+            return socket2::SockRef::from(socket)
+                .send_to(bytes, &SockAddr::from(*to))
+                .map(|_| 1);
         }
         let datagrams = &datagrams[..datagrams.len().min(BATCH)];
         let names: Vec<SockAddr> = datagrams.iter().map(|(to, _)| SockAddr::from(*to)).collect();
@@ -316,7 +326,9 @@ mod sys {
     /// Sends the first datagram: one per call.
     pub(super) fn send(socket: &UdpSocket, datagrams: &[Datagram]) -> io::Result<usize> {
         let (to, bytes) = &datagrams[0];
-        socket.try_send_to(bytes, *to).map(|_| 1)
+        socket2::SockRef::from(socket)
+            .send_to(bytes, &socket2::SockAddr::from(*to))
+            .map(|_| 1)
     }
 }
 
@@ -392,8 +404,8 @@ mod tests {
             (refused, b"lost".to_vec()),
             (to_a, b"three".to_vec()),
         ];
-        // tokio learns a new socket can send once its reactor has looked.
-        sender.writable().await.unwrap();
+        // A socket just made sends at once, before tokio's reactor has
+        // looked at it.
         assert_eq!(send(&sender, &datagrams), 3);
         let mut buf = [0; 16];
         for (socket, want) in [(&a, &b"one"[..]), (&b, b"two"), (&a, b"three")] {
