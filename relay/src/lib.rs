@@ -19,6 +19,7 @@
 pub mod client;
 pub mod daemon;
 pub mod kind;
+pub mod metrics;
 pub mod ng;
 pub mod pem;
 mod random;

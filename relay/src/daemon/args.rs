@@ -94,6 +94,11 @@ pub struct Args {
     #[arg(long, value_name = "ADDR|off")]
     pub status: Option<String>,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics (allocations now as
+    /// `turn_total_allocations`, as coturn names it, and relayd's own).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+
     /// Where a draining relay sends new allocations (300 Try Alternate).
     #[arg(long, value_name = "ADDR")]
     pub alternate_server: Option<SocketAddr>,

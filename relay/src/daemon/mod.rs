@@ -113,6 +113,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             .with_context(|| format!("cannot open the status port on udp {addr}"))?;
         listeners.status = Some(socket);
     }
+    if let Some(addr) = settings.metrics {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot serve metrics on tcp {addr}"))?;
+        listeners.metrics = Some(listener);
+    }
     let mut term = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot watch for SIGHUP")?;
     let tls = settings.server.tls.clone();

@@ -7,6 +7,7 @@
 //! tls: {cert: /etc/relayd/relayd.pem}  # chain then key; or add `key: FILE`
 //! relay: [{bind: 10.0.0.5, advertise: 203.0.113.5}]
 //! status: 127.0.0.1:33000          # or `off`
+//! metrics: 127.0.0.1:9641          # Prometheus, http://ADDR/metrics; off unless set
 //! users: {alice: secret}
 //! auth_secrets: [{key: 0, secret: old}, {key: 1, secret: new}]
 //! quota: {user: 10, total: 10000}
@@ -45,6 +46,7 @@ pub struct File {
     listen: Listen,
     relay: Vec<Spanned<Relay>>,
     status: Option<Spanned<String>>,
+    metrics: Option<SocketAddr>,
     users: BTreeMap<String, String>,
     auth_secrets: Vec<Secret>,
     quota: Quota,
@@ -163,6 +165,7 @@ pub struct Settings {
     pub tcp: Vec<SocketAddr>,
     pub tls: Vec<SocketAddr>,
     pub status: Option<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Merges the file (if any) and the flags; flags win, lists given as flags
@@ -355,6 +358,7 @@ pub fn resolve(file: File, args: &Args) -> anyhow::Result<Settings> {
         tcp,
         tls,
         status,
+        metrics: args.metrics.or(file.metrics),
     })
 }
 
@@ -374,45 +378,29 @@ impl Settings {
             }
         };
         let turn = &self.server.turn;
-        let mut out = format!(
-            "  realm: {}
-",
-            turn.realm
-        );
+        let mut out = format!("  realm: {}\n", turn.realm);
         out += &format!(
-            "  listen: udp {}; tcp {}; tls {}
-",
+            "  listen: udp {}; tcp {}; tls {}\n",
             list(&self.udp),
             list(&self.tcp),
             list(&self.tls)
         );
         for r in &self.server.relay {
             match r.advertise {
-                Some(a) => {
-                    out += &format!(
-                        "  relay: {} (advertised as {a})
-",
-                        r.bind
-                    )
-                }
-                None => {
-                    out += &format!(
-                        "  relay: {}
-",
-                        r.bind
-                    )
-                }
+                Some(a) => out += &format!("  relay: {} (advertised as {a})\n", r.bind),
+                None => out += &format!("  relay: {}\n", r.bind),
             }
         }
         out += &format!(
-            "  status: {}
-",
+            "  status: {}\n",
             self.status.map_or_else(|| "off".to_owned(), |s| s.to_string())
         );
+        if let Some(m) = self.metrics {
+            out += &format!("  metrics: http://{m}/metrics\n");
+        }
         let credentials = &self.server.credentials;
         out += &format!(
-            "  credentials: {} static users, {} shared secrets{}
-",
+            "  credentials: {} static users, {} shared secrets{}\n",
             credentials.users(),
             credentials.secrets(),
             if credentials.is_empty() {
@@ -423,19 +411,14 @@ impl Settings {
         );
         let quota = |q: Option<usize>| q.map_or_else(|| "none".to_owned(), |n| n.to_string());
         out += &format!(
-            "  quota: {} per user, {} in all; lifetime {} s by default, {} s at most
-",
+            "  quota: {} per user, {} in all; lifetime {} s by default, {} s at most\n",
             quota(turn.user_quota),
             quota(turn.total_quota),
             turn.default_lifetime.as_secs(),
             turn.max_lifetime.as_secs()
         );
         if let Some(tls) = &self.server.tls {
-            out += &format!(
-                "  certificate: {}
-",
-                tls.summary()
-            );
+            out += &format!("  certificate: {}\n", tls.summary());
         }
         let size = |b: usize| {
             if b == 0 {
@@ -445,14 +428,12 @@ impl Settings {
             }
         };
         out += &format!(
-            "  buffers: listening {}, relayed {}
-",
+            "  buffers: listening {}, relayed {}\n",
             size(self.server.buffers.listen),
             size(self.server.buffers.relayed)
         );
         if self.server.draining {
-            out += "  starts draining: new allocations refused
-";
+            out += "  starts draining: new allocations refused\n";
         }
         out
     }

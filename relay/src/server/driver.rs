@@ -176,6 +176,17 @@ impl Driver {
         });
     }
 
+    /// What a Prometheus scrape reports now.
+    pub(super) fn metrics(&self) -> String {
+        crate::metrics::render(&crate::metrics::Snapshot {
+            counters: self.core.counters(),
+            allocations: self.core.allocations_by_transport(),
+            refused: self.core.refused_allocations().collect(),
+            draining: self.core.is_draining(),
+            certificate_expiry: self.tls.as_ref().map(|t| t.summary().not_after),
+        })
+    }
+
     /// Carries out the core's socket chores, then sends what it queued.
     fn flush(&mut self, ctx: &Ctx) {
         while let Some(event) = self.core.poll_event() {

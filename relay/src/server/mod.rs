@@ -16,6 +16,7 @@
 
 mod buffers;
 mod driver;
+mod metrics;
 mod mmsg;
 mod tasks;
 mod tls;
@@ -40,7 +41,7 @@ pub enum Error {
     /// A handed-in socket could not say what it is bound to.
     #[error("cannot read the local address of a {what} socket")]
     LocalAddr {
-        /// Which socket (`turn udp`, `turn tcp`, `turn tls`, `status`).
+        /// Which socket (`turn udp`, `turn tcp`, `turn tls`, `status`, `metrics`).
         what: &'static str,
         /// The operating system's error.
         #[source]
@@ -122,6 +123,8 @@ pub struct Listeners {
     pub tls: Vec<TcpListener>,
     /// The restund-compatible status port (usually 127.0.0.1:33000).
     pub status: Option<UdpSocket>,
+    /// The Prometheus endpoint (`GET /metrics`).
+    pub metrics: Option<TcpListener>,
 }
 
 /// What every task holds: the stop signal, the core they hand what they
@@ -184,6 +187,10 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future) ->
         Some(socket) => Some((local("status", socket.local_addr())?, Arc::new(socket))),
         None => None,
     };
+    let metrics = match listeners.metrics {
+        Some(listener) => Some((local("metrics", listener.local_addr())?, listener)),
+        None => None,
+    };
 
     let (notify, shutdown_rx) = broadcast::channel::<()>(1);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
@@ -226,6 +233,10 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future) ->
     if let Some((addr, socket)) = status {
         tracing::info!(%addr, "serving the status port");
         tokio::spawn(tasks::status_listener(socket, ctx.clone_for_task()));
+    }
+    if let Some((addr, listener)) = metrics {
+        tracing::info!(%addr, "serving metrics at http://{addr}/metrics");
+        tokio::spawn(metrics::listener(listener, addr, ctx.clone_for_task()));
     }
 
     driver::run_timer(&ctx, shutdown).await;

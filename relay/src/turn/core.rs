@@ -12,7 +12,7 @@ use super::auth::Credentials;
 use super::config::Config;
 use super::counters::Counters;
 use super::nonce::Nonces;
-use super::{AllocationId, Event, FiveTuple, Transmit};
+use super::{AllocationId, Event, FiveTuple, Transmit, Transport};
 use crate::stun::{
     Attribute, Builder, ChannelData, Class, Datagram, Key, Message, Method, TransactionId, classify,
 };
@@ -87,6 +87,10 @@ pub struct Server {
     transmits: VecDeque<Transmit>,
     pub(super) events: VecDeque<Event>,
     pub(super) counters: Counters,
+    /// Allocate requests answered with an error, by code: its reason
+    /// phrase and how many. A 401 is most often the first round of a
+    /// client's authentication, not a refusal it sees as one.
+    pub(super) refused: std::collections::BTreeMap<u16, (&'static str, u64)>,
     pub(super) draining: bool,
     next_id: u64,
     indications: u64,
@@ -115,6 +119,7 @@ impl Server {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
+            refused: std::collections::BTreeMap::new(),
             draining: false,
             next_id: 0,
             indications: 0,
@@ -152,6 +157,26 @@ impl Server {
     #[must_use]
     pub fn is_draining(&self) -> bool {
         self.draining
+    }
+
+    /// Allocations now by the client's transport: UDP, TCP, TLS.
+    #[must_use]
+    pub fn allocations_by_transport(&self) -> [u64; 3] {
+        let mut n = [0; 3];
+        for a in self.allocations.values() {
+            n[match a.tuple.transport {
+                Transport::Udp => 0,
+                Transport::Tcp => 1,
+                Transport::Tls => 2,
+            }] += 1;
+        }
+        n
+    }
+
+    /// Allocate requests answered with an error so far: code, reason
+    /// phrase, how many.
+    pub fn refused_allocations(&self) -> impl Iterator<Item = (u16, &'static str, u64)> + '_ {
+        self.refused.iter().map(|(&code, &(reason, n))| (code, reason, n))
     }
 
     /// The counters now.
@@ -242,6 +267,7 @@ impl Server {
         match encoded {
             Ok(out) => {
                 self.counters.bytes_rx += bytes.len() as u64;
+                self.counters.packets_rx += 1;
                 self.transmits.push_back(Transmit::ToClient { tuple, bytes: out });
             }
             // Only a payload too long to wrap gets here.
@@ -448,6 +474,7 @@ impl Server {
 
     fn relay_to_peer(&mut self, relayed: SocketAddr, peer: SocketAddr, bytes: Vec<u8>) {
         self.counters.bytes_tx += bytes.len() as u64;
+        self.counters.packets_tx += 1;
         self.transmits
             .push_back(Transmit::ToPeer { relayed, peer, bytes });
     }

@@ -23,6 +23,12 @@ pub struct Counters {
     pub unroutable: u64,
     /// Packets dropped because the peer had no permission.
     pub forbidden: u64,
+    /// Datagrams and frames relayed from clients to peers.
+    pub packets_tx: u64,
+    /// Datagrams relayed from peers to clients.
+    pub packets_rx: u64,
+    /// STUN Binding requests answered.
+    pub bindings: u64,
 }
 
 impl Counters {

@@ -56,6 +56,7 @@ impl Server {
         if self.refused_unknown(to, req, None) {
             return;
         }
+        self.counters.bindings += 1;
         self.success(to, vec![Attribute::XorMappedAddress(to.tuple.client)], None);
     }
 
@@ -397,6 +398,9 @@ impl Server {
     }
 
     fn error(&mut self, to: ReplyTo, (code, reason): Refusal, attrs: Vec<Attribute>, key: Option<&Key>) {
+        if to.method == Method::ALLOCATE {
+            self.refused.entry(code).or_insert((reason, 0)).1 += 1;
+        }
         let mut all = vec![Attribute::ErrorCode(ErrorCode::new(code, reason))];
         all.extend(attrs);
         self.reply(to, Class::Error, all, key);

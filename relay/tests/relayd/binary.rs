@@ -305,6 +305,7 @@ fn the_shipped_example_config_checks_clean_and_says_what_it_would_serve() {
   listen: udp 192.0.2.10:3478; tcp 192.0.2.10:3478; tls -
   relay: 192.0.2.10 (advertised as 203.0.113.10)
   status: 127.0.0.1:33000
+  metrics: http://127.0.0.1:9641/metrics
   credentials: 1 static users, 2 shared secrets
   quota: 10 per user, 10000 in all; lifetime 600 s by default, 3600 s at most
   buffers: listening 4194304 bytes, relayed 1048576 bytes
@@ -384,4 +385,91 @@ fn a_bad_config_is_refused_with_its_file_line_and_reason() {
         format!("relayd: error: {no_realm}: no realm: set `realm` in the config file or pass --realm\n")
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// One `GET` of `path` from relayd's metrics endpoint: status line and body.
+async fn scrape(addr: SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
+        .await
+        .expect("relayd answers a scrape within 5 s")
+        .unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|n| n.parse().ok())
+        .expect("a Content-Length");
+    assert_eq!(length, body.len(), "{response}");
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+/// The value of the sample `line` (name and labels) on a metrics page.
+fn sample(page: &str, line: &str) -> u64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(line).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no `{line}` in\n{page}"))
+}
+
+#[tokio::test]
+async fn metrics_count_what_clients_did_and_opsctl_s_reader_reads_them() {
+    use crate::harness::Peer;
+    let mut relayd = Running::start(&[
+        "--realm=lab.example",
+        "--relay-ip=127.0.0.1",
+        "--user=alice=alice-pw",
+        "--allow-loopback-peers",
+        "--listen-udp=127.0.0.1:0",
+        "--status=off",
+        "--metrics=127.0.0.1:0",
+    ]);
+    let udp = relayd.addr("serving TURN over UDP");
+    let metrics = relayd.addr("serving metrics");
+    let (status, before) = scrape(metrics, "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(sample(&before, "turn_total_allocations{type=\"UDP\"}"), 0);
+
+    let mut client = Client::udp_from(crate::harness::loopback(), udp).await.unwrap();
+    client.binding().await.unwrap();
+    let relayed = client.allocate("alice", "alice-pw", None).await.unwrap().relayed;
+    let mut stranger = Client::udp_from(crate::harness::loopback(), udp).await.unwrap();
+    let refused = stranger.allocate("alice", "wrong-pw", None).await;
+    assert!(refused.is_err());
+    let peer = Peer::new().await;
+    client.create_permission(&[peer.addr]).await.unwrap();
+    client.send(peer.addr, &[7; 40]).await.unwrap();
+    assert_eq!(peer.recv().await.1, relayed);
+
+    let (_, page) = scrape(metrics, "/metrics?from=test").await;
+    assert_eq!(sample(&page, "turn_total_allocations{type=\"UDP\"}"), 1);
+    assert_eq!(sample(&page, "relayd_allocations_made_total"), 1);
+    assert_eq!(sample(&page, "relayd_stun_bindings_total"), 1);
+    assert_eq!(
+        sample(&page, "relayd_relayed_bytes_total{direction=\"to_peer\"}"),
+        40
+    );
+    assert_eq!(
+        sample(&page, "relayd_relayed_packets_total{direction=\"to_peer\"}"),
+        1
+    );
+    assert_eq!(sample(&page, "relayd_draining"), 0);
+    // Each client's first Allocate is challenged; the stranger's signed one is refused too.
+    assert_eq!(
+        sample(
+            &page,
+            "relayd_allocations_refused_total{code=\"401\",reason=\"Unauthorized\"}"
+        ),
+        3
+    );
+    let read = relay::stats::parse_prometheus(&page, std::time::SystemTime::now()).unwrap();
+    assert_eq!(read.allocations, 1);
+
+    assert_eq!(scrape(metrics, "/").await.0, "HTTP/1.1 404 Not Found");
+    relayd.signal("-TERM");
+    assert!(relayd.wait().success());
 }

@@ -66,6 +66,7 @@ impl Relayd {
             tcp: vec![tcp],
             tls: Vec::new(),
             status: Some(status),
+            metrics: None,
         };
         let mut tls = None;
         if config.tls.is_some() {
