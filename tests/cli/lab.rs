@@ -268,3 +268,88 @@ fn a_lab_of_five_relays() {
     );
     down_leaves_nothing(&scratch, "127.78.5");
 }
+
+/// One relay's metrics page, read as a scraper does.
+fn scrape(ip: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect((ip, 9641)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {ip}\r\n\r\n").unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).unwrap();
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    page
+}
+
+/// The sum of a metric's samples whose line starts with `prefix`.
+fn total(page: &str, prefix: &str) -> u64 {
+    page.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The lab's relayds serve metrics while its calls run, and `opsctl
+/// status` reads the allocations from them with `via: prometheus`.
+#[test]
+fn the_lab_s_relays_serve_metrics_that_status_reads_while_calls_run() {
+    let scratch = Scratch::new();
+    let net = "127.78.6";
+    let env = [("OPSCTL_LAB_NET", net)];
+    let up = opsctl_env(&scratch.0, &["lab", "up", "--dir", "lab", "--calls", "6"], &env);
+    assert_eq!(up.code, 0, "{}", up.dump());
+    let ips: Vec<String> = (1..=3).map(|i| format!("{net}.{i}")).collect();
+
+    // Calls come and go: within 20 s, some relay holds an allocation and
+    // every page counts what was relayed so far, never less than before.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut relayed = 0;
+    let mut held = 0;
+    while Instant::now() < deadline && (held == 0 || relayed == 0) {
+        let pages: Vec<String> = ips.iter().map(|ip| scrape(ip)).collect();
+        held = pages.iter().map(|p| total(p, "turn_total_allocations{")).sum();
+        let now: u64 = pages
+            .iter()
+            .map(|p| total(p, "relayd_relayed_packets_total{"))
+            .sum();
+        assert!(now >= relayed, "relayed packets went down: {relayed} then {now}");
+        relayed = now;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        held > 0 && relayed > 0,
+        "no call seen in 20 s: {held} allocations, {relayed} packets"
+    );
+
+    // The same lab read through its metrics instead of its status ports.
+    let inventory = std::fs::read_to_string(scratch.0.join("lab/inventory.yaml")).unwrap();
+    let mut via_prometheus = inventory.clone();
+    for ip in &ips {
+        via_prometheus = via_prometheus.replace(
+            &format!("stats: {{addr: '{ip}:33000', read_on: local}}"),
+            &format!("stats: {{via: prometheus, url: 'http://{ip}:9641/metrics'}}"),
+        );
+    }
+    assert_eq!(
+        via_prometheus.matches("via: prometheus").count(),
+        3,
+        "{via_prometheus}"
+    );
+    scratch.write("lab/prometheus.yaml", &via_prometheus);
+    let status = opsctl_env(
+        &scratch.0,
+        &["-i", "lab/prometheus.yaml", "status", "--output", "json"],
+        &env,
+    );
+    assert_eq!(status.code, 0, "{}", status.dump());
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let rows = doc.as_array().unwrap_or_else(|| panic!("{}", status.stdout));
+    assert_eq!(rows.len(), 3, "{}", status.stdout);
+    for r in rows {
+        assert!(
+            r["allocations"].as_u64().is_some() && r["healthy"] == true,
+            "not read from the metrics: {r}"
+        );
+    }
+    down_leaves_nothing(&scratch, net);
+}

@@ -18,6 +18,9 @@ pub const MAX_RELAYS: usize = 250;
 pub const TURN_PORT: u16 = 3478;
 /// restund's default status port, on each relay's own address.
 pub const STATUS_PORT: u16 = 33000;
+/// relayd's Prometheus endpoint on each relay's own address (coturn's
+/// default port, which opsctl's `via: prometheus` reader assumes).
+pub const METRICS_PORT: u16 = 9641;
 /// The simulator's credentials on every lab relay.
 pub const USER: &str = "caller";
 pub const PASSWORD: &str = "lab-only-password";
@@ -133,6 +136,7 @@ pub fn start(dir: &Path, i: usize) -> anyhow::Result<u32> {
             "--allow-loopback-peers",
         ])
         .args(["--status", &format!("{ip}:{STATUS_PORT}")])
+        .args(["--metrics", &format!("{ip}:{METRICS_PORT}")])
         .env("RELAYD_USERS", format!("{USER}={PASSWORD}"))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
