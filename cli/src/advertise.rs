@@ -120,7 +120,7 @@ pub struct ListError {
 }
 
 impl ListError {
-    fn at(line: u64, message: impl Into<String>, help: impl Into<String>) -> ListError {
+    pub fn at(line: u64, message: impl Into<String>, help: impl Into<String>) -> ListError {
         ListError {
             line: Some(line),
             message: message.into(),
@@ -147,14 +147,12 @@ pub fn listed(text: &str, path: &str) -> Vec<String> {
     let Ok(listing) = Listing::parse(text, path) else {
         return Vec::new();
     };
-    let mut entries: Vec<&Entry> = listing
-        .by_url
-        .values()
-        .flatten()
+    listing
+        .all()
+        .into_iter()
         .filter(|e| !e.commented)
-        .collect();
-    entries.sort_by_key(|e| e.line);
-    entries.into_iter().map(|e| e.url.clone()).collect()
+        .map(|e| e.url.clone())
+        .collect()
 }
 
 /// Splits into lines that keep their own line ending.
@@ -333,6 +331,13 @@ impl Listing {
             }
         }
         Ok(Listing { by_url })
+    }
+
+    /// Every entry, commented out or not, in file order.
+    pub fn all(&self) -> Vec<&Entry> {
+        let mut entries: Vec<&Entry> = self.by_url.values().flatten().collect();
+        entries.sort_by_key(|e| e.line);
+        entries
     }
 
     /// Every line listing one of `urls`, in file order; a URL with no line is a problem.

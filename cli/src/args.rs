@@ -126,7 +126,7 @@ pub enum Command {
     /// `--ssh-persist` (5 minutes idle by default), so the next command starts
     /// without new key exchanges. Host keys are checked as the inventory says
     /// (strict by default) whether a connection is new or reused.
-    Status,
+    Status(StatusArgs),
     /// Work with the inventory file.
     #[command(subcommand)]
     Inventory(InventoryCmd),
@@ -157,6 +157,23 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
     },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Read and show the table again every INTERVAL (default 2s) until
+    /// Ctrl-C, over the same kept connections: allocations with their
+    /// change since the last refresh, each relay's drain mode, advertised,
+    /// certificate days. Redrawn in place on a terminal; otherwise one
+    /// table per interval (with --output json, one line per refresh).
+    #[arg(
+        long,
+        value_name = "INTERVAL",
+        num_args = 0..=1,
+        default_missing_value = "2s",
+        value_parser = parse_duration
+    )]
+    pub watch: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -358,4 +375,16 @@ pub struct Resume {
 pub enum InventoryCmd {
     /// Validate the inventory (and the advertised list it points at); report every problem.
     Check,
+    /// Draft a new inventory (at --inventory, default inventory.yaml) from
+    /// the advertised list of a Helm values file: one relay per host, its
+    /// URLs grouped, and FILL-IN where only you know the value. Never
+    /// overwrites a file.
+    Init {
+        /// The values file whose list clients are handed (Wire's wire-server values).
+        #[arg(long, value_name = "FILE")]
+        from_values: PathBuf,
+        /// The keys down to that list, joined by dots.
+        #[arg(long, value_name = "KEYS", default_value = crate::inventory::DEFAULT_LIST)]
+        list: String,
+    },
 }

@@ -34,13 +34,22 @@ pub struct Config {
 
 pub enum Action {
     Plan(Request),
-    Status,
+    Status {
+        /// `--watch INTERVAL`: read again every interval until Ctrl-C.
+        watch: Option<std::time::Duration>,
+    },
     InventoryCheck,
     /// `opsctl runs [show RUN]`: reads journals, no inventory.
     Runs(Option<String>),
     /// `opsctl resume RUN`: that run, as its journal tells it.
     Resume(Box<crate::journal::Previous>),
     Lab(args::LabCmd),
+    /// `opsctl inventory init`: drafts an inventory at `out`; reads none.
+    InventoryInit {
+        values: std::path::PathBuf,
+        list: String,
+        out: std::path::PathBuf,
+    },
     /// `opsctl completions SHELL`: no inventory.
     Completions(clap_complete::Shell),
     /// `opsctl man --dir DIR`: no inventory.
@@ -65,6 +74,15 @@ impl Config {
         let (inventory, inventory_id, action) = match cli.command {
             Command::Lab(cmd) => (None, String::new(), Action::Lab(cmd)),
             Command::Completions { shell } => (None, String::new(), Action::Completions(shell)),
+            Command::Inventory(args::InventoryCmd::Init { from_values, list }) => (
+                None,
+                String::new(),
+                Action::InventoryInit {
+                    values: from_values,
+                    list,
+                    out: g.inventory.clone().unwrap_or_else(|| "inventory.yaml".into()),
+                },
+            ),
             Command::Man { dir } => (None, String::new(), Action::Man(dir)),
             Command::Runs(r) => (
                 None,
@@ -216,7 +234,7 @@ fn against_inventory(
             }),
             vec![select_cluster_site(&inventory, r.site)?],
         ),
-        Command::Status => Action::Status,
+        Command::Status(s) => Action::Status { watch: s.watch },
         Command::Lab(_) => return Err(usage("`opsctl lab` reads no inventory")),
         Command::Runs(_) => return Err(usage("`opsctl runs` reads no inventory")),
         Command::Completions { .. } | Command::Man { .. } => {
@@ -224,6 +242,9 @@ fn against_inventory(
         }
         Command::Resume(_) => unreachable!("handled above"),
         Command::Inventory(args::InventoryCmd::Check) => Action::InventoryCheck,
+        Command::Inventory(args::InventoryCmd::Init { .. }) => {
+            return Err(usage("`opsctl inventory init` reads no inventory"));
+        }
     };
     Ok((inventory, inventory_id, action))
 }

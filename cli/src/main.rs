@@ -28,8 +28,9 @@ fn main() -> ExitCode {
 fn run(cfg: &Config) -> anyhow::Result<()> {
     match &cfg.action {
         Action::Plan(req) => commands::procedure::run(cfg, req),
-        Action::Status => commands::status::run(cfg),
+        Action::Status { watch } => commands::status::run(cfg, *watch),
         Action::InventoryCheck => commands::inventory::check(cfg),
+        Action::InventoryInit { values, list, out } => commands::inventory::init(cfg, values, list, out),
         Action::Lab(cmd) => commands::lab::run(cfg, cmd),
         Action::Runs(None) => commands::runs::list(cfg),
         Action::Runs(Some(run)) => commands::runs::show(cfg, run),

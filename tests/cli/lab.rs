@@ -353,3 +353,125 @@ fn the_lab_s_relays_serve_metrics_that_status_reads_while_calls_run() {
     }
     down_leaves_nothing(&scratch, net);
 }
+
+/// Runs `opsctl ARGS` in `dir` for about `secs` seconds, then interrupts
+/// it as Ctrl-C would: its exit status and what it printed.
+fn run_then_interrupt(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    secs: u64,
+) -> (i32, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_opsctl"));
+    cmd.current_dir(dir)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(secs));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        stdout + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// `status --watch` without a terminal: one table per interval, each relay's
+/// change since the refresh before, its drain mode as it changes, and a
+/// clean end on Ctrl-C.
+#[test]
+fn status_watch_shows_each_refresh_until_interrupted() {
+    let scratch = Scratch::new();
+    let net = "127.78.7";
+    let env = [("OPSCTL_LAB_NET", net)];
+    let up = opsctl_env(&scratch.0, &["lab", "up", "--dir", "lab", "--calls", "4"], &env);
+    assert_eq!(up.code, 0, "{}", up.dump());
+
+    // One relay's own drain mode on: the watch shows it.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .send_to(b"drain_enable", (format!("{net}.2").as_str(), 33000))
+        .unwrap();
+
+    let (code, text) = run_then_interrupt(
+        &scratch.0,
+        &["-i", "lab/inventory.yaml", "status", "--watch", "1s"],
+        &env,
+        4,
+    );
+    assert_eq!(code, 0, "Ctrl-C ends a watch cleanly\n{text}");
+    let tables: Vec<&str> = text.split("opsctl status, every 1s: read at ").skip(1).collect();
+    assert!(tables.len() >= 3, "one table per second\n{text}");
+    for t in &tables {
+        assert!(t.contains("(Ctrl-C to stop)\nNODE "), "{t}");
+        assert!(t.contains("DRAIN"), "{t}");
+        let node2 = t
+            .lines()
+            .find(|l| l.starts_with("node-2 "))
+            .unwrap_or_else(|| panic!("{t}"));
+        assert!(
+            node2.split_whitespace().any(|w| w == "yes"),
+            "node-2 drains: {node2}"
+        );
+    }
+
+    // As JSON lines: every refresh's change is the difference from the one before.
+    let (code, text) = run_then_interrupt(
+        &scratch.0,
+        &[
+            "-i",
+            "lab/inventory.yaml",
+            "status",
+            "--watch",
+            "1s",
+            "--output",
+            "json",
+        ],
+        &env,
+        4,
+    );
+    assert_eq!(code, 0, "{text}");
+    let refreshes: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(refreshes.len() >= 3, "{text}");
+    assert!(
+        refreshes[0]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r.get("change").is_none())
+    );
+    for pair in refreshes.windows(2) {
+        assert!(pair[1]["at"].as_u64() >= pair[0]["at"].as_u64(), "{pair:?}");
+        for (then, now) in pair[0]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(pair[1]["rows"].as_array().unwrap())
+        {
+            if let (Some(a), Some(b)) = (then["allocations"].as_i64(), now["allocations"].as_i64()) {
+                assert_eq!(now["change"].as_i64(), Some(b - a), "{now}");
+            }
+        }
+    }
+    socket
+        .send_to(b"drain_disable", (format!("{net}.2").as_str(), 33000))
+        .unwrap();
+    down_leaves_nothing(&scratch, net);
+}

@@ -9,6 +9,7 @@ mod docs;
 mod errors;
 mod examples;
 mod gates;
+mod init;
 #[path = "../lab/mod.rs"]
 mod lab;
 #[path = "lab.rs"]

@@ -154,3 +154,60 @@ pub fn check(cfg: &Config) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[derive(Serialize)]
+struct Drafted {
+    inventory: String,
+    values: String,
+    list: String,
+    relays: usize,
+    /// How many values are left as `FILL-IN`.
+    to_fill_in: usize,
+}
+
+/// `opsctl inventory init --from-values FILE`: drafts an inventory at `out`
+/// from the values file's list; refuses to overwrite anything.
+pub fn init(cfg: &Config, values: &std::path::Path, list: &str, out: &std::path::Path) -> anyhow::Result<()> {
+    use crate::inventory::init;
+    if out.exists() {
+        return Err(error::refused(format!(
+            "{} already exists; it was left as it is (name another file with --inventory, or move it away)",
+            out.display()
+        )));
+    }
+    let text = crate::reader::read_text(values).map_err(|e| {
+        error::new(
+            Kind::Input,
+            format!("cannot read the values file {}: {e}", values.display()),
+        )
+    })?;
+    // The inventory reads relative paths from its own directory.
+    let beside = out.parent().is_none_or(|p| p.as_os_str().is_empty());
+    let named = if values.is_absolute() || beside {
+        values.display().to_string()
+    } else {
+        std::fs::canonicalize(values)
+            .map_or_else(|_| values.display().to_string(), |p| p.display().to_string())
+    };
+    let draft = init::draft(&text, &named, list).map_err(|e| e.located(&values.display().to_string()))?;
+    let (relays, to_fill_in) = (draft.relays, draft.blanks);
+    crate::files::write_new(out, draft.text.as_bytes())?;
+    let done = Drafted {
+        inventory: out.display().to_string(),
+        values: values.display().to_string(),
+        list: list.to_owned(),
+        relays,
+        to_fill_in,
+    };
+    match cfg.output {
+        Output::Json => cfg.printer.document(&done)?,
+        Output::Text => cfg.printer.text(&format!(
+            "{}: drafted {relays} relays from `{list}` in {}; fill in its {to_fill_in} {}s, then run\n  opsctl --inventory {} inventory check\n",
+            done.inventory,
+            done.values,
+            init::PLACEHOLDER,
+            done.inventory
+        )),
+    }
+    Ok(())
+}

@@ -45,6 +45,10 @@ pub struct Row {
     /// The relay's own drain mode: `true` while it refuses new allocations;
     /// `null` where it has none or it could not be read.
     pub draining: Option<bool>,
+    /// `status --watch`: how the allocations changed since the refresh
+    /// before (absent on the first, and without `--watch`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<i64>,
     /// rtpengine with Redis: its limit on new calls (`maxsessions`; -1 is
     /// none, 0 refuses them all, shown as draining).
     pub max_sessions: Option<i64>,
@@ -68,19 +72,12 @@ pub struct Row {
     report: Option<Result<relay::rtpengine::Reading, String>>,
 }
 
-pub fn run(cfg: &Config) -> anyhow::Result<()> {
+pub fn run(cfg: &Config, watch: Option<std::time::Duration>) -> anyhow::Result<()> {
     let inv = cfg.inventory()?;
-    let values = ValuesFile::load(inv).map_err(|e| error::mark(Kind::Input, e))?;
-    let advertised = match &values {
-        Some(v) => v
-            .relay_entries(inv, inv.relays())
-            .map_err(|e| error::mark(Kind::Input, e))?,
-        None => Default::default(),
-    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let remote = Remote::with_persist(cfg.control_dir.clone(), cfg.ssh_persist)?;
+    let remote = Arc::new(Remote::with_persist(cfg.control_dir.clone(), cfg.ssh_persist)?);
     // The trust store is read (the system's, a few hundred certificates)
     // only where a served certificate is to be verified.
     let trust = if inv.relays().any(|r| r.turns_target().is_some()) {
@@ -91,7 +88,41 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    let mut rows = runtime.block_on(read_all(inv, remote, cfg.forks, trust))?;
+    let result = runtime.block_on(async {
+        match watch {
+            None => {
+                let rows = snapshot(cfg, inv, &remote, trust).await?;
+                match cfg.output {
+                    Output::Json => cfg.printer.document(&rows)?,
+                    Output::Text => cfg.printer.text(&table(&rows, false)),
+                }
+                verdict(&rows)
+            }
+            Some(every) => watch_until_interrupted(cfg, inv, &remote, trust, every).await,
+        }
+    });
+    if let Ok(remote) = Arc::try_unwrap(remote) {
+        runtime.block_on(remote.close());
+    }
+    result
+}
+
+/// Every node read once, with whether each relay is advertised (the
+/// values file read again each time: a drain edits it) and healthy.
+async fn snapshot(
+    cfg: &Config,
+    inv: &Inventory,
+    remote: &Arc<Remote>,
+    trust: Option<Arc<crate::cert::Trust>>,
+) -> anyhow::Result<Vec<Row>> {
+    let values = ValuesFile::load(inv).map_err(|e| error::mark(Kind::Input, e))?;
+    let advertised = match &values {
+        Some(v) => v
+            .relay_entries(inv, inv.relays())
+            .map_err(|e| error::mark(Kind::Input, e))?,
+        None => Default::default(),
+    };
+    let mut rows = read_all(inv, remote, cfg.forks, trust).await?;
     for row in &mut rows {
         row.advertised = advertised.get(&row.node).map(|e| match advertise::state(e) {
             State::Advertised => "advertised",
@@ -112,10 +143,11 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
             }
         }
     }
-    match cfg.output {
-        Output::Json => cfg.printer.document(&rows)?,
-        Output::Text => cfg.printer.text(&table(&rows)),
-    }
+    Ok(rows)
+}
+
+/// Exit status 1, naming them, when any node is unhealthy.
+fn verdict(rows: &[Row]) -> anyhow::Result<()> {
     let unhealthy: Vec<&str> = rows
         .iter()
         .filter(|r| !r.healthy)
@@ -133,14 +165,92 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
     }
 }
 
-/// One task per node, at most `forks` at a time, rows in inventory order.
+/// One refresh of `status --watch`, as a JSON line.
+#[derive(Serialize)]
+struct Refresh<'a> {
+    /// Unix seconds when the refresh began.
+    at: u64,
+    rows: &'a [Row],
+}
+
+/// `status --watch`: the table again every `every` until Ctrl-C, each
+/// relay's allocations with their change since the refresh before. On a
+/// terminal it is redrawn in place; otherwise (a pipe, a log) one table
+/// follows another, each under the time it was read; with `--output json`,
+/// one line per refresh. A refresh that fails says why, and the watch goes
+/// on: a values file caught mid-edit is read again next time.
+async fn watch_until_interrupted(
+    cfg: &Config,
+    inv: &Inventory,
+    remote: &Arc<Remote>,
+    trust: Option<Arc<crate::cert::Trust>>,
+    every: std::time::Duration,
+) -> anyhow::Result<()> {
+    let term = console::Term::stdout();
+    let redraw = term.is_term() && !matches!(cfg.output, Output::Json);
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let mut before: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    loop {
+        let started = tokio::time::Instant::now();
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let read = tokio::select! {
+            read = snapshot(cfg, inv, remote, trust.clone()) => read,
+            _ = &mut interrupted => return Ok(()),
+        };
+        let head = format!(
+            "opsctl status, every {}: read at {} (Ctrl-C to stop)\n",
+            crate::duration::format(every),
+            crate::duration::utc_clock(at)
+        );
+        match (read, cfg.output) {
+            (Ok(mut rows), output) => {
+                for row in &mut rows {
+                    row.change = match (row.allocations, before.get(&row.node)) {
+                        (Some(now), Some(&then)) => Some(now as i64 - then as i64),
+                        _ => None,
+                    };
+                }
+                before = rows
+                    .iter()
+                    .filter_map(|r| Some((r.node.clone(), r.allocations?)))
+                    .collect();
+                match output {
+                    Output::Json => cfg.printer.event(&Refresh { at, rows: &rows }),
+                    Output::Text => {
+                        if redraw {
+                            let _ = term.clear_screen();
+                        }
+                        cfg.printer.text(&format!("{head}{}\n", table(&rows, true)));
+                    }
+                }
+            }
+            (Err(e), Output::Json) => cfg.printer.event(&serde_json::json!({
+                "at": at,
+                "error": format!("{e:#}"),
+            })),
+            (Err(e), Output::Text) => {
+                if redraw {
+                    let _ = term.clear_screen();
+                }
+                cfg.printer.text(&format!("{head}this refresh failed: {e:#}\n\n"));
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(started + every) => {}
+            _ = &mut interrupted => return Ok(()),
+        }
+    }
+}
+
 async fn read_all(
     inv: &Inventory,
-    remote: Remote,
+    remote: &Arc<Remote>,
     forks: usize,
     trust: Option<Arc<crate::cert::Trust>>,
 ) -> anyhow::Result<Vec<Row>> {
-    let remote = Arc::new(remote);
     let limit = Arc::new(Semaphore::new(forks.max(1)));
     let mut tasks = JoinSet::new();
     let mut index = 0;
@@ -175,9 +285,6 @@ async fn read_all(
     let mut rows: Vec<Row> = rows.into_iter().map(|(_, r)| r).collect();
     for site in &inv.sites {
         redundancy(site, &mut rows);
-    }
-    if let Ok(remote) = Arc::try_unwrap(remote) {
-        remote.close().await;
     }
     Ok(rows)
 }
@@ -264,6 +371,7 @@ impl Row {
             cert_days_left: None,
             cert: None,
             draining: None,
+            change: None,
             etcd: None,
             healthy: false,
             problems: Vec::new(),
@@ -437,8 +545,10 @@ async fn read_member(remote: &Remote, site: &str, flavor: &Flavor, m: &crate::in
     row
 }
 
-fn table(rows: &[Row]) -> String {
-    let cells: Vec<[String; 9]> = rows
+/// The status table; for `--watch`, each relay's allocations with their
+/// change since the refresh before, and its own drain mode.
+fn table(rows: &[Row], watch: bool) -> String {
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             let opt = |b: Option<bool>, yes: &str, no: &str| match b {
@@ -446,7 +556,7 @@ fn table(rows: &[Row]) -> String {
                 Some(false) => no.to_owned(),
                 None => "-".to_owned(),
             };
-            [
+            vec![
                 r.node.clone(),
                 r.site.clone(),
                 r.kind.clone(),
@@ -460,7 +570,11 @@ fn table(rows: &[Row]) -> String {
                     (Some(a), Some(s)) => format!("{a} ({} own, {} foreign)", s.own, s.foreign),
                     (Some(a), None) => a.to_string(),
                     (None, _) => "-".into(),
+                } + &match r.change {
+                    Some(c) if c != 0 => format!(" ({c:+})"),
+                    _ => String::new(),
                 },
+                opt(r.draining, "yes", "no"),
                 r.advertised.unwrap_or("-").to_owned(),
                 r.etcd.unwrap_or("-").to_owned(),
                 match (r.cert_days_left, r.cert.as_deref()) {
@@ -472,18 +586,28 @@ fn table(rows: &[Row]) -> String {
             ]
         })
         .collect();
-    let head = [
+    let mut head = vec![
         "NODE",
         "SITE",
         "KIND",
         "REACHABLE",
         "SERVICE",
         "ALLOCATIONS",
+        "DRAIN",
         "ADVERTISED",
         "ETCD",
         "CERT",
     ];
-    let mut width = head.map(str::len);
+    // The relay's own drain mode is for watching a drain; a one-off status
+    // keeps its columns.
+    let mut cells = cells;
+    if !watch {
+        head.remove(6);
+        for c in &mut cells {
+            c.remove(6);
+        }
+    }
+    let mut width: Vec<usize> = head.iter().map(|h| h.len()).collect();
     for c in &cells {
         for (w, v) in width.iter_mut().zip(c) {
             *w = (*w).max(v.len());
@@ -491,7 +615,7 @@ fn table(rows: &[Row]) -> String {
     }
     let line = |vals: &[String]| {
         let mut s = String::new();
-        for (i, (v, w)) in vals.iter().zip(width).enumerate() {
+        for (i, (v, &w)) in vals.iter().zip(&width).enumerate() {
             if i + 1 == vals.len() {
                 s.push_str(v);
             } else {
@@ -500,7 +624,8 @@ fn table(rows: &[Row]) -> String {
         }
         s.trim_end().to_owned() + "\n"
     };
-    let mut out = line(&head.map(String::from));
+    let head: Vec<String> = head.into_iter().map(String::from).collect();
+    let mut out = line(&head);
     for c in &cells {
         out.push_str(&line(c));
     }

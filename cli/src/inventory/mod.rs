@@ -5,6 +5,7 @@
 //! relay kind's own), and validates everything before any command runs. Every
 //! problem is reported at once, each with file, line, field and a fix.
 
+pub mod init;
 mod layers;
 pub mod model;
 mod read;
@@ -58,6 +59,22 @@ pub fn parse(text: &str, path: &Path) -> Result<Inventory, InputError> {
             return Err(diags.finish(()).unwrap_err());
         }
     };
+    // A draft from `inventory init` with blanks left: those first, alone.
+    let blanks = init::placeholders(&root);
+    if !blanks.is_empty() {
+        for (pos, field) in blanks {
+            diags.report(
+                pos,
+                &field,
+                format!(
+                    "is still {}: `opsctl inventory init` left it for you",
+                    init::PLACEHOLDER
+                ),
+                Some("write the value the comment beside it asks for".into()),
+            );
+        }
+        return Err(diags.finish(()).unwrap_err());
+    }
     let inventory = resolve::inventory(&At::root(&root, &diags), file, dir);
     diags.finish(())?;
     Ok(inventory.expect("an inventory that read without problems resolves"))

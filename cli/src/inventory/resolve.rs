@@ -420,6 +420,23 @@ fn relay(at: &At, defaults: &Defaults, site: &str, walk: &Walk) -> Option<Relay>
     })
 }
 
+/// The host of an ICE server URL (`turn:host:3478?transport=tcp` gives
+/// `host`, `turn:[2001:db8::1]:3478` gives `2001:db8::1`), if it is one.
+pub(super) fn ice_host(url: &str) -> Option<&str> {
+    check_ice_url(url).ok()?;
+    let rest = url.split_once(':')?.1;
+    let hostport = rest.split_once('?').map_or(rest, |(h, _)| h);
+    match hostport.strip_prefix('[') {
+        Some(v6) => Some(v6.split_once(']')?.0),
+        None => Some(
+            hostport
+                .rsplit_once(':')
+                .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+                .map_or(hostport, |(host, _)| host),
+        ),
+    }
+}
+
 /// An ICE server URL as RFC 7065 writes it: `turn:`/`turns:`/`stun:` host[:port][?transport=..].
 fn check_ice_url(url: &str) -> Result<(), String> {
     let Some((scheme, rest)) = url.split_once(':') else {
