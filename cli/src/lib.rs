@@ -19,6 +19,7 @@ pub mod inventory;
 pub mod journal;
 pub mod lab;
 pub mod lock;
+pub mod onboard;
 pub mod plan;
 pub mod playbook;
 pub mod printer;

@@ -39,7 +39,8 @@ fn a_draft_from_the_example_values_checks_clean_once_its_blanks_are_filled() {
         );
     }
     assert_eq!(
-        check.stderr.matches("is still FILL-IN").count(), 4,
+        check.stderr.matches("is still FILL-IN").count(),
+        4,
         "{}",
         check.dump()
     );

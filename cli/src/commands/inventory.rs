@@ -168,7 +168,7 @@ struct Drafted {
 /// `opsctl inventory init --from-values FILE`: drafts an inventory at `out`
 /// from the values file's list; refuses to overwrite anything.
 pub fn init(cfg: &Config, values: &std::path::Path, list: &str, out: &std::path::Path) -> anyhow::Result<()> {
-    use crate::inventory::init;
+    use crate::onboard;
     if out.exists() {
         return Err(error::refused(format!(
             "{} already exists; it was left as it is (name another file with --inventory, or move it away)",
@@ -189,7 +189,7 @@ pub fn init(cfg: &Config, values: &std::path::Path, list: &str, out: &std::path:
         std::fs::canonicalize(values)
             .map_or_else(|_| values.display().to_string(), |p| p.display().to_string())
     };
-    let draft = init::draft(&text, &named, list).map_err(|e| e.located(&values.display().to_string()))?;
+    let draft = onboard::draft(&text, &named, list).map_err(|e| e.located(&values.display().to_string()))?;
     let (relays, to_fill_in) = (draft.relays, draft.blanks);
     crate::files::write_new(out, draft.text.as_bytes())?;
     let done = Drafted {
@@ -205,7 +205,7 @@ pub fn init(cfg: &Config, values: &std::path::Path, list: &str, out: &std::path:
             "{}: drafted {relays} relays from `{list}` in {}; fill in its {to_fill_in} {}s, then run\n  opsctl --inventory {} inventory check\n",
             done.inventory,
             done.values,
-            init::PLACEHOLDER,
+            crate::inventory::PLACEHOLDER,
             done.inventory
         )),
     }

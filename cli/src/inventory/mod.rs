@@ -5,7 +5,6 @@
 //! relay kind's own), and validates everything before any command runs. Every
 //! problem is reported at once, each with file, line, field and a fix.
 
-pub mod init;
 mod layers;
 pub mod model;
 mod read;
@@ -14,7 +13,11 @@ mod resolve;
 use std::path::{Path, PathBuf};
 
 pub use model::*;
-pub use resolve::DEFAULT_LIST;
+pub use resolve::{DEFAULT_LIST, ice_host};
+
+/// The value `opsctl inventory init` leaves where only the operator knows
+/// what to write; an inventory holding one is refused until it is filled.
+pub const PLACEHOLDER: &str = "FILL-IN";
 
 use crate::reader::{At, Diags, InputError};
 use crate::suggest;
@@ -60,16 +63,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Inventory, InputError> {
         }
     };
     // A draft from `inventory init` with blanks left: those first, alone.
-    let blanks = init::placeholders(&root);
+    let blanks = placeholders(&root);
     if !blanks.is_empty() {
         for (pos, field) in blanks {
             diags.report(
                 pos,
                 &field,
-                format!(
-                    "is still {}: `opsctl inventory init` left it for you",
-                    init::PLACEHOLDER
-                ),
+                format!("is still {PLACEHOLDER}: `opsctl inventory init` left it for you"),
                 Some("write the value the comment beside it asks for".into()),
             );
         }
@@ -78,6 +78,34 @@ pub fn parse(text: &str, path: &Path) -> Result<Inventory, InputError> {
     let inventory = resolve::inventory(&At::root(&root, &diags), file, dir);
     diags.finish(())?;
     Ok(inventory.expect("an inventory that read without problems resolves"))
+}
+
+/// Every value still [`PLACEHOLDER`] in an inventory: where, and its field.
+pub fn placeholders(root: &yaml::Node) -> Vec<(yaml::Pos, String)> {
+    fn walk(node: &yaml::Node, path: &str, out: &mut Vec<(yaml::Pos, String)>) {
+        match &node.value {
+            yaml::Value::Str(s) if s == PLACEHOLDER => out.push((node.pos, path.to_owned())),
+            yaml::Value::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item, &format!("{path}[{i}]"), out);
+                }
+            }
+            yaml::Value::Map(entries) => {
+                for (k, v) in entries {
+                    let path = if path.is_empty() {
+                        k.name.clone()
+                    } else {
+                        format!("{path}.{}", k.name)
+                    };
+                    walk(v, &path, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, "", &mut out);
+    out
 }
 
 /// A node of any kind, found by name.

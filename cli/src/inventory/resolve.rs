@@ -422,7 +422,7 @@ fn relay(at: &At, defaults: &Defaults, site: &str, walk: &Walk) -> Option<Relay>
 
 /// The host of an ICE server URL (`turn:host:3478?transport=tcp` gives
 /// `host`, `turn:[2001:db8::1]:3478` gives `2001:db8::1`), if it is one.
-pub(super) fn ice_host(url: &str) -> Option<&str> {
+pub fn ice_host(url: &str) -> Option<&str> {
     check_ice_url(url).ok()?;
     let rest = url.split_once(':')?.1;
     let hostport = rest.split_once('?').map_or(rest, |(h, _)| h);

@@ -22,31 +22,12 @@ const MAX_SCRAPES: usize = 16;
 /// Accepts scrapes until shutdown.
 pub(super) async fn listener(listener: TcpListener, local: SocketAddr, mut ctx: Ctx) {
     let scrapes = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPES));
-    loop {
-        let permit = tokio::select! {
-            p = scrapes.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            _ = ctx.shutdown.recv() => return,
-        };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = ctx.shutdown.recv() => return,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                let ctx = ctx.clone_for_task();
-                tokio::spawn(async move {
-                    answer(stream, ctx).await;
-                    drop(permit);
-                });
-            }
-            Err(e) => {
-                tracing::warn!(%local, error = %e, "metrics: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+    while let Some((stream, _, permit)) = super::tasks::accept(&listener, local, &scrapes, &mut ctx).await {
+        let ctx = ctx.clone_for_task();
+        tokio::spawn(async move {
+            answer(stream, ctx).await;
+            drop(permit);
+        });
     }
 }
 

@@ -115,6 +115,35 @@ async fn datagrams(
     }
 }
 
+/// The next connection `listener` accepts once `permits` has room for it,
+/// with its permit; `None` at shutdown. A failed accept (out of file
+/// descriptors, typically) is logged and retried after a pause instead of
+/// spinning.
+pub(super) async fn accept(
+    listener: &TcpListener,
+    local: SocketAddr,
+    permits: &Arc<Semaphore>,
+    ctx: &mut Ctx,
+) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.ok()?,
+            _ = ctx.shutdown.recv() => return None,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = ctx.shutdown.recv() => return None,
+        };
+        match accepted {
+            Ok((stream, peer)) => return Some((stream, peer, permit)),
+            Err(e) => {
+                tracing::warn!(%local, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 /// Accepts TURN connections, at most as many at once as `connections`
 /// allows; over TLS when given an acceptor.
 pub(super) async fn tcp_listener(
@@ -125,46 +154,26 @@ pub(super) async fn tcp_listener(
     max_packet: usize,
     mut ctx: Ctx,
 ) {
-    loop {
-        let permit = tokio::select! {
-            p = connections.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            _ = ctx.shutdown.recv() => return,
+    while let Some((stream, client, permit)) = accept(&listener, local, &connections, &mut ctx).await {
+        let _ = stream.set_nodelay(true);
+        let transport = if tls.is_some() {
+            Transport::Tls
+        } else {
+            Transport::Tcp
         };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = ctx.shutdown.recv() => return,
+        let tuple = FiveTuple {
+            client,
+            server: local,
+            transport,
         };
-        match accepted {
-            Ok((stream, client)) => {
-                let _ = stream.set_nodelay(true);
-                let transport = if tls.is_some() {
-                    Transport::Tls
-                } else {
-                    Transport::Tcp
-                };
-                let tuple = FiveTuple {
-                    client,
-                    server: local,
-                    transport,
-                };
-                let ctx = ctx.clone_for_task();
-                match &tls {
-                    None => tokio::spawn(connection(stream, tuple, max_packet, permit, ctx)),
-                    Some(tls) => {
-                        let handshake = tls.accept(stream);
-                        tokio::spawn(tls_connection(handshake, tuple, max_packet, permit, ctx))
-                    }
-                };
+        let ctx = ctx.clone_for_task();
+        match &tls {
+            None => tokio::spawn(connection(stream, tuple, max_packet, permit, ctx)),
+            Some(tls) => {
+                let handshake = tls.accept(stream);
+                tokio::spawn(tls_connection(handshake, tuple, max_packet, permit, ctx))
             }
-            Err(e) => {
-                // Out of file descriptors, typically: back off instead of spinning.
-                tracing::warn!(%local, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        };
     }
 }
 

@@ -2,14 +2,13 @@
 //! the advertised list a deployment already has (Wire's
 //! `brig.turnStatic.v2`): one relay per host the list names, its URLs
 //! grouped under it, commented out or not. What the list cannot say (the
-//! relays' kind, how opsctl logs in, which site each is in) is left as
+//! command that rolls the file out, the relays' kind, how opsctl logs in,
+//! which site each is in) is left as
 //! `FILL-IN` with what goes there beside it; `inventory check` names every
 //! one left and accepts the file once they are filled.
 
 use crate::advertise::{ListError, Listing};
-
-/// The value `inventory init` leaves where the operator must write one.
-pub const PLACEHOLDER: &str = "FILL-IN";
+use crate::inventory::{PLACEHOLDER, ice_host};
 
 /// A drafted inventory.
 pub struct Draft {
@@ -41,7 +40,7 @@ pub fn draft(values: &str, values_path: &str, list: &str) -> Result<Draft, ListE
     let listing = Listing::parse(values, list)?;
     let mut hosts: Vec<Host<'_>> = Vec::new();
     for entry in listing.all() {
-        let Some(host) = super::resolve::ice_host(&entry.url) else {
+        let Some(host) = ice_host(&entry.url) else {
             return Err(ListError::at(
                 entry.line as u64 + 1,
                 format!("`{}` in `{list}` is not a TURN or STUN URL", entry.url),
@@ -158,34 +157,6 @@ fn quoted(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// Every value still [`PLACEHOLDER`] in an inventory: where, and its field.
-pub fn placeholders(root: &crate::yaml::Node) -> Vec<(crate::yaml::Pos, String)> {
-    fn walk(node: &crate::yaml::Node, path: &str, out: &mut Vec<(crate::yaml::Pos, String)>) {
-        match &node.value {
-            crate::yaml::Value::Str(s) if s == PLACEHOLDER => out.push((node.pos, path.to_owned())),
-            crate::yaml::Value::Seq(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    walk(item, &format!("{path}[{i}]"), out);
-                }
-            }
-            crate::yaml::Value::Map(entries) => {
-                for (k, v) in entries {
-                    let path = if path.is_empty() {
-                        k.name.clone()
-                    } else {
-                        format!("{path}.{}", k.name)
-                    };
-                    walk(v, &path, out);
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, "", &mut out);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,7 +178,7 @@ mod tests {
         let d = draft(values, "values.yaml", "brig.turnStatic.v2").ok().unwrap();
         assert_eq!(d.relays, 3);
         let root = crate::yaml::parse(&d.text).unwrap();
-        assert_eq!(placeholders(&root).len(), d.blanks);
+        assert_eq!(crate::inventory::placeholders(&root).len(), d.blanks);
         assert!(d.text.contains(
             "      - name: a\n        host: 'a.example.com'   # where opsctl reaches it over SSH, if not this name\n        urls:\n          - 'turn:a.example.com:3478'\n          - 'turns:a.example.com:5349?transport=tcp'\n"
         ), "{}", d.text);
