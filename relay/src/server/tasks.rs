@@ -83,6 +83,7 @@ async fn datagrams(
     mut ctx: Ctx,
     handle: impl Fn(&mut Driver, Instant, SocketAddr, &[u8]),
 ) {
+    let mut since_turn = 0;
     loop {
         let ready = tokio::select! {
             r = socket.readable() => r,
@@ -92,13 +93,14 @@ async fn datagrams(
             tracing::warn!(error = %e, "socket no longer readable");
             return;
         }
-        // What is queued now, one batch: a socket that had a full one may
-        // have more, and lets the other tasks run before it reads again.
-        let full = INBOX.with_borrow_mut(|inbox| {
+        // What is queued now, one batch. A socket that has handed the core
+        // a batch's worth of datagrams since its last turn lets the other
+        // tasks run before it reads again, however short its batches.
+        let read = INBOX.with_borrow_mut(|inbox| {
             if let Err(e) = mmsg::receive(socket, inbox, max + 1) {
                 // ICMP errors surface here on some systems; the socket still works.
                 tracing::debug!(error = %e, "receive failed");
-                return false;
+                return 0;
             }
             if inbox.len() > 0 {
                 ctx.drive(|driver, now| {
@@ -107,9 +109,11 @@ async fn datagrams(
                     }
                 });
             }
-            inbox.len() == BATCH
+            inbox.len()
         });
-        if full {
+        since_turn += read;
+        if since_turn >= BATCH {
+            since_turn = 0;
             tokio::task::yield_now().await;
         }
     }
