@@ -29,6 +29,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # peers, as a partition between hosts would.
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
+# curl: opsctl's `via: prometheus` stats reader runs it (the lab's relayd metrics).
+command -v curl >/dev/null 2>&1 || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
     echo "scripts/test.sh: installing ${need[*]} for the lab" >&2
     export DEBIAN_FRONTEND=noninteractive
