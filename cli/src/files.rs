@@ -54,7 +54,7 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         std::fs::hard_link(tmp, path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
                 crate::error::refused(format!(
-                    "{} already exists; it was left as it is (move it away, or name another file)",
+                    "{} already exists; it was left as it is (move it away, or name another file: --inventory FILE for `inventory init`)",
                     path.display()
                 ))
             } else {

@@ -23,8 +23,15 @@ pub struct Snapshot {
     pub certificate_expiry: Option<i64>,
 }
 
-/// One metric: its help line and type, then its samples.
-fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
+/// One metric: its help line and type, then its samples (labels, as
+/// written after the name, and value).
+fn metric<L: std::fmt::Display, V: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (L, V)>,
+) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
     for (labels, value) in samples {
@@ -42,7 +49,7 @@ pub fn render(s: &Snapshot) -> String {
         "turn_total_allocations",
         "gauge",
         "Allocations now, by the client's transport.",
-        &[
+        [
             ("{type=\"UDP\"}", s.allocations[0]),
             ("{type=\"TCP\"}", s.allocations[1]),
             ("{type=\"TLS\"}", s.allocations[2]),
@@ -53,33 +60,31 @@ pub fn render(s: &Snapshot) -> String {
         "relayd_allocations_made_total",
         "counter",
         "Allocations made since start.",
-        &[("", c.allocs_tot)],
+        [("", c.allocs_tot)],
     );
-    let _ = writeln!(
-        out,
-        "# HELP relayd_allocations_refused_total Allocate requests answered with an error, by code (401 is mostly the first round of authentication)."
+    metric(
+        &mut out,
+        "relayd_allocations_refused_total",
+        "counter",
+        "Allocate requests answered with an error, by code (401 is mostly the first round of authentication).",
+        s.refused.iter().map(|(code, reason, n)| {
+            let reason = reason.replace(['"', '\\'], "");
+            (format!("{{code=\"{code}\",reason=\"{reason}\"}}"), *n)
+        }),
     );
-    let _ = writeln!(out, "# TYPE relayd_allocations_refused_total counter");
-    for (code, reason, n) in &s.refused {
-        let _ = writeln!(
-            out,
-            "relayd_allocations_refused_total{{code=\"{code}\",reason=\"{}\"}} {n}",
-            reason.replace(['"', '\\'], "")
-        );
-    }
     metric(
         &mut out,
         "relayd_channels",
         "gauge",
         "Channels bound now.",
-        &[("", c.chan_cur)],
+        [("", c.chan_cur)],
     );
     metric(
         &mut out,
         "relayd_relayed_bytes_total",
         "counter",
         "Application bytes relayed, to peers and from peers.",
-        &[
+        [
             ("{direction=\"to_peer\"}", c.bytes_tx),
             ("{direction=\"from_peer\"}", c.bytes_rx),
         ],
@@ -89,7 +94,7 @@ pub fn render(s: &Snapshot) -> String {
         "relayd_relayed_packets_total",
         "counter",
         "Datagrams and frames relayed, to peers and from peers.",
-        &[
+        [
             ("{direction=\"to_peer\"}", c.packets_tx),
             ("{direction=\"from_peer\"}", c.packets_rx),
         ],
@@ -99,14 +104,14 @@ pub fn render(s: &Snapshot) -> String {
         "relayd_stun_bindings_total",
         "counter",
         "STUN Binding requests answered.",
-        &[("", c.bindings)],
+        [("", c.bindings)],
     );
     metric(
         &mut out,
         "relayd_dropped_packets_total",
         "counter",
         "Packets dropped, by why.",
-        &[
+        [
             ("{reason=\"malformed\"}", c.malformed),
             ("{reason=\"oversized\"}", c.oversized),
             ("{reason=\"unroutable\"}", c.unroutable),
@@ -118,15 +123,16 @@ pub fn render(s: &Snapshot) -> String {
         "relayd_draining",
         "gauge",
         "1 while new allocations are refused (drain mode), else 0.",
-        &[("", u64::from(s.draining))],
+        [("", u64::from(s.draining))],
     );
     if let Some(expiry) = s.certificate_expiry {
-        let _ = writeln!(
-            out,
-            "# HELP relayd_certificate_expiry_timestamp_seconds When the served TLS certificate expires, in Unix seconds."
+        metric(
+            &mut out,
+            "relayd_certificate_expiry_timestamp_seconds",
+            "gauge",
+            "When the served TLS certificate expires, in Unix seconds.",
+            [("", expiry)],
         );
-        let _ = writeln!(out, "# TYPE relayd_certificate_expiry_timestamp_seconds gauge");
-        let _ = writeln!(out, "relayd_certificate_expiry_timestamp_seconds {expiry}");
     }
     out
 }

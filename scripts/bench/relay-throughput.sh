@@ -329,45 +329,35 @@ n=${#samples[@]}
 peak=$(printf '%s\n' "${samples[@]}" | sort -n | tail -1)
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b ? a / b : 0 }'; }
+# A row of a table: what, relayd's figure, the other's, and (row_ratio) their ratio.
+row() { printf '%-38s %12s %12s\n' "$1" "$2" "$3"; }
+row_ratio() { printf '%-38s %12s %12s %14s\n' "$1" "$2" "$3" "$(ratio "$2" "$3")"; }
+# The rows every table has: relayd against the server $1, same rounds.
+# shellcheck disable=SC2086 # the latency samples are space-separated numbers
+against() {
+    row_ratio "STUN Binding answers/s" "${best[relayd.binding]}" "${best[$1.binding]}"
+    row "  server CPU us per answer" "${best_us[relayd.binding]}" "${best_us[$1.binding]}"
+    row_ratio "ChannelData relayed/s (relay_load)" "${best[relayd.channel]}" "${best[$1.channel]}"
+    row "  server CPU us per message" "${best_us[relayd.channel]}" "${best_us[$1.channel]}"
+    row "added latency p50 (us)" "$(median ${lat50[relayd]})" "$(median ${lat50[$1]})"
+    row "added latency p99 (us)" "$(median ${lat99[relayd]})" "$(median ${lat99[$1]})"
+    row "bursts: messages lost, each round" "${lost[relayd]% }" "${lost[$1]% }"
+    row "  kernel drops (listening socket)" "${drops[relayd]% }" "${drops[$1]% }"
+}
 echo
 echo "relay throughput, one core each (server on CPU $server_cpu, load on CPU $load_cpu), median of $rounds x ${phase}s"
 printf '%-38s %12s %12s %14s\n' "" relayd coturn relayd/coturn
-printf '%-38s %12s %12s %14s\n' "STUN Binding answers/s" "${best[relayd.binding]}" "${best[coturn.binding]}" \
-    "$(ratio "${best[relayd.binding]}" "${best[coturn.binding]}")"
-printf '%-38s %12s %12s\n' "  server CPU" "${best_cpu[relayd.binding]}" "${best_cpu[coturn.binding]}"
-printf '%-38s %12s %12s\n' "  server CPU us per answer" "${best_us[relayd.binding]}" "${best_us[coturn.binding]}"
-printf '%-38s %12s %12s %14s\n' "ChannelData relayed/s (relay_load)" "${best[relayd.channel]}" "${best[coturn.channel]}" \
-    "$(ratio "${best[relayd.channel]}" "${best[coturn.channel]}")"
-printf '%-38s %12s %12s\n' "  server CPU" "${best_cpu[relayd.channel]}" "${best_cpu[coturn.channel]}"
-printf '%-38s %12s %12s\n' "  server CPU us per message" "${best_us[relayd.channel]}" "${best_us[coturn.channel]}"
-printf '%-38s %12s %12s %14s\n' "ChannelData relayed/s (uclient)" "${uc_rate[relayd]}" "${uc_rate[coturn]}" \
-    "$(ratio "${uc_rate[relayd]}" "${uc_rate[coturn]}")"
-printf '%-38s %12s %12s %14s\n' "  server CPU us per message" "${uc_us[relayd]}" "${uc_us[coturn]}" \
-    "$(ratio "${uc_us[relayd]}" "${uc_us[coturn]}")"
-# shellcheck disable=SC2086 # space-separated samples
-printf '%-38s %12s %12s\n' "added latency p50 (us)" "$(median ${lat50[relayd]})" "$(median ${lat50[coturn]})"
-# shellcheck disable=SC2086
-printf '%-38s %12s %12s\n' "added latency p99 (us)" "$(median ${lat99[relayd]})" "$(median ${lat99[coturn]})"
-printf '%-38s %12s %12s %14s\n' "KiB per held allocation ($hold_count)" "${hold_kib[relayd]}" "${hold_kib[coturn]}" \
-    "$(ratio "${hold_kib[relayd]}" "${hold_kib[coturn]}")"
-printf '%-38s %12s %12s\n' "bursts: messages lost, each round" "${lost[relayd]% }" "${lost[coturn]% }"
-printf '%-38s %12s %12s\n' "  kernel drops (listening socket)" "${drops[relayd]% }" "${drops[coturn]% }"
+against coturn
+row "server CPU, Bindings" "${best_cpu[relayd.binding]}" "${best_cpu[coturn.binding]}"
+row "server CPU, ChannelData" "${best_cpu[relayd.channel]}" "${best_cpu[coturn.channel]}"
+row_ratio "ChannelData relayed/s (uclient)" "${uc_rate[relayd]}" "${uc_rate[coturn]}"
+row_ratio "  server CPU us per message" "${uc_us[relayd]}" "${uc_us[coturn]}"
+row_ratio "KiB per held allocation ($hold_count)" "${hold_kib[relayd]}" "${hold_kib[coturn]}"
 if [ -n "$baseline" ]; then
     echo
     echo "against the baseline relayd ($baseline), same core, same rounds"
     printf '%-38s %12s %12s %14s\n' "" relayd baseline relayd/baseline
-    printf '%-38s %12s %12s %14s\n' "STUN Binding answers/s" "${best[relayd.binding]}" "${best[baseline.binding]}" \
-        "$(ratio "${best[relayd.binding]}" "${best[baseline.binding]}")"
-    printf '%-38s %12s %12s\n' "  server CPU us per answer" "${best_us[relayd.binding]}" "${best_us[baseline.binding]}"
-    printf '%-38s %12s %12s %14s\n' "ChannelData relayed/s (relay_load)" "${best[relayd.channel]}" "${best[baseline.channel]}" \
-        "$(ratio "${best[relayd.channel]}" "${best[baseline.channel]}")"
-    printf '%-38s %12s %12s\n' "  server CPU us per message" "${best_us[relayd.channel]}" "${best_us[baseline.channel]}"
-    # shellcheck disable=SC2086 # space-separated samples
-    printf '%-38s %12s %12s\n' "added latency p50 (us)" "$(median ${lat50[relayd]})" "$(median ${lat50[baseline]})"
-    # shellcheck disable=SC2086
-    printf '%-38s %12s %12s\n' "added latency p99 (us)" "$(median ${lat99[relayd]})" "$(median ${lat99[baseline]})"
-    printf '%-38s %12s %12s\n' "bursts: messages lost, each round" "${lost[relayd]% }" "${lost[baseline]% }"
-    printf '%-38s %12s %12s\n' "  kernel drops (listening socket)" "${drops[relayd]% }" "${drops[baseline]% }"
+    against baseline
 fi
 echo
 echo "relayd VmRSS over a ${soak}s soak (KiB): idle $idle, start ${samples[0]}, middle ${samples[$((n / 2))]}, end ${samples[$((n - 1))]}, peak $peak, after $after_soak"

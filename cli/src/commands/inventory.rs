@@ -169,16 +169,13 @@ struct Drafted {
 /// from the values file's list; refuses to overwrite anything.
 pub fn init(cfg: &Config, values: &std::path::Path, list: &str, out: &std::path::Path) -> anyhow::Result<()> {
     use crate::onboard;
-    if out.exists() {
-        return Err(error::refused(format!(
-            "{} already exists; it was left as it is (name another file with --inventory, or move it away)",
-            out.display()
-        )));
-    }
     let text = crate::reader::read_text(values).map_err(|e| {
         error::new(
             Kind::Input,
-            format!("cannot read the values file {}: {e}", values.display()),
+            format!(
+                "cannot read the values file {}: {e}; name the Helm values file whose list clients are handed (wire-server's values.yaml) with --from-values",
+                values.display()
+            ),
         )
     })?;
     // The inventory reads relative paths from its own directory.
