@@ -179,6 +179,7 @@ fn against_inventory(
             force,
             handover: Default::default(),
             handover_reads: Vec::new(),
+            versions: Default::default(),
         })
     };
     let action = match command {

@@ -91,7 +91,8 @@ impl Probe {
             service: ServiceProbe::of(r),
             stats: stats::plan(r)?,
             drain_state: match r.kind.relay_drain() {
-                relay::RelayDrain::Unsupported => None,
+                // coturn's drain has no state to read: it ends with the process.
+                relay::RelayDrain::Unsupported | relay::RelayDrain::EndsInExit => None,
                 _ => stats::status_port(r, "drain_state").ok(),
             },
             stun: if r.stun_check { r.stun_target() } else { None },

@@ -48,6 +48,36 @@ pub enum RelayDrain {
     RefusesRefresh,
     /// New allocations refused while existing ones keep refreshing (relayd).
     KeepsExisting,
+    /// coturn's, since [`COTURN_DRAIN_SINCE`]: SIGUSR1 (or its admin CLI's
+    /// `drain`) refuses new allocations while existing ones keep
+    /// refreshing, and the process exits once none are left. It cannot be
+    /// switched off: it ends with the process.
+    EndsInExit,
+}
+
+/// The first coturn with a drain mode. An older coturn has no handler for
+/// SIGUSR1, so the signal ends it at once, dropping every allocation.
+pub const COTURN_DRAIN_SINCE: &str = "4.6.3";
+
+/// Whether the version `text` reports (`4.6.3`, `Coturn-4.6.3 'Gorst'`,
+/// `4.5.0.8`) is at least `min`; `None` when it holds no version number.
+#[must_use]
+pub fn version_at_least(text: &str, min: &str) -> Option<bool> {
+    fn numbers(s: &str) -> Option<Vec<u64>> {
+        let start = s.find(|c: char| c.is_ascii_digit())?;
+        let rest = &s[start..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let parts: Option<Vec<u64>> = rest[..end]
+            .trim_end_matches('.')
+            .split('.')
+            .map(|p| p.parse().ok())
+            .collect();
+        parts.filter(|p| p.len() >= 2)
+    }
+    let (have, want) = (numbers(text)?, numbers(min)?);
+    Some(have >= want)
 }
 
 impl Kind {
@@ -120,8 +150,20 @@ impl Kind {
         match self {
             Kind::Restund => RelayDrain::RefusesRefresh,
             Kind::Relayd => RelayDrain::KeepsExisting,
-            // Debian 12's coturn 4.6.1 predates coturn's SIGUSR1 drain.
-            Kind::Coturn | Kind::Rtpengine => RelayDrain::Unsupported,
+            // Only from 4.6.3 on (Debian 12 ships 4.6.1): the version the
+            // running coturn reports decides.
+            Kind::Coturn => RelayDrain::EndsInExit,
+            Kind::Rtpengine => RelayDrain::Unsupported,
+        }
+    }
+
+    /// The signal that starts the relay's drain, where it is one
+    /// (coturn's SIGUSR1).
+    #[must_use]
+    pub fn drain_signal(self) -> Option<&'static str> {
+        match self {
+            Kind::Coturn => Some("USR1"),
+            Kind::Restund | Kind::Rtpengine | Kind::Relayd => None,
         }
     }
 
@@ -174,5 +216,20 @@ mod tests {
         assert!(Kind::Relayd.default_cert().is_some());
         assert_eq!(Kind::Coturn.default_cert(), None);
         assert!(!Kind::Rtpengine.serves_tls());
+    }
+
+    #[test]
+    fn versions_compare_by_their_numbers() {
+        assert_eq!(version_at_least("4.6.1", COTURN_DRAIN_SINCE), Some(false));
+        assert_eq!(version_at_least("4.6.3\n", COTURN_DRAIN_SINCE), Some(true));
+        assert_eq!(version_at_least("4.6.10", COTURN_DRAIN_SINCE), Some(true));
+        assert_eq!(version_at_least("4.10.0", COTURN_DRAIN_SINCE), Some(true));
+        assert_eq!(
+            version_at_least("Coturn-4.7.0 'Gorst'", COTURN_DRAIN_SINCE),
+            Some(true)
+        );
+        assert_eq!(version_at_least("4.5.0.8", COTURN_DRAIN_SINCE), Some(false));
+        assert_eq!(version_at_least("5", COTURN_DRAIN_SINCE), None);
+        assert_eq!(version_at_least("unknown", COTURN_DRAIN_SINCE), None);
     }
 }

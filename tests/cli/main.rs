@@ -6,6 +6,7 @@ mod clearwater;
 mod contract;
 mod docker;
 mod docs;
+mod drain;
 mod errors;
 mod examples;
 mod gates;

@@ -15,9 +15,14 @@ pub(crate) fn coturn_lab(n: usize, apply: &str) -> (Lab, Scratch, String) {
 
 /// [`coturn_lab`] with more settings for every relay (`, key: value` YAML).
 fn coturn_lab_with(n: usize, apply: &str, relay: &str) -> (Lab, Scratch, String) {
+    coturn_lab_from(n, apply, relay, "/usr/bin/turnserver")
+}
+
+/// [`coturn_lab_with`], running the coturn at `binary`.
+pub(crate) fn coturn_lab_from(n: usize, apply: &str, relay: &str, binary: &str) -> (Lab, Scratch, String) {
     let lab = Lab::start(n).unwrap_or_else(|why| panic!("cannot start the lab: {why}"));
     for i in 0..n {
-        lab.coturn(i, CLI_PW);
+        lab.coturn_from(i, CLI_PW, binary);
         let started = lab.systemctl(i, "start coturn");
         assert!(started.status.success(), "{started:?}");
         lab.wait_tcp(i, 5766).unwrap();
@@ -124,7 +129,7 @@ impl Drop for Simulator {
     }
 }
 
-fn pid(lab: &Lab, i: usize) -> String {
+pub(crate) fn pid(lab: &Lab, i: usize) -> String {
     String::from_utf8_lossy(&lab.systemctl(i, "show-pid coturn").stdout)
         .trim()
         .to_owned()
@@ -160,7 +165,7 @@ fn until_taken_out(scratch: &Scratch, what: &str) {
     }
 }
 
-fn run(scratch: &Scratch, args: &[&str]) -> crate::util::Output {
+pub(crate) fn run(scratch: &Scratch, args: &[&str]) -> crate::util::Output {
     opsctl_env(&scratch.0, args, &[("LAB_CLI_PW", CLI_PW)])
 }
 

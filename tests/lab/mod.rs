@@ -290,6 +290,11 @@ impl Lab {
     /// node's address, port 3478, relaying from the node's address, and its
     /// admin CLI on the node's address, port 5766, with `cli_password`.
     pub fn coturn(&self, i: usize, cli_password: &str) {
+        self.coturn_from(i, cli_password, "/usr/bin/turnserver");
+    }
+
+    /// [`Lab::coturn`] running the coturn at `binary`.
+    pub fn coturn_from(&self, i: usize, cli_password: &str, binary: &str) {
         let n = &self.nodes[i];
         let conf = format!(
             "listening-ip={ip}\nlistening-port=3478\nrelay-ip={ip}\nmin-port=49160\nmax-port=49400\n\
@@ -303,7 +308,7 @@ impl Lab {
         self.service(
             i,
             "coturn",
-            &format!("/usr/bin/turnserver -c {}/turnserver.conf", n.dir.display()),
+            &format!("{binary} -c {}/turnserver.conf", n.dir.display()),
         );
     }
 

@@ -16,6 +16,9 @@ sshd=$2
 empty=$3
 # Root's .bashrc is masked for the node's shells: a clean, fast environment.
 mount --bind "$empty" /root/.bashrc 2>/dev/null
+# The node's own /proc: its pids (a service's pid file, /proc/PID/exe) mean
+# its own processes, as on a host of its own.
+mount -t proc proc /proc || exit 1
 for d in etc/clearwater etc/chronos usr/share/clearwater var/lib; do
     if [ -d "$node/root/$d" ]; then
         mkdir -p "/$d" && mount --bind "$node/root/$d" "/$d" || exit 1

@@ -189,6 +189,7 @@ fn demo(dir: &std::path::Path, cfg: &Config) -> anyhow::Result<()> {
             force: false,
             handover: BTreeMap::new(),
             handover_reads: Vec::new(),
+            versions: BTreeMap::new(),
         },
     )?;
     out.say(&format!(

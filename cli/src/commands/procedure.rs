@@ -33,6 +33,16 @@ pub fn run(cfg: &Config, req: &Request) -> anyhow::Result<()> {
         // restart takes.
         (req.handover, req.handover_reads) = read_handover(cfg, inv, &req.targets)?;
     }
+    if matches!(
+        req.procedure,
+        plan::Procedure::RestartNoDowntime
+            | plan::Procedure::RebootNode { drain: true }
+            | plan::Procedure::RenewCert { .. }
+    ) {
+        // Which coturn each runs whose own drain is asked for: only 4.6.3
+        // and later have one.
+        req.versions = read_versions(cfg, inv, &req.targets)?;
+    }
     let mut plan = plan::build(inv, &req).map_err(|e| error::mark(Kind::Usage, e))?;
     let mut resume = None;
     if matches!(req.procedure, plan::Procedure::RecoverQuorum { .. })
@@ -298,6 +308,71 @@ fn read_handover(
         }
         remote.close().await;
         Ok((out, reads))
+    })
+}
+
+/// For each coturn target with `relay_drain` on: the version its running
+/// process reports (all read at once), or why it cannot be read.
+fn read_versions(
+    cfg: &Config,
+    inv: &crate::inventory::Inventory,
+    targets: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, plan::VersionRead>> {
+    let reads: Vec<(crate::remote::Node, plan::Command)> = inv
+        .relays()
+        .filter(|r| targets.contains(&r.name) && r.drain.relay_drain)
+        .filter_map(|r| {
+            let argv = r.service.version.clone()?;
+            Some((
+                crate::remote::Node {
+                    name: r.name.clone(),
+                    access: r.access.clone(),
+                },
+                plan::Command::remote(&r.name, &r.access, argv),
+            ))
+        })
+        .collect();
+    let mut out = std::collections::BTreeMap::new();
+    if reads.is_empty() {
+        return Ok(out);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let remote = std::sync::Arc::new(crate::remote::Remote::with_persist(
+            cfg.control_dir.clone(),
+            cfg.ssh_persist,
+        )?);
+        let mut tasks = tokio::task::JoinSet::new();
+        for (node, command) in reads {
+            let remote = remote.clone();
+            tasks.spawn(async move {
+                let t = node.access.ssh.command_timeout;
+                // The plan names the command: why, without it.
+                let read = match remote.run(&node, &command, t).await {
+                    Ok(o) => Ok(o.stdout.trim().to_owned()),
+                    Err(crate::remote::ExecError::Failed { code, stderr, .. }) => Err(format!(
+                        "exit status {code}{}",
+                        stderr
+                            .lines()
+                            .last()
+                            .map(|l| format!(": {}", l.trim()))
+                            .unwrap_or_default()
+                    )),
+                    Err(e) => Err(e.to_string().lines().next().unwrap_or("").to_owned()),
+                };
+                (node.name, plan::VersionRead { command, read })
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let (name, read) = done?;
+            out.insert(name, read);
+        }
+        if let Ok(remote) = std::sync::Arc::try_unwrap(remote) {
+            remote.close().await;
+        }
+        Ok(out)
     })
 }
 

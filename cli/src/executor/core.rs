@@ -207,6 +207,9 @@ pub(super) struct NodeState {
     /// When it was taken out of the advertised list (Unix seconds).
     pub(super) out_since: Option<u64>,
     pub(super) relay_drain: bool,
+    /// A drain on that only the process's end ends (coturn's): the commands
+    /// that end it.
+    pub(super) drain_ended_by: Option<Vec<crate::plan::Command>>,
     pub(super) steps_done: usize,
     pub(super) steps_total: usize,
 }
@@ -220,6 +223,14 @@ impl NodeState {
                 self.out_since = out.then_some(at);
             }
             Action::StatusCommand { command, .. } => self.relay_drain = command == "drain_enable",
+            Action::DrainToExit { ended_by, .. } => {
+                self.relay_drain = true;
+                self.drain_ended_by = Some(ended_by.clone());
+            }
+            Action::Run { command } if self.drain_ended_by.as_ref().is_some_and(|e| e.contains(command)) => {
+                self.relay_drain = false;
+                self.drain_ended_by = None;
+            }
             _ => {}
         }
     }
@@ -462,7 +473,7 @@ pub(super) fn verb(a: &Action) -> &'static str {
         Action::Safety { .. } => "Checking",
         Action::Advertise { out: true, .. } => "Withdrawing",
         Action::Advertise { out: false, .. } => "Advertising",
-        Action::StatusCommand { .. } => "Signalling",
+        Action::StatusCommand { .. } | Action::DrainToExit { .. } => "Signalling",
         Action::Upload { .. } => "Uploading",
         Action::SetConfig { .. } => "Editing",
         Action::DatastoreConfig { .. } => "Checking",

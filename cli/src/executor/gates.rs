@@ -295,10 +295,25 @@ async fn read(
             stats,
             threshold,
             list,
+            exits,
             ..
         } => {
             let node = ex.node(&stats.relay)?;
-            let count = crate::stats::read(&ex.remote, &node, stats).await?.to_drain();
+            let count = match (crate::stats::read(&ex.remote, &node, stats).await, exits) {
+                (Ok(s), _) => s.to_drain(),
+                (Err(e), None) => return Err(e),
+                (Err(e), Some(service)) => {
+                    // Its drain ends with its exit: stats that stopped
+                    // answering may be that end.
+                    let (up, seen) = service.read(&ex.remote, &node).await?;
+                    if up {
+                        return Err(e);
+                    }
+                    return Ok(Poll::Holds(format!(
+                        "the relay has exited, its drain over: {seen}"
+                    )));
+                }
+            };
             let poll = drain.observe(started.elapsed(), count, *threshold);
             match (poll, list) {
                 (Poll::NotYet(line), Some(list)) if drain.stuck(started.elapsed()) => {

@@ -49,6 +49,9 @@ pub async fn perform(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
             ex.out.note(&seen);
         }
         Action::Advertise { .. } => advertise(ex, step).await?,
+        Action::DrainToExit { command, .. } => {
+            ex.run(command).await?;
+        }
         Action::StatusCommand { command, send, .. } => {
             let node = ex.node(&send.relay)?;
             let reply = unless_stopped(&ex.stop, crate::stats::send(&ex.remote, &node, send)).await?;
@@ -288,6 +291,20 @@ async fn advertise(ex: &mut Executor<'_>, step: &Step) -> anyhow::Result<()> {
     else {
         unreachable!("advertise performs advertise steps")
     };
+    if let Some(ends) = ex
+        .state
+        .get(&step.node)
+        .and_then(|s| s.drain_ended_by.as_ref())
+        .filter(|_| !out)
+    {
+        // Listed while draining, it would refuse every new call.
+        bail!(
+            "{} is in its own drain mode, which nothing switches off but ending the process: not put back in the advertised list\nhelp: restart it (`{}` on {}), then put it back",
+            step.node,
+            ends[0].line,
+            step.node
+        );
+    }
     let mut restore: Option<(std::path::PathBuf, String)> = None;
     if let Some(planned) = edit {
         let path = std::path::PathBuf::from(&planned.path);

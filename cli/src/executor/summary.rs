@@ -120,6 +120,12 @@ impl Executor<'_> {
 
     /// How the plan switches `node`'s own drain mode off.
     fn drain_off_hint(&self, node: &str) -> String {
+        if let Some(ends) = self.state.get(node).and_then(|s| s.drain_ended_by.as_ref()) {
+            return format!(
+                "nothing switches it off but ending the process: restart it, `{}` on {node}",
+                ends[0].line
+            );
+        }
         let off = self.plan.steps().find_map(|s| match &s.action {
             Action::StatusCommand { command, send, .. } if s.node == node && command == "drain_disable" => {
                 Some(send)

@@ -193,6 +193,12 @@ pub struct Service {
     pub status_expect: Option<String>,
     /// Signal-free reload, where the relay supports one.
     pub reload: Option<Vec<String>>,
+    /// Prints the version of the relay running now (not of the binary on
+    /// disk, which an upgrade may have replaced): coturn's, whose drain
+    /// mode depends on it.
+    pub version: Option<Vec<String>>,
+    /// Starts the relay's own drain where a signal does it (coturn's SIGUSR1).
+    pub drain: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

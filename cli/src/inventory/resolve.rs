@@ -532,6 +532,10 @@ fn service(l: &RelayLayer, kind: Kind) -> Service {
         .map(|(m, _)| m.clone())
         .unwrap_or_else(|| Manager::Systemd(kind.default_unit().to_owned()));
     let mut s = manager_commands(&manager, kind.cert_reload_signal());
+    if kind == Kind::Coturn {
+        s.version = Some(running_version(&manager, "turnserver"));
+    }
+    s.drain = kind.drain_signal().map(|sig| signal(&manager, sig));
     let pick = |own: &Option<Vec<String>>, default: &mut Vec<String>| {
         if let Some(c) = own {
             *default = c.clone();
@@ -567,8 +571,10 @@ pub fn manager_commands(manager: &Manager, reload: Option<&str>) -> Service {
             status_expect: Some("active".into()),
             reload: reload.map(|sig| match sig {
                 "HUP" => argv(&["systemctl", "reload", u]),
-                sig => argv(&["systemctl", "kill", &format!("--signal=SIG{sig}"), u]),
+                sig => signal(manager, sig),
             }),
+            version: None,
+            drain: None,
         },
         Manager::Docker(c) => Service {
             stop: argv(&["docker", "stop", c]),
@@ -583,8 +589,40 @@ pub fn manager_commands(manager: &Manager, reload: Option<&str>) -> Service {
                 c,
             ]),
             status_expect: Some("running".into()),
-            reload: reload.map(|sig| argv(&["docker", "kill", "--signal", sig, c])),
+            reload: reload.map(|sig| signal(manager, sig)),
+            version: None,
+            drain: None,
         },
+    }
+}
+
+/// Sends `sig` (`USR1`) to the service's process.
+fn signal(manager: &Manager, sig: &str) -> Vec<String> {
+    match manager {
+        Manager::Systemd(u) => vec![
+            "systemctl".into(),
+            "kill".into(),
+            format!("--signal=SIG{sig}"),
+            u.clone(),
+        ],
+        Manager::Docker(c) => ["docker", "kill", "--signal", sig, c].map(String::from).to_vec(),
+    }
+}
+
+/// Prints the `--version` of the service's process running now: the
+/// binary it was started from, even if an upgrade has since replaced the
+/// file (`/proc/PID/exe`); in a container, `binary` there.
+fn running_version(manager: &Manager, binary: &str) -> Vec<String> {
+    const SCRIPT: &str = r#"pid=$(systemctl show --property=MainPID --value "$1") || exit
+case $pid in ''|0) echo "$1 is not running" >&2; exit 3 ;; esac
+exec "/proc/$pid/exe" --version"#;
+    match manager {
+        Manager::Systemd(u) => ["sh", "-c", SCRIPT, "opsctl-version", u]
+            .map(String::from)
+            .to_vec(),
+        Manager::Docker(c) => ["docker", "exec", c, binary, "--version"]
+            .map(String::from)
+            .to_vec(),
     }
 }
 

@@ -30,7 +30,7 @@ use crate::remote::UploadCommands;
 use crate::stats::StatsRead;
 pub use render::text;
 pub use renew::read_served_now;
-pub use request::{Procedure, Quorum, Request, build};
+pub use request::{Procedure, Quorum, Request, VersionRead, build};
 
 /// The version of the JSON shape; bumped on any incompatible change.
 pub const SCHEMA: u32 = 3;
@@ -355,6 +355,18 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cost: Option<String>,
     },
+    /// Starts a relay's own drain that ends with its process (coturn 4.6.3
+    /// and later, SIGUSR1): new allocations are refused from then on, and
+    /// the process exits once none are left. Nothing switches it off: it
+    /// lasts until the process ends, which any of `ended_by` does.
+    DrainToExit {
+        command: Command,
+        /// What the running relay reported, read when the plan was made.
+        version: String,
+        /// The commands after which the drained process is gone (the
+        /// service's restart, start, stop; the reboot).
+        ended_by: Vec<Command>,
+    },
     Upload {
         on: Host,
         /// What goes into the file, in words ("certificate chain from new.pem").
@@ -461,6 +473,10 @@ pub enum Gate {
         /// How long the count may stay put before that.
         #[serde(with = "crate::command::secs", rename = "stuck_after_secs")]
         stuck_after: Duration,
+        /// A drain that ends in the relay's exit (coturn's): once its stats
+        /// no longer answer, a service this probe finds down has drained.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exits: Option<ServiceProbe>,
     },
     ServiceUp {
         service: ServiceProbe,
@@ -712,6 +728,7 @@ impl Plan {
         }
         if let Some(r) = &self.request {
             out.extend(r.handover_reads.iter().map(|rep| &rep.command));
+            out.extend(r.versions.values().map(|v| &v.command));
         }
         out
     }
@@ -760,9 +777,12 @@ impl Action {
                 out.push(command)
             }
             Action::Gate { gate, .. } => match gate {
-                Gate::Drained { stats, list, .. } => {
+                Gate::Drained {
+                    stats, list, exits, ..
+                } => {
                     out.extend(stats.command());
                     out.extend(list.as_ref().and_then(|l| l.command()));
+                    out.extend(exits.as_ref().map(|s| &s.command));
                 }
                 Gate::StatsAnswer { stats } => out.extend(stats.command()),
                 Gate::ServiceUp { service } => out.push(&service.command),
@@ -791,6 +811,7 @@ impl Action {
             }
             Action::Advertise { commands, .. } => out.extend(commands),
             Action::StatusCommand { send, .. } => out.extend(send.command()),
+            Action::DrainToExit { command, .. } => out.push(command),
             Action::Upload { commands, .. } => out.extend(commands.all()),
             Action::SetConfig { read, commands, .. } => {
                 out.push(read);

@@ -156,6 +156,21 @@ impl Render {
                 let _ = writeln!(self.out, "  - {n}");
             }
         }
+        if let Some(r) = plan.request.as_ref().filter(|r| !r.versions.is_empty()) {
+            let _ = writeln!(
+                self.out,
+                "\nread to make this plan (the version each coturn runs: its drain mode came in {}):",
+                relay::kind::COTURN_DRAIN_SINCE
+            );
+            for (relay, v) in &r.versions {
+                let read = match &v.read {
+                    Ok(v) => format!("coturn {v}"),
+                    Err(e) => format!("not read: {e}"),
+                };
+                let _ = writeln!(self.out, "  {relay}: {read}");
+                self.command(&v.command, "  ");
+            }
+        }
         if let Some(r) = plan.request.as_ref().filter(|r| !r.handover_reads.is_empty()) {
             let _ = writeln!(
                 self.out,
@@ -392,6 +407,13 @@ impl Render {
                     );
                 }
             }
+            Action::DrainToExit { command, version, .. } => {
+                self.command(command, pad);
+                let _ = writeln!(
+                    self.out,
+                    "{pad}  coturn {version} (read when this plan was made) refuses new allocations from then on and exits once none are left; nothing switches it off before that but ending the process"
+                );
+            }
             Action::StatusCommand { command, send, cost } => {
                 let _ = writeln!(
                     self.out,
@@ -547,7 +569,9 @@ impl Render {
 
     fn gate(&mut self, g: &Gate, pad: &str) {
         match g {
-            Gate::Drained { stats, list, .. } => {
+            Gate::Drained {
+                stats, list, exits, ..
+            } => {
                 let _ = writeln!(self.out, "{pad}  read by {}", stats.described);
                 self.stats(stats, pad);
                 if let Some(l) = list {
@@ -556,6 +580,14 @@ impl Render {
                         "{pad}  when the count stops falling, its allocations are listed (which carry no traffic, when they expire):"
                     );
                     self.stats(l, pad);
+                }
+                if let Some(service) = exits {
+                    let _ = writeln!(
+                        self.out,
+                        "{pad}  when the stats no longer answer, drained if the service is down: read by {}",
+                        service.describe()
+                    );
+                    self.command(&service.command, pad);
                 }
             }
             Gate::StatsAnswer { stats } => {

@@ -82,6 +82,19 @@ pub struct Request {
     /// The reports read to tell that (the commands run to make the plan).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub handover_reads: Vec<crate::rtpengine::Report>,
+    /// coturn targets whose own drain mode is asked for: the version each
+    /// runs, read just before planning (only 4.6.3 and later have one).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub versions: BTreeMap<String, VersionRead>,
+}
+
+/// A relay's version as the running process reports it, with the command
+/// that read it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VersionRead {
+    pub command: Command,
+    /// What it printed (trimmed), or why it could not be read.
+    pub read: Result<String, String>,
 }
 
 impl Procedure {
@@ -119,6 +132,7 @@ pub fn build(inv: &Inventory, req: &Request) -> anyhow::Result<Plan> {
         continues: BTreeMap::new(),
         next_steps: Vec::new(),
         refused: BTreeMap::new(),
+        exit_drains: Vec::new(),
     };
     let preflight = match (&pb.targets, &pb.body) {
         (Targets::Relays, Body::PerRelay(steps)) => b.relays(steps)?,
@@ -169,6 +183,9 @@ pub(super) struct Builder<'a> {
     pub(super) next_steps: Vec<String>,
     /// The step that refused new calls on a node, until one allows them again.
     pub(super) refused: BTreeMap<String, usize>,
+    /// Relays whose own drain, once started, ends only with the process
+    /// (coturn's): their drain gates take the exit as drained.
+    pub(super) exit_drains: Vec<String>,
 }
 
 impl<'a> Builder<'a> {
@@ -525,6 +542,9 @@ pub(super) fn title(node: &str, kind: &StepKind, action: &Action, i: usize) -> S
         ),
         (_, Action::Advertise { out: true, .. }) => format!("take {node} out of the advertised list"),
         (_, Action::Advertise { out: false, .. }) => format!("put {node} back in the advertised list"),
+        (_, Action::DrainToExit { .. }) => {
+            "switch the relay's drain mode on (it ends with the process)".into()
+        }
         (_, Action::StatusCommand { command, .. }) => {
             if command == "drain_enable" {
                 "switch the relay's drain mode on".into()
@@ -580,18 +600,35 @@ mod tests {
     }
 
     fn plan(inv: &Inventory, procedure: Procedure, targets: &[&str]) -> anyhow::Result<Plan> {
-        build(
-            inv,
-            &Request {
-                procedure,
-                targets: targets.iter().map(|s| (*s).to_owned()).collect(),
-                run: "t".into(),
-                left_out: BTreeMap::new(),
-                force: false,
-                handover: BTreeMap::new(),
-                handover_reads: Vec::new(),
+        build(inv, &request(procedure, targets))
+    }
+
+    fn request(procedure: Procedure, targets: &[&str]) -> Request {
+        Request {
+            procedure,
+            targets: targets.iter().map(|s| (*s).to_owned()).collect(),
+            run: "t".into(),
+            left_out: BTreeMap::new(),
+            force: false,
+            handover: BTreeMap::new(),
+            handover_reads: Vec::new(),
+            versions: BTreeMap::new(),
+        }
+    }
+
+    /// A no-downtime restart of r3 (coturn, `relay_drain` on) whose running
+    /// coturn was read as `version`.
+    fn coturn_restart(i: &Inventory, version: Result<&str, &str>) -> anyhow::Result<Plan> {
+        let mut req = request(Procedure::RestartNoDowntime, &["r3"]);
+        let r3 = i.relays().find(|r| r.name == "r3").unwrap();
+        req.versions.insert(
+            "r3".into(),
+            VersionRead {
+                command: Command::remote("r3", &r3.access, r3.service.version.clone().unwrap()),
+                read: version.map(str::to_owned).map_err(str::to_owned),
             },
-        )
+        );
+        build(i, &req)
     }
 
     fn gates(p: &Plan, node: &str) -> Vec<&'static str> {
@@ -652,12 +689,109 @@ sites:
 
     #[test]
     fn a_relay_drain_the_relay_cannot_do_is_refused() {
-        let i = inv(RELAYS);
-        let e = plan(&i, Procedure::RestartNoDowntime, &["r3"]).unwrap_err();
+        let i = inv(&RELAYS.replace("kind: relayd", "kind: rtpengine"));
+        let e = plan(&i, Procedure::RestartNoDowntime, &["r1"]).unwrap_err();
         assert!(
             e.to_string()
-                .starts_with("relay `r3` (coturn) has no drain mode opsctl can use"),
+                .starts_with("relay `r1` (rtpengine) has no drain mode opsctl can use"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn coturn_s_drain_is_refused_unless_the_running_coturn_has_one() {
+        let i = inv(RELAYS);
+        let refused = |e: anyhow::Error| {
+            assert!(crate::error::is(&e, crate::error::Kind::Refused), "{e}");
+            let text = e.to_string();
+            assert!(
+                text.contains("nothing was run\nhelp: upgrade coturn on r3 to 4.6.3 or later, or set `drain.relay_drain: false` for it in"),
+                "{text}"
+            );
+            text
+        };
+        let old = refused(coturn_restart(&i, Ok("4.6.1")).unwrap_err());
+        assert!(
+            old.starts_with("relay `r3` runs coturn 4.6.1, which has no drain mode: coturn's came in 4.6.3 (and SIGUSR1 would end coturn 4.6.1 at once"),
+            "{old}"
+        );
+        let down = refused(coturn_restart(&i, Err("exit status 3: coturn is not running")).unwrap_err());
+        assert!(
+            down.starts_with("relay `r3` (coturn): cannot tell whether the coturn running there has a drain mode: its version could not be read (exit status 3: coturn is not running)"),
+            "{down}"
+        );
+        let unread = refused(plan(&i, Procedure::RestartNoDowntime, &["r3"]).unwrap_err());
+        assert!(unread.contains("which coturn it runs was not read"), "{unread}");
+        refused(coturn_restart(&i, Ok("devel")).unwrap_err());
+    }
+
+    #[test]
+    fn coturn_s_drain_is_sent_once_and_its_end_is_the_exit() {
+        // `on_timeout: readvertise` cannot apply: nothing ends the drain but the exit.
+        let i = inv(&RELAYS.replace(
+            "password_env: P}, drain: {relay_drain: true}",
+            "password_env: P}, drain: {relay_drain: true, on_timeout: readvertise}",
+        ));
+        let p = coturn_restart(&i, Ok("4.6.3")).unwrap();
+        let drains: Vec<(&str, &Action)> = p
+            .steps()
+            .filter(|s| {
+                matches!(
+                    s.action,
+                    Action::DrainToExit { .. } | Action::StatusCommand { .. }
+                )
+            })
+            .map(|s| (s.node.as_str(), &s.action))
+            .collect();
+        assert_eq!(drains.len(), 1, "{drains:?}");
+        let Action::DrainToExit {
+            command,
+            version,
+            ended_by,
+        } = drains[0].1
+        else {
+            panic!("{drains:?}")
+        };
+        assert_eq!(command.argv, ["systemctl", "kill", "--signal=SIGUSR1", "coturn"]);
+        assert_eq!(version, "4.6.3");
+        let restart = p
+            .steps()
+            .find_map(|s| match &s.action {
+                Action::Run { command } if command.argv.ends_with(&["restart".into(), "coturn".into()]) => {
+                    Some(command)
+                }
+                _ => None,
+            })
+            .unwrap();
+        assert!(ended_by.contains(restart));
+        let gate = p
+            .steps()
+            .find_map(|s| match &s.action {
+                Action::Gate {
+                    gate: Gate::Drained { exits, .. },
+                    fact,
+                    on_timeout,
+                    ..
+                } => Some((exits.is_some(), fact.as_str(), *on_timeout)),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            gate,
+            (
+                true,
+                "allocations on r3 <= 0, or coturn has exited (the end of its drain)",
+                OnTimeout::Stop
+            )
+        );
+        // What read the version is a command the plan shows.
+        assert!(p.commands().iter().any(
+            |c| c.argv.first().is_some_and(|a| a == "sh") && c.argv.iter().any(|a| a.contains("MainPID"))
+        ));
+        assert!(
+            p.notes.iter().any(|n| n.contains("cannot be switched off")),
+            "{:?}",
+            p.notes
         );
     }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use relay::kind::{COTURN_DRAIN_SINCE, version_at_least};
 use relay::{RelayDrain, StatsSource};
 
 use super::renew::CertPlan;
@@ -60,6 +61,7 @@ impl Builder<'_> {
                         Some(c)
                     }
                     RelayDrain::KeepsExisting => None,
+                    RelayDrain::EndsInExit => return self.exit_drain(r, *on),
                 };
                 if !matches!(r.stats.source, StatsSource::Turnstats { .. }) {
                     bail!(
@@ -130,6 +132,69 @@ impl Builder<'_> {
                 super::request::step_name(&step.kind)
             ),
         })
+    }
+
+    /// A drain started by a signal and ended by the process's exit
+    /// (coturn's): sent only to a relay whose running version has one.
+    fn exit_drain(&mut self, r: &Relay, on: bool) -> anyhow::Result<Vec<Action>> {
+        let version = self.drain_version(r)?;
+        if !on {
+            // Nothing switches it off: the restart (or reboot) before this
+            // step ended it with the process.
+            return Ok(Vec::new());
+        }
+        let drain = r.service.drain.clone().with_context(|| {
+            format!(
+                "relay `{}` ({}): no command starts its drain\nhelp: set `drain.relay_drain: false` for it in {}",
+                r.name, r.kind, self.inv.file
+            )
+        })?;
+        let on_node = |argv: &Vec<String>| Command::remote(&r.name, &r.access, argv.clone());
+        self.exit_drains.push(r.name.clone());
+        self.note(format!(
+            "{}: coturn {version}'s drain mode cannot be switched off: once it is on, {} refuses new allocations until it exits (when its last allocation ends) or is restarted; so a drain that times out leaves it out of the advertised list, whatever `on_timeout` says",
+            r.name, r.name
+        ));
+        Ok(vec![Action::DrainToExit {
+            command: on_node(&drain),
+            version,
+            ended_by: [
+                &r.service.restart,
+                &r.service.start,
+                &r.service.stop,
+                &r.reboot.command,
+            ]
+            .into_iter()
+            .map(on_node)
+            .collect(),
+        }])
+    }
+
+    /// The version of the coturn `r` runs, as read when the plan was made,
+    /// if it has a drain mode; refused with why and the fix if not.
+    pub(super) fn drain_version(&self, r: &Relay) -> anyhow::Result<String> {
+        let fix = format!(
+            "help: upgrade coturn on {} to {COTURN_DRAIN_SINCE} or later, or set `drain.relay_drain: false` for it in {}",
+            r.name, self.inv.file
+        );
+        let why = match self.req.versions.get(&r.name).map(|v| &v.read) {
+            None => "which coturn it runs was not read".to_owned(),
+            Some(Err(e)) => format!("its version could not be read ({e})"),
+            Some(Ok(v)) => match version_at_least(v, COTURN_DRAIN_SINCE) {
+                Some(true) => return Ok(v.clone()),
+                Some(false) => {
+                    return Err(crate::error::refused(format!(
+                        "relay `{}` runs coturn {v}, which has no drain mode: coturn's came in {COTURN_DRAIN_SINCE} (and SIGUSR1 would end coturn {v} at once, dropping its calls); nothing was run\n{fix}",
+                        r.name
+                    )));
+                }
+                None => format!("it reports its version as `{v}`, which holds no version number"),
+            },
+        };
+        Err(crate::error::refused(format!(
+            "relay `{}` (coturn): cannot tell whether the coturn running there has a drain mode: {why}; nothing was run\n{fix}",
+            r.name
+        )))
     }
 
     pub(super) fn advertise(
@@ -210,25 +275,32 @@ impl Builder<'_> {
             PbGate::Drained => {
                 poll = r.drain.poll;
                 timeout = r.drain.timeout;
-                let readvertise = r.drain.on_timeout == InvOnTimeout::Readvertise;
+                let exits = self.exit_drains.contains(&r.name);
+                // A drain that cannot be switched off is never put back.
+                let readvertise = r.drain.on_timeout == InvOnTimeout::Readvertise && !exits;
                 on_timeout = match (self.req.force, readvertise) {
                     (false, false) => OnTimeout::Stop,
                     (false, true) => OnTimeout::Readvertise,
                     (true, false) => OnTimeout::Force,
                     (true, true) => OnTimeout::ForceElseReadvertise,
                 };
+                let mut fact = format!(
+                    "{} on {} <= {}",
+                    r.stats.source.kind().drains(),
+                    r.name,
+                    r.drain.threshold
+                );
+                if exits {
+                    fact.push_str(&format!(", or {} has exited (the end of its drain)", r.kind));
+                }
                 (
-                    format!(
-                        "{} on {} <= {}",
-                        r.stats.source.kind().drains(),
-                        r.name,
-                        r.drain.threshold
-                    ),
+                    fact,
                     Gate::Drained {
                         stats: crate::stats::plan(r)?,
                         threshold: r.drain.threshold,
                         list: crate::stats::listing(r)?.map(Box::new),
                         stuck_after: r.drain.stuck_after,
+                        exits: exits.then(|| ServiceProbe::of(r)),
                     },
                 )
             }
