@@ -31,11 +31,21 @@ command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 # curl: opsctl's `via: prometheus` stats reader runs it (the lab's relayd metrics).
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# The Debian packages' test (tests/cli/packages.rs): relayd's dependency
+# ssl-cert, man to read the pages, systemd-analyze to check the unit, strace
+# for the system calls its filter must allow.
+[ -f /usr/share/doc/ssl-cert/copyright ] || need+=(ssl-cert)
+command -v man >/dev/null 2>&1 || need+=(man-db)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v strace >/dev/null 2>&1 || need+=(strace)
 if [ ${#need[@]} -gt 0 ]; then
     echo "scripts/test.sh: installing ${need[*]} for the lab" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "${need[@]}"; }
 fi
+
+# The packages the packages' test installs on a clean lab node.
+scripts/packages.sh >/dev/null
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

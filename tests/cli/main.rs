@@ -16,6 +16,7 @@ mod lab;
 #[path = "lab.rs"]
 mod lab_demo;
 mod lock;
+mod packages;
 mod plans;
 mod quorum;
 mod reboot;

@@ -23,6 +23,8 @@ pub struct Lab {
     pub nodes: Vec<LabNode>,
     pub client_key: PathBuf,
     pub known_hosts: PathBuf,
+    /// Each node's root is its own ([`Lab::start_clean`]).
+    clean: bool,
 }
 
 pub struct LabNode {
@@ -83,6 +85,16 @@ fn next_ip() -> Ipv4Addr {
 impl Lab {
     /// Starts `n` nodes named `node-1` .. `node-n`.
     pub fn start(n: usize) -> Result<Lab, String> {
+        Lab::start_nodes(n, false)
+    }
+
+    /// [`Lab::start`] with nodes whose root is their own: an overlay of this
+    /// machine's, so what a node installs stays on it and ends with it.
+    pub fn start_clean(n: usize) -> Result<Lab, String> {
+        Lab::start_nodes(n, true)
+    }
+
+    fn start_nodes(n: usize, clean: bool) -> Result<Lab, String> {
         requirements()?;
         std::fs::create_dir_all("/run/sshd").map_err(|e| format!("/run/sshd: {e}"))?;
         let dir = std::env::temp_dir().join(format!("opsctl-lab-{}-{}", std::process::id(), next_ip()));
@@ -92,6 +104,7 @@ impl Lab {
             known_hosts: dir.join("known_hosts"),
             dir,
             nodes: Vec::new(),
+            clean,
         };
         keygen(&lab.client_key)?;
         std::fs::write(lab.dir.join("empty"), "").map_err(|e| e.to_string())?;
@@ -165,6 +178,7 @@ impl Lab {
         );
         let log = std::fs::File::create(node.dir.join("log/sshd.log")).map_err(|e| e.to_string())?;
         let child = Command::new("unshare")
+            .env("LAB_CLEAN", if self.clean { "1" } else { "" })
             .args([
                 "--mount",
                 "--pid",

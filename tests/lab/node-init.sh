@@ -14,6 +14,20 @@ set -u
 node=$1
 sshd=$2
 empty=$3
+# A clean node (LAB_CLEAN=1) has a root of its own: an overlay of this
+# machine's whose writes (a package installed with dpkg, say) land on a
+# tmpfs of the node's, gone with it. The lab's directory stays shared, so
+# the node's record, logs and pid files are where the lab reads them.
+if [ "${LAB_CLEAN:-}" = 1 ]; then
+    lab=$(dirname "$node")
+    layer=$node/layer
+    mkdir -p "$layer" && mount -t tmpfs tmpfs "$layer" &&
+        mkdir -p "$layer/upper" "$layer/work" "$layer/root" &&
+        mount -t overlay overlay -o "lowerdir=/,upperdir=$layer/upper,workdir=$layer/work" "$layer/root" &&
+        mount --rbind /dev "$layer/root/dev" && mount --rbind /sys "$layer/root/sys" &&
+        mount --bind "$lab" "$layer/root$lab" || exit 1
+    LAB_CLEAN=done exec chroot "$layer/root" sh "$0" "$@"
+fi
 # Root's .bashrc is masked for the node's shells: a clean, fast environment.
 mount --bind "$empty" /root/.bashrc 2>/dev/null
 # The node's own /proc: its pids (a service's pid file, /proc/PID/exe) mean

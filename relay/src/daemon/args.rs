@@ -127,6 +127,10 @@ pub struct Args {
     #[arg(long)]
     pub check_config: bool,
 
+    /// Print relayd's manual page (roff) and exit: `relayd --man | man -l -`.
+    #[arg(long, exclusive = true)]
+    pub man: bool,
+
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -7,6 +7,7 @@
 //! its own binary through [`main_from`], so a checkout needs one build.
 
 mod args;
+mod man;
 mod settings;
 
 use std::io::IsTerminal;
@@ -32,6 +33,18 @@ pub fn main() -> ExitCode {
 /// (2 for a settings error, 1 for a runtime error).
 #[must_use]
 pub fn main_from(args: Args) -> ExitCode {
+    if args.man {
+        return match man::page() {
+            Ok(page) => {
+                print!("{page}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("relayd: error: cannot write the manual page: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let level = match args.verbose {
         0 => "info",
         1 => "debug",
@@ -87,36 +100,47 @@ pub fn main_from(args: Args) -> ExitCode {
     }
 }
 
+/// Why `addr` cannot be bound; for a port below 1024 refused for want of
+/// the capability, with how to grant it under relayd's systemd unit.
+fn bind_failed(what: &str, addr: std::net::SocketAddr, e: std::io::Error) -> anyhow::Error {
+    let help = if e.kind() == std::io::ErrorKind::PermissionDenied && addr.port() < 1024 {
+        "\nhelp: a port below 1024 needs CAP_NET_BIND_SERVICE; under relayd's systemd unit, add the drop-in /usr/share/doc/relayd/examples/low-ports.conf (it says how)"
+    } else {
+        ""
+    };
+    anyhow::anyhow!("cannot {what} {addr}: {e}{help}")
+}
+
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let mut listeners = Listeners::default();
     for addr in &settings.udp {
         let socket = UdpSocket::bind(addr)
             .await
-            .with_context(|| format!("cannot listen on udp {addr}"))?;
+            .map_err(|e| bind_failed("listen on udp", *addr, e))?;
         listeners.udp.push(socket);
     }
     for addr in &settings.tcp {
         let listener = TcpListener::bind(addr)
             .await
-            .with_context(|| format!("cannot listen on tcp {addr}"))?;
+            .map_err(|e| bind_failed("listen on tcp", *addr, e))?;
         listeners.tcp.push(listener);
     }
     for addr in &settings.tls {
         let listener = TcpListener::bind(addr)
             .await
-            .with_context(|| format!("cannot listen on tls {addr}"))?;
+            .map_err(|e| bind_failed("listen on tls", *addr, e))?;
         listeners.tls.push(listener);
     }
     if let Some(addr) = settings.status {
         let socket = UdpSocket::bind(addr)
             .await
-            .with_context(|| format!("cannot open the status port on udp {addr}"))?;
+            .map_err(|e| bind_failed("open the status port on udp", addr, e))?;
         listeners.status = Some(socket);
     }
     if let Some(addr) = settings.metrics {
         let listener = TcpListener::bind(addr)
             .await
-            .with_context(|| format!("cannot serve metrics on tcp {addr}"))?;
+            .map_err(|e| bind_failed("serve metrics on tcp", addr, e))?;
         listeners.metrics = Some(listener);
     }
     let mut term = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;

@@ -473,3 +473,50 @@ async fn metrics_count_what_clients_did_and_opsctl_s_reader_reads_them() {
     relayd.signal("-TERM");
     assert!(relayd.wait().success());
 }
+
+/// `relayd --man` is relayd(1): every flag `--help` lists, then the files,
+/// signals and exit statuses a deployment needs.
+#[test]
+fn the_manual_page_documents_every_flag_and_the_deployment() {
+    let run = |flag: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_relayd"))
+            .arg(flag)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (page, help) = (run("--man"), run("--help"));
+    assert!(page.contains("\n.TH relayd 1 "), "{page}");
+    for section in [
+        "NAME",
+        "SYNOPSIS",
+        "OPTIONS",
+        "FILES",
+        "SIGNALS",
+        "\"EXIT STATUS\"",
+        "\"SEE ALSO\"",
+    ] {
+        assert!(
+            page.contains(&format!("\n.SH {section}\n")),
+            "no {section}:\n{page}"
+        );
+    }
+    let flags: Vec<&str> = help
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("--"))
+        .map(|w| w.trim_end_matches([',', '.', ')']))
+        .filter(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+        .collect();
+    assert!(flags.len() > 20, "{help}");
+    for flag in flags {
+        // roff escapes each dash of a flag.
+        assert!(
+            page.contains(&format!("\\-\\-{}", flag.replace('-', "\\-"))),
+            "--{flag} is not in the page"
+        );
+    }
+    for needed in ["/etc/relayd/relayd.yaml", "SIGHUP", "low\\-ports.conf"] {
+        assert!(page.contains(needed), "no {needed}:\n{page}");
+    }
+}
