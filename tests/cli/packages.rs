@@ -134,11 +134,13 @@ fn the_packages_install_on_a_clean_node_and_the_installed_relayd_serves() {
     );
     let creds = "/run/credentials/relayd.service";
     // TLS too, with the example's TLS part switched on and the certificate
-    // kept as the unit expects: mode 0640, root:ssl-cert.
+    // kept as the unit expects (mode 0640, root:ssl-cert); and relaying to
+    // peers on loopback, where the lab's are.
     let setup = format!(
         "set -e; mkdir -p /etc/relayd {creds}; \
          sed -e 's/192\\.0\\.2\\.10/{ip}/g; s/127\\.0\\.0\\.1/{ip}/g' \
              -e 's/^  # tls: \\[/  tls: [/; s/^# tls:$/tls:/; s|^  # cert: |  cert: |' \
+             -e 's/^allow_loopback_peers: false$/allow_loopback_peers: true/' \
              /usr/share/doc/relayd/examples/relayd.yaml > /etc/relayd/relayd.yaml; \
          chmod 600 /etc/relayd/relayd.yaml; install -m 0400 -o nobody /etc/relayd/relayd.yaml {creds}/relayd.yaml; \
          openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=relay.test -days 2 \
@@ -259,28 +261,8 @@ fn the_packages_install_on_a_clean_node_and_the_installed_relayd_serves() {
             .unwrap(),
         "a STUN binding",
     );
-    let _ = std::process::Command::new("timeout")
-        .args([
-            "3",
-            "turnutils_uclient",
-            "-u",
-            "alice",
-            "-w",
-            "change-me",
-            "-p",
-            "3478",
-            "-n",
-            "3",
-            "-m",
-            "1",
-            "-e",
-            &ip,
-            "-r",
-            "34999",
-            &ip,
-        ])
-        .output()
-        .unwrap();
+    // An allocation (and a relayed packet) by coturn's own client, as the example's user.
+    lab.idle_allocations(0, 1, "alice", "change-me", &[]);
     ok(
         &std::process::Command::new("curl")
             .args(["-fsS", "--max-time", "5", &format!("http://{ip}:9641/metrics")])

@@ -276,11 +276,7 @@ fn read_handover(
     if rtpengines.is_empty() {
         return Ok((out, reads));
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let remote = crate::remote::Remote::with_persist(cfg.control_dir.clone(), cfg.ssh_persist)?;
+    with_remote(cfg, async |remote| {
         for site in &inv.sites {
             let mine: Vec<_> = rtpengines.iter().filter(|r| r.site == site.name).collect();
             if mine.is_empty() {
@@ -306,7 +302,6 @@ fn read_handover(
                 out.insert(r.name.clone(), crate::rtpengine::handover(r, &group, &readings));
             }
         }
-        remote.close().await;
         Ok((out, reads))
     })
 }
@@ -336,14 +331,7 @@ fn read_versions(
     if reads.is_empty() {
         return Ok(out);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let remote = std::sync::Arc::new(crate::remote::Remote::with_persist(
-            cfg.control_dir.clone(),
-            cfg.ssh_persist,
-        )?);
+    with_remote(cfg, async |remote| {
         let mut tasks = tokio::task::JoinSet::new();
         for (node, command) in reads {
             let remote = remote.clone();
@@ -368,9 +356,6 @@ fn read_versions(
         while let Some(done) = tasks.join_next().await {
             let (name, read) = done?;
             out.insert(name, read);
-        }
-        if let Ok(remote) = std::sync::Arc::try_unwrap(remote) {
-            remote.close().await;
         }
         Ok(out)
     })
@@ -424,14 +409,7 @@ fn probe_members(
         }
         crate::inventory::Flavor::Clearwater(_) => None,
     });
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let remote = std::sync::Arc::new(crate::remote::Remote::with_persist(
-            cfg.control_dir.clone(),
-            cfg.ssh_persist,
-        )?);
+    with_remote(cfg, async |remote| {
         let mut tasks = tokio::task::JoinSet::new();
         for node in members {
             let remote = remote.clone();
@@ -466,9 +444,28 @@ fn probe_members(
                 }
             }
         };
+        Ok((down, version))
+    })
+}
+
+/// Runs `work` on a runtime of its own with a remote of the command line's
+/// SSH settings, whose connections are closed after it.
+fn with_remote<T>(
+    cfg: &Config,
+    work: impl AsyncFnOnce(std::sync::Arc<crate::remote::Remote>) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let remote = std::sync::Arc::new(crate::remote::Remote::with_persist(
+            cfg.control_dir.clone(),
+            cfg.ssh_persist,
+        )?);
+        let out = work(remote.clone()).await;
         if let Ok(remote) = std::sync::Arc::try_unwrap(remote) {
             remote.close().await;
         }
-        Ok((down, version))
+        out
     })
 }

@@ -172,7 +172,7 @@ impl Builder<'_> {
 
     /// The version of the coturn `r` runs, as read when the plan was made,
     /// if it has a drain mode; refused with why and the fix if not.
-    pub(super) fn drain_version(&self, r: &Relay) -> anyhow::Result<String> {
+    fn drain_version(&self, r: &Relay) -> anyhow::Result<String> {
         let fix = format!(
             "help: upgrade coturn on {} to {COTURN_DRAIN_SINCE} or later, or set `drain.relay_drain: false` for it in {}",
             r.name, self.inv.file
