@@ -20,11 +20,7 @@ fn coturn_4_6_1_s_missing_drain_mode_is_refused_before_anything_runs() {
     assert!(started.status.success(), "{started:?}");
     lab.wait_tcp(0, 5766).unwrap();
     lab.coturn(1, "lab-cli-pw");
-    let pid = |i| {
-        String::from_utf8_lossy(&lab.systemctl(i, "show-pid coturn").stdout)
-            .trim()
-            .to_owned()
-    };
+    let pid = |i| crate::run::pid(&lab, i);
     let before = pid(0);
     assert!(!before.is_empty());
     let scratch = Scratch::new();
@@ -65,7 +61,7 @@ fn coturn_4_6_1_s_missing_drain_mode_is_refused_before_anything_runs() {
         1,
         &format!(
             "opsctl: error: relay `node-2` (coturn): cannot tell whether the coturn running there has a drain mode: its version could not be read (exit status 3: coturn is not running); nothing was run\n{}",
-            help.replace("{node}", "node-2")
+            "help: start coturn on node-2 if it is down (the version is read from the running process), upgrade it to 4.6.3 or later if it is older, or set `drain.relay_drain: false` for it in inventory.yaml\n"
         ),
     );
     // Left off, the same relay plans, with no drain mode in it.

@@ -701,28 +701,38 @@ sites:
     #[test]
     fn coturn_s_drain_is_refused_unless_the_running_coturn_has_one() {
         let i = inv(RELAYS);
-        let refused = |e: anyhow::Error| {
+        let refused_with = |e: anyhow::Error, help: &str| {
             assert!(crate::error::is(&e, crate::error::Kind::Refused), "{e}");
             let text = e.to_string();
-            assert!(
-                text.contains("nothing was run\nhelp: upgrade coturn on r3 to 4.6.3 or later, or set `drain.relay_drain: false` for it in"),
-                "{text}"
-            );
+            assert!(text.contains(&format!("nothing was run\nhelp: {help}")), "{text}");
             text
+        };
+        // An older coturn is to be upgraded; one whose version is unknown may be down.
+        let refused = |e| {
+            refused_with(
+                e,
+                "upgrade coturn on r3 to 4.6.3 or later, or set `drain.relay_drain: false` for it in",
+            )
+        };
+        let unknown = |e| {
+            refused_with(
+                e,
+                "start coturn on r3 if it is down (the version is read from the running process), upgrade it to 4.6.3 or later if it is older, or set `drain.relay_drain: false` for it in",
+            )
         };
         let old = refused(coturn_restart(&i, Ok("4.6.1")).unwrap_err());
         assert!(
             old.starts_with("relay `r3` runs coturn 4.6.1, which has no drain mode: coturn's came in 4.6.3 (and SIGUSR1 would end coturn 4.6.1 at once"),
             "{old}"
         );
-        let down = refused(coturn_restart(&i, Err("exit status 3: coturn is not running")).unwrap_err());
+        let down = unknown(coturn_restart(&i, Err("exit status 3: coturn is not running")).unwrap_err());
         assert!(
             down.starts_with("relay `r3` (coturn): cannot tell whether the coturn running there has a drain mode: its version could not be read (exit status 3: coturn is not running)"),
             "{down}"
         );
-        let unread = refused(plan(&i, Procedure::RestartNoDowntime, &["r3"]).unwrap_err());
+        let unread = unknown(plan(&i, Procedure::RestartNoDowntime, &["r3"]).unwrap_err());
         assert!(unread.contains("which coturn it runs was not read"), "{unread}");
-        refused(coturn_restart(&i, Ok("devel")).unwrap_err());
+        unknown(coturn_restart(&i, Ok("devel")).unwrap_err());
     }
 
     #[test]

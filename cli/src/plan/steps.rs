@@ -177,6 +177,12 @@ impl Builder<'_> {
             "help: upgrade coturn on {} to {COTURN_DRAIN_SINCE} or later, or set `drain.relay_drain: false` for it in {}",
             r.name, self.inv.file
         );
+        // Unread, the version is taken from the running process: one that
+        // is down tells none.
+        let unread = format!(
+            "help: start coturn on {} if it is down (the version is read from the running process), upgrade it to {COTURN_DRAIN_SINCE} or later if it is older, or set `drain.relay_drain: false` for it in {}",
+            r.name, self.inv.file
+        );
         let why = match self.req.versions.get(&r.name).map(|v| &v.read) {
             None => "which coturn it runs was not read".to_owned(),
             Some(Err(e)) => format!("its version could not be read ({e})"),
@@ -192,7 +198,7 @@ impl Builder<'_> {
             },
         };
         Err(crate::error::refused(format!(
-            "relay `{}` (coturn): cannot tell whether the coturn running there has a drain mode: {why}; nothing was run\n{fix}",
+            "relay `{}` (coturn): cannot tell whether the coturn running there has a drain mode: {why}; nothing was run\n{unread}",
             r.name
         )))
     }
